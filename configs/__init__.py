@@ -1,0 +1,1 @@
+"""Recipes (YAML) shipped with i2i."""

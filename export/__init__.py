@@ -1,0 +1,1 @@
+"""ONNX export and the onnxruntime runtime (import name i2i_export)."""

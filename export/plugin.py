@@ -1,0 +1,1 @@
+"""Hooks of the export package (commands `i2i export` and `i2i serve`)."""

@@ -1,0 +1,21 @@
+"""i2i: plugin-based image-to-image translation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "hookimpl"]
+
+
+def __getattr__(name: str) -> Any:
+    # ``i2i.hookimpl`` is created on first use so that ``import i2i`` (and the torch-free serving
+    # runtime that imports i2i.errors) does not pull in pluggy.
+    if name == "hookimpl":
+        import pluggy
+
+        marker = pluggy.HookimplMarker("i2i")
+        globals()["hookimpl"] = marker
+        return marker
+    raise AttributeError(f"module 'i2i' has no attribute {name!r}")

@@ -1,0 +1,131 @@
+"""Checkpoints that describe themselves.
+
+Layout of one checkpoint (a folder, written to ``<tag>.tmp`` and renamed, so never half-written)::
+
+    runs/<name>/checkpoints/<tag>/weights.safetensors   every network ("G.", "D." ...) and EMA copies ("ema.G.")
+                                                        + metadata "i2i": generators' GeneratorMeta, config, step
+    runs/<name>/checkpoints/<tag>/state.pt              optimizers, scaler, schedulers, RNG, step (weights_only-safe)
+    runs/<name>/checkpoints/latest                      the tag of the newest checkpoint
+
+``load_generator`` accepts the run folder, its checkpoints folder, a checkpoint folder or the
+``weights.safetensors`` file, and rebuilds the generator from the metadata alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .artifact import META_KEY, GeneratorMeta
+from .errors import I2IError
+
+WEIGHTS = "weights.safetensors"
+STATE = "state.pt"
+LATEST = "latest"
+
+
+def resolve(path: str | Path) -> Path:
+    """The weights file behind any of the accepted checkpoint paths."""
+    p = Path(path)
+    if not p.exists():
+        raise I2IError(f"checkpoint {path} does not exist; pass a run folder, a checkpoint folder or a {WEIGHTS} file")
+    if p.is_file():
+        return p
+    for candidate in (p, p / "checkpoints"):
+        if (candidate / WEIGHTS).is_file():
+            return candidate / WEIGHTS
+        if (candidate / LATEST).is_file():
+            tag = (candidate / LATEST).read_text().strip()
+            if (candidate / tag / WEIGHTS).is_file():
+                return candidate / tag / WEIGHTS
+    raise I2IError(f"no checkpoint found in {path}: expected {WEIGHTS}, or a 'latest' pointer in it or in its checkpoints/ folder")
+
+
+def read_meta(weights_file: str | Path) -> dict[str, Any]:
+    """The i2i metadata of a weights file (generators, config, step ...)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights_file), framework="pt") as f:
+            raw = (f.metadata() or {}).get(META_KEY)
+    except (SafetensorError, OSError) as exc:
+        raise I2IError(f"{weights_file} is not a readable safetensors file ({exc}); is it an i2i checkpoint?") from None
+    if raw is None:
+        raise I2IError(f"{weights_file} has no i2i metadata; for third-party weights use `--weights` with `--model`")
+    return json.loads(raw)
+
+
+def write_checkpoint(
+    directory: Path,
+    weights: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    state: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint folder atomically and point ``latest`` at it."""
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
+    save_file(tensors, str(tmp / WEIGHTS), metadata={META_KEY: json.dumps(meta, default=str)})
+    if state is not None:
+        torch.save(state, tmp / STATE)
+    old = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+    pointer = directory.parent / (LATEST + ".tmp")
+    pointer.write_text(directory.name + "\n")
+    os.replace(pointer, directory.parent / LATEST)
+    return directory
+
+
+def generator_state(weights: dict[str, torch.Tensor], net: str, ema: bool = True) -> dict[str, torch.Tensor]:
+    """One generator's state_dict from a checkpoint's flat tensors (EMA copy when present)."""
+    for prefix in ((f"ema.{net}.",) if ema else ()) + (f"{net}.",):
+        sd = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+        if sd:
+            return sd
+    raise I2IError(f"the checkpoint holds no weights for network {net!r}")
+
+
+def load_generator(
+    path: str | Path, net: str | None = None, ema: bool = True, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, GeneratorMeta]:
+    """Rebuild a trained generator (eval mode) from a checkpoint and nothing else."""
+    from .registry import create_generator
+
+    weights_file = resolve(path)
+    meta = read_meta(weights_file)
+    gens = meta.get("generators", {})
+    net = net or meta.get("main", "G")
+    if net not in gens:
+        raise I2IError(f"checkpoint has no generator {net!r}; it has: {', '.join(gens) or 'none'}")
+    gmeta = GeneratorMeta.from_json(json.dumps(gens[net]))
+    module = create_generator(gmeta.name, **gmeta.kwargs)
+    module.load_state_dict(generator_state(load_file(str(weights_file)), net, ema=ema), strict=True)
+    gmeta.info.setdefault("checkpoint", str(weights_file))
+    gmeta.info.setdefault("step", meta.get("step"))
+    return module.to(device).eval(), gmeta
+
+
+def save_generator(path: str | Path, module: nn.Module, meta: GeneratorMeta) -> Path:
+    """Write one generator as a self-describing weights file (for imported or zoo weights)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"{meta.net}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    doc = {"format": 1, "main": meta.net, "generators": {meta.net: json.loads(meta.to_json())}}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(doc)})
+    os.replace(tmp, path)
+    return path

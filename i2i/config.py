@@ -1,0 +1,212 @@
+"""Typed training configs: defaults in code < recipe file (YAML) < CLI flags (``--set key=value``).
+
+A config is a flat dataclass: :class:`TrainConfig` holds what the engine reads and each method
+subclasses it with its own fields. Unknown or ill-typed keys are clear errors naming the key and
+the closest valid one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+import yaml
+
+from .errors import I2IError, did_you_mean
+
+
+@dataclass
+class TrainConfig:
+    """What the shared engine reads. Methods subclass this with their own fields."""
+
+    #: run name: the run directory is ``out_dir/name`` (default: ``<method>_<data>``)
+    name: str = ""
+    out_dir: str = "runs"
+    #: dataset name from the catalogue (``i2i list datasets``) or a folder path
+    data: str = ""
+    seed: int = 0
+    #: "auto" (cuda if available), "cpu", "cuda", "cuda:1" ...
+    device: str = "auto"
+    #: "auto" (fp16 with loss scaling on CUDA, fp32 on CPU), "fp32", "fp16", "bf16"
+    precision: str = "auto"
+    batch_size: int = 1
+    num_workers: int = 2
+    pin_memory: bool = True
+    persistent_workers: bool = True
+    #: epochs at the initial learning rate, then epochs of linear decay to zero (the reference)
+    n_epochs: int = 100
+    n_epochs_decay: int = 100
+    #: stop after this many optimizer steps (0: run all epochs)
+    max_steps: int = 0
+    lr: float = 2e-4
+    #: discriminator learning rate (default: lr)
+    lr_D: float | None = None
+    beta1: float = 0.5
+    beta2: float = 0.999
+    #: "linear" (constant, then linear decay) or "constant"
+    lr_policy: str = "linear"
+    #: clip gradient norm of each network group (0: off)
+    grad_clip: float = 0.0
+    #: exponential moving average of the generators' weights (0: off; e.g. 0.999)
+    ema_decay: float = 0.0
+    log_every: int = 50
+    sample_every: int = 500
+    #: keep a checkpoint every N steps (0: only the last, per epoch, and the final)
+    save_every: int = 0
+    channels_last: bool = False
+    compile: bool = False
+    cudnn_benchmark: bool = True
+    sync_bn: bool = False
+    #: stop after this many consecutive non-finite losses (each one skips its step)
+    nan_limit: int = 20
+    #: skip unreadable images (reported) instead of stopping with an error
+    skip_bad_images: bool = False
+
+
+C = TypeVar("C", bound=TrainConfig)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def coerce(key: str, value: Any, tp: Any) -> Any:
+    """Convert ``value`` (from YAML or the command line) to the field type, or fail clearly."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(key, value, arg)
+            except I2IError as exc:
+                errors.append(str(exc))
+        raise I2IError(errors[0] if errors else f"config key {key!r}: bad value {value!r}")
+    if origin in (dict, Mapping) or tp is dict:
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, dict):
+            raise I2IError(f"config key {key!r} expects a mapping, got {value!r}")
+        return dict(value)
+    if origin in (list, tuple) or tp in (list, tuple):
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.startswith("[") else [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise I2IError(f"config key {key!r} expects a list, got {value!r}")
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        items = [coerce(key, v, item) if item is not Any else v for v in value]
+        return tuple(items) if origin is tuple or tp is tuple else items
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise I2IError(f"config key {key!r} expects true or false, got {value!r}")
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise I2IError(f"config key {key!r} expects {tp.__name__}, got {value!r}")
+        try:
+            number = float(value) if tp is float else int(str(value), 0) if isinstance(value, str) else value
+        except (TypeError, ValueError):
+            raise I2IError(f"config key {key!r} expects {tp.__name__}, got {value!r}") from None
+        if tp is int and (not isinstance(number, int) and not float(number).is_integer()):
+            raise I2IError(f"config key {key!r} expects int, got {value!r}")
+        return tp(number)
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise I2IError(f"config key {key!r} expects a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def apply(cfg: C, values: Mapping[str, Any], source: str) -> C:
+    """Return ``cfg`` updated from a flat mapping; ``a.b`` keys set one entry of a dict field."""
+    types_ = _field_types(type(cfg))
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        base, _, sub = key.partition(".")
+        if base not in types_:
+            raise I2IError(f"unknown config key {base!r} in {source}{did_you_mean(base, types_)}; see `i2i train METHOD --help-config`")
+        if sub:
+            current = dict(changes.get(base, getattr(cfg, base)) or {})
+            if not isinstance(current, dict):
+                raise I2IError(f"config key {base!r} is not a mapping, so {key!r} is invalid ({source})")
+            current[sub] = yaml.safe_load(value) if isinstance(value, str) else value
+            changes[base] = current
+        else:
+            changes[base] = coerce(base, value, types_[base])
+    return dataclasses.replace(cfg, **changes)
+
+
+def parse_overrides(pairs: typing.Iterable[str]) -> dict[str, Any]:
+    """``["lr=1e-4", "generator_kwargs.ngf=8"]`` -> ``{"lr": "1e-4", ...}`` (typed later)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise I2IError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_recipe(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise I2IError(f"config file {path} is not valid YAML: {exc}".splitlines()[0]) from None
+    except OSError as exc:
+        raise I2IError(f"cannot read config file {path}: {exc.strerror}") from None
+    if not isinstance(data, dict):
+        raise I2IError(f"config file {path} must hold a mapping of keys to values")
+    data.pop("method", None)  # recipes name their method for the reader; the CLI already knows it
+    return data
+
+
+def build(cls: type[C], recipe: Mapping[str, Any] | None = None, recipe_name: str = "recipe",
+          overrides: Mapping[str, Any] | None = None) -> C:
+    """defaults < recipe < overrides."""
+    cfg = cls()
+    if recipe:
+        cfg = apply(cfg, recipe, recipe_name)
+    if overrides:
+        cfg = apply(cfg, overrides, "command line")
+    return cfg
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+    """Rebuild a saved config, ignoring keys a newer/older version no longer has."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return apply(cls(), {k: v for k, v in data.items() if k in names}, "checkpoint")
+
+
+def describe(cls: type[TrainConfig]) -> list[tuple[str, str, Any]]:
+    """(key, type, default) for every config key, for ``--help-config``."""
+    out = []
+    defaults = cls()
+    for name, tp in _field_types(cls).items():
+        out.append((name, _type_name(tp), getattr(defaults, name)))
+    return out
+
+
+__all__ = ["TrainConfig", "build", "apply", "parse_overrides", "load_recipe", "to_dict", "from_dict", "describe", "field"]

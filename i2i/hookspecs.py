@@ -1,0 +1,70 @@
+"""The plugin author's contract: every hook i2i calls, typed, one docstring each.
+
+Registration hooks receive a ``register`` callback rather than returning objects, so that the
+host owns naming: it records which plugin provided each name, rejects clashes with an error that
+names both plugins, and suggests close matches for unknown names (see :mod:`i2i.registry`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import click
+import pluggy
+
+hookspec = pluggy.HookspecMarker("i2i")
+
+#: ``register(name, factory, **cfg)``; the accepted ``cfg`` fields are those of the kind's spec
+#: dataclass in :mod:`i2i.registry` (for example :class:`i2i.registry.GeneratorSpec`).
+Register = Callable[..., None]
+
+
+@hookspec
+def register_generators(register: Register) -> None:
+    """Register generator networks: ``register("unet_256", UnetGenerator, size_multiple=256, ...)``.
+
+    ``factory(**kwargs)`` returns an ``nn.Module`` mapping images in [-1, 1] to images in [-1, 1]
+    (plus any ``extra_inputs`` the spec declares, such as an inpainting mask).
+    """
+
+
+@hookspec
+def register_discriminators(register: Register) -> None:
+    """Register discriminator networks: ``register("patch_70", NLayerDiscriminator, ...)``.
+
+    ``factory(**kwargs)`` returns an ``nn.Module`` mapping images to raw logits (no sigmoid).
+    """
+
+
+@hookspec
+def register_losses(register: Register) -> None:
+    """Register losses: ``register("lsgan", LSGANLoss, kind="gan")``.
+
+    ``factory(**kwargs)`` returns an ``nn.Module``; GAN losses are called as
+    ``loss(prediction, target_is_real: bool)`` and return a scalar.
+    """
+
+
+@hookspec
+def register_methods(register: Register) -> None:
+    """Register training methods: ``register("pix2pix", Pix2Pix)``.
+
+    The class subclasses :class:`i2i.method.Method`; the engine in :mod:`i2i.engine` trains it.
+    """
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register named datasets for ``--data NAME``: ``register("facades", url=..., layout=...)``."""
+
+
+@hookspec
+def register_models(register: Register) -> None:
+    """Register pretrained translators for ``--model NAME``: ``register("cyclegan_h2z", url=..., ...)``."""
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add click commands to the ``i2i`` command group (they appear in ``i2i --help``)."""
+
+

@@ -1,0 +1,162 @@
+"""The plugin manager: built-ins and ``i2i`` entry points, through the very same hooks.
+
+- ``I2I_BLOCK_PLUGINS=a,b`` blocks plugins by name (built-ins too).
+- ``I2I_PLUGINS=a,b`` loads only these third-party plugins (``I2I_PLUGINS=`` loads none).
+- A plugin that fails to import, or whose hook raises, is reported in one warning naming it and the
+  error; everything else still loads. A misspelt hook implementation is an error naming the plugin.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from . import __version__, hookspecs
+from .errors import I2IError, did_you_mean
+from .registry import KINDS, Registry
+
+ENTRY_POINT_GROUP = "i2i"
+
+#: Built-in plugins (name -> module): ordinary plugin modules, loaded exactly like third-party ones.
+BUILTIN_PLUGINS: dict[str, str] = {
+    "i2i_losses": "i2i_losses",
+    "i2i_datasets": "i2i_datasets",
+    "i2i_pix2pix": "i2i_pix2pix",
+    "i2i_cyclegan": "i2i_cyclegan",
+    "i2i_srgan": "i2i_srgan",
+    "i2i_inpaint": "i2i_inpaint",
+    "i2i_export": "i2i_export.plugin",
+}
+
+
+class PluginWarning(UserWarning):
+    """A plugin was skipped because it is broken."""
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str
+    builtin: bool
+    module: str
+    hooks: list[str] = field(default_factory=list)
+
+
+def _env_list(var: str) -> set[str] | None:
+    value = os.environ.get(var)
+    if value is None:
+        return None
+    return {v.strip() for v in value.split(",") if v.strip()}
+
+
+class PluginHost:
+    """Owns the pluggy manager and the registries built from it."""
+
+    def __init__(self, builtins: dict[str, str] = BUILTIN_PLUGINS, entry_points: bool = True) -> None:
+        self.pm = pluggy.PluginManager("i2i")
+        self.pm.add_hookspecs(hookspecs)
+        self.info: dict[str, PluginInfo] = {}
+        self._registries: dict[str, Registry[Any]] = {}
+        blocked = _env_list("I2I_BLOCK_PLUGINS") or set()
+        allowed = _env_list("I2I_PLUGINS")
+        for name in blocked:
+            self.pm.set_blocked(name)
+        for name, module_name in builtins.items():
+            if name in blocked:
+                continue
+            self._load(name, lambda m=module_name: importlib.import_module(m), __version__, True)
+        if entry_points:
+            for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+                if ep.name in blocked or (allowed is not None and ep.name not in allowed):
+                    continue
+                version = ep.dist.version if ep.dist is not None else "?"
+                self._load(ep.name, ep.load, version, False)
+        self._check_hook_names()
+
+    def _load(self, name: str, load: Any, version: str, builtin: bool) -> None:
+        try:
+            module = load()
+            self.pm.register(module, name=name)
+        except Exception as exc:  # a broken plugin must not take the host down
+            warnings.warn(f"i2i: plugin {name!r} skipped: {type(exc).__name__}: {exc}", PluginWarning, stacklevel=3)
+            return
+        self.info[name] = PluginInfo(name, version, builtin, getattr(module, "__name__", str(module)))
+
+    def _check_hook_names(self) -> None:
+        known = [n for n in dir(hookspecs) if n.startswith("register_")]
+        for name, plugin in self.pm.list_name_plugin():
+            for attr in dir(plugin):
+                if attr.startswith("register_") and attr not in known and callable(getattr(plugin, attr)):
+                    if getattr(getattr(plugin, attr), "i2i_impl", None) is not None:
+                        raise I2IError(
+                            f"plugin {name!r} implements unknown hook {attr!r}{did_you_mean(attr, known)}; "
+                            f"fix the plugin or block it with I2I_BLOCK_PLUGINS={name}"
+                        )
+        self.pm.check_pending()
+        for name, plugin in self.pm.list_name_plugin():
+            if name in self.info:
+                self.info[name].hooks = sorted(
+                    c.name for c in self.pm.get_hookcallers(plugin) or [] if c.name in known
+                )
+
+    def registry(self, kind: str) -> Registry[Any]:
+        """Build (once) the registry of one kind by calling every plugin's hook in turn."""
+        if kind not in self._registries:
+            hook_name, spec_cls = KINDS[kind]
+            reg: Registry[Any] = Registry(kind, spec_cls)
+            hook = getattr(self.pm.hook, hook_name)
+            for impl in reversed(hook.get_hookimpls()):  # registration order
+                staged: list[Any] = []
+
+                def register(name: str, *args: Any, _p: str = impl.plugin_name, **cfg: Any) -> None:
+                    staged.append(reg.make_spec(_p, name, *args, **cfg))
+
+                try:
+                    impl.function(register=register)
+                except I2IError:
+                    raise
+                except Exception as exc:
+                    warnings.warn(
+                        f"i2i: plugin {impl.plugin_name!r} skipped in {hook_name}: {type(exc).__name__}: {exc}",
+                        PluginWarning,
+                        stacklevel=2,
+                    )
+                    continue
+                for spec in staged:
+                    reg.add(spec)
+            self._registries[kind] = reg
+        return self._registries[kind]
+
+    def add_commands(self, cli: Any) -> None:
+        for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:
+                warnings.warn(
+                    f"i2i: plugin {impl.plugin_name!r} skipped in register_commands: {type(exc).__name__}: {exc}",
+                    PluginWarning,
+                    stacklevel=2,
+                )
+
+
+_host: PluginHost | None = None
+
+
+def manager() -> PluginHost:
+    """The process-wide plugin host, created on first use."""
+    global _host
+    if _host is None:
+        _host = PluginHost()
+    return _host
+
+
+def reset() -> None:
+    """Forget the plugin host (tests use this after changing the environment)."""
+    global _host
+    _host = None

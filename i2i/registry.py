@@ -1,0 +1,237 @@
+"""Names -> factories, one registry per kind, filled by the plugins' ``register_*`` hooks.
+
+Each kind has a flat spec dataclass (timm's pretrained cfg is the model): what the host needs to
+know about an entry without building it. A plugin registers with ``register(name, factory, **cfg)``
+and the host fills in ``plugin`` with the name of the plugin that called it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+from .errors import I2IError, UnknownNameError, did_you_mean
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """An input a generator takes besides the image, e.g. an inpainting mask (1 channel)."""
+
+    name: str
+    channels: int = 1
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    name: str
+    factory: Callable[..., Any]
+    plugin: str = ""
+    in_channels: int = 3
+    out_channels: int = 3
+    #: Height and width must be multiples of this (unet_256: 256; resnet generators: 4).
+    size_multiple: int = 1
+    #: Output size / input size (super-resolution generators: 2 or 4).
+    scale: int = 1
+    #: Value range of input and output images (most GANs: tanh range [-1, 1]).
+    value_range: tuple[float, float] = (-1.0, 1.0)
+    #: Inputs after the image, in forward() order (see InputSpec).
+    extra_inputs: tuple[InputSpec, ...] = ()
+    #: kwargs for a tiny instance, used by the conformance suite.
+    test_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: image side for the conformance suite (a multiple of the tiny instance's size_multiple).
+    test_size: int = 32
+    #: size multiple of the tiny instance, when it differs from size_multiple.
+    test_size_multiple: int | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DiscriminatorSpec:
+    name: str
+    factory: Callable[..., Any]
+    plugin: str = ""
+    test_kwargs: dict[str, Any] = field(default_factory=dict)
+    test_size: int = 32
+    #: channels of the tiny test instance's input (pix2pix conditions on A+B: 6).
+    test_in_channels: int = 3
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    name: str
+    factory: Callable[..., Any]
+    plugin: str = ""
+    #: "gan" losses are called loss(prediction, target_is_real); others loss(output, target).
+    kind: str = "gan"
+    test_kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    #: a subclass of i2i.method.Method
+    factory: Callable[..., Any]
+    plugin: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A named dataset for ``--data NAME`` (the catalogue)."""
+
+    name: str
+    url: str
+    plugin: str = ""
+    #: "aligned" (AB side by side), "unaligned" (trainA/trainB), "folder" (plain images) ...
+    layout: str = "aligned"
+    #: sha256 of the archive, when the source publishes or we pinned one.
+    sha256: str | None = None
+    size_bytes: int | None = None
+    #: folder inside the archive that holds the data (defaults to the name).
+    subdir: str | None = None
+    license: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A pretrained translator for ``--model NAME`` (the zoo)."""
+
+    name: str
+    #: registry name of the generator and the kwargs that rebuild the published architecture
+    generator: str
+    url: str
+    plugin: str = ""
+    generator_kwargs: dict[str, Any] = field(default_factory=dict)
+    method: str = ""
+    sha256: str | None = None
+    size_bytes: int | None = None
+    #: state_dict converter: published keys/wrappers -> our generator's keys.
+    converter: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    license: str = ""
+    source: str = ""
+    description: str = ""
+
+
+S = TypeVar("S")
+
+
+class Registry(Generic[S]):
+    """One kind's names. Clashes are errors naming both plugins; unknown names suggest matches."""
+
+    def __init__(self, kind: str, spec_cls: type[S]) -> None:
+        self.kind = kind
+        self.spec_cls = spec_cls
+        self._entries: dict[str, S] = {}
+
+    def make_spec(self, plugin: str, name: str, *args: Any, **cfg: Any) -> S:
+        """Build the spec for one ``register(name, ...)`` call; bad fields are a clear error."""
+        allowed = {f.name for f in fields(self.spec_cls)} - {"name", "plugin"}  # type: ignore[arg-type]
+        for key in cfg:
+            if key not in allowed:
+                raise I2IError(
+                    f"plugin {plugin!r} registered {self.kind} {name!r} with unknown field {key!r}"
+                    f"{did_you_mean(key, allowed)}"
+                )
+        if "extra_inputs" in cfg:
+            cfg["extra_inputs"] = tuple(
+                i if isinstance(i, InputSpec) else InputSpec(**i) for i in cfg["extra_inputs"]
+            )
+        return self.spec_cls(name, *args, plugin=plugin, **cfg)  # type: ignore[call-arg]
+
+    def add(self, spec: S) -> None:
+        name = spec.name  # type: ignore[attr-defined]
+        if name in self._entries:
+            other = self._entries[name].plugin  # type: ignore[attr-defined]
+            raise I2IError(
+                f"{self.kind} name {name!r} is registered twice: by plugin {other!r} and by plugin "
+                f"{spec.plugin!r}; block one of them with I2I_BLOCK_PLUGINS"  # type: ignore[attr-defined]
+            )
+        self._entries[name] = spec
+
+    def get(self, name: str) -> S:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}{did_you_mean(name, self._entries)}; "
+                f"see `i2i list {self.kind}s`"
+            ) from None
+
+    def create(self, name: str, **overrides: Any) -> Any:
+        """Build an entry: ``factory(**overrides)``."""
+        return self.get(name).factory(**overrides)  # type: ignore[attr-defined]
+
+    def list(self, pattern: str = "*") -> list[S]:
+        """Entries whose name matches a shell wildcard (``unet_*``), sorted by name."""
+        return [s for n, s in sorted(self._entries.items()) if fnmatch.fnmatchcase(n, pattern)]
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[S]:
+        return iter(self.list())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+#: kind -> (hook name, spec class); the plural kind names are what `i2i list KIND` takes.
+KINDS: dict[str, tuple[str, type]] = {
+    "generator": ("register_generators", GeneratorSpec),
+    "discriminator": ("register_discriminators", DiscriminatorSpec),
+    "loss": ("register_losses", LossSpec),
+    "method": ("register_methods", MethodSpec),
+    "dataset": ("register_datasets", DatasetSpec),
+    "model": ("register_models", ModelSpec),
+}
+
+
+def registry(kind: str) -> Registry[Any]:
+    """The registry of one kind ("generator", "loss", ...), filled from the loaded plugins."""
+    from .plugins import manager
+
+    return manager().registry(kind)
+
+
+def generators() -> Registry[GeneratorSpec]:
+    return registry("generator")
+
+
+def discriminators() -> Registry[DiscriminatorSpec]:
+    return registry("discriminator")
+
+
+def losses() -> Registry[LossSpec]:
+    return registry("loss")
+
+
+def methods() -> Registry[MethodSpec]:
+    return registry("method")
+
+
+def datasets() -> Registry[DatasetSpec]:
+    return registry("dataset")
+
+
+def models() -> Registry[ModelSpec]:
+    return registry("model")
+
+
+def create_generator(name: str, **kwargs: Any) -> Any:
+    return generators().create(name, **kwargs)
+
+
+def create_discriminator(name: str, **kwargs: Any) -> Any:
+    return discriminators().create(name, **kwargs)
+
+
+def create_loss(name: str, **kwargs: Any) -> Any:
+    return losses().create(name, **kwargs)

@@ -1,0 +1,1 @@
+"""Built-in plugin: the named-dataset catalogue (being written)."""

@@ -1,0 +1,18 @@
+"""Built-in losses usable by every method: GAN objectives and pixel losses."""
+
+from __future__ import annotations
+
+import i2i
+
+from .gan import HingeLoss, LSGANLoss, VanillaGANLoss, WGANLoss
+from .pixel import L1Loss, MSELoss
+
+
+@i2i.hookimpl
+def register_losses(register) -> None:
+    register("vanilla", VanillaGANLoss, kind="gan", description="BCE with logits (the original GAN objective)")
+    register("lsgan", LSGANLoss, kind="gan", description="least-squares GAN (CycleGAN's default)")
+    register("hinge", HingeLoss, kind="gan", description="hinge loss (SN-GAN, SN-PatchGAN)")
+    register("wgan-gp", WGANLoss, kind="gan", description="Wasserstein loss; pair with gp_weight > 0")
+    register("l1", L1Loss, kind="pixel", description="mean absolute error")
+    register("mse", MSELoss, kind="pixel", description="mean squared error")

@@ -1,0 +1,31 @@
+"""pix2pix (Isola et al. 2017): U-Net generators, PatchGAN discriminators, L1 + adversarial."""
+
+from __future__ import annotations
+
+import i2i
+
+from .networks import NLayerDiscriminator, PixelDiscriminator, unet_128, unet_256
+
+
+@i2i.hookimpl
+def register_generators(register) -> None:
+    tiny = {"ngf": 8}
+    register("unet_128", unet_128, size_multiple=128, test_kwargs=tiny, test_size=128,
+             description="U-Net, 7 downsamplings (pix2pix, 128x128)")
+    register("unet_256", unet_256, size_multiple=256, test_kwargs=tiny, test_size=256,
+             description="U-Net, 8 downsamplings (pix2pix, 256x256)")
+
+
+@i2i.hookimpl
+def register_discriminators(register) -> None:
+    register("patch_70", NLayerDiscriminator, test_kwargs={"ndf": 8, "input_nc": 6}, test_in_channels=6,
+             description="70x70 PatchGAN (n_layers=3)")
+    register("patch", NLayerDiscriminator, test_kwargs={"ndf": 8, "n_layers": 2}, description="PatchGAN with n_layers")
+    register("pixel", PixelDiscriminator, test_kwargs={"ndf": 8}, description="1x1 PixelGAN")
+
+
+@i2i.hookimpl
+def register_methods(register) -> None:
+    from .method import Pix2Pix
+
+    register("pix2pix", Pix2Pix, description="paired translation: U-Net + PatchGAN, L1 + adversarial")
