@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import click
@@ -129,6 +130,123 @@ def _table(headers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
         if n == 0:
             click.echo("  ".join("-" * w for w in widths))
+
+
+def _recipe_path(method: str, config: str | None, data: str | None) -> Path | None:
+    """--config NAME|PATH, else configs/<method>_<data>.yaml, else configs/<method>.yaml, else none."""
+    from importlib.resources import files
+
+    shipped = Path(str(files("i2i_configs")))
+    if config:
+        p = Path(config)
+        if p.is_file():
+            return p
+        if (shipped / f"{config}.yaml").is_file():
+            return shipped / f"{config}.yaml"
+        names = sorted(f.stem for f in shipped.glob("*.yaml"))
+        raise I2IError(f"no config file or recipe {config!r}{did_you_mean(config, names)}; recipes: {', '.join(names)}")
+    for stem in ([f"{method}_{Path(data).name}"] if data else []) + [method]:
+        if (shipped / f"{stem}.yaml").is_file():
+            return shipped / f"{stem}.yaml"
+    return None
+
+
+@cli.command(context_settings={"show_default": True})
+@click.argument("method")
+@click.option("--data", help="Dataset name from `i2i list datasets`, or a folder.")
+@click.option("--config", "config", help="Recipe name in configs/ or a YAML file (default: <method>_<data> if shipped).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any config key (repeatable).")
+@click.option("--name", help="Run name: the run folder is OUT_DIR/NAME.")
+@click.option("--out-dir", help="Where run folders go (default: runs).")
+@click.option("--max-steps", type=int, help="Stop after this many iterations.")
+@click.option("--batch-size", type=int, help="Images per step per process.")
+@click.option("--device", help="auto, cpu, cuda, cuda:N.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), help="Mixed precision (CUDA).")
+@click.option("--resume", is_flag=True, help="Continue the run NAME from its latest checkpoint.")
+@click.option("--resume-from", type=click.Path(), help="Continue from this checkpoint folder.")
+@click.option("--help-config", is_flag=True, help="List the method's config keys with types and defaults.")
+def train(method: str, data: str | None, config: str | None, overrides: tuple[str, ...], name: str | None,
+          out_dir: str | None, max_steps: int | None, batch_size: int | None, device: str | None,
+          precision: str | None, resume: bool, resume_from: str | None, help_config: bool) -> None:
+    """Train METHOD (pix2pix, cyclegan, srresnet, srgan, inpaint, ...) with the shared engine.
+
+    Settings: defaults < recipe (--config) < flags and --set KEY=VALUE. Multi-GPU:
+    `torchrun --nproc_per_node N -m i2i.cli train ...`.
+    """
+    from .config import build, describe, from_dict, load_recipe, parse_overrides
+    from .registry import methods
+
+    cls = methods().get(method).factory.Config
+    if help_config:
+        _table(("key", "type", "default"), describe(cls))
+        return
+    cli_values = parse_overrides(overrides)
+    for key, value in (("data", data), ("name", name), ("out_dir", out_dir), ("max_steps", max_steps),
+                       ("batch_size", batch_size), ("device", device), ("precision", precision)):
+        if value is not None:
+            cli_values[key] = value
+    resume_dir = None
+    if resume or resume_from:
+        from .checkpoint import LATEST, read_meta, resolve
+
+        if resume_from:
+            weights = resolve(resume_from)
+        else:
+            run_name = cli_values.get("name") or (f"{method}_{Path(data).name}" if data else None)
+            if not run_name:
+                raise I2IError("--resume needs the run: give --name NAME (or --data as when you started it), or --resume-from PATH")
+            ckpts = Path(cli_values.get("out_dir", "runs")) / str(run_name) / "checkpoints"
+            if not (ckpts / LATEST).is_file():
+                raise I2IError(f"nothing to resume: no checkpoint in {ckpts}")
+            weights = resolve(ckpts)
+        resume_dir = weights.parent
+        saved = read_meta(weights)
+        if saved.get("method") != method:
+            raise I2IError(f"checkpoint {resume_dir} was trained with {saved.get('method')!r}, not {method!r}")
+        # The saved config, so the continuation is exact; flags and --set still apply on top.
+        cfg = build(cls, vars(from_dict(cls, saved["config"])), f"checkpoint {resume_dir}", cli_values)
+    else:
+        recipe_file = _recipe_path(method, config, data)
+        recipe = load_recipe(recipe_file) if recipe_file else {}
+        cfg = build(cls, recipe, str(recipe_file), cli_values)
+        if recipe_file:
+            click.echo(f"i2i: recipe {recipe_file}", err=True)
+    if not cfg.data:
+        raise I2IError("no training data: pass --data NAME (see `i2i list datasets`) or --data /path/to/folder")
+    if not cfg.name:
+        cfg.name = f"{method}_{Path(cfg.data).name}"
+    from .engine import train as run_training
+
+    run_dir = run_training(method, cfg, resume_from=resume_dir)
+    click.echo(f"run folder: {run_dir}")
+
+
+@cli.command(context_settings={"show_default": True})
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--checkpoint", type=click.Path(), help="A run folder, checkpoint folder or weights file.")
+@click.option("--model", help="A zoo name (`i2i list models`) or an exported .onnx file.")
+@click.option("--weights", type=click.Path(), help="Local weights file for --model (skips the download).")
+@click.option("--out", "out_dir", default="translated", type=click.Path(), help="Output folder (PNG files).")
+@click.option("--size", type=int, help="Resize the shorter side to SIZE before translating.")
+@click.option("--mask", type=click.Path(), help="Hole mask for inpainting models (non-zero = hole).")
+@click.option("--tile", type=int, default=0, help="Translate in tiles of this side (0: whole image).")
+@click.option("--overlap", type=int, default=32, help="Context pixels around each tile.")
+@click.option("--device", default="auto", help="auto, cpu, cuda, cuda:N.")
+@click.option("--net", help="Which generator of a checkpoint (e.g. G_B for CycleGAN's B->A).")
+@click.option("--no-ema", is_flag=True, help="Use the raw weights even when EMA weights are present.")
+def translate(inputs: tuple[str, ...], checkpoint: str | None, model: str | None, weights: str | None, out_dir: str,
+              size: int | None, mask: str | None, tile: int, overlap: int, device: str, net: str | None, no_ema: bool) -> None:
+    """Translate images (files, folders or globs) with a trained or pretrained generator."""
+    from tqdm import tqdm
+
+    from .translate import expand_inputs, load_translator, translate_files
+
+    paths = expand_inputs(inputs)
+    translator = load_translator(checkpoint, model, weights, device=device, net=net, ema=not no_ema)
+    with tqdm(total=len(paths), unit="img", disable=len(paths) < 2 or not sys.stderr.isatty()) as bar:
+        written = translate_files(translator, paths, Path(out_dir), size=size, mask=mask, tile=tile, overlap=overlap,
+                                  progress=lambda p: bar.update(1))
+    click.echo(f"translated {len(written)} image(s) with {translator.meta.name} on {translator.device} -> {out_dir}")
 
 
 @cli.group(name="eval")

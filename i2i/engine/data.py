@@ -1,0 +1,71 @@
+"""Data loading that resumes exactly: every item's augmentation is seeded by (seed, epoch, position).
+
+Workers, prefetching and a mid-epoch resume therefore never change which crop or flip an item gets.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from .distributed import DistInfo
+
+
+class SeededItems(Dataset):
+    """Wraps a dataset: ``ds[(index, seed)]`` seeds python, numpy and torch RNGs, then loads ``index``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        return self.dataset[index]
+
+
+class ResumableSampler(Sampler[tuple[int, int]]):
+    """DistributedSampler's per-epoch order (shuffled with seed + epoch), from a start position."""
+
+    def __init__(self, n: int, seed: int, info: DistInfo, shuffle: bool = True) -> None:
+        self.inner = DistributedSampler(range(n), num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed)
+        self.seed = seed
+        self.rank = info.rank
+        self.epoch = 0
+        self.start = 0
+
+    def set_position(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+        self.inner.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        indices = list(self.inner)
+        for pos in range(self.start, len(indices)):
+            item_seed = hash((self.seed, self.epoch, self.rank, pos)) & 0x7FFFFFFF
+            yield indices[pos], item_seed
+
+    def __len__(self) -> int:
+        return len(self.inner) - self.start
+
+
+def make_loader(dataset: Dataset, batch_size: int, seed: int, info: DistInfo, num_workers: int,
+                pin_memory: bool, persistent_workers: bool) -> tuple[DataLoader, ResumableSampler]:
+    sampler = ResumableSampler(len(dataset), seed, info)  # type: ignore[arg-type]
+    loader = DataLoader(
+        SeededItems(dataset),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=persistent_workers and num_workers > 0,
+        drop_last=False,
+    )
+    return loader, sampler

@@ -1,0 +1,87 @@
+"""What a run writes besides checkpoints: metrics.jsonl, sample grids, TensorBoard, progress."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+
+class RunLog:
+    """metrics.jsonl (+ TensorBoard when installed) and a progress bar (plain lines off a TTY)."""
+
+    def __init__(self, run_dir: Path, total_steps: int, start_step: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.run_dir = run_dir
+        self.tty = sys.stderr.isatty()
+        self.metrics = open(run_dir / "metrics.jsonl", "a") if enabled else None
+        self.bar = tqdm(total=total_steps, initial=start_step, unit="it", dynamic_ncols=True, disable=not (enabled and self.tty))
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"))
+            except Exception:  # tensorboard is optional
+                self.tb = None
+
+    def step(self) -> None:
+        self.bar.update(1)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        assert self.metrics is not None
+        self.metrics.write(json.dumps(record) + "\n")
+        self.metrics.flush()
+        losses = {k: v for k, v in record.items() if k.startswith(("G_", "D_", "loss"))}
+        if self.tty:
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
+        else:
+            text = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
+            print(f"[{time.strftime('%H:%M:%S')}] step {record['step']} epoch {record['epoch']} "
+                  f"{record['images_per_s']:.2f} img/s lr {record['lr']:.3g} {text}", file=sys.stderr, flush=True)
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def info(self, text: str) -> None:
+        if self.enabled:
+            tqdm.write(text, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.metrics:
+            self.metrics.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+@torch.no_grad()
+def save_grid(path: Path, columns: list[torch.Tensor], value_range: tuple[float, float], max_rows: int = 4) -> None:
+    """One row per batch item: input | output | target (channels broadcast to RGB, sizes matched)."""
+    from torchvision.utils import save_image
+    import torch.nn.functional as F
+
+    lo, hi = value_range
+    height = max(c.shape[-2] for c in columns)
+    width = max(c.shape[-1] for c in columns)
+    tiles = []
+    for c in columns:
+        c = c[:max_rows].detach().float().cpu()
+        c = ((c - lo) / (hi - lo)).clamp(0, 1)
+        if c.shape[1] == 1:
+            c = c.repeat(1, 3, 1, 1)
+        c = c[:, :3]
+        if c.shape[-2:] != (height, width):
+            c = F.interpolate(c, size=(height, width), mode="nearest")
+        tiles.append(c)
+    grid = torch.stack(tiles, dim=1).flatten(0, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, str(path), nrow=len(columns), padding=2)

@@ -1,0 +1,327 @@
+"""The one adversarial training loop every method shares.
+
+Read it top to bottom: set-up (devices, method, data, optimizers, resume), then the loop
+(forward -> discriminator step -> generator step -> EMA, logs, samples, checkpoints).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from ..checkpoint import STATE, WEIGHTS, write_checkpoint
+from ..config import TrainConfig, to_dict
+from ..errors import I2IError
+from ..method import Method
+from ..registry import methods
+from . import distributed as D
+from .data import make_loader
+from .ema import EMA
+from .logs import RunLog, save_grid
+from .precision import autocast, make_scaler, resolve_device, resolve_precision
+from .schedule import lr_lambda
+
+
+def build_method(name: str, cfg: TrainConfig) -> Method:
+    """Instantiate a registered method on its config (networks built, still on the CPU)."""
+    spec = methods().get(name)
+    method: Method = spec.factory(cfg)
+    method.name = name
+    method.build_networks()
+    return method
+
+
+def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
+    for net in nets:
+        net.requires_grad_(flag)
+
+
+class Group:
+    """One optimizer over some networks, with its scaler, scheduler and NaN streak."""
+
+    def __init__(self, name: str, nets: list[nn.Module], lr: float, cfg: TrainConfig, device: torch.device, precision: str) -> None:
+        self.name = name
+        self.params = [p for net in nets for p in net.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.params, lr=lr, betas=(cfg.beta1, cfg.beta2))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.lr_policy, cfg.n_epochs, cfg.n_epochs_decay))
+        self.scaler = make_scaler(device, precision)
+        self.skipped = 0
+        self.streak = 0
+
+    def step(self, losses: dict[str, torch.Tensor], grad_clip: float, nan_limit: int) -> bool:
+        """Backward and step unless the loss is not finite; returns whether it stepped."""
+        total = sum(losses.values())
+        assert isinstance(total, torch.Tensor)
+        self.optimizer.zero_grad(set_to_none=True)
+        if not bool(torch.isfinite(total)):
+            self.skipped += 1
+            self.streak += 1
+            if self.streak >= nan_limit:
+                terms = ", ".join(f"{k}={float(v):.3g}" for k, v in losses.items())
+                raise I2IError(f"{self.streak} non-finite {self.name} losses in a row ({terms}); lower lr, try "
+                               f"--precision fp32 or a gradient clip (--set grad_clip=1)")
+            return False
+        self.streak = 0
+        self.scaler.scale(total).backward()
+        if grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "skipped": self.skipped, "streak": self.streak}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.skipped, self.streak = state["skipped"], state["streak"]
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(tuple(v if not isinstance(v, list) else tuple(v) for v in state["python"]))
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    def __init__(self, method_name: str, cfg: TrainConfig, resume_from: Path | None = None) -> None:
+        self.cfg = cfg
+        self.dist = D.init_distributed("cuda" if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+        self.device = resolve_device(cfg.device, self.dist.local_rank if self.dist.enabled else None)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+
+        # The method: networks and losses; the engine owns devices, wrapping and optimisation.
+        self.method = build_method(method_name, cfg)
+        self.method.device = self.device
+        fmt = torch.channels_last if cfg.channels_last else torch.preserve_format
+        self.raw = {n: net.to(self.device, memory_format=fmt) for n, net in self.method.nets.items()}
+        self.G_names, self.D_names = list(self.method.generator_nets), list(self.method.discriminator_nets)
+
+        # Data.
+        from ..data import resolve_data
+
+        self.data_root = resolve_data(cfg.data)
+        dataset = self.method.build_dataset(str(self.data_root), train=True)
+        if len(dataset) == 0:  # type: ignore[arg-type]
+            raise I2IError(f"no training images found in {self.data_root}")
+        self.loader, self.sampler = make_loader(
+            dataset, cfg.batch_size, cfg.seed, self.dist, cfg.num_workers,
+            pin_memory=cfg.pin_memory and self.device.type == "cuda", persistent_workers=cfg.persistent_workers,
+        )
+        self.steps_per_epoch = len(self.sampler) // cfg.batch_size + (len(self.sampler) % cfg.batch_size > 0)
+        self.total_epochs = cfg.n_epochs + cfg.n_epochs_decay
+        self.total_steps = self.total_epochs * self.steps_per_epoch
+        if cfg.max_steps:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+
+        # Optimisation state.
+        self.groups = {"G": Group("G", [self.raw[n] for n in self.G_names], cfg.lr, cfg, self.device, self.precision)}
+        if self.D_names:
+            self.groups["D"] = Group("D", [self.raw[n] for n in self.D_names], cfg.lr_D or cfg.lr, cfg, self.device, self.precision)
+        self.ema = {n: EMA(self.raw[n], cfg.ema_decay) for n in self.G_names} if cfg.ema_decay > 0 else {}
+        self.step, self.epoch, self.epoch_pos = 0, 0, 0
+
+        self.run_dir = Path(cfg.out_dir) / cfg.name
+        if resume_from is not None:
+            self.load(resume_from)
+        if self.dist.enabled:  # different dropout masks per rank; identical weights come from DDP's broadcast
+            torch.manual_seed(cfg.seed + 1000 * self.dist.rank + self.step)
+
+        # Wrapped views: DDP (and torch.compile) for training; discriminators unwrapped for the G step.
+        self.train_nets = {n: self._wrap(net) for n, net in self.raw.items()}
+        self.g_phase_nets = dict(self.train_nets)
+        if self.dist.enabled:
+            self.g_phase_nets.update({n: self.raw[n] for n in self.D_names})
+
+    def _wrap(self, net: nn.Module) -> nn.Module:
+        net = D.wrap(net, self.dist, self.device, self.cfg.sync_bn)
+        return torch.compile(net) if self.cfg.compile else net
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def checkpoint_meta(self) -> dict[str, Any]:
+        from ..plugins import manager
+
+        return {
+            "format": 1,
+            "method": self.method.name,
+            "main": self.method.main_generator,
+            "generators": {n: dataclasses.asdict(self.method.generator_meta(n)) for n in self.G_names},
+            "config": to_dict(self.cfg),
+            "step": self.step,
+            "epoch": self.epoch,
+            "i2i_version": __version__,
+            "plugins": {p.name: p.version for p in manager().info.values()},
+        }
+
+    def save(self, tag: str) -> Path:
+        weights = {f"{n}.{k}": v for n, net in self.raw.items() for k, v in net.state_dict().items()}
+        weights.update({f"ema.{n}.{k}": v for n, e in self.ema.items() for k, v in e.state_dict().items()})
+        state = {
+            "step": self.step, "epoch": self.epoch, "epoch_pos": self.epoch_pos,
+            "groups": {k: g.state_dict() for k, g in self.groups.items()},
+            "rng": rng_state(),
+            "extra": self.method.extra_state(),
+        }
+        return write_checkpoint(self.run_dir / "checkpoints" / tag, weights, self.checkpoint_meta(), state)
+
+    def load(self, directory: Path) -> None:
+        from safetensors.torch import load_file
+
+        weights = load_file(str(directory / WEIGHTS), device=str(self.device))
+        for n, net in self.raw.items():
+            net.load_state_dict({k[len(n) + 1:]: v for k, v in weights.items() if k.startswith(n + ".")})
+        for n, e in self.ema.items():
+            e.load_state_dict({k[len(n) + 5:]: v for k, v in weights.items() if k.startswith(f"ema.{n}.")})
+        state = torch.load(directory / STATE, map_location="cpu", weights_only=True)
+        for k, g in self.groups.items():
+            g.load_state_dict(state["groups"][k])
+        self.step, self.epoch, self.epoch_pos = state["step"], state["epoch"], state["epoch_pos"]
+        self.method.load_extra_state(state.get("extra", {}))
+        set_rng_state(state["rng"])
+
+    # -- the loop ----------------------------------------------------------------------------
+    def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        method, cfg = self.method, self.cfg
+        method.nets = self.train_nets
+        with autocast(self.device, self.precision):
+            out = method.forward(batch)
+        logs: dict[str, torch.Tensor] = {}
+        if self.D_names:
+            d_nets = [self.raw[n] for n in self.D_names]
+            set_requires_grad(d_nets, True)
+            with autocast(self.device, self.precision):
+                losses_D = method.discriminator_loss(batch, out)
+            self.groups["D"].step(losses_D, cfg.grad_clip, cfg.nan_limit)
+            set_requires_grad(d_nets, False)  # the generator step must not touch D's gradients
+            logs.update(losses_D)
+        method.nets = self.g_phase_nets
+        with autocast(self.device, self.precision):
+            losses_G = method.generator_loss(batch, out)
+        if self.groups["G"].step(losses_G, cfg.grad_clip, cfg.nan_limit):
+            for n, e in self.ema.items():
+                e.update(self.raw[n])
+        method.nets = self.train_nets
+        logs.update(losses_G)
+        self._last_out = out
+        return {k: v.detach() for k, v in logs.items()}
+
+    def sample(self, batch: dict[str, Any]) -> None:
+        meta = self.method.generator_meta()
+        columns = self.method.visuals(batch, self._last_out)
+        save_grid(self.run_dir / "samples" / f"step_{self.step:07d}.png", columns, meta.value_range)
+
+    def fit(self) -> Path:
+        cfg, main = self.cfg, self.dist.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            import yaml
+
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump({"method": self.method.name, **to_dict(cfg)}, sort_keys=False))
+        log = RunLog(self.run_dir, self.total_steps, self.step, enabled=main)
+        log.info(f"i2i: training {self.method.name} on {self.data_root} ({len(self.loader.dataset)} images) "  # type: ignore[arg-type]
+                 f"-> {self.run_dir}; device {self.device}, precision {self.precision}, "
+                 f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps"
+                 + (f", {self.dist.world_size} processes" if self.dist.enabled else ""))
+        for net in self.raw.values():
+            net.train()
+        sums: dict[str, torch.Tensor] = {}
+        window, data_time, compute_time, images = 0, 0.0, 0.0, 0
+        try:
+            while self.epoch < self.total_epochs and self.step < self.total_steps:
+                self.sampler.set_position(self.epoch, self.epoch_pos)
+                tick = time.perf_counter()
+                for batch in self.loader:
+                    batch = self.method.to_device(batch)
+                    if cfg.channels_last:
+                        batch = {k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, torch.Tensor) and v.ndim == 4 else v for k, v in batch.items()}
+                    started = time.perf_counter()
+                    data_time += started - tick
+                    logs = self.train_step(batch)
+                    if self.device.type == "cuda" and (self.step + 1) % cfg.log_every == 0:
+                        torch.cuda.synchronize()
+                    tick = time.perf_counter()
+                    compute_time += tick - started
+                    n = next(v for v in batch.values() if isinstance(v, torch.Tensor)).shape[0]
+                    images += n * self.dist.world_size
+                    self.step += 1
+                    self.epoch_pos += n
+                    window += 1
+                    for k, v in logs.items():
+                        sums[k] = sums.get(k, torch.zeros((), device=self.device)) + v.float()
+                    log.step()
+                    if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                        record = {k: float(v) / window for k, v in sums.items()}
+                        record = D.all_reduce_mean(record, self.dist, self.device)
+                        elapsed = data_time + compute_time
+                        log.write({"step": self.step, "epoch": self.epoch,
+                                   "lr": self.groups["G"].optimizer.param_groups[0]["lr"],
+                                   **record, "data_time": data_time / window, "compute_time": compute_time / window,
+                                   "images_per_s": images / elapsed if elapsed else 0.0,
+                                   "skipped_steps": sum(g.skipped for g in self.groups.values())})
+                        sums, window, data_time, compute_time, images = {}, 0, 0.0, 0.0, 0
+                    if main and cfg.sample_every and self.step % cfg.sample_every == 0:
+                        self.sample(batch)
+                    if main and cfg.save_every and self.step % cfg.save_every == 0:
+                        self.save(f"step_{self.step:07d}")
+                    if self.step >= self.total_steps:
+                        break
+                else:  # the epoch ran to its end
+                    self.epoch += 1
+                    self.epoch_pos = 0
+                    for g in self.groups.values():
+                        g.scheduler.step()
+                    if main:
+                        self.save("last")
+                    continue
+                break
+            if main:
+                self.sample(batch)
+                path = self.save("final")
+                log.info(f"i2i: done at step {self.step}; checkpoint {path}")
+        finally:
+            log.close()
+            D.cleanup(self.dist)
+        return self.run_dir
+
+
+def train(method_name: str, cfg: TrainConfig, resume_from: Path | None = None) -> Path:
+    """Train ``method_name`` with ``cfg``; returns the run directory."""
+    return Trainer(method_name, cfg, resume_from).fit()
+
+
+__all__ = ["Trainer", "train", "build_method"]

@@ -1,0 +1,92 @@
+"""pix2pix: conditional GAN on aligned pairs, lambda * L1 + adversarial (Isola et al. 2017)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from i2i.config import TrainConfig
+from i2i.engine.penalties import gradient_penalty
+from i2i.errors import I2IError
+from i2i.method import Batch, Method
+from i2i.registry import create_loss
+
+
+@dataclass
+class Pix2PixConfig(TrainConfig):
+    generator: str = "unet_256"
+    #: e.g. {"ngf": 64, "norm": "batch", "use_dropout": true}
+    generator_kwargs: dict[str, Any] = field(default_factory=dict)
+    discriminator: str = "patch_70"
+    discriminator_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: any registered GAN loss: vanilla, lsgan, hinge, wgan-gp
+    gan_loss: str = "vanilla"
+    #: one-sided label smoothing: the discriminator's target for real images
+    real_label: float = 1.0
+    lambda_l1: float = 100.0
+    #: WGAN-GP gradient penalty weight (0: off)
+    gp_weight: float = 0.0
+    #: AtoB or BtoA (facades: BtoA turns label maps into photos)
+    direction: str = "AtoB"
+    phase: str = "train"
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    in_channels: int = 3
+    out_channels: int = 3
+
+
+class Pix2Pix(Method):
+    Config = Pix2PixConfig
+    cfg: Pix2PixConfig
+
+    def build_networks(self) -> None:
+        cfg = self.cfg
+        if cfg.direction not in ("AtoB", "BtoA"):
+            raise I2IError(f"direction must be AtoB or BtoA, got {cfg.direction!r}")
+        gk = {"input_nc": cfg.in_channels, "output_nc": cfg.out_channels, **cfg.generator_kwargs}
+        self.make_generator("G", cfg.generator, **gk)
+        # The discriminator judges (input, output) pairs: it sees both images stacked.
+        dk = {"input_nc": cfg.in_channels + cfg.out_channels, **cfg.discriminator_kwargs}
+        self.make_discriminator("D", cfg.discriminator, **dk)
+        gan_kwargs = {"real_label": cfg.real_label} if cfg.gan_loss in ("vanilla", "lsgan") else {}
+        self.gan = create_loss(cfg.gan_loss, **gan_kwargs)
+        self.l1 = create_loss("l1")
+
+    def build_dataset(self, root: str, train: bool = True):
+        from i2i.data import AlignedDataset
+
+        cfg = self.cfg
+        return AlignedDataset(
+            root, phase=cfg.phase, direction=cfg.direction, load_size=cfg.load_size, crop_size=cfg.crop_size,
+            flip=cfg.flip, train=train, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
+            skip_bad=cfg.skip_bad_images,
+        )
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return {"fake_B": self.nets["G"](batch["A"])}
+
+    def discriminator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        D = self.nets["D"]
+        real_A, real_B = batch["A"], batch["B"]
+        fake_AB = torch.cat([real_A, out["fake_B"].detach()], 1)
+        real_AB = torch.cat([real_A, real_B], 1)
+        losses = {
+            "D_fake": 0.5 * self.gan(D(fake_AB), False),
+            "D_real": 0.5 * self.gan(D(real_AB), True),
+        }
+        if self.cfg.gp_weight > 0:
+            losses["D_gp"] = self.cfg.gp_weight * gradient_penalty(D, real_AB, fake_AB)
+        return losses
+
+    def generator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        fake_AB = torch.cat([batch["A"], out["fake_B"]], 1)
+        return {
+            "G_GAN": self.gan(self.nets["D"](fake_AB), True, for_discriminator=False),
+            "G_L1": self.cfg.lambda_l1 * self.l1(out["fake_B"], batch["B"]),
+        }
+
+    def visuals(self, batch: Batch, out: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return [batch["A"], out["fake_B"], batch["B"]]
