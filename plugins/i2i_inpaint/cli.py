@@ -1,0 +1,95 @@
+"""The ``i2i eval inpaint`` command (added to the ``eval`` group by the plugin's register_commands)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from i2i.errors import I2IError
+
+from .data import DEFAULT_HOLDOUT, image_files, resize_crop_box, split_files
+from .evaluate import BUCKETS, bucketed_masks, evaluate, format_table, model_inpainter, opencv_inpainter, rows_to_json
+from .masks import mask_from_spec
+
+
+def load_eval_images(root: str | Path, size: int, holdout: int = DEFAULT_HOLDOUT, all_images: bool = False) -> tuple[list[Path], list[np.ndarray]]:
+    """The held-aside images of ``root`` (or all of them), short side resized to ``size`` and
+    centre-cropped square, exactly as the eval split of the training dataset does."""
+    from PIL import Image
+
+    from i2i.imageio import read_image
+
+    files = image_files(root)
+    if not all_images:
+        files = split_files(files, holdout)[1]
+        if not files:
+            raise I2IError("--holdout 0 leaves no eval images; pass --all to evaluate every image")
+    images = []
+    for f in files:
+        arr = read_image(f, channels=3)
+        (nh, nw), (top, left) = resize_crop_box(arr.shape[0], arr.shape[1], size, size, None)
+        img = Image.fromarray(arr).resize((nw, nh), Image.Resampling.BICUBIC).crop((left, top, left + size, top + size))
+        images.append(np.asarray(img))
+    return files, images
+
+
+@click.command("inpaint")
+@click.option("--checkpoint", "-c", "checkpoint", default=None,
+              help="Run folder, checkpoint or .onnx of an inpainting model (omit: baselines only).")
+@click.option("--data", required=True, help="Folder of images; its held-aside split is evaluated.")
+@click.option("--holdout", default=DEFAULT_HOLDOUT, show_default=True, help="Eval images = the last N of the sorted files (as in training).")
+@click.option("--all", "all_images", is_flag=True, help="Evaluate every image of --data (e.g. a separate test folder).")
+@click.option("--size", type=int, default=None, help="Image side (default: the checkpoint's crop_size, else 256).")
+@click.option("--masks", default="free_form_eval", show_default=True,
+              help="Mask generator spec or a folder of mask images (e.g. the NVIDIA irregular masks).")
+@click.option("--per-image", default=1, show_default=True, help="Masks per image and hole-ratio bucket.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the fixed mask set.")
+@click.option("--baseline", "baselines", type=click.Choice(["telea", "ns", "none"]), multiple=True, default=("telea",),
+              show_default=True, help="OpenCV classical inpainting rows (repeat for several).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def eval_inpaint(checkpoint: str | None, data: str, holdout: int, all_images: bool, size: int | None, masks: str,
+                 per_image: int, seed: int, baselines: tuple[str, ...], device: str, as_json: bool) -> None:
+    """L1, PSNR and SSIM of filled images, per hole-ratio bucket (0-10% ... 50-60%).
+
+    Every method fills the same images with the same seeded masks; metrics are over the whole
+    composited image (known pixels kept), hole L1 over the hole only.
+    """
+    if not Path(data).is_dir():
+        raise I2IError(f"--data {data} is not a folder of images")
+    if per_image < 1:
+        raise I2IError("--per-image must be >= 1")
+    methods = {}
+    info: dict = {}
+    if checkpoint:
+        fill, info = model_inpainter(checkpoint, device=device)
+        cfg = info.get("config") or {}
+        size = size or int(cfg.get("crop_size") or 0) or None
+        methods[f"model ({info['generator']})"] = fill
+    size = size or 256
+    for b in dict.fromkeys(baselines):
+        if b != "none":
+            methods[f"opencv-{b}"] = opencv_inpainter(b)
+    if not methods:
+        raise I2IError("nothing to evaluate: pass --checkpoint and/or a --baseline")
+    files, images = load_eval_images(data, size, holdout, all_images)
+    gen = mask_from_spec(masks, {"augment": False} if Path(masks).is_dir() else None)
+    t0 = time.perf_counter()
+    mask_sets = bucketed_masks(gen, (size, size), per_image * len(images), seed)
+    rows = evaluate(images, mask_sets, methods)
+    elapsed = time.perf_counter() - t0
+    if as_json:
+        click.echo(json.dumps({
+            "data": str(data), "images": [str(f) for f in files], "size": size, "masks": masks, "seed": seed,
+            "per_image": per_image, "buckets": [list(b) for b in BUCKETS], "checkpoint": checkpoint,
+            "model": {k: info.get(k) for k in ("generator", "kwargs")} if checkpoint else None,
+            "rows": rows_to_json(rows), "seconds": round(elapsed, 2), "machine": platform.machine(),
+        }, indent=2, default=str))
+        return
+    click.echo(f"{len(images)} images at {size}x{size}, masks {masks!r} (seed {seed}), {per_image} per image and bucket")
+    click.echo(format_table(rows))

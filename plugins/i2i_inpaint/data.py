@@ -1,0 +1,140 @@
+"""Inpainting data: a folder of images (masks generated on the fly) or image/mask pairs.
+
+Layouts of ``root``:
+
+- any folder of images (sub-folders included): a mask is generated for every item by the mask
+  generator (``--set mask=...``);
+- ``root/images/`` + ``root/masks/`` with the same file stems: the given masks (non-zero = hole).
+
+The last ``holdout`` images in sorted order are held aside for evaluation (:func:`split_files`):
+training never sees them, and ``i2i eval inpaint --data root`` scores exactly those.
+
+Training items draw their crop, flip and mask from a per-item seed taken from torch's RNG, which
+the DataLoader seeds per epoch and worker from the global seed: a run is reproducible, and every
+epoch sees new masks. Evaluation items use ``mask_rng(eval_seed, index)``: the same masks always.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from i2i.errors import I2IError
+from i2i.imageio import list_images, read_image
+
+from .masks import MaskGenerator, _read_mask_file, _resize_mask, mask_rng
+
+#: Evaluation images held aside by default (the last files of the sorted list).
+DEFAULT_HOLDOUT = 8
+
+
+def image_files(root: str | Path) -> list[Path]:
+    """Images under ``root`` (recursively, sorted by path); in the pairs layout, ``root/images``."""
+    root = Path(root)
+    folder = root / "images" if (root / "images").is_dir() and (root / "masks").is_dir() else root
+    files = list_images(folder, recursive=True)
+    if not files:
+        raise I2IError(f"no images found in {folder}; expected a folder of .jpg/.png images")
+    return files
+
+
+def split_files(files: Sequence[Path], holdout: int = DEFAULT_HOLDOUT) -> tuple[list[Path], list[Path]]:
+    """(train, eval): the last ``holdout`` files (in the given sorted order) are the eval set.
+
+    Deterministic and independent of the machine: adding files at the end of the sort order moves
+    the eval set, so keep a dataset folder fixed while comparing models.
+    """
+    files = list(files)
+    if holdout < 0:
+        raise I2IError(f"holdout must be >= 0, got {holdout}")
+    if holdout >= len(files):
+        raise I2IError(f"only {len(files)} images: cannot hold {holdout} aside for evaluation and still train; lower --set holdout")
+    cut = len(files) - holdout
+    return files[:cut], files[cut:]
+
+
+def pair_mask_file(root: Path, image: Path) -> Path | None:
+    """The mask of ``image`` in the pairs layout (same relative stem under ``root/masks``)."""
+    masks = root / "masks"
+    if not masks.is_dir():
+        return None
+    rel = image.relative_to(root / "images").with_suffix("")
+    for cand in sorted(masks.joinpath(rel.parent).glob(rel.name + ".*")):
+        return cand
+    raise I2IError(f"no mask for {image} in {masks}: expected {masks / rel}.png (same name as the image)")
+
+
+def resize_crop_box(h: int, w: int, load_size: int, crop_size: int, rng: np.random.Generator | None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((new_h, new_w), (top, left)): resize the short side to ``load_size``, then crop
+    ``crop_size`` at random (``rng``) or in the centre (``rng=None``)."""
+    scale = load_size / min(h, w)
+    nh, nw = max(crop_size, round(h * scale)), max(crop_size, round(w * scale))
+    if rng is None:
+        return (nh, nw), ((nh - crop_size) // 2, (nw - crop_size) // 2)
+    return (nh, nw), (int(rng.integers(0, nh - crop_size + 1)), int(rng.integers(0, nw - crop_size + 1)))
+
+
+class InpaintDataset(Dataset):
+    """Items: ``{"image": 3xSxS in [-1, 1], "mask": 1xSxS in {0, 1} (1 = hole), "path": str}``."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        files: Sequence[Path],
+        mask_gen: MaskGenerator,
+        crop_size: int = 256,
+        load_size: int = 0,
+        train: bool = True,
+        flip: bool = True,
+        eval_seed: int = 0,
+    ) -> None:
+        if crop_size < 1:
+            raise I2IError(f"crop_size must be positive, got {crop_size}")
+        self.root = Path(root)
+        self.files = list(files)
+        self.mask_gen = mask_gen
+        self.crop_size = crop_size
+        self.load_size = max(load_size, crop_size) if load_size else crop_size
+        self.train = train
+        self.flip = flip
+        self.eval_seed = eval_seed
+        self.paired = (self.root / "images").is_dir() and (self.root / "masks").is_dir()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _rng(self, index: int) -> np.random.Generator:
+        if self.train:  # torch's RNG is seeded per epoch and worker by the DataLoader
+            return mask_rng(int(torch.randint(0, 2**62, ()).item()), index)
+        return mask_rng(self.eval_seed, index)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        path = self.files[index]
+        rng = self._rng(index)
+        array = read_image(path, channels=3)
+        h, w = array.shape[:2]
+        (nh, nw), (top, left) = resize_crop_box(h, w, self.load_size, self.crop_size, rng if self.train else None)
+        s = self.crop_size
+        img = Image.fromarray(array)
+        if (nh, nw) != (h, w):
+            img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+        img = img.crop((left, top, left + s, top + s))
+        flip = self.train and self.flip and rng.random() < 0.5
+        image = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+        if self.paired:
+            mfile = pair_mask_file(self.root, path)
+            mask = _resize_mask(_read_mask_file(str(mfile)), (nh, nw))[top : top + s, left : left + s]
+        else:
+            mask = self.mask_gen(rng, (s, s))
+        if flip:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None],
+            "path": str(path),
+        }

@@ -1,0 +1,385 @@
+"""Hole masks for inpainting: a small registry of seeded mask generators, and ``load_mask``.
+
+Convention everywhere: float32 ``HxW`` arrays with values in {0, 1}, **1 = hole** (pixels to fill).
+
+A mask generator is a callable ``gen(rng, (h, w)) -> mask`` built by a registered factory
+(``factory(**kwargs) -> gen``). All randomness comes from the ``numpy.random.Generator`` passed in,
+so the same seed gives the same mask, in any process, on any machine (:func:`mask_rng`).
+
+Built-in generators (``list_masks()``):
+
+- ``free_form``: DeepFill v2 brush strokes (Yu et al. 2019, ``brush_stroke_mask``).
+- ``free_form_eval``: the same with up to 10 strokes up to 50 px wide, so hole ratios span 0-60%.
+- ``rect``: one or more axis-aligned rectangles.
+- ``files``: irregular masks read from a folder of mask images (e.g. the NVIDIA irregular mask set;
+  non-zero = hole), resized to the image size, randomly flipped / rotated.
+- ``mixture``: picks one component generator per mask with given probabilities.
+- ``union``: the union of several generators (DeepFill v2 trains on brush strokes OR a box).
+
+Other plugins add generators with :func:`register_mask` (call it when your plugin module is
+imported, or in any of your hooks before training starts)::
+
+    from i2i_inpaint.masks import register_mask
+    register_mask("blobs", make_blobs, plugin="my_plugin", description="random ellipses")
+
+Mask *specs* are strings that the config and CLI accept (:func:`mask_from_spec`):
+``"free_form"``, ``"free_form:0.7,rect:0.3"`` (a mixture), ``"union:free_form+rect"``, or a
+folder path (``files`` over that folder).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+
+from i2i.errors import I2IError, UnknownNameError, did_you_mean
+from i2i.registry import Registry
+
+
+class MaskGenerator(Protocol):
+    def __call__(self, rng: np.random.Generator, size_hw: tuple[int, int]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    name: str
+    #: factory(**kwargs) -> MaskGenerator
+    factory: Callable[..., MaskGenerator]
+    plugin: str = ""
+    description: str = ""
+
+
+class _MaskRegistry(Registry[MaskSpec]):
+    def get(self, name: str) -> MaskSpec:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(
+                f"unknown mask generator {name!r}{did_you_mean(name, self._entries)}; "
+                f"known: {', '.join(self.names())}, or a folder of mask images"
+            ) from None
+
+
+_REGISTRY = _MaskRegistry("mask", MaskSpec)
+
+
+def register_mask(name: str, factory: Callable[..., MaskGenerator], plugin: str = "", description: str = "") -> None:
+    """Add a mask generator; a name registered twice is an error naming both plugins."""
+    _REGISTRY.add(_REGISTRY.make_spec(plugin or _caller_module(), name, factory, description=description))
+
+
+def _caller_module() -> str:
+    return str(sys._getframe(2).f_globals.get("__name__", "")).split(".")[0]
+
+
+def list_masks(pattern: str = "*") -> list[MaskSpec]:
+    return _REGISTRY.list(pattern)
+
+
+def create_mask(name: str, **kwargs: Any) -> MaskGenerator:
+    """Build a registered generator; an unknown name lists close matches."""
+    spec = _REGISTRY.get(name)
+    try:
+        return spec.factory(**kwargs)
+    except TypeError as exc:  # wrong kwargs from a config file: say which generator
+        raise I2IError(f"mask generator {name!r}: {exc}") from None
+
+
+def mask_rng(seed: int, *keys: int) -> np.random.Generator:
+    """An independent RNG for (seed, key...): e.g. ``mask_rng(eval_seed, index)``."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, *[int(k) for k in keys]]))
+
+
+def mask_set(gen: MaskGenerator, n: int, size_hw: tuple[int, int], seed: int) -> list[np.ndarray]:
+    """``n`` masks, mask ``i`` drawn with ``mask_rng(seed, i)``: the same set for the same seed."""
+    return [gen(mask_rng(seed, i), size_hw) for i in range(n)]
+
+
+def hole_ratio(mask: np.ndarray) -> float:
+    return float(np.asarray(mask, dtype=np.float32).mean())
+
+
+# -- built-in generators ---------------------------------------------------------------------
+
+
+class FreeForm:
+    """DeepFill v2's random brush strokes.
+
+    Defaults are the paper's for 256x256 images; widths and stroke lengths scale with the image
+    size, so a 64x64 mask looks like a 256x256 one shrunk.
+    """
+
+    def __init__(self, max_strokes: int = 4, min_vertex: int = 4, max_vertex: int = 12,
+                 mean_angle: float = 2 * math.pi / 5, angle_range: float = 2 * math.pi / 15,
+                 min_width: float = 12, max_width: float = 40, ref_size: int = 256) -> None:
+        if max_strokes < 1 or min_vertex < 1 or max_vertex < min_vertex or max_width < min_width:
+            raise I2IError("free_form masks need max_strokes >= 1, 1 <= min_vertex <= max_vertex, min_width <= max_width")
+        self.max_strokes, self.min_vertex, self.max_vertex = max_strokes, min_vertex, max_vertex
+        self.mean_angle, self.angle_range = mean_angle, angle_range
+        self.min_width, self.max_width, self.ref_size = min_width, max_width, ref_size
+
+    def __call__(self, rng: np.random.Generator, size_hw: tuple[int, int]) -> np.ndarray:
+        h, w = size_hw
+        scale = min(h, w) / self.ref_size
+        radius = math.sqrt(h * h + w * w) / 8
+        img = Image.new("L", (w, h), 0)
+        draw = ImageDraw.Draw(img)
+        for _ in range(int(rng.integers(1, self.max_strokes + 1))):
+            n_vertex = int(rng.integers(self.min_vertex, self.max_vertex + 1))
+            a_min = self.mean_angle - rng.uniform(0, self.angle_range)
+            a_max = self.mean_angle + rng.uniform(0, self.angle_range)
+            angles = [(2 * math.pi - rng.uniform(a_min, a_max)) if i % 2 == 0 else rng.uniform(a_min, a_max)
+                      for i in range(n_vertex)]
+            vertex = [(int(rng.integers(0, w)), int(rng.integers(0, h)))]
+            for angle in angles:
+                r = float(np.clip(rng.normal(radius, radius / 2), 0, 2 * radius))
+                x = float(np.clip(vertex[-1][0] + r * math.cos(angle), 0, w))
+                y = float(np.clip(vertex[-1][1] + r * math.sin(angle), 0, h))
+                vertex.append((int(x), int(y)))
+            width = max(1, int(rng.uniform(self.min_width, self.max_width) * scale))
+            draw.line(vertex, fill=1, width=width)
+            for vx, vy in vertex:  # round joints, as in the paper
+                draw.ellipse((vx - width // 2, vy - width // 2, vx + width // 2, vy + width // 2), fill=1)
+        mask = np.asarray(img, dtype=np.float32)
+        if rng.random() < 0.5:
+            mask = mask[:, ::-1]
+        if rng.random() < 0.5:
+            mask = mask[::-1, :]
+        return np.ascontiguousarray(mask)
+
+
+class Rect:
+    """``1..max_count`` rectangles, each side a uniform fraction in [min_frac, max_frac] of the image."""
+
+    def __init__(self, min_frac: float = 0.25, max_frac: float = 0.5, max_count: int = 1) -> None:
+        if not 0 < min_frac <= max_frac <= 1 or max_count < 1:
+            raise I2IError("rect masks need 0 < min_frac <= max_frac <= 1 and max_count >= 1")
+        self.min_frac, self.max_frac, self.max_count = min_frac, max_frac, max_count
+
+    def __call__(self, rng: np.random.Generator, size_hw: tuple[int, int]) -> np.ndarray:
+        h, w = size_hw
+        mask = np.zeros((h, w), np.float32)
+        for _ in range(int(rng.integers(1, self.max_count + 1))):
+            bh = max(1, int(round(h * rng.uniform(self.min_frac, self.max_frac))))
+            bw = max(1, int(round(w * rng.uniform(self.min_frac, self.max_frac))))
+            y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+            mask[y : y + bh, x : x + bw] = 1.0
+        return mask
+
+
+@lru_cache(maxsize=16)
+def _mask_files(root: str) -> tuple[str, ...]:
+    from i2i.imageio import list_images
+
+    files = tuple(str(p) for p in list_images(root, recursive=True))
+    if not files:
+        raise I2IError(f"no mask images in {root}; expected PNG masks (non-zero = hole)")
+    return files
+
+
+def _read_mask_file(path: str) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return (ImageOps.exif_transpose(img) or img).convert("L")
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise I2IError(f"cannot read mask {path}: {exc}") from None
+
+
+def _resize_mask(img: Image.Image, size_hw: tuple[int, int]) -> np.ndarray:
+    """Binarise (non-zero = hole), then area-resize and threshold at half, keeping the hole ratio."""
+    h, w = size_hw
+    binary = img.point(lambda v: 255 if v else 0)
+    if binary.size != (w, h):
+        binary = binary.resize((w, h), Image.Resampling.BOX)
+    return (np.asarray(binary) >= 128).astype(np.float32)
+
+
+class Files:
+    """Irregular masks from a folder of mask images (non-zero = hole), e.g. NVIDIA's test masks.
+
+    ``first``/``last`` select a slice of the sorted files (the NVIDIA set is sorted by rising
+    hole ratio, so ``last=0.5`` keeps the larger holes); ``augment`` applies a random flip and a
+    random 90-degree rotation.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], first: float = 0.0, last: float = 1.0, augment: bool = True) -> None:
+        if not Path(root).expanduser().is_dir():
+            raise I2IError(f"mask folder {root} does not exist; pass a folder of mask images (non-zero = hole)")
+        files = _mask_files(str(Path(root).expanduser()))
+        lo, hi = int(len(files) * first), int(math.ceil(len(files) * last))
+        self.files = files[lo:hi]
+        if not self.files:
+            raise I2IError(f"files masks: the slice first={first}, last={last} of {root} is empty")
+        self.augment = augment
+
+    def __call__(self, rng: np.random.Generator, size_hw: tuple[int, int]) -> np.ndarray:
+        img = _read_mask_file(self.files[int(rng.integers(0, len(self.files)))])
+        if self.augment:
+            if rng.random() < 0.5:
+                img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            k = int(rng.integers(0, 4))
+            if k:
+                img = img.transpose([Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270][k - 1])
+        return _resize_mask(img, size_hw)
+
+
+def _components(components: Any) -> list[tuple[MaskGenerator, float]]:
+    """[{name, p, kwargs}] or {name: p} or [(gen, p)] -> [(generator, probability)]."""
+    if isinstance(components, Mapping):
+        components = [{"name": k, "p": v} for k, v in components.items()]
+    out: list[tuple[MaskGenerator, float]] = []
+    for c in components:
+        if isinstance(c, Mapping):
+            gen = create_mask(str(c["name"]), **dict(c.get("kwargs") or {}))
+            out.append((gen, float(c.get("p", 1.0))))
+        elif isinstance(c, (tuple, list)) and len(c) == 2:
+            gen = create_mask(c[0]) if isinstance(c[0], str) else c[0]
+            out.append((gen, float(c[1])))
+        else:
+            out.append((create_mask(c) if isinstance(c, str) else c, 1.0))
+    if not out:
+        raise I2IError("a mask mixture needs at least one component")
+    return out
+
+
+class Mixture:
+    """One component per mask, chosen with the given probabilities (normalised to sum 1)."""
+
+    def __init__(self, components: Any) -> None:
+        parts = _components(components)
+        probs = np.array([p for _, p in parts], dtype=np.float64)
+        if (probs < 0).any() or probs.sum() <= 0:
+            raise I2IError(f"mask mixture probabilities must be >= 0 and not all 0, got {probs.tolist()}")
+        self.gens = [g for g, _ in parts]
+        self.probs = probs / probs.sum()
+
+    def __call__(self, rng: np.random.Generator, size_hw: tuple[int, int]) -> np.ndarray:
+        return self.gens[int(rng.choice(len(self.gens), p=self.probs))](rng, size_hw)
+
+
+class Union:
+    """The union of one mask from each component (DeepFill v2: brush strokes OR a box)."""
+
+    def __init__(self, components: Any) -> None:
+        self.gens = [g for g, _ in _components(components)]
+
+    def __call__(self, rng: np.random.Generator, size_hw: tuple[int, int]) -> np.ndarray:
+        out = np.zeros(size_hw, np.float32)
+        for gen in self.gens:
+            out = np.maximum(out, gen(rng, size_hw))
+        return out
+
+
+register_mask("free_form", FreeForm, plugin="i2i_inpaint", description="DeepFill v2 brush strokes")
+register_mask("free_form_eval", lambda **kw: FreeForm(**{"max_strokes": 10, "max_width": 50, **kw}), plugin="i2i_inpaint",
+              description="brush strokes with more and wider strokes: hole ratios span 0-60% (eval default)")
+register_mask("rect", Rect, plugin="i2i_inpaint", description="random rectangles")
+register_mask("files", Files, plugin="i2i_inpaint", description="mask images from a folder (root=...; non-zero = hole)")
+register_mask("mixture", Mixture, plugin="i2i_inpaint", description="one of several generators, by probability")
+register_mask("union", Union, plugin="i2i_inpaint", description="union of several generators")
+
+
+def mask_from_spec(spec: str, kwargs: Mapping[str, Any] | None = None) -> MaskGenerator:
+    """A generator from a config/CLI string.
+
+    - ``"free_form"`` (any registered name) with ``kwargs`` for its factory;
+    - ``"free_form:0.7,rect:0.3"``: a mixture with these probabilities;
+    - ``"union:free_form+rect"``: a union;
+    - an existing folder: ``files`` masks from it (``kwargs`` e.g. ``{"augment": False}``).
+    """
+    spec = spec.strip()
+    kwargs = dict(kwargs or {})
+    if spec.startswith("union:"):
+        return Union([s for s in spec[len("union:"):].split("+") if s])
+    if "," in spec or (":" in spec and not Path(spec).exists()):
+        parts = []
+        for item in spec.split(","):
+            name, _, p = item.strip().partition(":")
+            try:
+                prob = float(p) if p else 1.0
+            except ValueError:
+                raise I2IError(f"mask spec {spec!r}: {p!r} is not a probability; write e.g. free_form:0.7,rect:0.3") from None
+            parts.append({"name": name.strip(), "p": prob, "kwargs": kwargs.get(name.strip())})
+        return Mixture(parts)
+    if spec in _REGISTRY:
+        return create_mask(spec, **kwargs)
+    if Path(spec).expanduser().is_dir():
+        return Files(spec, **kwargs)
+    _REGISTRY.get(spec)  # raises: unknown name with close matches
+    raise AssertionError
+
+
+# -- user masks ------------------------------------------------------------------------------
+
+
+def load_mask(path: str | os.PathLike[str], size_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a user's mask for ``i2i translate --mask``: float32 HxW in {0, 1}, 1 = hole.
+
+    Accepted: a greyscale (or grey RGB/RGBA, or 1-bit) image where white / bright (>= 128) marks
+    the hole and black the pixels to keep. Anything else is an :class:`I2IError` saying what is
+    expected: colour images, a size different from ``size_hw`` (the image's height, width), a
+    mask with no hole, or one that is all hole.
+    """
+    p = Path(path)
+    expected = "a greyscale image, white = hole to fill, black = keep"
+    try:
+        with Image.open(p) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            mode = img.mode
+            if mode in ("P", "PA"):
+                img = img.convert("RGBA")
+                mode = "RGBA"
+            arr = np.asarray(img)
+    except FileNotFoundError:
+        raise I2IError(f"mask {p} does not exist; expected {expected}") from None
+    except IsADirectoryError:
+        raise I2IError(f"mask {p} is a folder; expected an image file ({expected})") from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise I2IError(f"cannot read mask {p} ({type(exc).__name__}: {exc}); expected {expected}") from None
+
+    if arr.ndim == 3:
+        colour = arr[..., :3].astype(np.int16) if arr.shape[2] >= 3 else arr[..., :1].astype(np.int16)
+        if arr.shape[2] >= 3 and (np.abs(colour[..., 0] - colour[..., 1]).max() > 8 or np.abs(colour[..., 0] - colour[..., 2]).max() > 8):
+            raise I2IError(f"mask {p} is a colour {mode} image; expected {expected} (save it as greyscale 'L' PNG)")
+        if arr.shape[2] in (2, 4) and (arr[..., -1] < 255).any():
+            raise I2IError(f"mask {p} has transparent pixels ({mode}); expected {expected}, without transparency")
+        grey = colour[..., 0].astype(np.float64)
+    elif mode == "1":
+        grey = arr.astype(np.float64) * 255.0
+    elif mode.startswith("I") or mode == "F":
+        a = arr.astype(np.float64)
+        grey = a * 255.0 if a.max(initial=0) <= 1.0 else a / (257.0 if a.max() > 255 else 1.0)
+    else:
+        grey = arr.astype(np.float64)
+    if grey.max(initial=0) == 1 and np.isin(grey, (0, 1)).all():
+        grey = grey * 255.0  # a 0/1-valued mask saved straight from numpy
+
+    h, w = grey.shape
+    if size_hw is not None and (h, w) != tuple(size_hw):
+        raise I2IError(
+            f"mask {p} is {w}x{h} but the image is {size_hw[1]}x{size_hw[0]} (width x height); "
+            "the mask must have the image's size"
+        )
+    mask = (grey >= 128).astype(np.float32)
+    if not mask.any():
+        hint = " (its values are all below 128: is it too dark or 0/1-valued? holes must be white)" if grey.max(initial=0) > 0 else ""
+        raise I2IError(f"mask {p} marks no hole{hint}; expected {expected}")
+    if mask.all():
+        raise I2IError(f"mask {p} is all hole (nothing known to fill from); expected {expected} - is it inverted?")
+    return mask
+
+
+__all__ = [
+    "MaskGenerator", "MaskSpec", "register_mask", "list_masks", "create_mask", "mask_from_spec",
+    "mask_rng", "mask_set", "hole_ratio", "load_mask", "FreeForm", "Rect", "Files", "Mixture", "Union",
+]
