@@ -1,0 +1,288 @@
+"""Run an exported generator with onnxruntime. Torch-free: needs onnxruntime, numpy (and Pillow to read images).
+
+Pre- and post-processing come from the file's metadata (``metadata_props["i2i"]``) and the lead's
+shared helpers in :mod:`i2i.imageproc`, so the PyTorch and onnxruntime paths give the same pixels.
+
+Execution providers: ``device="auto"`` asks for TensorRT (when the installed onnxruntime offers it
+and ``I2I_TENSORRT`` is not ``0``), then CUDA, then CPU. ``ort.get_available_providers()`` only
+says what the wheel was built with - onnxruntime-gpu lists CUDA even where libcudart or the driver
+is missing - so what counts is ``session.get_providers()`` after the session is made; when an
+accelerator was asked for and is not in use we warn once, clearly, and run on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from i2i.artifact import META_KEY, GeneratorMeta
+from i2i.errors import I2IError
+from i2i.imageproc import translate_array
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+#: what ``device=`` accepts
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+ACCELERATORS = (TENSORRT, CUDA)
+
+
+class ProviderWarning(UserWarning):
+    """An execution provider that was asked for is not in use; the model runs on a slower one."""
+
+
+def choose_providers(device: str, available: Sequence[str]) -> list[str]:
+    """The providers to ask onnxruntime for, best first, always ending in CPU.
+
+    ``auto`` asks only for what the wheel offers; an explicit ``cuda``/``tensorrt`` is asked for
+    even when it is not listed, so the fallback warning tells the user it did not load.
+    """
+    device = device.lower()
+    if device not in DEVICES:
+        raise I2IError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "cpu":
+        return [CPU]
+    if device == "cuda":
+        return [CUDA, CPU]
+    if device == "tensorrt":
+        return [TENSORRT, CUDA, CPU]
+    wanted = []
+    if TENSORRT in available and os.environ.get("I2I_TENSORRT", "1") != "0":
+        wanted.append(TENSORRT)
+    if CUDA in available:
+        wanted.append(CUDA)
+    return wanted + [CPU]
+
+
+def _provider_options(name: str) -> dict[str, Any]:
+    if name == TENSORRT:
+        # building a TensorRT engine takes minutes: cache it next to the user's other caches
+        cache = Path(os.environ.get("I2I_CACHE", Path.home() / ".cache" / "i2i")) / "tensorrt"
+        return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
+    return {}
+
+
+def create_session(
+    path: str | Path,
+    device: str = "auto",
+    *,
+    threads: int = 0,
+    ort_module: Any = None,
+) -> Any:
+    """An ``InferenceSession`` on the best provider that actually loads, warning on fallback.
+
+    ``ort_module`` replaces the ``onnxruntime`` module (tests use a fake one to exercise the CUDA
+    and TensorRT paths on a CPU-only machine).
+    """
+    if ort_module is None:
+        import onnxruntime as ort_module  # noqa: N813
+    available = list(ort_module.get_available_providers())
+    wanted = choose_providers(device, available)
+    opts = ort_module.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    providers = [(p, _provider_options(p)) if _provider_options(p) else p for p in wanted]
+    try:
+        sess = _session(ort_module, path, opts, providers)
+    except I2IError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a GPU provider that fails to initialise: retry on CPU
+        if wanted == [CPU]:
+            raise
+        warnings.warn(
+            f"i2i: onnxruntime could not start {', '.join(p for p in wanted if p != CPU)} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); running on CPU",
+            ProviderWarning,
+            stacklevel=2,
+        )
+        sess = _session(ort_module, path, opts, [CPU])
+    active = list(sess.get_providers())
+    asked = [p for p in wanted if p in ACCELERATORS]
+    if asked and not any(p in active for p in asked):
+        have = "onnxruntime-gpu is installed" if any(p in available for p in asked) else "this onnxruntime has no GPU support (pip install i2i[gpu])"
+        warnings.warn(
+            f"i2i: asked for {', '.join(asked)} but onnxruntime is running on {', '.join(active)}: "
+            f"{have}, but CUDA/cuDNN/TensorRT libraries or a GPU were not found; running on CPU",
+            ProviderWarning,
+            stacklevel=2,
+        )
+    elif device == "tensorrt" and TENSORRT not in active:
+        warnings.warn(f"i2i: TensorRT is not in use; running on {active[0]}", ProviderWarning, stacklevel=2)
+    return sess
+
+
+def _session(ort_module: Any, path: str | Path, opts: Any, providers: list[Any]) -> Any:
+    try:
+        return ort_module.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # noqa: BLE001
+        msg = str(exc)
+        if "INVALID_PROTOBUF" in msg or "NO_SUCHFILE" in msg or "INVALID_GRAPH" in msg:
+            raise I2IError(f"{path} is not a readable ONNX model ({msg.splitlines()[0][:200]})") from None
+        raise
+
+
+def meta_from_session(sess: Any, path: str | Path = "") -> GeneratorMeta:
+    """The GeneratorMeta an i2i export carries in its metadata."""
+    raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
+    if raw is None:
+        raise I2IError(f"{path or 'this ONNX file'} has no i2i metadata; export it with `i2i export`")
+    return GeneratorMeta.from_json(raw)
+
+
+def read_meta(path: str | Path) -> GeneratorMeta:
+    """The metadata of an .onnx file, read with the ``onnx`` package when present (no session)."""
+    path = Path(path)
+    if not path.is_file():
+        raise I2IError(f"ONNX model {path} does not exist")
+    try:
+        import onnx
+    except ImportError:  # a serving install: onnxruntime only
+        import onnxruntime as ort
+
+        return meta_from_session(ort.InferenceSession(str(path), providers=[CPU]), path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001
+        raise I2IError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
+    props = {p.key: p.value for p in model.metadata_props}
+    if META_KEY not in props:
+        raise I2IError(f"{path} has no i2i metadata; export it with `i2i export`")
+    return GeneratorMeta.from_json(props[META_KEY])
+
+
+def _pad_to(x: np.ndarray, h: int, w: int, constant: bool) -> np.ndarray:
+    ph, pw = h - x.shape[-2], w - x.shape[-1]
+    if ph == 0 and pw == 0:
+        return x
+    widths = [(0, 0), (0, 0), (0, ph), (0, pw)]
+    if constant:
+        return np.pad(x, widths)
+    return np.pad(x, widths, mode="reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "edge")
+
+
+class OnnxGenerator:
+    """An exported generator: ``.run`` on float batches, ``.translate`` on uint8 images."""
+
+    def __init__(self, path: str | Path, device: str = "auto", *, threads: int = 0, ort_module: Any = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise I2IError(f"ONNX model {self.path} does not exist")
+        self.session = create_session(self.path, device, threads=threads, ort_module=ort_module)
+        self.meta: GeneratorMeta = meta_from_session(self.session, self.path)
+        #: providers actually in use, best first (``session.get_providers()``)
+        self.providers: list[str] = list(self.session.get_providers())
+        inputs = self.session.get_inputs()
+        self.input_names = [i.name for i in inputs]
+        self._half = [i.type == "tensor(float16)" for i in inputs]
+        shape = list(inputs[0].shape)
+        self.fixed_batch: int | None = shape[0] if isinstance(shape[0], int) else None
+        static = (self.meta.info or {}).get("onnx", {}).get("static_hw")
+        if static is None and isinstance(shape[2], int) and isinstance(shape[3], int):
+            static = shape[2:]
+        #: (H, W) the file was exported at, when its height and width are not dynamic
+        self.static_hw: tuple[int, int] | None = (int(static[0]), int(static[1])) if static else None
+        n_extra = len(self.meta.extra_inputs)
+        if len(self.input_names) != 1 + n_extra:
+            raise I2IError(f"{self.path}: the metadata declares {n_extra} extra inputs but the graph has {len(self.input_names) - 1}")
+
+    @property
+    def device(self) -> str:
+        """"cuda", "tensorrt" or "cpu": what the session really runs on."""
+        return {TENSORRT: "tensorrt", CUDA: "cuda"}.get(self.providers[0], "cpu")
+
+    def run(self, batch: np.ndarray, *extras: np.ndarray) -> np.ndarray:
+        """float32 NCHW in the value range (+ extra inputs, NCHW) -> float32 NCHW output."""
+        arrays = [np.asarray(batch), *(np.asarray(e) for e in extras)]
+        if len(arrays) != len(self.input_names):
+            raise I2IError(f"the model takes {len(self.input_names)} inputs ({', '.join(self.input_names)}), got {len(arrays)}")
+        if arrays[0].ndim != 4 or arrays[0].shape[1] != self.meta.in_channels:
+            raise I2IError(f"expected an N x {self.meta.in_channels} x H x W batch, got shape {arrays[0].shape}")
+        if self.fixed_batch is not None and arrays[0].shape[0] != self.fixed_batch:
+            # a file exported with a fixed batch: run item by item
+            parts = [self.run(*(a[i : i + 1] for a in arrays)) for i in range(arrays[0].shape[0])]
+            return np.concatenate(parts, axis=0)
+        feed = {
+            name: np.ascontiguousarray(a, dtype=np.float16 if half else np.float32)
+            for name, a, half in zip(self.input_names, arrays, self._half)
+        }
+        out = self.session.run(["output"], feed)[0]
+        return out.astype(np.float32, copy=False)
+
+    def _fn(self) -> Callable[..., np.ndarray]:
+        """The batch function translate_array calls; pads to the static size for fixed-size files."""
+        if self.static_hw is None:
+            return self.run
+        sh, sw = self.static_hw
+        s = self.meta.scale
+
+        def run_static(batch: np.ndarray, *extras: np.ndarray) -> np.ndarray:
+            h, w = batch.shape[-2:]
+            if h > sh or w > sw:
+                raise I2IError(f"a {h}x{w} tile does not fit this model's fixed size {sh}x{sw}")
+            out = self.run(_pad_to(batch, sh, sw, False), *(_pad_to(e, sh, sw, True) for e in extras))
+            return out[:, :, : h * s, : w * s]
+
+        return run_static
+
+    def translate(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray | None = None,
+        tile: int = 0,
+        overlap: int = 32,
+    ) -> np.ndarray:
+        """uint8 HxWxC (or HxW) image -> translated uint8 HxWxC image.
+
+        ``mask`` (inpainting models): HxW, 1/True/255 = hole. ``tile`` > 0 runs large images in
+        tiles of that side with ``overlap`` pixels of context (bounded memory, same pixels for
+        networks whose receptive field fits the overlap). Files with a fixed size are tiled to it.
+        """
+        image = self._match_channels(np.asarray(image))
+        m = None
+        if mask is not None:
+            m = np.asarray(mask)
+            if m.ndim == 3:
+                m = m[..., 0] if m.shape[-1] in (1, 3, 4) else m[0]
+            if m.shape[:2] != image.shape[:2]:
+                raise I2IError(f"mask is {m.shape[1]}x{m.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}")
+            threshold = 127 if m.dtype == np.uint8 else 0.5
+            m = (m > threshold).astype(np.float32)
+        elif self.meta.extra_inputs:
+            names = ", ".join(str(i["name"]) for i in self.meta.extra_inputs)
+            raise I2IError(f"this model needs extra inputs ({names}); pass a mask")
+        if self.static_hw is not None:
+            h, w = image.shape[:2]
+            sh, sw = self.static_hw
+            if h > sh or w > sw:
+                overlap = min(overlap, min(sh, sw) // 4)
+                fit = min(sh, sw) - 2 * overlap
+                tile = min(tile, fit) if tile > 0 else fit
+        return translate_array(self._fn(), image, self.meta, mask=m, tile=tile, overlap=overlap)
+
+    def _match_channels(self, image: np.ndarray) -> np.ndarray:
+        if image.dtype != np.uint8:
+            raise I2IError(f"translate takes uint8 images, got {image.dtype}")
+        if image.ndim == 2:
+            image = image[:, :, None]
+        c, want = image.shape[2], self.meta.in_channels
+        if c == want:
+            return image
+        if want == 3 and c == 1:
+            return np.repeat(image, 3, axis=2)
+        if want == 3 and c == 4:
+            return image[:, :, :3]
+        if want == 1 and c in (3, 4):  # ITU-R 601 luma, as Pillow's convert("L")
+            luma = image[:, :, :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+            return (luma + 0.5).astype(np.uint8)[:, :, None]
+        raise I2IError(f"the model takes {want}-channel images, got {c} channels")
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /v1/model`` and ``i2i translate`` report: the metadata and where it runs."""
+        from dataclasses import asdict
+
+        return {"meta": asdict(self.meta), "providers": self.providers, "device": self.device,
+                "inputs": self.input_names, "static_hw": self.static_hw, "path": self.path.name}
