@@ -130,7 +130,7 @@ def read_image(path: str | os.PathLike[str], channels: int = 3) -> np.ndarray:
             img = ImageOps.exif_transpose(img) or img
             img = _normalise_mode(img)
             img = img.convert("L" if channels == 1 else "RGB")
-            array = np.asarray(img, dtype=np.uint8)
+            array = np.array(img, dtype=np.uint8)  # a writable copy (asarray is read-only)
     except FileNotFoundError:
         raise BadImageError(path, "no such file") from None
     except IsADirectoryError:

@@ -216,7 +216,9 @@ class UnalignedDataset(_Images):
                 return a, b
         # e.g. monet2photo/monet + monet2photo/photo: a root with exactly two image folders
         image_dirs = [n for n in _subfolders(root) if _has_images(root / n)]
-        if len(image_dirs) == 2:
+        other_phase = len(image_dirs) == 2 and image_dirs[0][:-1] == image_dirs[1][:-1] and \
+            (image_dirs[0][-1], image_dirs[1][-1]) == ("A", "B")  # trainA/trainB asked for phase "test"
+        if len(image_dirs) == 2 and not other_phase:
             first, second = _name_order(root, image_dirs)
             return root / first, root / second
         found = ", ".join(_subfolders(root)) or "nothing"

@@ -79,7 +79,8 @@ def to_tensor(image: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0))
     if image.ndim == 2:
         image = image[:, :, None]
     low, high = value_range
-    chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    chw = np.ascontiguousarray(image.transpose(2, 0, 1))
+    chw = torch.from_numpy(chw if chw.flags.writeable else chw.copy())
     return chw.float().mul_((high - low) / 255.0).add_(low)
 
 
