@@ -1,1 +1,69 @@
-"""Built-in plugin (being written)."""
+"""Super-resolution (SRGAN, ESRGAN, Real-ESRGAN): generators, discriminator, losses, methods,
+the Real-ESRGAN model zoo entries and ``i2i eval sr``.
+
+Every SR generator maps RGB in [0, 1] to RGB in [0, 1] at ``scale`` times the size.
+"""
+
+from __future__ import annotations
+
+import i2i
+
+from .networks import RRDBNet, SRGANLeftthomas, SRResNet, SRVGGNetCompact, VGGStyleDiscriminator
+
+SR_RANGE = (0.0, 1.0)
+
+
+@i2i.hookimpl
+def register_generators(register) -> None:
+    register("srresnet", SRResNet, scale=4, value_range=SR_RANGE,
+             test_kwargs={"num_feat": 8, "num_block": 1}, test_size=32,
+             description="SRResNet (SRGAN paper): 16 residual blocks, BatchNorm or none, PixelShuffle x2/x3/x4/x8")
+    register("srvgg_compact", SRVGGNetCompact, scale=4, value_range=SR_RANGE,
+             test_kwargs={"num_feat": 8, "num_conv": 2}, test_size=32,
+             description="Real-ESRGAN compact (SRVGGNetCompact): LR convs + PixelShuffle + nearest skip")
+    register("rrdbnet", RRDBNet, scale=4, value_range=SR_RANGE,
+             test_kwargs={"num_feat": 8, "num_block": 1, "num_grow_ch": 4}, test_size=32,
+             description="RRDBNet (ESRGAN, Real-ESRGAN x4plus/x2plus), basicsr key layout")
+    register("srgan_leftthomas", SRGANLeftthomas, scale=4, value_range=SR_RANGE,
+             test_kwargs={"num_feat": 8, "num_block": 1}, test_size=32,
+             description="SRGAN generator of leftthomas/SRGAN (block1..block8), output (tanh+1)/2")
+
+
+@i2i.hookimpl
+def register_discriminators(register) -> None:
+    register("vgg_style", VGGStyleDiscriminator, test_kwargs={"ndf": 8}, test_size=32,
+             description="SRGAN/ESRGAN VGG-style discriminator, 8 convs + dense; any input size >= 16 px")
+
+
+@i2i.hookimpl
+def register_losses(register) -> None:
+    from .losses import PerceptualLoss, RelativisticAverageLoss
+
+    register("ragan", RelativisticAverageLoss, kind="gan",
+             description="relativistic average GAN (ESRGAN); pass reference= the other set's logits")
+    register("vgg19_perceptual", PerceptualLoss, kind="perceptual",
+             test_kwargs={"layers": {"relu1_1": 1.0}, "weights": "random"},
+             description="VGG19 feature distance (ImageNet weights via torchvision); layers e.g. conv5_4")
+
+
+@i2i.hookimpl
+def register_methods(register) -> None:
+    from .method import SRGANMethod, SRResNetMethod
+
+    register("srresnet", SRResNetMethod, description="PSNR-oriented super-resolution (pixel loss, no discriminator)")
+    register("srgan", SRGANMethod, description="GAN super-resolution (SRGAN / ESRGAN): perceptual + adversarial")
+
+
+@i2i.hookimpl
+def register_models(register) -> None:
+    from .zoo import ZOO
+
+    for name, entry in ZOO.items():
+        register(name, **entry)
+
+
+@i2i.hookimpl
+def register_commands(cli) -> None:
+    from .evaluate import eval_sr
+
+    cli.commands["eval"].add_command(eval_sr, "sr")

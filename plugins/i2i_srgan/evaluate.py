@@ -1,0 +1,199 @@
+"""``i2i eval sr``: PSNR / SSIM of SR models against a bicubic baseline, per image and mean.
+
+The protocol of the SR papers: HR images modcropped to a multiple of the scale, LR made with
+MATLAB's bicubic ``imresize(HR, 1/scale)`` (or read from an ``LR/`` folder), outputs rounded to
+8 bits, ``scale`` pixels cropped from every border, PSNR/SSIM on the BT.601 Y channel (and on RGB).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import click
+import numpy as np
+
+from i2i.errors import I2IError
+
+from .imresize import downscale, imresize, modcrop
+from .metrics import sr_metrics
+
+METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
+HEADERS = {"psnr_y": "PSNR-Y", "ssim_y": "SSIM-Y", "psnr_rgb": "PSNR-RGB", "ssim_rgb": "SSIM-RGB"}
+
+#: uint8 LR HxWx3 -> uint8 SR (H*s)x(W*s)x3
+Upscaler = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Row:
+    """One model's results."""
+
+    name: str
+    source: str
+    images: list[dict[str, float | str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def mean(self) -> dict[str, float]:
+        return {k: float(np.mean([float(r[k]) for r in self.images])) for k in METRICS}
+
+
+def evaluate(data: str | Path, scale: int, models: list[tuple[str, str, Upscaler]],
+             lr_dir: str | None = None, save_dir: str | Path | None = None,
+             log: Callable[[str], None] | None = None) -> list[Row]:
+    """Bicubic plus every ``(name, source, upscaler)`` on the images of ``data``."""
+    from i2i.imageio import read_image, write_image
+
+    from .data import find_pairs
+
+    hr_files, lr_files = find_pairs(Path(data), scale, lr_dir)
+    runs: list[tuple[str, str, Upscaler]] = [("bicubic", "MATLAB imresize", lambda lr: imresize(lr, scale=scale))]
+    rows = [Row(name, source) for name, source, _ in runs + models]
+    for i, path in enumerate(hr_files):
+        hr = modcrop(read_image(path), scale)
+        lr = read_image(lr_files[i]) if lr_files else downscale(hr, scale)
+        if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
+            raise I2IError(f"LR {lr_files[i] if lr_files else path} is {lr.shape[1]}x{lr.shape[0]}; "
+                           f"HR {path.name} x1/{scale} needs {hr.shape[1] // scale}x{hr.shape[0] // scale}")
+        for row, (_, _, fn) in zip(rows, runs + models):
+            start = time.perf_counter()
+            sr = fn(lr)
+            row.seconds += time.perf_counter() - start
+            if sr.shape != hr.shape:
+                raise I2IError(f"{row.name} turned a {lr.shape[1]}x{lr.shape[0]} image into {sr.shape[1]}x{sr.shape[0]}, "
+                               f"expected {hr.shape[1]}x{hr.shape[0]}: is it an x{scale} model?")
+            row.images.append({"image": path.stem, **sr_metrics(sr, hr, crop_border=scale)})
+            if save_dir:
+                write_image(Path(save_dir) / _safe(row.name) / f"{path.stem}.png", sr)
+        if log:
+            log(f"i2i: {path.name} done ({i + 1}/{len(hr_files)})")
+    return rows
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _torch_upscaler(module, meta, device: str, tile: int, overlap: int) -> Upscaler:
+    from i2i.translate import torch_translator
+
+    translator = torch_translator(module, meta, device)
+    return lambda lr: translator(lr, tile=tile, overlap=overlap)
+
+
+def _check_scale(name: str, meta_scale: int, scale: int) -> None:
+    if meta_scale != scale:
+        raise I2IError(f"{name} is an x{meta_scale} model but --scale is {scale}; evaluate it with --scale {meta_scale}")
+
+
+def load_models(models: tuple[str, ...], checkpoints: tuple[str, ...], weights: tuple[str, ...], scale: int,
+                device: str, tile: int, overlap: int) -> list[tuple[str, str, Upscaler]]:
+    """Resolve the command's model options into named upscalers (in option order per kind)."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    out: list[tuple[str, str, Upscaler]] = []
+    for name in models:
+        from i2i.translate import load_translator
+
+        tr = load_translator(None, name, None, device=device)
+        _check_scale(name, tr.meta.scale, scale)
+        out.append((Path(name).stem if name.endswith(".onnx") else name, f"--model {name}",
+                    lambda lr, tr=tr: tr(lr, tile=tile, overlap=overlap)))
+    for path in checkpoints:
+        from i2i.checkpoint import load_generator
+
+        module, meta = load_generator(path)
+        _check_scale(path, meta.scale, scale)
+        label = Path(path).name if Path(path).is_dir() else Path(path).parent.name
+        out.append((label, f"--checkpoint {path}", _torch_upscaler(module, meta, device, tile, overlap)))
+    for item in weights:
+        from .weights import load_weights
+
+        zoo, sep, file = item.partition("=")
+        if not sep or Path(item).exists():  # a path that itself contains '=' is still a path
+            zoo, file = "", item
+        module, meta = load_weights(file, model=zoo or None)
+        label = f"{zoo} ({Path(file).name})" if zoo else f"{Path(file).name} [{meta.name}]"
+        _check_scale(label, meta.scale, scale)
+        out.append((label, f"--weights {item}", _torch_upscaler(module, meta, device, tile, overlap)))
+    return out
+
+
+def format_table(rows: list[Row], per_image: bool = True) -> str:
+    """Per-image rows (when asked) then the means, one line per model and image."""
+    lines: list[tuple[str, ...]] = [("model", "image", *(HEADERS[k] for k in METRICS), "seconds")]
+    for row in rows:
+        if per_image:
+            for r in row.images:
+                lines.append((row.name, str(r["image"]), *_fmt(r), ""))
+        lines.append((row.name, "mean", *_fmt(row.mean()), f"{row.seconds:.2f}"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    text = []
+    for n, line in enumerate(lines):
+        text.append("  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip())
+        if n == 0:
+            text.append("  ".join("-" * w for w in widths))
+    return "\n".join(text)
+
+
+def _fmt(values: dict) -> tuple[str, ...]:
+    return tuple(f"{float(values[k]):.2f}" if k.startswith("psnr") else f"{float(values[k]):.4f}" for k in METRICS)
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of HR images (LR made by MATLAB bicubic), or with HR/ and LR/ sub-folders.")
+@click.option("--scale", type=int, default=4, help="Upscaling factor; also the border cropped before measuring.")
+@click.option("--model", "models", multiple=True, help="Zoo name (`i2i list models`) or .onnx file (repeatable).")
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True),
+              help="i2i run folder, checkpoint folder or weights file (repeatable).")
+@click.option("--weights", "weights", multiple=True, metavar="[ZOO_NAME=]FILE",
+              help="Published weights file; the architecture is recognised from its keys, or taken from the zoo "
+                   "entry ZOO_NAME (repeatable).")
+@click.option("--lr-dir", type=click.Path(exists=True, file_okay=False), help="Folder of LR images matching the HR names.")
+@click.option("--tile", type=int, default=0, help="Upscale in LR tiles of this side (0: whole image).")
+@click.option("--overlap", type=int, default=32, help="LR context pixels around each tile.")
+@click.option("--device", default="auto", help="auto, cpu, cuda, cuda:N.")
+@click.option("--save-dir", type=click.Path(file_okay=False), help="Also write every output image to DIR/MODEL/IMAGE.png.")
+@click.option("--per-image/--mean-only", default=True, help="List every image, or only the means.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def eval_sr(data: str, scale: int, models: tuple[str, ...], checkpoints: tuple[str, ...], weights: tuple[str, ...],
+            lr_dir: str | None, tile: int, overlap: int, device: str, save_dir: str | None, per_image: bool,
+            as_json: bool) -> None:
+    """PSNR/SSIM of super-resolution models on an HR image folder, with a bicubic baseline.
+
+    Y = ITU-R BT.601 luma (as the papers), border = scale pixels cropped, outputs rounded to 8 bits.
+
+    \b
+    i2i eval sr --data Set5 --scale 4 --model realesr-animevideov3
+    i2i eval sr --data Set5 --weights netG_epoch_4_100.pth --weights realesr-animevideov3=realesr-animevideov3.pth
+    """
+    if scale < 1:
+        raise I2IError(f"--scale must be at least 1, got {scale}")
+    from .data import find_pairs
+
+    lr_source = "given" if find_pairs(Path(data), scale, lr_dir)[1] else "MATLAB bicubic"
+    upscalers = load_models(models, checkpoints, weights, scale, device, tile, overlap)
+    rows = evaluate(data, scale, upscalers, lr_dir=lr_dir, save_dir=save_dir,
+                    log=lambda msg: click.echo(msg, err=True))
+    if as_json:
+        doc = {
+            "data": str(Path(data).resolve()), "scale": scale, "crop_border": scale,
+            "y_channel": "ITU-R BT.601 (MATLAB rgb2ycbcr), float", "lr": lr_source,
+            "models": [{"name": r.name, "source": r.source, "mean": r.mean(), "seconds": r.seconds, "images": r.images} for r in rows],
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(f"{Path(data).name} x{scale}: {len(rows[0].images)} images, border {scale} px cropped, "
+               f"Y = BT.601 luma; LR = {lr_source}")
+    click.echo(format_table(rows, per_image))
+    sys.stdout.flush()
+
+
+__all__ = ["evaluate", "load_models", "format_table", "eval_sr", "Row"]

@@ -1,0 +1,217 @@
+"""The SR methods: ``srresnet`` (PSNR-oriented, no discriminator) and ``srgan`` (GAN fine-tuning).
+
+``srresnet`` minimises a pixel loss (MSE as SRResNet, or L1), optionally plus a perceptual loss;
+it has no discriminator, so the engine runs only the generator step. ``srgan`` adds a VGG-style
+discriminator and an adversarial loss (vanilla as SRGAN, or relativistic average as ESRGAN) and
+usually starts from a PSNR-trained generator: ``pretrained: runs/srresnet_x/`` (an i2i checkpoint)
+or a published weights file (e.g. ESRGAN's PSNR model RRDB_PSNR_x4.pth).
+
+Batches hold ``lr`` and ``hr`` in [0, 1]; networks see them in the generator's value range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from i2i.config import TrainConfig
+from i2i.errors import I2IError
+from i2i.method import Batch, Method
+from i2i.registry import create_loss, generators
+
+from .data import SRDataset
+
+
+@dataclass
+class SRResNetConfig(TrainConfig):
+    """PSNR-oriented SR training (SRResNet, ESRGAN's PSNR pre-training, Real-ESRNet ...)."""
+
+    #: upscaling factor (the generator is built with it; LR = bicubic HR / scale)
+    scale: int = 4
+    #: generator registry name (srresnet, rrdbnet, srvgg_compact, srgan_leftthomas) and its kwargs
+    generator: str = "srresnet"
+    generator_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: HR crop side for training (a multiple of scale); LR crops are crop_size / scale
+    crop_size: int = 96
+    #: random crops per image and epoch (SR sets are few, large images)
+    repeat: int = 1
+    #: flips and 90-degree rotations
+    augment: bool = True
+    #: paired data: folder of LR images matching the HR ones by name (default: HR/ + LR/ sub-folders, else bicubic)
+    lr_dir: str = ""
+    #: pixel loss: a registered loss name ("mse" as SRResNet, "l1" as ESRGAN) and its weight
+    pixel_loss: str = "mse"
+    pixel_weight: float = 1.0
+    #: VGG19 perceptual loss weight (0: off), layers {name: weight}, "l1" or "mse"
+    perceptual_weight: float = 0.0
+    perceptual_layers: dict[str, float] = field(default_factory=lambda: {"conv5_4": 1.0})
+    perceptual_criterion: str = "l1"
+    #: VGG19 weights: "" = torchvision's ImageNet download (cached), a local .pth path, or "random" (tests only)
+    perceptual_weights: str = ""
+    #: start G from this: an i2i checkpoint (run folder, checkpoint folder, weights.safetensors) or published weights
+    pretrained: str = ""
+    # SRResNet's optimiser: Adam(1e-4, betas 0.9/0.999), batch 16, 96x96 HR crops
+    lr: float = 1e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    batch_size: int = 16
+
+
+@dataclass
+class SRGANConfig(SRResNetConfig):
+    """GAN fine-tuning (SRGAN / ESRGAN); defaults are SRGAN's (VGG54 / 12.75^2 MSE + 1e-3 adversarial)."""
+
+    discriminator: str = "vgg_style"
+    discriminator_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: "vanilla" (SRGAN), "ragan" (relativistic average, ESRGAN), "lsgan", "hinge"
+    gan_mode: str = "vanilla"
+    gan_weight: float = 1e-3
+    pixel_weight: float = 0.0
+    perceptual_weight: float = 0.006
+    perceptual_layers: dict[str, float] = field(default_factory=lambda: {"relu5_4": 1.0})
+    perceptual_criterion: str = "mse"
+
+
+class SRResNetMethod(Method):
+    """PSNR-oriented SR: a generator and a pixel (+ optional perceptual) loss; no discriminator."""
+
+    Config = SRResNetConfig
+    cfg: SRResNetConfig
+
+    def build_networks(self) -> None:
+        cfg = self.cfg
+        spec = generators().get(cfg.generator)
+        kwargs = dict(cfg.generator_kwargs)
+        if spec.scale > 1 or "scale" in kwargs:
+            kwargs.setdefault("scale", cfg.scale)
+        if int(kwargs.get("scale", spec.scale)) != cfg.scale:
+            raise I2IError(f"generator {cfg.generator} upscales x{kwargs.get('scale', spec.scale)} but scale is {cfg.scale}")
+        G = self.make_generator("G", cfg.generator, **kwargs)
+        self.value_range = tuple(float(v) for v in spec.value_range)
+        if cfg.pretrained:
+            load_pretrained(G, cfg.generator, kwargs, cfg.pretrained)
+        self.pixel = create_loss(cfg.pixel_loss) if cfg.pixel_weight > 0 else None
+        self.perceptual = None
+        if cfg.perceptual_weight > 0:
+            from .losses import PerceptualLoss
+
+            self.perceptual = PerceptualLoss(cfg.perceptual_layers, cfg.perceptual_criterion, cfg.perceptual_weights)
+        if self.pixel is None and self.perceptual is None and not self._has_gan():
+            raise I2IError("every loss weight is 0: set pixel_weight or perceptual_weight above 0")
+
+    def _has_gan(self) -> bool:
+        return False
+
+    def build_dataset(self, root: str, train: bool = True) -> Dataset:
+        cfg = self.cfg
+        return SRDataset(root, scale=cfg.scale, crop_size=cfg.crop_size, train=train, lr_dir=cfg.lr_dir or None,
+                         repeat=cfg.repeat, augment=cfg.augment)
+
+    # [0, 1] <-> the generator's value range (identity for every built-in SR generator)
+    def to_net(self, x: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.value_range
+        return x if (lo, hi) == (0.0, 1.0) else x * (hi - lo) + lo
+
+    def from_net(self, y: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.value_range
+        return y if (lo, hi) == (0.0, 1.0) else (y - lo) / (hi - lo)
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return {"sr": self.from_net(self.nets["G"](self.to_net(batch["lr"])))}
+
+    def discriminator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {}
+
+    def content_losses(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg, sr, hr = self.cfg, out["sr"], batch["hr"]
+        losses: dict[str, torch.Tensor] = {}
+        if self.pixel is not None:
+            losses[f"G_{cfg.pixel_loss}"] = cfg.pixel_weight * self.pixel(sr, hr)
+        if self.perceptual is not None:
+            self.perceptual.to(sr.device)
+            losses["G_perceptual"] = cfg.perceptual_weight * self.perceptual(sr, hr)
+        return losses
+
+    def generator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.content_losses(batch, out)
+
+    def visuals(self, batch: Batch, out: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        hr = batch["hr"]
+        up = F.interpolate(batch["lr"].float(), size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+        return [self.to_net(up), self.to_net(out["sr"].detach().float().clamp(0, 1)), self.to_net(hr)]
+
+
+class SRGANMethod(SRResNetMethod):
+    """SRGAN / ESRGAN: content losses plus an adversarial loss from a VGG-style discriminator."""
+
+    Config = SRGANConfig
+    cfg: SRGANConfig
+
+    def build_networks(self) -> None:
+        super().build_networks()
+        cfg = self.cfg
+        self.make_discriminator("D", cfg.discriminator, **cfg.discriminator_kwargs)
+        self.gan = create_loss(cfg.gan_mode)
+        self.relativistic = bool(getattr(self.gan, "relativistic", False))
+
+    def _has_gan(self) -> bool:
+        return self.cfg.gan_weight > 0
+
+    def discriminator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        D = self.nets["D"]
+        real = D(self.to_net(batch["hr"]))
+        fake = D(self.to_net(out["sr"].detach()))
+        if self.relativistic:
+            return {"D_real": 0.5 * self.gan(real, True, reference=fake), "D_fake": 0.5 * self.gan(fake, False, reference=real)}
+        return {"D_real": 0.5 * self.gan(real, True), "D_fake": 0.5 * self.gan(fake, False)}
+
+    def generator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        losses = self.content_losses(batch, out)
+        cfg = self.cfg
+        if cfg.gan_weight > 0:
+            D = self.nets["D"]
+            fake = D(self.to_net(out["sr"]))
+            if self.relativistic:
+                real = D(self.to_net(batch["hr"])).detach()
+                adv = 0.5 * (self.gan(real, False, False, reference=fake) + self.gan(fake, True, False, reference=real))
+            else:
+                adv = self.gan(fake, True, for_discriminator=False)
+            losses["G_gan"] = cfg.gan_weight * adv
+        return losses
+
+
+def load_pretrained(G: torch.nn.Module, name: str, kwargs: dict[str, Any], path: str) -> None:
+    """Load ``G``'s weights from an i2i checkpoint or a published weights file, strictly."""
+    from i2i.checkpoint import generator_state, read_meta, resolve
+
+    p = Path(path).expanduser()
+    if p.is_dir() or p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        weights_file = resolve(p)
+        meta = read_meta(weights_file)
+        net = meta.get("main", "G")
+        gmeta = meta.get("generators", {}).get(net, {})
+        if gmeta.get("name") != name or {**gmeta.get("kwargs", {})} != kwargs:
+            raise I2IError(f"pretrained {path} holds {gmeta.get('name')}({gmeta.get('kwargs')}) but this run builds "
+                           f"{name}({kwargs}); set generator / generator_kwargs / scale to match")
+        sd = generator_state(load_file(str(weights_file)), net, ema=True)
+    else:
+        from .weights import detect, torch_load
+
+        found, found_kwargs, sd = detect(torch_load(p))
+        if found != name:
+            raise I2IError(f"pretrained {path} holds {found} weights but this run builds {name}; set generator={found}")
+    try:
+        G.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])[:300]
+        raise I2IError(f"pretrained {path} does not fit {name}({kwargs}): {detail}") from None
+
+
+__all__ = ["SRResNetConfig", "SRGANConfig", "SRResNetMethod", "SRGANMethod", "load_pretrained"]

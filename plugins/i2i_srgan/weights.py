@@ -1,0 +1,187 @@
+"""Published SR weights: unwrap, rename to our layouts, recognise the architecture, load strictly.
+
+Converters take what ``torch.load`` returned (a state_dict, or a wrapper dict such as basicsr's
+``{"params_ema": sd}`` / ``{"params": sd}``) and return a state_dict in our module's key layout;
+they are the zoo's ``ModelSpec.converter`` hook. :func:`detect` recognises a state_dict's
+architecture and kwargs from its keys and shapes, so ``--weights FILE`` needs no architecture flags.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from i2i.artifact import GeneratorMeta
+from i2i.errors import I2IError
+
+#: wrapper keys of basicsr / Real-ESRGAN checkpoints, in preference order (EMA first, as they ship)
+WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "netG", "generator")
+
+StateDict = dict[str, torch.Tensor]
+
+
+def unwrap(obj: Any) -> StateDict:
+    """The state_dict inside a published checkpoint (wrappers removed, ``module.`` prefixes too)."""
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    if not isinstance(obj, dict):
+        raise I2IError(f"expected a state_dict (a mapping of names to tensors), got {type(obj).__name__}")
+    for key in WRAPPER_KEYS:
+        if key in obj and isinstance(obj[key], dict):
+            return unwrap(obj[key])
+    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not sd:
+        raise I2IError(f"no tensors found; top-level keys: {', '.join(list(obj)[:8])}")
+    if all(k.startswith("module.") for k in sd):  # saved from DataParallel/DDP
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+_XINNTAO = [
+    (re.compile(r"^RRDB_trunk\.(\d+)\.RDB(\d)\."), lambda m: f"body.{m[1]}.rdb{m[2]}."),
+    (re.compile(r"^trunk_conv\."), lambda m: "conv_body."),
+    (re.compile(r"^upconv(\d)\."), lambda m: f"conv_up{m[1]}."),
+    (re.compile(r"^HRconv\."), lambda m: "conv_hr."),
+]
+
+
+def xinntao_to_basicsr(obj: Any) -> StateDict:
+    """Old xinntao/ESRGAN RRDBNet keys (``RRDB_trunk.N.RDBk``, ``trunk_conv``, ``upconvN``, ``HRconv``)
+    -> the basicsr layout of :class:`~i2i_srgan.networks.RRDBNet`; basicsr keys pass unchanged."""
+    out: StateDict = {}
+    for key, value in unwrap(obj).items():
+        for pattern, repl in _XINNTAO:
+            key = pattern.sub(repl, key)
+        out[key] = value
+    return out
+
+
+def identity(obj: Any) -> StateDict:
+    """Unwrap only (Real-ESRGAN compact, basicsr RRDBNet, leftthomas SRGAN use our keys as they are)."""
+    return unwrap(obj)
+
+
+def _count(sd: StateDict, pattern: str) -> int:
+    rx = re.compile(pattern)
+    return len({m[1] for k in sd if (m := rx.match(k))})
+
+
+def detect(sd: StateDict) -> tuple[str, dict[str, Any], StateDict]:
+    """(generator name, kwargs, converted state_dict) for a published SR state_dict.
+
+    Recognises Real-ESRGAN compact (``body.N``), RRDBNet (basicsr or xinntao keys), leftthomas
+    SRGAN (``block1`` .. ``blockN``) and our SRResNet; anything else is a clear error.
+    """
+    sd = unwrap(sd)
+    if "RRDB_trunk.0.RDB1.conv1.weight" in sd:
+        sd = xinntao_to_basicsr(sd)
+    if "conv_first.weight" in sd and "body.0.rdb1.conv1.weight" in sd:
+        num_feat, in_ch = sd["conv_first.weight"].shape[:2]
+        out_ch = sd["conv_last.weight"].shape[0]
+        unshuffle = int(round((in_ch / out_ch) ** 0.5))  # x2 / x1 models pixel-unshuffle 4x / 16x channels
+        scale = {1: 4, 2: 2, 4: 1}.get(unshuffle)
+        if scale is None:
+            raise I2IError(f"RRDBNet weights with {in_ch} input and {out_ch} output channels match no known scale")
+        kwargs = {"in_channels": int(out_ch), "out_channels": int(out_ch), "scale": scale, "num_feat": int(num_feat),
+                  "num_block": _count(sd, r"^body\.(\d+)\."), "num_grow_ch": int(sd["body.0.rdb1.conv1.weight"].shape[0])}
+        return "rrdbnet", kwargs, sd
+    if "body.0.weight" in sd and sd["body.0.weight"].ndim == 4:
+        convs = sorted(int(m[1]) for k in sd if (m := re.match(r"^body\.(\d+)\.weight$", k)) and sd[k].ndim == 4)
+        last = sd[f"body.{convs[-1]}.weight"]
+        num_feat, in_ch = sd["body.0.weight"].shape[:2]
+        scale = int(round((last.shape[0] / in_ch) ** 0.5))
+        if "body.1.weight" not in sd:  # relu and leakyrelu carry no weights, so the keys cannot tell them apart
+            raise I2IError("SRVGGNetCompact weights without PReLU: name the architecture with --weights ZOO_NAME=FILE")
+        kwargs = {"in_channels": int(in_ch), "out_channels": int(in_ch), "num_feat": int(num_feat),
+                  "num_conv": len(convs) - 2, "scale": scale, "act_type": "prelu"}
+        return "srvgg_compact", kwargs, sd
+    if "block1.0.weight" in sd and "block2.conv1.weight" in sd:
+        blocks = _count(sd, r"^block(\d+)\.")
+        num_block = blocks - 3
+        ups = _count(sd, rf"^block{blocks}\.(\d+)\.conv\.")
+        tail = f"block{num_block + 2}.1"
+        block7 = "batchnorm" if f"{tail}.running_mean" in sd else "prelu"
+        kwargs = {"scale": 2**ups, "num_feat": int(sd["block1.0.weight"].shape[0]), "num_block": num_block, "block7": block7}
+        return "srgan_leftthomas", kwargs, sd
+    if "head.0.weight" in sd and "body.0.conv1.weight" in sd:
+        in_ch = sd["head.0.weight"].shape[1]
+        num_feat = sd["head.0.weight"].shape[0]
+        up_convs = [k for k in sd if re.match(r"^upsample\.\d+\.weight$", k) and sd[k].ndim == 4]
+        scale = 3 if sd["upsample.0.weight"].shape[0] == 9 * num_feat else 2 ** len(up_convs)
+        kwargs = {"in_channels": int(in_ch), "out_channels": int(sd["tail.weight"].shape[0]),
+                  "num_feat": int(sd["head.0.weight"].shape[0]), "num_block": _count(sd, r"^body\.(\d+)\."),
+                  "scale": scale, "norm": "batch" if "body.0.bn1.running_mean" in sd else "none"}
+        return "srresnet", kwargs, sd
+    sample = ", ".join(list(sd)[:6])
+    raise I2IError(f"unrecognised SR weights (keys start: {sample}); known layouts: Real-ESRGAN compact, "
+                   f"RRDBNet (ESRGAN / Real-ESRGAN), leftthomas SRGAN, i2i srresnet")
+
+
+def torch_load(path: str | Path) -> Any:
+    """``torch.load`` of a published .pth (pickle: weights only; CUDA tensors land on the CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise I2IError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors come in many types; the message names the file
+        raise I2IError(f"cannot load {path} as PyTorch weights ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+
+
+def build_strict(name: str, kwargs: dict[str, Any], sd: StateDict, source: str = "") -> nn.Module:
+    """Build generator ``name`` and load ``sd`` strictly; mismatches are one clear line."""
+    from i2i.registry import create_generator
+
+    module = create_generator(name, **kwargs)
+    try:
+        module.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()
+        detail = " ".join(line.strip() for line in first[1:3])[:300]
+        raise I2IError(f"weights {source or ''} do not fit {name}({kwargs}): {detail}") from None
+    return module.eval()
+
+
+def meta_for(name: str, kwargs: dict[str, Any], info: dict[str, Any] | None = None) -> GeneratorMeta:
+    """The GeneratorMeta of a registered SR generator with these kwargs (imported weights)."""
+    from i2i import __version__
+    from i2i.registry import generators
+
+    spec = generators().get(name)
+    return GeneratorMeta(
+        name=name, kwargs=dict(kwargs), method="", net="G",
+        in_channels=int(kwargs.get("in_channels", spec.in_channels)),
+        out_channels=int(kwargs.get("out_channels", spec.out_channels)),
+        size_multiple=spec.size_multiple, scale=int(kwargs.get("scale", spec.scale)),
+        value_range=tuple(spec.value_range), i2i_version=__version__, info=dict(info or {}),
+    )
+
+
+def load_weights(path: str | Path, model: str | None = None) -> tuple[nn.Module, GeneratorMeta]:
+    """A published weights file as (generator in eval mode, meta).
+
+    With ``model`` (a zoo name) the zoo entry's architecture and converter are used; without it the
+    architecture is recognised from the keys (:func:`detect`).
+    """
+    raw = torch_load(path)
+    if model:
+        from i2i.registry import models
+
+        spec = models().get(model)
+        sd = (spec.converter or identity)(raw)
+        module = build_strict(spec.generator, spec.generator_kwargs, sd, str(path))
+        return module, meta_for(spec.generator, spec.generator_kwargs, {"zoo": model, "weights": str(path), "source": spec.source})
+    name, kwargs, sd = detect(raw)
+    module = build_strict(name, kwargs, sd, str(path))
+    return module, meta_for(name, kwargs, {"weights": str(path)})
+
+
+__all__ = ["unwrap", "xinntao_to_basicsr", "identity", "detect", "torch_load", "build_strict", "meta_for", "load_weights"]
