@@ -1,0 +1,173 @@
+"""The pretrained model zoo: ``--model NAME`` -> a generator with published weights, ready to run.
+
+Entries are :class:`~i2i.registry.ModelSpec` s registered by plugins (``register_models``).
+:func:`resolve_model` finds the weights (``--weights FILE``, else the cache, else a verified
+download), converts the published state_dict to our layout with the entry's ``converter``, builds
+the generator and loads the weights strictly.
+
+A converter takes whatever ``torch.load`` returned and returns either a state_dict, or
+``(state_dict, generator_kwargs_overrides)`` when details of the architecture can only be read from
+the file (e.g. a community CycleGAN trained with affine InstanceNorm).
+
+Downloads are cached by URL under ``cache_dir("models")/<host>/<path>``, so aliases of one file
+(``cyclegan_h2z`` and ``cyclegan_horse2zebra``) share one copy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .artifact import GeneratorMeta
+from .errors import I2IError
+
+__all__ = ["resolve_model", "cache_path", "cache_status", "load_state", "build_strict", "zoo_meta"]
+
+
+def _spec(name: str):
+    from .registry import models
+
+    return models().get(name)  # unknown name: UnknownNameError (an I2IError) listing close names
+
+
+def cache_path(spec_or_name: Any) -> Path | None:
+    """Where the entry's download lives in the cache (None for entries without a URL)."""
+    from .download import cache_dir
+
+    spec = _spec(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
+    if not spec.url:
+        return None
+    parts = urlsplit(spec.url)
+    rel = [p for p in parts.path.split("/") if p not in ("", ".", "..")]
+    if not rel:
+        raise I2IError(f"model {spec.name!r} has a URL without a file name: {spec.url}")
+    return cache_dir("models").joinpath(parts.netloc.replace(":", "_") or "local", *rel)
+
+
+def cache_status(spec_or_name: Any) -> bool:
+    """Whether the entry's weights are in the cache (and of the published size, when known).
+
+    Takes a ModelSpec or a name; cheap (no hashing), for ``i2i list models``.
+    """
+    path = cache_path(spec_or_name)
+    if path is None or not path.is_file():
+        return False
+    spec = _spec(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
+    return spec.size_bytes is None or path.stat().st_size == spec.size_bytes
+
+
+def load_state(path: str | Path) -> Any:
+    """What a weights file holds: safetensors tensors, or ``torch.load(weights_only=True)`` of a .pth.
+
+    ``weights_only`` reads both the zip format and legacy (pre-1.6) pickles of tensors and plain
+    containers; CUDA tensors land on the CPU. Anything needing arbitrary code is refused.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise I2IError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise I2IError(f"cannot read {path} as safetensors ({exc})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors come in many types; keep one line naming the file
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise I2IError(f"cannot load {path} as PyTorch weights ({type(exc).__name__}: {first}); "
+                       f"is it a complete .pth/.safetensors file? (pickles needing code are refused)") from None
+
+
+def _brief(keys: list[str], n: int = 4) -> str:
+    shown = ", ".join(keys[:n])
+    return shown + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def build_strict(generator: str, kwargs: dict[str, Any], state: dict[str, Any], source: str = "") -> Any:
+    """Build ``generator(**kwargs)`` and load ``state`` strictly; a mismatch is one clear line."""
+    from .registry import create_generator
+
+    module = create_generator(generator, **kwargs)
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_brief(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_brief(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatch: {_brief(shapes, 2)}")
+        raise I2IError(f"weights {source} do not fit {generator}({kwargs}): {'; '.join(parts)}")
+    module.load_state_dict(state, strict=True)
+    return module.eval()
+
+
+def zoo_meta(generator: str, kwargs: dict[str, Any], method: str = "", info: dict[str, Any] | None = None) -> GeneratorMeta:
+    """The self-description of a registered generator built with ``kwargs`` (imported weights)."""
+    from . import __version__
+    from .registry import generators
+
+    spec = generators().get(generator)
+    return GeneratorMeta(
+        name=generator, kwargs=dict(kwargs), method=method, net="G",
+        in_channels=int(kwargs.get("input_nc", kwargs.get("in_channels", spec.in_channels))),
+        out_channels=int(kwargs.get("output_nc", kwargs.get("out_channels", spec.out_channels))),
+        size_multiple=spec.size_multiple, scale=int(kwargs.get("scale", spec.scale)),
+        value_range=tuple(spec.value_range),
+        extra_inputs=[{"name": i.name, "channels": i.channels} for i in spec.extra_inputs],
+        i2i_version=__version__, info=dict(info or {}),
+    )
+
+
+def _fetch(spec) -> Path:
+    """The entry's weights from the cache, else downloaded (progress bar, verified, atomic)."""
+    from .download import download
+
+    dest = cache_path(spec)
+    if dest is None:
+        raise I2IError(f"model {spec.name!r} has no download; pass the weights file with --weights FILE")
+    hint = f"download it yourself and pass --weights FILE (or save it as {dest})"
+    return download(spec.url, dest, sha256=spec.sha256, size=spec.size_bytes, desc=f"{spec.name} weights",
+                    offline_hint=hint)
+
+
+def resolve_model(name: str, weights: str | None = None) -> tuple[Any, GeneratorMeta]:
+    """A zoo entry as (generator in eval mode on the CPU, its GeneratorMeta).
+
+    ``weights``: a local file to use instead of the download (the entry still names the
+    architecture and the converter).
+    """
+    spec = _spec(name)
+    if weights:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise I2IError(f"--weights {weights}: no such file")
+        origin = str(path)
+    else:
+        path = _fetch(spec)
+        origin = spec.url
+    raw = load_state(path)
+    converted = spec.converter(raw) if spec.converter is not None else raw
+    kwargs = dict(spec.generator_kwargs)
+    if isinstance(converted, tuple):
+        converted, overrides = converted
+        kwargs.update(overrides)
+    if not isinstance(converted, dict):
+        raise I2IError(f"{path} holds a {type(converted).__name__}, not a state_dict of tensors")
+    hint = "" if weights else f" (cached at {path}: delete it to download again)"
+    try:
+        module = build_strict(spec.generator, kwargs, converted, source=f"{path}{hint}")
+    except I2IError as exc:
+        raise I2IError(f"model {name!r}: {exc}") from None
+    info = {"zoo": spec.name, "weights": origin, "license": spec.license, "source": spec.source}
+    return module, zoo_meta(spec.generator, kwargs, method=spec.method, info=info)
