@@ -230,6 +230,22 @@ def _version() -> str:
     return __version__
 
 
+def check_shape(file_meta: GeneratorMeta) -> tuple[int, tuple[int, int]]:
+    """(batch, (H, W)) verify_onnx uses by default for a file with this metadata.
+
+    Batch 2 and a non-square size unlike the export's sample (``sample + m`` by ``sample`` for the
+    size multiple ``m``) catch axes that were silently fixed; a static file is checked at its size.
+    """
+    onnx_info = (file_meta.info or {}).get("onnx", {})
+    batch = 2 if onnx_info.get("dynamic", True) else 1
+    if onnx_info.get("static_hw"):
+        h, w = onnx_info["static_hw"]
+        return batch, (int(h), int(w))
+    m = max(int(file_meta.size_multiple), 1)
+    base = sample_side(file_meta)
+    return batch, (base + m * math.ceil(32 / m), base)
+
+
 def verify_onnx(
     path: str | Path,
     module: nn.Module,
@@ -243,9 +259,7 @@ def verify_onnx(
 ) -> float:
     """Run the .onnx in onnxruntime and ``module`` in PyTorch on the same random inputs; max |diff|.
 
-    By default it checks at batch 2 and a non-square size different from the export's sample
-    (``2m x 3m`` for the size multiple ``m``, at least 32 px), which catches axes that were
-    silently fixed. A static-size file is checked at its size. With ``tolerance``, a larger
+    By default it checks at the batch and size of :func:`check_shape`. With ``tolerance``, a larger
     difference raises :class:`VerificationError`. The module runs in eval mode on its own device.
     """
     import onnxruntime as ort
@@ -256,16 +270,9 @@ def verify_onnx(
     sess = ort.InferenceSession(str(path), providers=list(providers))
     file_meta = meta_from_session(sess, path)
     meta = meta or file_meta
-    onnx_info = file_meta.info.get("onnx", {}) if file_meta.info else {}
-    if hw is None:
-        if onnx_info.get("static_hw"):
-            hw = tuple(onnx_info["static_hw"])  # type: ignore[assignment]
-        else:
-            m = max(int(meta.size_multiple), 1)
-            base = sample_side(meta)
-            hw = (base + m * math.ceil(32 / m), base)  # taller than wide, and not the export sample
-    if not onnx_info.get("dynamic", True):
-        batch = 1
+    default_batch, default_hw = check_shape(file_meta)
+    hw = hw or default_hw
+    batch = batch if (file_meta.info.get("onnx") or {}).get("dynamic", True) else default_batch
     device = _device_of(module)
     inputs = sample_inputs(meta, batch, hw, seed=seed, device=device)  # type: ignore[arg-type]
     was_training = module.training

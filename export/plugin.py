@@ -1,1 +1,150 @@
-"""Hooks of the export package (commands `i2i export` and `i2i serve`)."""
+"""Hooks of the export package: the commands ``i2i export`` and ``i2i serve``.
+
+Heavy imports (torch, onnx, fastapi) happen inside the commands, so ``i2i --help`` stays fast and
+``i2i serve`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import click
+
+import i2i
+from i2i.errors import I2IError
+
+
+def _parse_hw(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX*,]\s*(\d+))?\s*", text)
+    if not m:
+        raise I2IError(f"--static takes HxW (e.g. 256x256), got {text!r}")
+    h = int(m.group(1))
+    return h, int(m.group(2) or h)
+
+
+def _default_output(source: Path | str, fp16: bool) -> Path:
+    """runs/facades/checkpoints/step_100/weights.safetensors -> facades.onnx; zoo name -> name.onnx."""
+    p = Path(source)
+    stem = p.stem
+    if p.name == "weights.safetensors":
+        parts = p.parts
+        stem = parts[-4] if len(parts) >= 4 and parts[-3] == "checkpoints" else p.parent.name
+    return Path(stem + ("_fp16" if fp16 else "") + ".onnx")
+
+
+def _has_ema(weights_file: Path, net: str) -> bool:
+    from safetensors import safe_open
+
+    with safe_open(str(weights_file), framework="pt") as f:
+        return any(k.startswith(f"ema.{net}.") for k in f.keys())
+
+
+@click.command("export")
+@click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
+@click.option("--model", "model_name", metavar="NAME", help="A pretrained model from the zoo (`i2i list models`) instead of a checkpoint.")
+@click.option("--weights", type=click.Path(path_type=Path), help="With --model: a local weights file instead of downloading.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output .onnx (default: <run name>.onnx here).")
+@click.option("--opset", default=18, show_default=True, type=click.IntRange(13, 23), help="ONNX opset.")
+@click.option("--fp16", is_flag=True, help="Store and run the network in float16 (inputs/outputs stay float32).")
+@click.option("--static", "static", metavar="HxW", help="Fix height and width (batch stays dynamic), e.g. 256x256.")
+@click.option("--net", default=None, help="Which generator of the checkpoint (G, G_A, G_B ...); default: the main one.")
+@click.option("--no-ema", is_flag=True, help="Export the raw weights even when the checkpoint has EMA weights.")
+@click.option("--tolerance", type=float, default=None, help="Max |onnxruntime - PyTorch| accepted (default 1e-3, 5e-2 with --fp16, times the value range).")
+@click.option("--no-verify", is_flag=True, help="Skip the onnxruntime-vs-PyTorch check.")
+@click.option("--exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default="auto", show_default=True,
+              help="torch.onnx exporter; auto = TorchScript (fast here), dynamo if it fails.")
+def export_cmd(
+    checkpoint: Path | None, model_name: str | None, weights: Path | None, output: Path | None, opset: int,
+    fp16: bool, static: str | None, net: str | None, no_ema: bool, tolerance: float | None, no_verify: bool, exporter: str,
+) -> None:
+    """Export a generator to ONNX (CHECKPOINT: a run folder, checkpoint folder or weights file).
+
+    The file carries its own metadata (architecture, normalisation, size multiple, extra inputs),
+    passes onnx.checker, and is compared with PyTorch in onnxruntime at a second batch size and
+    image size; the command fails when they differ past the tolerance.
+    """
+    from i2i.checkpoint import load_generator, read_meta, resolve
+
+    from .exporter import check_shape, default_tolerance, export_onnx, verify_onnx
+
+    if (checkpoint is None) == (model_name is None):
+        raise I2IError("give either a CHECKPOINT (run folder, checkpoint folder or weights file) or --model NAME")
+    static_hw = _parse_hw(static)
+    used_ema = False
+    if model_name is not None:
+        try:
+            from i2i.zoo import resolve_model  # type: ignore[attr-defined]
+        except ImportError:
+            raise I2IError("the model zoo (i2i.zoo) is not available in this install; export a checkpoint instead") from None
+        module, meta = resolve_model(model_name, weights=str(weights) if weights else None)
+        source: Path | str = model_name
+    else:
+        if weights is not None:
+            raise I2IError("--weights goes with --model; a checkpoint already holds its weights")
+        weights_file = resolve(checkpoint)  # type: ignore[arg-type]
+        net = net or read_meta(weights_file).get("main", "G")
+        used_ema = not no_ema and _has_ema(weights_file, net)
+        module, meta = load_generator(weights_file, net=net, ema=not no_ema)
+        source = weights_file
+    module = module.cpu().float().eval()
+    out = output or _default_output(source, fp16)
+    path = export_onnx(module, meta, out, opset=opset, static_hw=static_hw, fp16=fp16, exporter=exporter)
+    size = path.stat().st_size + sum(f.stat().st_size for f in path.parent.glob(path.name + ".data"))
+    from .runtime import read_meta as read_onnx_meta
+
+    info = read_onnx_meta(path).info["onnx"]
+    axes = "batch" + ("" if static_hw else ", height, width")
+    click.echo(
+        f"exported {meta.name} ({meta.method or 'imported'} {meta.net}{', EMA weights' if used_ema else ''}) -> {path} "
+        f"({size / 1e6:.1f} MB, opset {opset}, {'float16' if fp16 else 'float32'}, dynamic {axes}"
+        f"{f', {static_hw[0]}x{static_hw[1]}' if static_hw else ''}, {info['exporter']} exporter)"
+    )
+    click.echo("onnx.checker: ok")
+    if no_verify:
+        return
+    tol = tolerance if tolerance is not None else default_tolerance(meta, fp16)
+    diff = verify_onnx(path, module, meta)
+    batch, (h, w) = check_shape(read_onnx_meta(path))
+    click.echo(f"onnxruntime vs PyTorch (batch {batch}, {h}x{w}): max |diff| = {diff:.3g} (tolerance {tol:.3g})")
+    if diff > tol:
+        raise I2IError(
+            f"onnxruntime differs from PyTorch by {diff:.3g}, past the tolerance {tol:.3g}; {path} is left for "
+            f"inspection - raise --tolerance if this is expected (e.g. with --fp16)"
+        )
+
+
+@click.command("serve")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback exposes the model to the network.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Inference threads (one is best on CPU).")
+@click.option("--max-body-mb", default=32.0, show_default=True, type=float, help="Largest request body.")
+@click.option("--max-pixels", default=4096 * 4096, show_default=True, type=int, help="Largest input image (width x height).")
+@click.option("--timeout", default=60.0, show_default=True, type=float, help="Seconds per request, queueing included.")
+@click.option("--max-queue", default=64, show_default=True, type=int, help="Requests in progress before 503.")
+@click.option("--tile", default=0, show_default=True, type=int, help="Translate images larger than this in tiles (0: whole).")
+def serve_cmd(model: Path, host: str, port: int, device: str, workers: int, max_body_mb: float, max_pixels: int,
+              timeout: float, max_queue: int, tile: int) -> None:
+    """Serve MODEL.onnx over HTTP: POST /v1/translate, GET /v1/model, GET /healthz, and a page at /."""
+    from .server import Limits, is_loopback, serve
+
+    if model.suffix != ".onnx":
+        raise I2IError(f"{model} is not an .onnx file; export a checkpoint first with `i2i export {model}`")
+    if not model.is_file():
+        raise I2IError(f"ONNX model {model} does not exist")
+    if not is_loopback(host):
+        warnings.warn(f"i2i serve: binding to {host} makes the model reachable from other machines, without authentication", UserWarning, stacklevel=1)
+    limits = Limits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels, timeout_s=timeout, max_queue=max_queue)
+    click.echo(f"serving {model} on http://{host}:{port}/ (Ctrl+C to stop)")
+    serve(model, host=host, port=port, device=device, limits=limits, workers=workers, tile=tile)
+
+
+@i2i.hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(export_cmd, "export")
+    cli.add_command(serve_cmd, "serve")
