@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import I2IError, did_you_mean
+from .errors import I2IError, close_matches, did_you_mean
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations phones home on import otherwise
 
@@ -94,10 +94,15 @@ def list_(kind: str, pattern: str, as_json: bool) -> None:
     from .registry import registry
 
     reg = registry(LIST_KINDS[kind])
-    entries = reg.list(pattern if any(c in pattern for c in "*?[") else pattern) or []
+    entries = reg.list(pattern)
     if not entries:
-        hint = did_you_mean(pattern.strip("*?"), reg.names())
-        raise click.ClickException(f"no {kind} match {pattern!r}{hint}; `i2i list {kind}` shows them all")
+        names = reg.names()
+        if not names:
+            raise I2IError(f"no {kind} are registered; `i2i plugins` shows which plugins are loaded")
+        close = close_matches(pattern.strip("*?"), names)
+        hint = f"did you mean: {', '.join(close)}?" if close else \
+            f"registered: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}"
+        raise I2IError(f"no {kind} match {pattern!r} ({hint}); `i2i list {kind}` shows them all")
     rows = [_describe(kind, e) for e in entries]
     if as_json:
         click.echo(json.dumps([dict(zip(rows[0][0], r[1])) for r in rows], indent=2, default=str))

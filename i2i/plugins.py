@@ -48,6 +48,21 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
 
 
+#: every hook a plugin may implement
+_HOOK_NAMES = sorted(n for n in dir(hookspecs) if n.startswith("register_"))
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (some messages, pluggy's among them, span several)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _warn(message: str) -> None:
+    # warn_explicit with no source line: the user sees one line, "i2i:0: PluginWarning: plugin ..."
+    warnings.warn_explicit(message, PluginWarning, filename="i2i", lineno=0, module="i2i.plugins")
+
+
 def _env_list(var: str) -> set[str] | None:
     value = os.environ.get(var)
     if value is None:
@@ -77,32 +92,43 @@ class PluginHost:
                     continue
                 version = ep.dist.version if ep.dist is not None else "?"
                 self._load(ep.name, ep.load, version, False)
-        self._check_hook_names()
+        self.pm.check_pending()  # a backstop: _check_hook_names has already named the culprit
 
     def _load(self, name: str, load: Any, version: str, builtin: bool) -> None:
         try:
             module = load()
-            self.pm.register(module, name=name)
         except Exception as exc:  # a broken plugin must not take the host down
-            warnings.warn(f"i2i: plugin {name!r} skipped: {type(exc).__name__}: {exc}", PluginWarning, stacklevel=3)
+            _warn(f"plugin {name!r} skipped: {_one_line(exc)}")
             return
-        self.info[name] = PluginInfo(name, version, builtin, getattr(module, "__name__", str(module)))
+        self._check_hook_names(name, module)
+        try:
+            self.pm.register(module, name=name)
+        except pluggy.PluginValidationError as exc:  # a hookimpl whose arguments the hookspec lacks
+            raise I2IError(
+                f"plugin {name!r} has a hook implementation that does not match its hookspec: {_one_line(exc)}; "
+                f"fix the plugin or block it with I2I_BLOCK_PLUGINS={name}"
+            ) from None
+        except Exception as exc:  # e.g. two entry points with one name
+            _warn(f"plugin {name!r} skipped: {_one_line(exc)}")
+            return
+        hooks = sorted(c.name for c in self.pm.get_hookcallers(module) or [] if c.name in _HOOK_NAMES)
+        self.info[name] = PluginInfo(name, version, builtin, getattr(module, "__name__", str(module)), hooks)
 
-    def _check_hook_names(self) -> None:
-        known = [n for n in dir(hookspecs) if n.startswith("register_")]
-        for name, plugin in self.pm.list_name_plugin():
-            for attr in dir(plugin):
-                if attr.startswith("register_") and attr not in known and callable(getattr(plugin, attr)):
-                    if getattr(getattr(plugin, attr), "i2i_impl", None) is not None:
-                        raise I2IError(
-                            f"plugin {name!r} implements unknown hook {attr!r}{did_you_mean(attr, known)}; "
-                            f"fix the plugin or block it with I2I_BLOCK_PLUGINS={name}"
-                        )
-        self.pm.check_pending()
-        for name, plugin in self.pm.list_name_plugin():
-            if name in self.info:
-                self.info[name].hooks = sorted(
-                    c.name for c in self.pm.get_hookcallers(plugin) or [] if c.name in known
+    @staticmethod
+    def _check_hook_names(name: str, plugin: Any) -> None:
+        """Any attribute marked ``@i2i.hookimpl`` must name a hook: a misspelt one is an error."""
+        for attr in dir(plugin):
+            try:
+                opts = getattr(getattr(plugin, attr), "i2i_impl", None)
+            except Exception:  # a lazy module attribute that fails: not a hookimpl
+                continue
+            if not isinstance(opts, dict):
+                continue
+            hook = opts.get("specname") or attr
+            if hook not in _HOOK_NAMES:
+                raise I2IError(
+                    f"plugin {name!r} implements unknown hook {hook!r}{did_you_mean(hook, _HOOK_NAMES)}; "
+                    f"fix the plugin or block it with I2I_BLOCK_PLUGINS={name}"
                 )
 
     def registry(self, kind: str) -> Registry[Any]:
@@ -119,14 +145,8 @@ class PluginHost:
 
                 try:
                     impl.function(register=register)
-                except I2IError:
-                    raise
-                except Exception as exc:
-                    warnings.warn(
-                        f"i2i: plugin {impl.plugin_name!r} skipped in {hook_name}: {type(exc).__name__}: {exc}",
-                        PluginWarning,
-                        stacklevel=2,
-                    )
+                except Exception as exc:  # its entries are dropped, every other plugin's stay
+                    _warn(f"plugin {impl.plugin_name!r} skipped in {hook_name}: {_one_line(exc)}")
                     continue
                 for spec in staged:
                     reg.add(spec)
@@ -134,15 +154,24 @@ class PluginHost:
         return self._registries[kind]
 
     def add_commands(self, cli: Any) -> None:
+        """Call every ``register_commands`` hook; a plugin may not replace another's command."""
+        owner = {name: "i2i" for name in cli.commands}
         for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):
+            before = dict(cli.commands)
             try:
                 impl.function(cli=cli)
             except Exception as exc:
-                warnings.warn(
-                    f"i2i: plugin {impl.plugin_name!r} skipped in register_commands: {type(exc).__name__}: {exc}",
-                    PluginWarning,
-                    stacklevel=2,
-                )
+                _warn(f"plugin {impl.plugin_name!r} skipped in register_commands: {_one_line(exc)}")
+                cli.commands.clear()
+                cli.commands.update(before)
+                continue
+            for name, cmd in list(cli.commands.items()):
+                if name in before and before[name] is not cmd:
+                    _warn(f"plugin {impl.plugin_name!r} tried to replace command {name!r} of {owner[name]!r}; "
+                          "kept the original")
+                    cli.commands[name] = before[name]
+                elif name not in before:
+                    owner[name] = impl.plugin_name
 
 
 _host: PluginHost | None = None
