@@ -21,7 +21,7 @@ import numpy as np
 
 from i2i.artifact import META_KEY, GeneratorMeta
 from i2i.errors import I2IError
-from i2i.imageproc import translate_array
+from i2i.imageproc import from_range, pad_to_multiple, to_range, translate_array
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -86,6 +86,7 @@ def create_session(
     if threads:
         opts.intra_op_num_threads = int(threads)
     providers = [(p, _provider_options(p)) if _provider_options(p) else p for p in wanted]
+    fell_back = False
     try:
         sess = _session(ort_module, path, opts, providers)
     except I2IError:
@@ -100,9 +101,10 @@ def create_session(
             stacklevel=2,
         )
         sess = _session(ort_module, path, opts, [CPU])
+        fell_back = True  # warned above
     active = list(sess.get_providers())
     asked = [p for p in wanted if p in ACCELERATORS]
-    if asked and not any(p in active for p in asked):
+    if asked and not fell_back and not any(p in active for p in asked):
         have = "onnxruntime-gpu is installed" if any(p in available for p in asked) else "this onnxruntime has no GPU support (pip install i2i[gpu])"
         warnings.warn(
             f"i2i: asked for {', '.join(asked)} but onnxruntime is running on {', '.join(active)}: "
@@ -244,13 +246,7 @@ class OnnxGenerator:
         image = self._match_channels(np.asarray(image))
         m = None
         if mask is not None:
-            m = np.asarray(mask)
-            if m.ndim == 3:
-                m = m[..., 0] if m.shape[-1] in (1, 3, 4) else m[0]
-            if m.shape[:2] != image.shape[:2]:
-                raise I2IError(f"mask is {m.shape[1]}x{m.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}")
-            threshold = 127 if m.dtype == np.uint8 else 0.5
-            m = (m > threshold).astype(np.float32)
+            m = self._mask_array(mask, image)
         elif self.meta.extra_inputs:
             names = ", ".join(str(i["name"]) for i in self.meta.extra_inputs)
             raise I2IError(f"this model needs extra inputs ({names}); pass a mask")
@@ -262,6 +258,60 @@ class OnnxGenerator:
                 fit = min(sh, sw) - 2 * overlap
                 tile = min(tile, fit) if tile > 0 else fit
         return translate_array(self._fn(), image, self.meta, mask=m, tile=tile, overlap=overlap)
+
+    def translate_batch(
+        self,
+        images: Sequence[np.ndarray],
+        masks: Sequence[np.ndarray] | None = None,
+        max_batch: int = 8,
+    ) -> list[np.ndarray]:
+        """Several uint8 images -> their translations, in order.
+
+        Images that pad to the same size (the size multiple, or the file's fixed size) go through
+        the network together, up to ``max_batch`` at a time: one onnxruntime call per group
+        instead of one per image. Images larger than a fixed-size file's input are tiled alone.
+        """
+        if masks is not None and len(masks) != len(images):
+            raise I2IError(f"got {len(images)} images but {len(masks)} masks")
+        if self.meta.extra_inputs and masks is None:
+            names = ", ".join(str(i["name"]) for i in self.meta.extra_inputs)
+            raise I2IError(f"this model needs extra inputs ({names}); pass one mask per image")
+        results: list[np.ndarray | None] = [None] * len(images)
+        groups: dict[tuple[int, int], list[tuple[int, np.ndarray, list[np.ndarray], tuple[int, int]]]] = {}
+        for i, image in enumerate(images):
+            mask = masks[i] if masks is not None else None
+            image = self._match_channels(np.asarray(image))
+            h, w = image.shape[:2]
+            if self.static_hw is not None and (h > self.static_hw[0] or w > self.static_hw[1]):
+                results[i] = self.translate(image, mask)
+                continue
+            x, _ = pad_to_multiple(to_range(image, self.meta.value_range), self.meta.size_multiple)
+            extras = [pad_to_multiple(self._mask_array(mask, image)[None], self.meta.size_multiple, fill=0.0)[0]] if mask is not None else []
+            if self.static_hw is not None:
+                x = _pad_to(x[None], *self.static_hw, False)[0]
+                extras = [_pad_to(e[None], *self.static_hw, True)[0] for e in extras]
+            groups.setdefault(x.shape[-2:], []).append((i, x, extras, (h, w)))
+        s = self.meta.scale
+        for items in groups.values():
+            for k in range(0, len(items), max(1, max_batch)):
+                chunk = items[k : k + max_batch]
+                batch = np.stack([x for _, x, _, _ in chunk])
+                extra_batches = [np.stack([e[j] for _, _, e, _ in chunk]) for j in range(len(chunk[0][2]))]
+                out = self.run(batch, *extra_batches)
+                for (i, _, _, (h, w)), y in zip(chunk, out):
+                    results[i] = from_range(y[:, : h * s, : w * s], self.meta.value_range)
+        return [r for r in results if r is not None]
+
+    @staticmethod
+    def _mask_array(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
+        """HxW (or HxWx1/3) mask, uint8 0/255 or bool/float -> float32 HxW in {0, 1} (1 = hole)."""
+        m = np.asarray(mask)
+        if m.ndim == 3:
+            m = m[..., 0] if m.shape[-1] in (1, 3, 4) else m[0]
+        if m.shape[:2] != image.shape[:2]:
+            raise I2IError(f"mask is {m.shape[1]}x{m.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}")
+        threshold = 127 if m.dtype == np.uint8 else 0.5
+        return (m > threshold).astype(np.float32)
 
     def _match_channels(self, image: np.ndarray) -> np.ndarray:
         if image.dtype != np.uint8:

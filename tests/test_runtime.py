@@ -1,0 +1,274 @@
+"""The torch-free onnxruntime runtime (i2i_export.runtime): providers, pre/post-processing, tiling, batches, masks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+
+from i2i.errors import I2IError
+from i2i.registry import generators
+from i2i.testing import build, generator_meta
+from i2i_export.exporter import export_onnx
+from i2i_export.runtime import CPU, CUDA, TENSORRT, OnnxGenerator, ProviderWarning, choose_providers, read_meta
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+FACADES = SHARED / "datasets" / "facades"
+
+
+def tiny(name: str):
+    spec = generators().get(name)
+    return build(spec).eval(), generator_meta(spec)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny exports: a U-Net (size multiple 128), a local-receptive-field SR net (x4), an inpainter (mask)."""
+    d = tmp_path_factory.mktemp("models")
+    out = {}
+    for name in ("unet_128", "srvgg_compact", "deepfill_v2"):
+        module, meta = tiny(name)
+        out[name] = export_onnx(module, meta, d / f"{name}.onnx")
+    module, meta = tiny("unet_128")
+    out["unet_static"] = export_onnx(module, meta, d / "unet_static.onnx", static_hw=(128, 128))
+    return out
+
+
+def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_runtime_works_with_torch_unimportable(models: dict[str, Path]) -> None:
+    # A serving install has no torch: block every torch import, then load, translate and build the app.
+    script = textwrap.dedent(f"""
+        import sys
+        class NoTorch:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "torchvision"):
+                    raise ImportError("torch is blocked in this test")
+        sys.meta_path.insert(0, NoTorch())
+        import numpy as np
+        try:
+            import torch
+            raise SystemExit("torch import was not blocked")
+        except ImportError:
+            pass
+        from i2i_export.runtime import OnnxGenerator
+        from i2i_export.server import create_app
+        g = OnnxGenerator({str(models['unet_128'])!r}, device="auto")
+        out = g.translate(np.full((100, 70, 3), 128, np.uint8))
+        app = create_app({str(models['unet_128'])!r}, device="cpu")
+        assert "torch" not in sys.modules, "torch got imported"
+        print("ok", out.shape, out.dtype, g.device)
+    """)
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["ok", "(100,", "70,", "3)", "uint8", "cpu"]
+
+
+def test_padding_to_size_multiple_matches_pytorch(models: dict[str, Path]) -> None:
+    # 100x70 is not a multiple of 128: the runtime pads, runs, crops back - same pixels as the PyTorch path.
+    from i2i.translate import torch_translator
+
+    module, meta = tiny("unet_128")
+    gen = OnnxGenerator(models["unet_128"], device="cpu")
+    image = rgb(100, 70)
+    got = gen.translate(image)
+    want = torch_translator(module, meta, "cpu")(image)
+    assert got.shape == (100, 70, 3) and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    assert got.std() > 0  # a real image came out, not a constant
+
+
+def test_run_validates_its_input(models: dict[str, Path]) -> None:
+    gen = OnnxGenerator(models["unet_128"], device="cpu")
+    with pytest.raises(I2IError, match="N x 3 x H x W"):
+        gen.run(np.zeros((3, 128, 128), np.float32))
+    with pytest.raises(I2IError, match="takes 1 inputs"):
+        gen.run(np.zeros((1, 3, 128, 128), np.float32), np.zeros((1, 1, 128, 128), np.float32))
+    with pytest.raises(I2IError, match="uint8"):
+        gen.translate(np.zeros((8, 8, 3), np.float32))
+
+
+def test_tiling_equals_whole_image_when_overlap_covers_receptive_field(models: dict[str, Path]) -> None:
+    gen = OnnxGenerator(models["srvgg_compact"], device="cpu")  # 3 convs of 3x3 and a x4 pixel shuffle
+    calls = []
+    real_run = gen.run
+    gen.run = lambda *a: calls.append(a[0].shape) or real_run(*a)  # type: ignore[method-assign]
+    image = rgb(50, 70, seed=1)
+    whole = gen.translate(image)
+    n_whole = len(calls)
+    tiled = gen.translate(image, tile=24, overlap=8)
+    assert whole.shape == (200, 280, 3)
+    assert n_whole == 1 and len(calls) - n_whole == 9  # 3 x 3 tiles of at most 24 + 2 x 8 pixels
+    assert max(s[-1] for s in calls[1:]) <= 24 + 16
+    assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
+    # without context the tile borders differ: the overlap is what makes tiling exact
+    seams = gen.translate(image, tile=24, overlap=0)
+    assert np.abs(seams.astype(int) - whole.astype(int)).max() > 1
+
+
+def test_static_size_file_pads_small_and_tiles_large_images(models: dict[str, Path]) -> None:
+    gen = OnnxGenerator(models["unet_static"], device="cpu")
+    assert gen.static_hw == (128, 128)
+    assert [d for d in gen.session.get_inputs()[0].shape[2:]] == [128, 128]
+    assert gen.translate(rgb(90, 60)).shape == (90, 60, 3)
+    assert gen.translate(rgb(300, 200)).shape == (300, 200, 3)  # larger than the file's size: tiles
+
+
+def test_batches_group_images_by_padded_size(models: dict[str, Path]) -> None:
+    gen = OnnxGenerator(models["srvgg_compact"], device="cpu")
+    images = [rgb(32, 32, 1), rgb(40, 24, 2), rgb(32, 32, 3), rgb(32, 32, 4)]
+    singles = [gen.translate(im) for im in images]
+    calls = []
+
+    class Counting:  # count onnxruntime calls without changing what they return
+        def __init__(self, sess) -> None:
+            self.sess = sess
+
+        def __getattr__(self, name: str):
+            return getattr(self.sess, name)
+
+        def run(self, names, feed):
+            calls.append(feed["image"].shape)
+            return self.sess.run(names, feed)
+
+    gen.session = Counting(gen.session)  # type: ignore[assignment]
+    batched = gen.translate_batch(images, max_batch=2)
+    assert sorted(calls) == sorted([(2, 3, 32, 32), (1, 3, 32, 32), (1, 3, 40, 24)])
+    for a, b in zip(batched, singles):
+        assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_inpainting_model_takes_a_mask(models: dict[str, Path]) -> None:
+    gen = OnnxGenerator(models["deepfill_v2"], device="cpu")
+    assert gen.input_names == ["image", "mask"]
+    assert read_meta(models["deepfill_v2"]).extra_inputs == [{"name": "mask", "channels": 1}]
+    image = rgb(37, 50, 5)
+    mask = np.zeros((37, 50), np.uint8)
+    mask[10:20, 10:30] = 255
+    out = gen.translate(image, mask)  # padded to the size multiple 4; the mask pads with "known" (0)
+    assert out.shape == image.shape
+    assert np.array_equal(out[mask == 0], image[mask == 0])  # DeepFill keeps the known pixels
+    assert not np.array_equal(out[mask > 0], image[mask > 0])  # and fills the hole
+    with pytest.raises(I2IError, match="mask"):
+        gen.translate(image)
+    with pytest.raises(I2IError, match="mask is 10x10"):
+        gen.translate(image, np.zeros((10, 10), np.uint8))
+    both = gen.translate_batch([image, image[:32, :32]], [mask, mask[:32, :32]])
+    assert np.abs(both[0].astype(int) - out.astype(int)).max() <= 1
+
+
+# --- execution providers --------------------------------------------------------------------------
+
+
+def test_choose_providers() -> None:
+    assert choose_providers("cpu", [CUDA, CPU]) == [CPU]
+    assert choose_providers("auto", [CPU]) == [CPU]
+    assert choose_providers("auto", [TENSORRT, CUDA, CPU]) == [TENSORRT, CUDA, CPU]
+    assert choose_providers("cuda", [CPU]) == [CUDA, CPU]  # asked explicitly: tried, then warned about
+    with pytest.raises(I2IError, match="unknown device 'tpu'"):
+        choose_providers("tpu", [CPU])
+
+
+def test_choose_providers_tensorrt_opt_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("I2I_TENSORRT", "0")
+    assert choose_providers("auto", [TENSORRT, CUDA, CPU]) == [CUDA, CPU]
+
+
+class GpuWheelWithoutGpu:
+    """onnxruntime as onnxruntime-gpu behaves on a machine without CUDA libraries: CUDA is listed
+    as available, the session silently runs on CPU. Sessions are real CPU sessions."""
+
+    SessionOptions = ort.SessionOptions
+
+    def __init__(self, active: list[str] | None = None, fail: bool = False) -> None:
+        self.asked: list = []
+        self.active = active
+        self.fail = fail
+
+    def get_available_providers(self) -> list[str]:
+        return [CUDA, CPU]
+
+    def InferenceSession(self, path: str, sess_options=None, providers=None):  # noqa: N802
+        self.asked.append(list(providers))
+        if self.fail and providers != [CPU]:
+            raise RuntimeError("libcudnn.so.9: cannot open shared object file")
+        sess = ort.InferenceSession(path, sess_options=sess_options, providers=[CPU])
+        if self.active:
+            sess.get_providers = lambda: list(self.active)  # type: ignore[method-assign]
+        return sess
+
+
+def test_gpu_wheel_without_cuda_falls_back_to_cpu_with_a_warning(models: dict[str, Path]) -> None:
+    fake = GpuWheelWithoutGpu()
+    with pytest.warns(ProviderWarning, match="asked for CUDAExecutionProvider but onnxruntime is running on CPUExecutionProvider"):
+        gen = OnnxGenerator(models["unet_128"], device="auto", ort_module=fake)
+    assert fake.asked == [[CUDA, CPU]]
+    assert gen.providers == [CPU] and gen.device == "cpu"
+    assert gen.describe()["providers"] == [CPU]
+    assert gen.translate(rgb(64, 64)).shape == (64, 64, 3)
+
+
+def test_provider_that_fails_to_start_retries_on_cpu(models: dict[str, Path]) -> None:
+    fake = GpuWheelWithoutGpu(fail=True)
+    with pytest.warns(ProviderWarning, match="could not start CUDAExecutionProvider .*libcudnn.*running on CPU") as record:
+        gen = OnnxGenerator(models["unet_128"], device="cuda", ort_module=fake)
+    assert len(record) == 1  # one clear warning, not two
+    assert fake.asked == [[CUDA, CPU], [CPU]]
+    assert gen.device == "cpu"
+
+
+def test_provider_in_use_is_reported_without_warning(models: dict[str, Path]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gen = OnnxGenerator(models["unet_128"], device="auto", ort_module=GpuWheelWithoutGpu(active=[CUDA, CPU]))
+        assert gen.device == "cuda" and gen.providers == [CUDA, CPU]
+        cpu = OnnxGenerator(models["unet_128"], device="cpu")  # the real onnxruntime: CPU asked, CPU got
+        assert cpu.providers == [CPU]
+
+
+# --- files and the translate command --------------------------------------------------------------
+
+
+def test_bad_files_are_one_line_errors(tmp_path: Path, models: dict[str, Path]) -> None:
+    with pytest.raises(I2IError, match="does not exist"):
+        OnnxGenerator(tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a protobuf at all" * 10)
+    with pytest.raises(I2IError, match="not a readable ONNX"):
+        OnnxGenerator(junk)
+    import onnx
+
+    bare = onnx.load(str(models["unet_128"]))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    with pytest.raises(I2IError, match="no i2i metadata; export it with `i2i export`"):
+        OnnxGenerator(tmp_path / "bare.onnx")
+    with pytest.raises(I2IError, match="no i2i metadata"):
+        read_meta(tmp_path / "bare.onnx")
+
+
+@pytest.mark.skipif(not FACADES.is_dir(), reason="../shared/datasets/facades not present")
+def test_translate_command_runs_onnx_models(tmp_path: Path, models: dict[str, Path]) -> None:
+    from i2i.cli import cli
+    from i2i.imageio import read_image
+
+    inputs = sorted((FACADES / "test").glob("*.jpg"))[:2]
+    res = CliRunner().invoke(cli, ["translate", *map(str, inputs), "--model", str(models["unet_128"]),
+                                   "--out", str(tmp_path / "out"), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "translated 2 image(s) with unet_128 on CPUExecutionProvider" in res.output
+    written = sorted((tmp_path / "out").iterdir())
+    assert len(written) == 2
+    src = read_image(inputs[0])
+    assert read_image(written[0]).shape == src.shape
