@@ -1,0 +1,163 @@
+"""`i2i export` end to end on real checkpoints: metadata, checker, dynamic axes, fp16, static size, tolerance."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from click.testing import CliRunner
+
+from i2i.checkpoint import load_generator, save_generator
+from i2i.cli import cli
+from i2i.registry import generators
+from i2i.testing import build, generator_meta
+from i2i_export.runtime import read_meta
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+FACADES = SHARED / "datasets" / "facades"
+ANIME = SHARED / "weights" / "realesrgan" / "realesr-animevideov3.pth"
+needs_facades = pytest.mark.skipif(not FACADES.is_dir(), reason="../shared/datasets/facades not present")
+
+DIFF = re.compile(r"onnxruntime vs PyTorch \(batch (\d+), (\d+)x(\d+)\): max \|diff\| = (\S+) \(tolerance (\S+)\)")
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(cli, list(args))
+    if res.exception and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    return res.exit_code, res.output
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real pix2pix checkpoint: 2 steps of unet_128 (8 filters) on facades, with EMA weights."""
+    if not FACADES.is_dir():
+        pytest.skip("../shared/datasets/facades not present")
+    out = tmp_path_factory.mktemp("runs")
+    code, output = invoke(
+        "train", "pix2pix", "--data", str(FACADES), "--max-steps", "2", "--name", "tiny", "--out-dir", str(out),
+        "--set", "generator=unet_128", "--set", "generator_kwargs.ngf=8", "--set", "discriminator_kwargs.ndf=8",
+        "--set", "load_size=136", "--set", "crop_size=128", "--set", "num_workers=0", "--set", "ema_decay=0.5",
+        "--set", "sample_every=0",
+    )
+    assert code == 0, output
+    return out / "tiny"
+
+
+@needs_facades
+def test_export_checkpoint_end_to_end(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "facades.onnx"
+    code, output = invoke("export", str(run), "-o", str(out))
+    assert code == 0, output
+    assert "exported unet_128 (pix2pix G, EMA weights)" in output and "onnx.checker: ok" in output
+    batch, h, w, diff, tol = DIFF.search(output).groups()
+    # checked at another batch and size than the export's sample (batch 1, 128x128)
+    assert (int(batch), int(h), int(w)) == (2, 256, 128)
+    assert float(diff) <= float(tol) == pytest.approx(2e-3)
+
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model, full_check=True)
+    assert [i.name for i in model.graph.input] == ["image"] and [o.name for o in model.graph.output] == ["output"]
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[1] == 3 and all(isinstance(d, str) and d for d in (dims[0], dims[2], dims[3]))  # dynamic N, H, W
+    assert not list(tmp_path.glob("*.data"))  # a single file
+    meta = read_meta(out)
+    assert (meta.name, meta.method, meta.net, meta.kwargs["ngf"]) == ("unet_128", "pix2pix", "G", 8)
+    assert (meta.size_multiple, meta.in_channels, meta.value_range, meta.extra_inputs) == (128, 3, (-1.0, 1.0), [])
+    assert meta.i2i_version and meta.info["onnx"]["opset"] == 18 and meta.info["onnx"]["exporter"] == "torchscript"
+
+    # the EMA weights went into the file, not the raw ones (they differ after 2 steps at decay 0.5)
+    ema, _ = load_generator(run, ema=True)
+    raw, _ = load_generator(run, ema=False)
+    x = torch.rand(1, 3, 128, 256) * 2 - 1
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(["output"], {"image": x.numpy()})[0]
+    with torch.no_grad():
+        want_ema, want_raw = ema(x).numpy(), raw(x).numpy()
+    assert np.abs(got - want_ema).max() < 1e-4 < np.abs(got - want_raw).max()
+
+    code, output = invoke("export", str(run), "--no-ema", "-o", str(tmp_path / "raw.onnx"))
+    assert code == 0 and "EMA" not in output
+
+
+@needs_facades
+def test_export_static_fp16_and_opset(run: Path, tmp_path: Path) -> None:
+    code, output = invoke("export", str(run / "checkpoints" / "final"), "--static", "128x256", "--fp16",
+                          "--opset", "17", "-o", str(tmp_path / "half.onnx"))
+    assert code == 0, output
+    assert "float16" in output and "dynamic batch, 128x256" in output
+    batch, h, w, diff, tol = DIFF.search(output).groups()
+    assert (h, w) == ("128", "256") and 0 < float(diff) <= float(tol)
+    model = onnx.load(str(tmp_path / "half.onnx"))
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [17]
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert isinstance(dims[0], str) and dims[1:] == [3, 128, 256]
+    # inputs and outputs stay float32; the weights are float16 (half the size of a float32 export)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert {t.data_type for t in model.graph.initializer if t.dims and np.prod(t.dims) > 64} == {onnx.TensorProto.FLOAT16}
+    code, output = invoke("export", str(run), "-o", str(tmp_path / "full.onnx"), "--no-verify")
+    assert code == 0 and "max |diff|" not in output
+    assert (tmp_path / "half.onnx").stat().st_size < 0.6 * (tmp_path / "full.onnx").stat().st_size
+
+
+@needs_facades
+def test_export_fails_past_the_tolerance(run: Path, tmp_path: Path) -> None:
+    # fp16 rounding differs from fp32 PyTorch by ~1e-3: a tolerance of 1e-7 must fail, in one line
+    code, output = invoke("export", str(run), "--fp16", "--tolerance", "1e-7", "-o", str(tmp_path / "t.onnx"))
+    assert code != 0
+    assert re.search(r"Error: onnxruntime differs from PyTorch by \S+, past the tolerance 1e-07", output)
+    assert "Traceback" not in output
+
+
+def test_export_inpainting_generator_with_mask_input(tmp_path: Path) -> None:
+    spec = generators().get("deepfill_v2")
+    module, meta = build(spec).eval(), generator_meta(spec)
+    meta.method = "inpaint"
+    weights = save_generator(tmp_path / "deepfill" / "weights.safetensors", module, meta)
+    code, output = invoke("export", str(weights), "-o", str(tmp_path / "deepfill.onnx"))
+    assert code == 0, output
+    batch, h, w, diff, tol = DIFF.search(output).groups()
+    assert float(diff) <= float(tol)
+    sess = ort.InferenceSession(str(tmp_path / "deepfill.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["image", "mask"]
+    assert read_meta(tmp_path / "deepfill.onnx").extra_inputs == [{"name": "mask", "channels": 1}]
+
+
+@pytest.mark.skipif(not ANIME.is_file(), reason="../shared/weights/realesrgan not present")
+def test_export_zoo_model_with_local_weights(tmp_path: Path) -> None:
+    code, output = invoke("export", "--model", "realesr-animevideov3", "--weights", str(ANIME), "-o", str(tmp_path / "sr.onnx"))
+    assert code == 0, output
+    assert float(DIFF.search(output).group(4)) <= 1e-3
+    meta = read_meta(tmp_path / "sr.onnx")
+    assert (meta.name, meta.scale, meta.info["zoo"]) == ("srvgg_compact", 4, "realesr-animevideov3")
+    x = np.random.default_rng(0).random((1, 3, 24, 40), dtype=np.float32)
+    out = ort.InferenceSession(str(tmp_path / "sr.onnx"), providers=["CPUExecutionProvider"]).run(["output"], {"image": x})[0]
+    assert out.shape == (1, 3, 96, 160)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "give either a CHECKPOINT"),
+        (("nowhere",), "checkpoint nowhere does not exist"),
+        (("--model", "no_such_model"), "no_such_model"),
+    ],
+)
+def test_export_user_errors_are_one_line(args: tuple[str, ...], message: str) -> None:
+    code, output = invoke("export", *args)
+    assert code != 0 and message in output and "Traceback" not in output
+    assert len(output.strip().splitlines()) == 1
+
+
+@needs_facades
+def test_export_rejects_bad_static_size_and_suffix(run: Path, tmp_path: Path) -> None:
+    code, output = invoke("export", str(run), "--static", "100x100", "-o", str(tmp_path / "a.onnx"))
+    assert code != 0 and "must be positive multiples of 128" in output
+    code, output = invoke("export", str(run), "--static", "big", "-o", str(tmp_path / "a.onnx"))
+    assert code != 0 and "--static takes HxW" in output
+    code, output = invoke("export", str(run), "-o", str(tmp_path / "a.pt"))
+    assert code != 0 and "should end in .onnx" in output
