@@ -3,8 +3,8 @@
 ``srresnet`` minimises a pixel loss (MSE as SRResNet, or L1), optionally plus a perceptual loss;
 it has no discriminator, so the engine runs only the generator step. ``srgan`` adds a VGG-style
 discriminator and an adversarial loss (vanilla as SRGAN, or relativistic average as ESRGAN) and
-usually starts from a PSNR-trained generator: ``pretrained: runs/srresnet_x/`` (an i2i checkpoint)
-or a published weights file (e.g. ESRGAN's PSNR model RRDB_PSNR_x4.pth).
+usually starts from a PSNR-trained generator: ``init_from: runs/srresnet_x`` (an i2i run, checkpoint
+folder or weights file) or a published weights file (e.g. ESRGAN's PSNR model RRDB_PSNR_x4.pth).
 
 Batches hold ``lr`` and ``hr`` in [0, 1]; networks see them in the generator's value range.
 """
@@ -53,8 +53,9 @@ class SRResNetConfig(TrainConfig):
     perceptual_criterion: str = "l1"
     #: VGG19 weights: "" = torchvision's ImageNet download (cached), a local .pth path, or "random" (tests only)
     perceptual_weights: str = ""
-    #: start G from this: an i2i checkpoint (run folder, checkpoint folder, weights.safetensors) or published weights
-    pretrained: str = ""
+    #: start G from these weights (GAN fine-tuning after PSNR pre-training): an i2i run folder, checkpoint
+    #: folder or weights.safetensors (its EMA weights when present), or a published .pth; loaded strictly
+    init_from: str = ""
     # SRResNet's optimiser: Adam(1e-4, betas 0.9/0.999), batch 16, 96x96 HR crops
     lr: float = 1e-4
     beta1: float = 0.9
@@ -93,8 +94,8 @@ class SRResNetMethod(Method):
             raise I2IError(f"generator {cfg.generator} upscales x{kwargs.get('scale', spec.scale)} but scale is {cfg.scale}")
         G = self.make_generator("G", cfg.generator, **kwargs)
         self.value_range = tuple(float(v) for v in spec.value_range)
-        if cfg.pretrained:
-            load_pretrained(G, cfg.generator, kwargs, cfg.pretrained)
+        if cfg.init_from:
+            load_init(G, cfg.generator, kwargs, cfg.init_from)
         self.pixel = create_loss(cfg.pixel_loss) if cfg.pixel_weight > 0 else None
         self.perceptual = None
         if cfg.perceptual_weight > 0:
@@ -185,7 +186,7 @@ class SRGANMethod(SRResNetMethod):
         return losses
 
 
-def load_pretrained(G: torch.nn.Module, name: str, kwargs: dict[str, Any], path: str) -> None:
+def load_init(G: torch.nn.Module, name: str, kwargs: dict[str, Any], path: str) -> None:
     """Load ``G``'s weights from an i2i checkpoint or a published weights file, strictly."""
     from i2i.checkpoint import generator_state, read_meta, resolve
 
@@ -198,20 +199,22 @@ def load_pretrained(G: torch.nn.Module, name: str, kwargs: dict[str, Any], path:
         net = meta.get("main", "G")
         gmeta = meta.get("generators", {}).get(net, {})
         if gmeta.get("name") != name or {**gmeta.get("kwargs", {})} != kwargs:
-            raise I2IError(f"pretrained {path} holds {gmeta.get('name')}({gmeta.get('kwargs')}) but this run builds "
+            raise I2IError(f"init_from {path} holds {gmeta.get('name')}({gmeta.get('kwargs')}) but this run builds "
                            f"{name}({kwargs}); set generator / generator_kwargs / scale to match")
         sd = generator_state(load_file(str(weights_file)), net, ema=True)
     else:
-        from .weights import detect, torch_load
+        from i2i.zoo import load_state
 
-        found, found_kwargs, sd = detect(torch_load(p))
+        from .weights import detect
+
+        found, _, sd = detect(load_state(p))
         if found != name:
-            raise I2IError(f"pretrained {path} holds {found} weights but this run builds {name}; set generator={found}")
+            raise I2IError(f"init_from {path} holds {found} weights but this run builds {name}; set generator={found}")
     try:
         G.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
         detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])[:300]
-        raise I2IError(f"pretrained {path} does not fit {name}({kwargs}): {detail}") from None
+        raise I2IError(f"init_from {path} does not fit {name}({kwargs}): {detail}") from None
 
 
-__all__ = ["SRResNetConfig", "SRGANConfig", "SRResNetMethod", "SRGANMethod", "load_pretrained"]
+__all__ = ["SRResNetConfig", "SRGANConfig", "SRResNetMethod", "SRGANMethod", "load_init"]

@@ -38,6 +38,9 @@ def unwrap(obj: Any) -> StateDict:
         raise I2IError(f"no tensors found; top-level keys: {', '.join(list(obj)[:8])}")
     if all(k.startswith("module.") for k in sd):  # saved from DataParallel/DDP
         sd = {k[len("module."):]: v for k, v in sd.items()}
+    # BatchNorm saved by PyTorch < 0.4.1 has no step counter (leftthomas SRGAN); eval never reads it
+    for key in [k for k in sd if k.endswith(".running_mean")]:
+        sd.setdefault(key[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0, dtype=torch.long))
     return sd
 
 
@@ -121,67 +124,20 @@ def detect(sd: StateDict) -> tuple[str, dict[str, Any], StateDict]:
                    f"RRDBNet (ESRGAN / Real-ESRGAN), leftthomas SRGAN, i2i srresnet")
 
 
-def torch_load(path: str | Path) -> Any:
-    """``torch.load`` of a published .pth (pickle: weights only; CUDA tensors land on the CPU)."""
-    path = Path(path)
-    if not path.is_file():
-        raise I2IError(f"weights file {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors come in many types; the message names the file
-        raise I2IError(f"cannot load {path} as PyTorch weights ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
-
-
-def build_strict(name: str, kwargs: dict[str, Any], sd: StateDict, source: str = "") -> nn.Module:
-    """Build generator ``name`` and load ``sd`` strictly; mismatches are one clear line."""
-    from i2i.registry import create_generator
-
-    module = create_generator(name, **kwargs)
-    try:
-        module.load_state_dict(sd, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()
-        detail = " ".join(line.strip() for line in first[1:3])[:300]
-        raise I2IError(f"weights {source or ''} do not fit {name}({kwargs}): {detail}") from None
-    return module.eval()
-
-
-def meta_for(name: str, kwargs: dict[str, Any], info: dict[str, Any] | None = None) -> GeneratorMeta:
-    """The GeneratorMeta of a registered SR generator with these kwargs (imported weights)."""
-    from i2i import __version__
-    from i2i.registry import generators
-
-    spec = generators().get(name)
-    return GeneratorMeta(
-        name=name, kwargs=dict(kwargs), method="", net="G",
-        in_channels=int(kwargs.get("in_channels", spec.in_channels)),
-        out_channels=int(kwargs.get("out_channels", spec.out_channels)),
-        size_multiple=spec.size_multiple, scale=int(kwargs.get("scale", spec.scale)),
-        value_range=tuple(spec.value_range), i2i_version=__version__, info=dict(info or {}),
-    )
-
-
 def load_weights(path: str | Path, model: str | None = None) -> tuple[nn.Module, GeneratorMeta]:
     """A published weights file as (generator in eval mode, meta).
 
-    With ``model`` (a zoo name) the zoo entry's architecture and converter are used; without it the
-    architecture is recognised from the keys (:func:`detect`).
+    With ``model`` (a zoo name) the zoo entry names the architecture and the converter (exactly
+    ``i2i translate --model NAME --weights FILE``); without it the architecture is recognised from
+    the keys (:func:`detect`).
     """
-    raw = torch_load(path)
+    from i2i.zoo import build_strict, load_state, resolve_model, zoo_meta
+
     if model:
-        from i2i.registry import models
-
-        spec = models().get(model)
-        sd = (spec.converter or identity)(raw)
-        module = build_strict(spec.generator, spec.generator_kwargs, sd, str(path))
-        return module, meta_for(spec.generator, spec.generator_kwargs, {"zoo": model, "weights": str(path), "source": spec.source})
-    name, kwargs, sd = detect(raw)
+        return resolve_model(model, weights=str(path))
+    name, kwargs, sd = detect(load_state(path))
     module = build_strict(name, kwargs, sd, str(path))
-    return module, meta_for(name, kwargs, {"weights": str(path)})
+    return module, zoo_meta(name, kwargs, info={"weights": str(path)})
 
 
-__all__ = ["unwrap", "xinntao_to_basicsr", "identity", "detect", "torch_load", "build_strict", "meta_for", "load_weights"]
+__all__ = ["unwrap", "xinntao_to_basicsr", "identity", "detect", "load_weights"]

@@ -1,4 +1,5 @@
-"""Model zoo entries for the official Real-ESRGAN releases (xinntao/Real-ESRGAN, BSD-3-Clause).
+"""Model zoo entries for the official Real-ESRGAN releases (xinntao/Real-ESRGAN, BSD-3-Clause) and
+the SRGAN x4 generator published in leftthomas/SRGAN (MIT).
 
 Each entry rebuilds the published architecture; ``converter`` unwraps basicsr's ``{"params_ema":
 ...}`` / ``{"params": ...}`` wrappers (and renames old ESRGAN keys) so the weights load strictly.
@@ -70,6 +71,16 @@ ZOO: dict[str, dict[str, Any]] = {
         "license": _LICENSE,
         "source": _SOURCE,
         "description": "Real-ESRGAN compact x4 for general scenes (SRVGGNetCompact, 32 convs, 1.2M params)",
+    },
+    "srgan-x4": {
+        "generator": "srgan_leftthomas",
+        "generator_kwargs": {"scale": 4, "num_feat": 64, "num_block": 5, "block7": "prelu"},
+        "url": "https://github.com/leftthomas/SRGAN/raw/master/epochs/netG_epoch_4_100.pth",
+        "converter": identity,
+        "method": "srgan",
+        "license": "MIT",
+        "source": "https://github.com/leftthomas/SRGAN",
+        "description": "SRGAN x4 (leftthomas/SRGAN netG_epoch_4_100.pth): 5 residual blocks, trained on VOC2012 crops",
     },
 }
 
