@@ -5,7 +5,7 @@
 - discriminator ``sn_patch``: spectral-normalised PatchGAN over image + mask;
 - method ``inpaint`` (:mod:`i2i_inpaint.method`);
 - masks: a registry of seeded mask generators (:mod:`i2i_inpaint.masks`; extend it with
-  ``register_mask``) and ``load_mask`` for ``i2i translate --mask``;
+  ``register_mask``);
 - command ``i2i eval inpaint`` (:mod:`i2i_inpaint.cli`).
 """
 
@@ -14,10 +14,10 @@ from __future__ import annotations
 import i2i
 from i2i.registry import InputSpec
 
-# torch-free at import (the serving runtime may use load_mask); networks load in the hooks
-from .masks import load_mask, register_mask
+# torch-free at import; networks load in the hooks
+from .masks import create_mask, list_masks, mask_from_spec, mask_set, register_mask
 
-__all__ = ["load_mask", "register_mask"]
+__all__ = ["create_mask", "list_masks", "mask_from_spec", "mask_set", "register_mask"]
 
 
 @i2i.hookimpl

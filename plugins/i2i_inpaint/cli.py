@@ -38,11 +38,19 @@ def load_eval_images(root: str | Path, size: int, holdout: int = DEFAULT_HOLDOUT
     return files, images
 
 
+def _short(path: Path, root: str) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 @click.command("inpaint")
 @click.option("--checkpoint", "-c", "checkpoint", default=None,
               help="Run folder, checkpoint or .onnx of an inpainting model (omit: baselines only).")
 @click.option("--data", required=True, help="Folder of images; its held-aside split is evaluated.")
-@click.option("--holdout", default=DEFAULT_HOLDOUT, show_default=True, help="Eval images = the last N of the sorted files (as in training).")
+@click.option("--holdout", type=int, default=None,
+              help=f"Eval images = the last N of the sorted files, as in training (default: the checkpoint's holdout, else {DEFAULT_HOLDOUT}).")
 @click.option("--all", "all_images", is_flag=True, help="Evaluate every image of --data (e.g. a separate test folder).")
 @click.option("--size", type=int, default=None, help="Image side (default: the checkpoint's crop_size, else 256).")
 @click.option("--masks", default="free_form_eval", show_default=True,
@@ -53,7 +61,7 @@ def load_eval_images(root: str | Path, size: int, holdout: int = DEFAULT_HOLDOUT
               show_default=True, help="OpenCV classical inpainting rows (repeat for several).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def eval_inpaint(checkpoint: str | None, data: str, holdout: int, all_images: bool, size: int | None, masks: str,
+def eval_inpaint(checkpoint: str | None, data: str, holdout: int | None, all_images: bool, size: int | None, masks: str,
                  per_image: int, seed: int, baselines: tuple[str, ...], device: str, as_json: bool) -> None:
     """L1, PSNR and SSIM of filled images, per hole-ratio bucket (0-10% ... 50-60%).
 
@@ -70,6 +78,7 @@ def eval_inpaint(checkpoint: str | None, data: str, holdout: int, all_images: bo
         fill, info = model_inpainter(checkpoint, device=device)
         cfg = info.get("config") or {}
         size = size or int(cfg.get("crop_size") or 0) or None
+        holdout = cfg.get("holdout") if holdout is None else holdout
         methods[f"model ({info['generator']})"] = fill
     size = size or 256
     for b in dict.fromkeys(baselines):
@@ -77,6 +86,7 @@ def eval_inpaint(checkpoint: str | None, data: str, holdout: int, all_images: bo
             methods[f"opencv-{b}"] = opencv_inpainter(b)
     if not methods:
         raise I2IError("nothing to evaluate: pass --checkpoint and/or a --baseline")
+    holdout = DEFAULT_HOLDOUT if holdout is None else int(holdout)
     files, images = load_eval_images(data, size, holdout, all_images)
     gen = mask_from_spec(masks, {"augment": False} if Path(masks).is_dir() else None)
     t0 = time.perf_counter()
@@ -91,5 +101,7 @@ def eval_inpaint(checkpoint: str | None, data: str, holdout: int, all_images: bo
             "rows": rows_to_json(rows), "seconds": round(elapsed, 2), "machine": platform.machine(),
         }, indent=2, default=str))
         return
-    click.echo(f"{len(images)} images at {size}x{size}, masks {masks!r} (seed {seed}), {per_image} per image and bucket")
+    held = "all images" if all_images else f"held-aside images (the last {holdout} by path)"
+    click.echo(f"{len(images)} {held} at {size}x{size}: {', '.join(_short(f, data) for f in files)}")
+    click.echo(f"masks {masks!r} (seed {seed}), {per_image} per image and bucket")
     click.echo(format_table(rows))

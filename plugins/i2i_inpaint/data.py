@@ -32,6 +32,9 @@ from .masks import MaskGenerator, _read_mask_file, _resize_mask, mask_rng
 #: Evaluation images held aside by default (the last files of the sorted list).
 DEFAULT_HOLDOUT = 8
 
+#: Keep resized training images in memory when they fit in this many bytes (see InpaintDataset).
+CACHE_BYTES = 256 * 2**20
+
 
 def image_files(root: str | Path) -> list[Path]:
     """Images under ``root`` (recursively, sorted by path); in the pairs layout, ``root/images``."""
@@ -104,6 +107,10 @@ class InpaintDataset(Dataset):
         self.flip = flip
         self.eval_seed = eval_seed
         self.paired = (self.root / "images").is_dir() and (self.root / "masks").is_dir()
+        # Decoding a large photo dominates a small-crop step (a 1024 px JPEG for a 64 px crop), so
+        # resized images are kept in memory when they all fit in CACHE_BYTES (per worker process).
+        self.cache = len(self.files) * self.load_size**2 * 3 * 2 <= CACHE_BYTES
+        self._cache: dict[int, Image.Image] = {}
 
     def __len__(self) -> int:
         return len(self.files)
@@ -113,16 +120,27 @@ class InpaintDataset(Dataset):
             return mask_rng(int(torch.randint(0, 2**62, ()).item()), index)
         return mask_rng(self.eval_seed, index)
 
+    def _resized(self, index: int) -> Image.Image:
+        """The image with its short side resized to ``load_size`` (deterministic, so cacheable)."""
+        img = self._cache.get(index)
+        if img is None:
+            array = read_image(self.files[index], channels=3)
+            h, w = array.shape[:2]
+            (nh, nw), _ = resize_crop_box(h, w, self.load_size, self.crop_size, None)
+            img = Image.fromarray(array)
+            if (nh, nw) != (h, w):
+                img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+            if self.cache:
+                self._cache[index] = img
+        return img
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         path = self.files[index]
         rng = self._rng(index)
-        array = read_image(path, channels=3)
-        h, w = array.shape[:2]
-        (nh, nw), (top, left) = resize_crop_box(h, w, self.load_size, self.crop_size, rng if self.train else None)
+        img = self._resized(index)
+        nw, nh = img.size
         s = self.crop_size
-        img = Image.fromarray(array)
-        if (nh, nw) != (h, w):
-            img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+        _, (top, left) = resize_crop_box(nh, nw, self.load_size, s, rng if self.train else None)
         img = img.crop((left, top, left + s, top + s))
         flip = self.train and self.flip and rng.random() < 0.5
         image = np.asarray(img, dtype=np.float32) / 127.5 - 1.0

@@ -1,4 +1,6 @@
-"""Hole masks for inpainting: a small registry of seeded mask generators, and ``load_mask``.
+"""Hole masks for inpainting: a small registry of seeded mask generators.
+
+A user's own mask for ``i2i translate --mask`` is read by the host (``i2i.translate.read_mask``).
 
 Convention everywhere: float32 ``HxW`` arrays with values in {0, 1}, **1 = hole** (pixels to fill).
 
@@ -318,68 +320,7 @@ def mask_from_spec(spec: str, kwargs: Mapping[str, Any] | None = None) -> MaskGe
     raise AssertionError
 
 
-# -- user masks ------------------------------------------------------------------------------
-
-
-def load_mask(path: str | os.PathLike[str], size_hw: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a user's mask for ``i2i translate --mask``: float32 HxW in {0, 1}, 1 = hole.
-
-    Accepted: a greyscale (or grey RGB/RGBA, or 1-bit) image where white / bright (>= 128) marks
-    the hole and black the pixels to keep. Anything else is an :class:`I2IError` saying what is
-    expected: colour images, a size different from ``size_hw`` (the image's height, width), a
-    mask with no hole, or one that is all hole.
-    """
-    p = Path(path)
-    expected = "a greyscale image, white = hole to fill, black = keep"
-    try:
-        with Image.open(p) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
-            mode = img.mode
-            if mode in ("P", "PA"):
-                img = img.convert("RGBA")
-                mode = "RGBA"
-            arr = np.asarray(img)
-    except FileNotFoundError:
-        raise I2IError(f"mask {p} does not exist; expected {expected}") from None
-    except IsADirectoryError:
-        raise I2IError(f"mask {p} is a folder; expected an image file ({expected})") from None
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise I2IError(f"cannot read mask {p} ({type(exc).__name__}: {exc}); expected {expected}") from None
-
-    if arr.ndim == 3:
-        colour = arr[..., :3].astype(np.int16) if arr.shape[2] >= 3 else arr[..., :1].astype(np.int16)
-        if arr.shape[2] >= 3 and (np.abs(colour[..., 0] - colour[..., 1]).max() > 8 or np.abs(colour[..., 0] - colour[..., 2]).max() > 8):
-            raise I2IError(f"mask {p} is a colour {mode} image; expected {expected} (save it as greyscale 'L' PNG)")
-        if arr.shape[2] in (2, 4) and (arr[..., -1] < 255).any():
-            raise I2IError(f"mask {p} has transparent pixels ({mode}); expected {expected}, without transparency")
-        grey = colour[..., 0].astype(np.float64)
-    elif mode == "1":
-        grey = arr.astype(np.float64) * 255.0
-    elif mode.startswith("I") or mode == "F":
-        a = arr.astype(np.float64)
-        grey = a * 255.0 if a.max(initial=0) <= 1.0 else a / (257.0 if a.max() > 255 else 1.0)
-    else:
-        grey = arr.astype(np.float64)
-    if grey.max(initial=0) == 1 and np.isin(grey, (0, 1)).all():
-        grey = grey * 255.0  # a 0/1-valued mask saved straight from numpy
-
-    h, w = grey.shape
-    if size_hw is not None and (h, w) != tuple(size_hw):
-        raise I2IError(
-            f"mask {p} is {w}x{h} but the image is {size_hw[1]}x{size_hw[0]} (width x height); "
-            "the mask must have the image's size"
-        )
-    mask = (grey >= 128).astype(np.float32)
-    if not mask.any():
-        hint = " (its values are all below 128: is it too dark or 0/1-valued? holes must be white)" if grey.max(initial=0) > 0 else ""
-        raise I2IError(f"mask {p} marks no hole{hint}; expected {expected}")
-    if mask.all():
-        raise I2IError(f"mask {p} is all hole (nothing known to fill from); expected {expected} - is it inverted?")
-    return mask
-
-
 __all__ = [
     "MaskGenerator", "MaskSpec", "register_mask", "list_masks", "create_mask", "mask_from_spec",
-    "mask_rng", "mask_set", "hole_ratio", "load_mask", "FreeForm", "Rect", "Files", "Mixture", "Union",
+    "mask_rng", "mask_set", "hole_ratio", "FreeForm", "Rect", "Files", "Mixture", "Union",
 ]

@@ -7,7 +7,8 @@ Losses (Yu et al. 2019; weights default to the paper's: plain L1 on both stages 
 - ``G_coarse``: the same weighted L1 for the coarse stage, times ``coarse_weight``;
 - ``G_GAN``: hinge generator loss on D(composited output, mask), times ``gan_weight``;
 - ``G_perceptual`` (``perceptual_weight`` > 0): a registered loss (``perceptual_loss``) on the output;
-- ``D_real`` / ``D_fake``: hinge discriminator loss.
+- ``D_real`` / ``D_fake``: hinge discriminator loss;
+- ``hole_L1``: a detached monitor (no gradient): L1 inside the hole, per hole pixel, in [0, 1].
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ class Inpaint(Method):
             losses["G_GAN"] = c.gan_weight * self.gan_loss(pred, True, for_discriminator=False)
         if self.perceptual is not None:
             losses["G_perceptual"] = c.perceptual_weight * self.perceptual(out["output"], image)
+        losses["hole_L1"] = hole_l1(out["output"], image, mask)
         return losses
 
     def visuals(self, batch: Batch, out: dict[str, torch.Tensor]) -> list[torch.Tensor]:
@@ -127,6 +129,17 @@ class Inpaint(Method):
         masked = batch["image"] * (1 - mask) + mask
         coarse = out["coarse"] * mask + batch["image"] * (1 - mask)
         return [masked, coarse.detach(), out["output"].detach(), batch["image"]]
+
+
+def hole_l1(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A monitor, not a loss: mean |output - target| over hole pixels only, in [0, 1] image units
+    (as ``i2i eval inpaint`` reports it). Detached, so adding it to the G losses (the engine logs
+    every term it is given) changes no gradient; unlike ``G_hole`` it does not scale with the
+    batch's hole ratio, so early and late values of a run compare directly."""
+    with torch.no_grad():
+        m = mask.float()
+        err = (output.float() - target.float()).abs().mean(dim=1, keepdim=True) * m
+        return (err.sum() / m.sum().clamp_min(1.0) / 2.0).detach()
 
 
 def check_config(cfg: InpaintConfig) -> None:
