@@ -84,14 +84,20 @@ def expand_inputs(inputs: tuple[str, ...]) -> list[Path]:
 
 
 def read_mask(path: str, size_hw: tuple[int, int]) -> np.ndarray:
-    """A hole mask for an image of size_hw: single channel, non-zero = hole, same size as the image."""
-    mask = read_image(path, channels=1)[:, :, 0]
+    """A hole mask for an image of size_hw: greyscale, non-zero = hole, same size as the image."""
+    rgb = read_image(path, channels=3)
+    # a colour file is not a mask (often the photo passed by mistake); grey RGB/JPEG noise is fine
+    if int((rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)).max()) > 8:
+        raise I2IError(f"mask {path} is a colour image; give a greyscale mask (non-zero/white = hole, black = keep)")
+    mask = rgb.max(axis=2)
     if mask.shape != tuple(size_hw):
         raise I2IError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but the image is {size_hw[1]}x{size_hw[0]}; "
                         f"give a mask of the image's size (non-zero = hole)")
     hole = (mask > 0).astype(np.float32)
     if not hole.any():
         raise I2IError(f"mask {path} marks no hole (all zero); non-zero pixels mark the region to fill")
+    if hole.all():
+        raise I2IError(f"mask {path} is all hole (nothing known to fill from); black (0) marks the pixels to keep - is it inverted?")
     return hole
 
 
@@ -111,6 +117,8 @@ def translate_files(translator: Translator, paths: list[Path], out_dir: Path, si
                     mask: str | None = None, tile: int = 0, overlap: int = 32,
                     progress: Callable[[Path], None] | None = None) -> list[Path]:
     written: list[Path] = []
+    if mask and not translator.meta.extra_inputs:
+        raise I2IError(f"--mask is for inpainting models; {translator.meta.name} takes no mask")
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in paths:
         image = read_image(path, channels=translator.meta.in_channels)
