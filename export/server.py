@@ -12,8 +12,8 @@ Errors are JSON ``{"error": ...}`` with 413 (body or pixels past the limits), 41
 content type) or 422 (empty, corrupt, wrong mask) - never a 500 for a client's mistake.
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: FastAPI resolves the endpoints' annotations (Request,
+# imported inside create_app) at runtime, so they must be real objects, not strings
 import asyncio
 import contextlib
 import io
