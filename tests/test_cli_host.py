@@ -1,0 +1,242 @@
+"""The host's commands as a user runs them: --version, plugins, list; an installed third-party plugin.
+
+Installed plugins run in a subprocess whose PYTHONPATH holds a ``*.dist-info`` with the example
+package's real entry points (``i2i.testing.plugin_paths``): no pip, no network, nothing left in
+the environment. One test also builds and installs the example with pip into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import i2i
+from i2i import plugins
+from i2i.cli import cli
+from i2i.plugins import BUILTIN_PLUGINS, PluginWarning
+from i2i.registry import registry
+from i2i.testing import plugin_paths
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.delenv("I2I_BLOCK_PLUGINS", raising=False)
+    monkeypatch.delenv("I2I_PLUGINS", raising=False)
+    plugins.reset()
+    yield
+    plugins.reset()
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args), prog_name="i2i")
+
+
+# --------------------------------------------------------------------------- built-ins, in process
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"i2i, version {i2i.__version__}"
+
+
+def test_plugins_lists_builtins_with_versions() -> None:
+    result = invoke("plugins")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["plugin", "version", "source", "hooks"]
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert set(BUILTIN_PLUGINS) <= set(rows)
+    for name in BUILTIN_PLUGINS:
+        assert rows[name][1:3] == [i2i.__version__, "built-in"]
+    assert "generators" in " ".join(rows["i2i_pix2pix"][3:])
+
+    data = json.loads(invoke("plugins", "--json").output)
+    by_name = {p["name"]: p for p in data}
+    assert set(BUILTIN_PLUGINS) <= set(by_name)
+    assert by_name["i2i_pix2pix"]["version"] == i2i.__version__ and by_name["i2i_pix2pix"]["builtin"] is True
+    assert "register_generators" in by_name["i2i_pix2pix"]["hooks"]
+
+
+def test_plugins_respects_the_block_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("I2I_BLOCK_PLUGINS", "i2i_srgan")
+    result = invoke("plugins")
+    assert result.exit_code == 0 and "i2i_srgan" not in result.output and "i2i_pix2pix" in result.output
+    assert "srresnet" not in invoke("list", "generators").output
+
+
+def test_list_with_a_wildcard() -> None:
+    result = invoke("list", "generators", "unet*")
+    assert result.exit_code == 0, result.output
+    names = [line.split()[0] for line in result.output.splitlines()[2:]]
+    assert names == ["unet_128", "unet_256"]
+    data = json.loads(invoke("list", "generators", "unet*", "--json").output)
+    assert [(d["name"], d["plugin"], d["multiple"]) for d in data] == [("unet_128", "i2i_pix2pix", 128),
+                                                                      ("unet_256", "i2i_pix2pix", 256)]
+
+
+def test_list_nothing_matches_suggests_and_fails() -> None:
+    result = invoke("list", "generators", "nosuch")
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert "no generators match 'nosuch' (registered: " in result.output  # nothing close: names to try
+    shown = result.output.split("registered: ")[1].split(")")[0].split(", ")
+    assert shown and set(shown) - {"..."} <= set(registry("generator").names())
+
+    result = invoke("list", "generators", "unet")
+    assert result.exit_code == 1 and "did you mean: " in result.output and "unet_256" in result.output
+    result = invoke("list", "losses", "lsgn")
+    assert result.exit_code == 1 and "did you mean: lsgan" in result.output
+
+
+@pytest.mark.parametrize("kind", ["generators", "discriminators", "losses", "methods", "datasets", "models"])
+def test_list_every_kind(kind: str) -> None:
+    result = invoke("list", kind)
+    assert result.exit_code == 0, result.output
+    assert len(result.output.splitlines()) >= 3  # header, rule, at least one entry
+    assert json.loads(invoke("list", kind, "--json").output)
+
+
+def test_list_unknown_kind_and_unknown_command() -> None:
+    result = invoke("list", "generatrs")
+    assert result.exit_code == 2 and "generators" in result.output
+    result = invoke("plugin")
+    assert result.exit_code == 2 and "no command 'plugin' (did you mean: plugins" in result.output
+
+
+def test_every_command_has_help_text() -> None:
+    ctx = click.Context(cli, info_name="i2i")
+    missing = []
+
+    def walk(group: click.Group, prefix: str, ctx: click.Context) -> None:
+        for name in group.list_commands(ctx):
+            cmd = group.get_command(ctx, name)
+            assert cmd is not None
+            if not (cmd.help or cmd.short_help or "").strip():
+                missing.append(f"{prefix} {name}")
+            if isinstance(cmd, click.Group):
+                walk(cmd, f"{prefix} {name}", click.Context(cmd, info_name=name, parent=ctx))
+
+    walk(cli, "i2i", ctx)
+    assert not missing, f"commands without help text: {missing}"
+    for name in ("plugins", "list", "train", "translate", "eval"):
+        assert name in cli.list_commands(ctx)
+
+
+# --------------------------------------------------------------------------- installed plugins
+
+
+@pytest.fixture
+def installed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """The example plugin package on sys.path with its entry points, and `cli` as a new process has it."""
+    for p in plugin_paths(EXAMPLES / "i2i-example-plugin", tmp_path / "site"):
+        monkeypatch.syspath_prepend(str(p))
+    own = {n: c for n, c in cli.commands.items() if getattr(c.callback, "__module__", "") == "i2i.cli"}
+    monkeypatch.setattr(cli, "commands", own)  # plugin commands are added again on first use
+    monkeypatch.setattr(cli, "_plugins_added", False)
+    plugins.reset()
+    yield
+    for name in [m for m in sys.modules if m.split(".")[0] in ("i2i_example", "i2i_broken")]:
+        del sys.modules[name]
+
+
+def test_installed_plugin_is_listed_usable_and_adds_its_command(installed: None) -> None:
+    result = invoke("plugins")
+    assert result.exit_code == 0, result.output
+    row = next(line.split() for line in result.output.splitlines() if line.startswith("example "))
+    assert row == ["example", "0.2.0", "installed", "commands,", "generators"]
+    assert "count-params" in invoke("--help").output
+
+    # its generator is usable by name: through the host's registry, listing and the plugin's own command
+    net = registry("generator").create("example_resnet", ngf=4, n_blocks=1)
+    result = invoke("count-params", "example_resnet", "--set", "ngf=4", "--set", "n_blocks=1")
+    assert result.exit_code == 0, result.output
+    # 7x7 3->4 conv + its norm, one block of two 3x3 4->4 convs and two norms, 7x7 4->3 conv
+    expected = (3 * 4 * 49 + 4) + 2 * 4 + 2 * (4 * 4 * 9 + 4 + 2 * 4) + (4 * 3 * 49 + 3)
+    assert sum(p.numel() for p in net.parameters()) == expected
+    assert result.output.strip() == f"example_resnet: {expected:,} trainable parameters"
+    result = invoke("count-params", "example_resnt")
+    assert result.exit_code == 1 and "did you mean: example_resnet" in result.output
+    result = invoke("list", "generators", "example*", "--json")
+    assert [(d["name"], d["plugin"]) for d in json.loads(result.output)] == [("example_resnet", "example")]
+
+
+@pytest.mark.parametrize("env", [{"I2I_BLOCK_PLUGINS": "example"}, {"I2I_PLUGINS": ""}, {"I2I_PLUGINS": "other"}])
+def test_blocked_plugin_is_not_listed_and_its_command_is_gone(
+    installed: None, monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = invoke("plugins", "--json")
+    assert result.exit_code == 0, result.output
+    assert "example" not in {p["name"] for p in json.loads(result.output)}
+    assert "count-params" not in invoke("--help").output
+    result = invoke("count-params", "unet_256")
+    assert result.exit_code == 2 and "no command 'count-params'" in result.output
+    assert "example_resnet" not in invoke("list", "generators").output
+
+
+def test_broken_plugin_does_not_take_the_cli_down(installed: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for p in plugin_paths(EXAMPLES / "i2i-broken-plugin", tmp_path / "site"):
+        monkeypatch.syspath_prepend(str(p))
+    with pytest.warns(PluginWarning) as record:
+        result = invoke("plugins")
+    assert result.exit_code == 0, result.output
+    assert [str(r.message) for r in record] == ["plugin 'broken_import' skipped: ModuleNotFoundError: "
+                                                "No module named 'i2i_a_dependency_that_is_not_installed'"]
+    listed = {line.split()[0] for line in result.output.splitlines()[2:]}
+    assert listed == set(BUILTIN_PLUGINS) | {"example", "broken_hook"}
+    with pytest.warns(PluginWarning, match="plugin 'broken_hook' skipped in register_generators: RuntimeError"):
+        assert invoke("count-params", "unet_128").exit_code == 0  # the registries load, minus the broken hook
+
+
+def run_i2i(*args: str, paths: list[Path]) -> subprocess.CompletedProcess[str]:
+    """`i2i ARGS` in a fresh interpreter, as a user runs it, with ``paths`` on PYTHONPATH."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("I2I_BLOCK_PLUGINS", "I2I_PLUGINS")}
+    environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
+    environ["PYTHONPATH"] = os.pathsep.join([*map(str, paths), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return subprocess.run([sys.executable, "-c", "from i2i.cli import main; main()", *args],
+                          env=environ, capture_output=True, text=True, timeout=120)
+
+
+def test_broken_plugins_warn_one_line_each_in_a_real_process(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    paths = [*plugin_paths(EXAMPLES / "i2i-example-plugin", site), plugin_paths(EXAMPLES / "i2i-broken-plugin", site)[1]]
+    result = run_i2i("list", "generators", paths=paths)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "i2i:0: PluginWarning: plugin 'broken_import' skipped: ModuleNotFoundError: "
+        "No module named 'i2i_a_dependency_that_is_not_installed'",
+        "i2i:0: PluginWarning: plugin 'broken_hook' skipped in register_generators: RuntimeError: "
+        "this hook is broken on purpose",
+    ]
+    names = {line.split()[0] for line in result.stdout.splitlines()[2:]}
+    assert {"example_resnet", "unet_256"} <= names and "broken_identity" not in names
+
+
+@pytest.mark.skipif(importlib.util.find_spec("setuptools") is None, reason="building the example needs setuptools")
+def test_example_builds_and_installs_with_pip(tmp_path: Path) -> None:
+    """The example's pyproject is a real package: pip builds it (offline) and `i2i` finds it."""
+    project = shutil.copytree(EXAMPLES / "i2i-example-plugin", tmp_path / "project",
+                              ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    site = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                          "--no-index", "--target", str(site), str(project)], capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stderr
+    assert not (site / "i2i_example" / "__init__.py").is_symlink() and (site / "i2i_example" / "network.py").is_file()
+    result = run_i2i("plugins", "--json", paths=[site])
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    example = next(p for p in json.loads(result.stdout) if p["name"] == "example")
+    assert example["version"] == "0.2.0" and example["builtin"] is False
+    assert example["module"] == "i2i_example" and example["hooks"] == ["register_commands", "register_generators"]

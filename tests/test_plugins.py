@@ -1,0 +1,259 @@
+"""The plugin manager: built-ins and entry points through one set of hooks, isolation, allow/block lists.
+
+Fake plugins are module objects put in ``sys.modules`` and loaded as built-ins of a fresh
+:class:`PluginHost`; the example packages under examples/ are found through their real
+entry points (``i2i.testing.plugin_paths`` makes them visible on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import pytest
+import torch
+from torch import nn
+
+import i2i
+from i2i import plugins
+from i2i.errors import I2IError
+from i2i.plugins import BUILTIN_PLUGINS, PluginHost, PluginWarning
+from i2i.testing import plugin_paths
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.delenv("I2I_BLOCK_PLUGINS", raising=False)
+    monkeypatch.delenv("I2I_PLUGINS", raising=False)
+    plugins.reset()
+    yield
+    plugins.reset()
+
+
+def fake_plugin(monkeypatch: pytest.MonkeyPatch, module: str, **hooks: Callable[..., Any]) -> str:
+    """A plugin module named ``module`` whose attributes are the given functions as @i2i.hookimpl."""
+    mod = types.ModuleType(module)
+    for attr, fn in hooks.items():
+        setattr(mod, attr, i2i.hookimpl(fn))
+    monkeypatch.setitem(sys.modules, module, mod)
+    return module
+
+
+def gens(*names: str) -> Callable[..., None]:
+    def register_generators(register: Any) -> None:
+        for name in names:
+            register(name, nn.Identity)
+
+    return register_generators
+
+
+def host(builtins: dict[str, str], entry_points: bool = False) -> PluginHost:
+    return PluginHost(builtins=builtins, entry_points=entry_points)
+
+
+@pytest.fixture
+def installed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """The example and the broken plugin packages, discoverable through their entry points."""
+    for project in ("i2i-example-plugin", "i2i-broken-plugin"):
+        for p in plugin_paths(EXAMPLES / project, tmp_path / "site"):
+            monkeypatch.syspath_prepend(str(p))
+    yield
+    for name in [m for m in sys.modules if m.split(".")[0] in ("i2i_example", "i2i_broken")]:
+        del sys.modules[name]
+
+
+# --------------------------------------------------------------------------- names
+
+
+def test_two_plugins_claiming_one_name_is_an_error_naming_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = fake_plugin(monkeypatch, "fake_a", register_generators=gens("shared", "only_a"))
+    b = fake_plugin(monkeypatch, "fake_b", register_generators=gens("shared"))
+    h = host({"plugin_a": a, "plugin_b": b})
+    with pytest.raises(I2IError) as err:
+        h.registry("generator")
+    assert "'shared'" in str(err.value) and "'plugin_a'" in str(err.value) and "'plugin_b'" in str(err.value)
+    # blocking one of them, as the message says, resolves it
+    monkeypatch.setenv("I2I_BLOCK_PLUGINS", "plugin_b")
+    reg = host({"plugin_a": a, "plugin_b": b}).registry("generator")
+    assert reg.names() == ["only_a", "shared"] and reg.get("shared").plugin == "plugin_a"
+
+
+def test_one_plugin_registering_a_name_twice_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = fake_plugin(monkeypatch, "fake_a", register_losses=lambda register: [register("l1", nn.L1Loss, kind="pixel"),
+                                                                             register("l1", nn.L1Loss, kind="pixel")])
+    with pytest.raises(I2IError, match="'l1' is registered twice: by plugin 'plugin_a' and by plugin 'plugin_a'"):
+        host({"plugin_a": a}).registry("loss")
+
+
+def test_registry_records_the_provider_and_an_unknown_name_suggests(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = fake_plugin(monkeypatch, "fake_a", register_generators=gens("unet_256", "unet_128"))
+    reg = host({"plugin_a": a}).registry("generator")
+    assert {s.plugin for s in reg} == {"plugin_a"}
+    with pytest.raises(I2IError, match=r"unknown generator 'unet_265' \(did you mean: unet_256"):
+        reg.get("unet_265")
+
+
+# --------------------------------------------------------------------------- broken plugins
+
+
+def test_plugin_that_fails_to_import_gives_one_warning_and_the_rest_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    good = fake_plugin(monkeypatch, "fake_good", register_generators=gens("good_net"))
+    later = fake_plugin(monkeypatch, "fake_later", register_generators=gens("later_net"))
+    with pytest.warns(PluginWarning) as record:
+        h = host({"good": good, "bad": "i2i_no_such_module_anywhere", "later": later})
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert message == ("plugin 'bad' skipped: ModuleNotFoundError: No module named 'i2i_no_such_module_anywhere'")
+    assert set(h.info) == {"good", "later"}
+    assert h.registry("generator").names() == ["good_net", "later_net"]
+
+
+def test_plugin_whose_hook_raises_gives_one_warning_and_the_rest_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(register: Any) -> None:
+        register("half_done", nn.Identity)
+        raise RuntimeError("boom")
+
+    good = fake_plugin(monkeypatch, "fake_good", register_generators=gens("good_net"))
+    bad = fake_plugin(monkeypatch, "fake_bad", register_generators=broken,
+                      register_losses=lambda register: register("bad_l1", nn.L1Loss, kind="pixel"))
+    h = host({"good": good, "bad": bad})
+    with pytest.warns(PluginWarning) as record:
+        reg = h.registry("generator")
+    assert len(record) == 1
+    assert str(record[0].message) == "plugin 'bad' skipped in register_generators: RuntimeError: boom"
+    assert reg.names() == ["good_net"]  # the broken hook's half-done registration is dropped too
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)
+        assert h.registry("loss").names() == ["bad_l1"]  # its working hook still counts
+        assert h.registry("generator").names() == ["good_net"]  # built once: no second warning
+
+
+def test_bad_register_call_is_isolated_like_any_raising_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = fake_plugin(monkeypatch, "fake_bad", register_generators=lambda register: register("x", nn.Identity, chanels=3))
+    good = fake_plugin(monkeypatch, "fake_good", register_generators=gens("good_net"))
+    with pytest.warns(PluginWarning, match="plugin 'bad' skipped in register_generators: .*unknown field 'chanels'"):
+        assert host({"bad": bad, "good": good}).registry("generator").names() == ["good_net"]
+
+
+def test_misspelt_hook_implementation_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    typo = fake_plugin(monkeypatch, "fake_typo", register_generator=gens("x"))
+    with pytest.raises(I2IError) as err:
+        host({"typo": typo})
+    message = str(err.value)
+    assert "plugin 'typo' implements unknown hook 'register_generator'" in message
+    assert "did you mean: register_generators" in message and "I2I_BLOCK_PLUGINS=typo" in message
+
+    other = fake_plugin(monkeypatch, "fake_other", regster_losses=gens("x"))
+    with pytest.raises(I2IError, match="unknown hook 'regster_losses' .*did you mean: register_losses"):
+        host({"other": other})
+
+
+def test_hook_implementation_with_wrong_arguments_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    wrong = fake_plugin(monkeypatch, "fake_wrong", register_generators=lambda reg: None)
+    with pytest.raises(I2IError, match="plugin 'wrong' has a hook implementation that does not match its hookspec"):
+        host({"wrong": wrong})
+
+
+def test_plugin_may_not_replace_another_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    @click.group()
+    def root() -> None:
+        """root"""
+
+    @root.command("train")
+    def train() -> None:
+        """the host's train"""
+
+    def hijack(cli: click.Group) -> None:
+        cli.add_command(click.Command("train", help="impostor"))
+        cli.add_command(click.Command("extra", help="fine"))
+
+    def crash(cli: click.Group) -> None:
+        cli.add_command(click.Command("half", help="half"))
+        raise ValueError("no")
+
+    h = host({"hijack": fake_plugin(monkeypatch, "fake_hijack", register_commands=hijack),
+              "crash": fake_plugin(monkeypatch, "fake_crash", register_commands=crash)})
+    with pytest.warns(PluginWarning) as record:
+        h.add_commands(root)
+    messages = sorted(str(r.message) for r in record)
+    assert messages == ["plugin 'crash' skipped in register_commands: ValueError: no",
+                        "plugin 'hijack' tried to replace command 'train' of 'i2i'; kept the original"]
+    assert root.commands["train"] is train and sorted(root.commands) == ["extra", "train"]
+
+
+# --------------------------------------------------------------------------- built-ins, block and allow lists
+
+
+def test_builtins_load_without_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)
+        h = PluginHost(entry_points=False)
+        for kind in ("generator", "discriminator", "loss", "method", "dataset", "model"):
+            h.registry(kind)
+    assert set(h.info) == set(BUILTIN_PLUGINS)
+    assert all(p.builtin and p.version == i2i.__version__ for p in h.info.values())
+    assert "register_generators" in h.info["i2i_pix2pix"].hooks
+    assert h.registry("generator").get("unet_256").plugin == "i2i_pix2pix"
+
+
+def test_block_list_blocks_builtins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("I2I_BLOCK_PLUGINS", "i2i_pix2pix, i2i_srgan")
+    h = PluginHost(entry_points=False)
+    assert "i2i_pix2pix" not in h.info and "i2i_srgan" not in h.info and "i2i_losses" in h.info
+    gens_ = h.registry("generator")
+    assert "unet_256" not in gens_ and "srresnet" not in gens_
+    assert h.pm.is_blocked("i2i_pix2pix")
+
+
+def test_entry_point_plugins_are_found_with_their_version(installed: None) -> None:
+    with pytest.warns(PluginWarning) as record:
+        h = PluginHost()
+    # broken_import fails at import: one warning; broken_hook imports fine
+    assert [str(r.message).split(":")[0] for r in record] == ["plugin 'broken_import' skipped"]
+    info = h.info["example"]
+    assert (info.version, info.builtin, info.module) == ("0.2.0", False, "i2i_example")
+    assert info.hooks == ["register_commands", "register_generators"]
+    with pytest.warns(PluginWarning, match="plugin 'broken_hook' skipped in register_generators: RuntimeError"):
+        reg = h.registry("generator")
+    spec = reg.get("example_resnet")
+    assert spec.plugin == "example" and "broken_identity" not in reg and "unet_256" in reg
+    assert "broken_plugin_l1" in h.registry("loss")
+    net = reg.create("example_resnet", ngf=4, n_blocks=1).eval()
+    x = torch.rand(1, 3, 20, 28) * 2 - 1
+    y = net(x)
+    assert y.shape == x.shape and y.abs().max() <= 1
+
+
+def test_allow_list_and_block_list_for_entry_points(installed: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("I2I_PLUGINS", "example")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)  # the broken ones are not even imported
+        h = PluginHost()
+        assert "example_resnet" in h.registry("generator")
+    assert "example" in h.info and "broken_hook" not in h.info and "i2i_pix2pix" in h.info  # built-ins stay
+
+    monkeypatch.setenv("I2I_PLUGINS", "")
+    h = PluginHost()
+    assert not [p for p in h.info.values() if not p.builtin]
+
+    monkeypatch.delenv("I2I_PLUGINS")
+    monkeypatch.setenv("I2I_BLOCK_PLUGINS", "example,broken_import,broken_hook")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)
+        h = PluginHost()
+    assert "example" not in h.info and "example_resnet" not in h.registry("generator")
+
+
+def test_manager_is_shared_until_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = plugins.manager()
+    assert plugins.manager() is first
+    monkeypatch.setenv("I2I_BLOCK_PLUGINS", "i2i_srgan")
+    assert "i2i_srgan" in plugins.manager().info  # the environment is read once per process
+    plugins.reset()
+    assert "i2i_srgan" not in plugins.manager().info

@@ -1,0 +1,79 @@
+"""Registries: names -> specs per kind; clashes name both plugins; unknown names suggest matches."""
+
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+from i2i.errors import I2IError, UnknownNameError, close_matches, did_you_mean
+from i2i.registry import GeneratorSpec, InputSpec, LossSpec, Registry
+
+
+def _filled() -> Registry[GeneratorSpec]:
+    reg: Registry[GeneratorSpec] = Registry("generator", GeneratorSpec)
+    for plugin, name in [("p2p", "unet_256"), ("p2p", "unet_128"), ("cg", "resnet_9blocks"), ("sr", "srresnet")]:
+        reg.add(reg.make_spec(plugin, name, nn.Identity))
+    return reg
+
+
+def test_name_clash_is_an_error_naming_both_plugins() -> None:
+    reg = _filled()
+    with pytest.raises(I2IError) as err:
+        reg.add(reg.make_spec("third_party", "unet_256", nn.Identity))
+    message = str(err.value)
+    assert "'unet_256'" in message and "'p2p'" in message and "'third_party'" in message
+    assert "I2I_BLOCK_PLUGINS" in message  # says what to do
+    assert reg.get("unet_256").plugin == "p2p"  # the first registration stays
+
+
+def test_unknown_name_suggests_the_closest() -> None:
+    reg = _filled()
+    with pytest.raises(UnknownNameError) as err:
+        reg.get("unet256")
+    message = str(err.value)
+    assert message.startswith("unknown generator 'unet256'")
+    assert "did you mean: unet_256" in message
+    assert "i2i list generators" in message
+    assert isinstance(err.value, KeyError)  # `except KeyError` callers keep working
+    with pytest.raises(UnknownNameError) as err:
+        reg.create("srresnt")
+    assert "srresnet" in str(err.value)
+
+
+def test_close_matches_falls_back_to_substrings() -> None:
+    names = ["unet_128", "unet_256", "resnet_9blocks"]
+    assert set(close_matches("unet", names)) == {"unet_128", "unet_256"}
+    assert did_you_mean("zzz", names) == ""
+    assert did_you_mean("resnet_9block", names) == " (did you mean: resnet_9blocks?)"
+
+
+def test_wildcards() -> None:
+    reg = _filled()
+    assert [s.name for s in reg.list("unet*")] == ["unet_128", "unet_256"]
+    assert [s.name for s in reg.list("*res*")] == ["resnet_9blocks", "srresnet"]
+    assert [s.name for s in reg.list("unet_?28")] == ["unet_128"]
+    assert reg.list("nothing*") == []
+    assert reg.list("UNET*") == []  # case-sensitive, like the names
+    assert reg.names() == ["resnet_9blocks", "srresnet", "unet_128", "unet_256"]
+    assert [s.name for s in reg] == reg.names() and len(reg) == 4 and "srresnet" in reg
+
+
+def test_unknown_cfg_field_is_an_error_naming_the_plugin() -> None:
+    reg = _filled()
+    with pytest.raises(I2IError, match=r"plugin 'p2p' registered generator 'x' with unknown field 'size_mutliple' "
+                                        r"\(did you mean: size_multiple"):
+        reg.make_spec("p2p", "x", nn.Identity, size_mutliple=4)
+
+
+def test_spec_fields_and_create_with_overrides() -> None:
+    reg: Registry[GeneratorSpec] = Registry("generator", GeneratorSpec)
+    spec = reg.make_spec("inp", "masked", nn.Conv2d, in_channels=3, extra_inputs=[{"name": "mask", "channels": 1}],
+                         test_kwargs={"in_channels": 4, "out_channels": 3, "kernel_size": 1})
+    reg.add(spec)
+    assert spec.plugin == "inp" and spec.extra_inputs == (InputSpec("mask", 1),)
+    net = reg.create("masked", in_channels=4, out_channels=3, kernel_size=3)
+    assert isinstance(net, nn.Conv2d) and net.kernel_size == (3, 3)
+
+    losses: Registry[LossSpec] = Registry("loss", LossSpec)
+    losses.add(losses.make_spec("l", "l1", nn.L1Loss, kind="pixel"))
+    assert losses.get("l1").kind == "pixel" and isinstance(losses.create("l1"), nn.L1Loss)
