@@ -78,6 +78,12 @@ def register_mask(name: str, factory: Callable[..., MaskGenerator], plugin: str 
     _REGISTRY.add(_REGISTRY.make_spec(plugin or _caller_module(), name, factory, description=description))
 
 
+def unregister_mask(name: str) -> None:
+    """Remove a mask generator (tests, or a plugin replacing its own entry); unknown names are errors."""
+    _REGISTRY.get(name)
+    del _REGISTRY._entries[name]
+
+
 def _caller_module() -> str:
     return str(sys._getframe(2).f_globals.get("__name__", "")).split(".")[0]
 
@@ -321,6 +327,6 @@ def mask_from_spec(spec: str, kwargs: Mapping[str, Any] | None = None) -> MaskGe
 
 
 __all__ = [
-    "MaskGenerator", "MaskSpec", "register_mask", "list_masks", "create_mask", "mask_from_spec",
+    "MaskGenerator", "MaskSpec", "register_mask", "unregister_mask", "list_masks", "create_mask", "mask_from_spec",
     "mask_rng", "mask_set", "hole_ratio", "FreeForm", "Rect", "Files", "Mixture", "Union",
 ]
