@@ -1,1 +1,36 @@
-"""Built-in plugin (being written)."""
+"""CycleGAN (Zhu et al. 2017): ResNet generators in the reference layout, unpaired training with
+cycle and identity losses and an image pool, and the official CycleGAN / pix2pix model zoo.
+
+The discriminator is pix2pix's registered ``patch_70`` PatchGAN (with InstanceNorm).
+"""
+
+from __future__ import annotations
+
+import i2i
+
+from .networks import resnet_6blocks, resnet_9blocks
+
+
+@i2i.hookimpl
+def register_generators(register) -> None:
+    tiny = {"ngf": 8}
+    register("resnet_6blocks", resnet_6blocks, size_multiple=4, test_kwargs=tiny, test_size=32,
+             description="ResNet, 6 residual blocks (CycleGAN at 128x128; reference layout)")
+    register("resnet_9blocks", resnet_9blocks, size_multiple=4, test_kwargs=tiny, test_size=32,
+             description="ResNet, 9 residual blocks (CycleGAN at 256x256; official models load strictly)")
+
+
+@i2i.hookimpl
+def register_methods(register) -> None:
+    from .method import CycleGAN
+
+    register("cyclegan", CycleGAN,
+             description="unpaired translation: 2 ResNet G + 2 PatchGAN D, LSGAN, cycle + identity, image pool")
+
+
+@i2i.hookimpl
+def register_models(register) -> None:
+    from .zoo import entries
+
+    for name, entry in entries().items():
+        register(name, **entry)

@@ -1,0 +1,134 @@
+"""CycleGAN (Zhu et al. 2017): two generators, two PatchGAN discriminators, unpaired data.
+
+Names follow the reference: ``G_A``: A -> B, ``G_B``: B -> A; ``D_A`` judges domain B (real B
+vs G_A's fakes), ``D_B`` judges domain A. Generator objective::
+
+    GAN(D_A(G_A(A))) + GAN(D_B(G_B(B)))
+    + lambda_A |G_B(G_A(A)) - A| + lambda_B |G_A(G_B(B)) - B|                         (cycle)
+    + lambda_identity * (lambda_B |G_A(B) - B| + lambda_A |G_B(A) - A|)               (identity)
+
+Discriminators see fakes through an image pool of 50 (``extra_state``, so resume is exact). The
+shared engine trains both generators with one optimizer and both discriminators with another,
+as the reference does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from i2i.config import TrainConfig
+from i2i.errors import I2IError
+from i2i.method import Batch, Method
+from i2i.registry import create_loss, generators
+
+from .pool import ImagePool
+
+
+@dataclass
+class CycleGANConfig(TrainConfig):
+    generator: str = "resnet_9blocks"
+    #: e.g. {"ngf": 64, "norm": "instance", "use_dropout": false}
+    generator_kwargs: dict[str, Any] = field(default_factory=dict)
+    discriminator: str = "patch_70"
+    discriminator_kwargs: dict[str, Any] = field(default_factory=lambda: {"norm": "instance"})
+    #: any registered GAN loss; the reference uses least squares
+    gan_loss: str = "lsgan"
+    #: cycle-consistency weights: A -> B -> A and B -> A -> B
+    lambda_A: float = 10.0
+    lambda_B: float = 10.0
+    #: identity loss weight, relative to lambda_A / lambda_B (0: off)
+    lambda_identity: float = 0.5
+    #: past fakes the discriminators also see (0: no pool)
+    pool_size: int = 50
+    direction: str = "AtoB"
+    phase: str = "train"
+    #: the two image folders under the data root (default: <phase>A/<phase>B, or the only two folders)
+    a_dir: str = ""
+    b_dir: str = ""
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    in_channels: int = 3
+    out_channels: int = 3
+
+
+class CycleGAN(Method):
+    Config = CycleGANConfig
+    cfg: CycleGANConfig
+
+    def build_networks(self) -> None:
+        cfg = self.cfg
+        if cfg.direction not in ("AtoB", "BtoA"):
+            raise I2IError(f"direction must be AtoB or BtoA, got {cfg.direction!r}")
+        if cfg.lambda_identity > 0 and cfg.in_channels != cfg.out_channels:
+            raise I2IError(f"the identity loss needs in_channels == out_channels ({cfg.in_channels} vs "
+                           f"{cfg.out_channels}); use --set lambda_identity=0")
+        multiple = generators().get(cfg.generator).size_multiple
+        if cfg.crop_size % multiple:
+            raise I2IError(f"crop_size {cfg.crop_size} does not fit {cfg.generator}, which needs sides divisible by "
+                           f"{multiple}; use --set crop_size={max(multiple, cfg.crop_size // multiple * multiple)}")
+        a, b = cfg.in_channels, cfg.out_channels
+        self.make_generator("G_A", cfg.generator, **{"input_nc": a, "output_nc": b, **cfg.generator_kwargs})
+        self.make_generator("G_B", cfg.generator, **{"input_nc": b, "output_nc": a, **cfg.generator_kwargs})
+        self.make_discriminator("D_A", cfg.discriminator, **{"input_nc": b, **cfg.discriminator_kwargs})
+        self.make_discriminator("D_B", cfg.discriminator, **{"input_nc": a, **cfg.discriminator_kwargs})
+        self.main_generator = "G_A"
+        self.gan = create_loss(cfg.gan_loss)
+        self.l1 = create_loss("l1")
+        # separate streams, so the two pools never depend on each other's draws
+        self.pool_A = ImagePool(cfg.pool_size, seed=cfg.seed * 2 + 1)  # fakes of domain A (G_B's)
+        self.pool_B = ImagePool(cfg.pool_size, seed=cfg.seed * 2 + 2)  # fakes of domain B (G_A's)
+
+    def build_dataset(self, root: str, train: bool = True):
+        from i2i.data import UnalignedDataset
+
+        cfg = self.cfg
+        return UnalignedDataset(
+            root, phase=cfg.phase, load_size=cfg.load_size, crop_size=cfg.crop_size, flip=cfg.flip, train=train,
+            direction=cfg.direction, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
+            a_dir=cfg.a_dir or None, b_dir=cfg.b_dir or None, skip_bad=cfg.skip_bad_images,
+        )
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        G_A, G_B = self.nets["G_A"], self.nets["G_B"]
+        fake_B = G_A(batch["A"])
+        fake_A = G_B(batch["B"])
+        return {"fake_B": fake_B, "rec_A": G_B(fake_B), "fake_A": fake_A, "rec_B": G_A(fake_A)}
+
+    def discriminator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        D_A, D_B = self.nets["D_A"], self.nets["D_B"]
+        fake_B = self.pool_B.query(out["fake_B"].detach())
+        fake_A = self.pool_A.query(out["fake_A"].detach())
+        return {
+            "D_A": 0.5 * (self.gan(D_A(batch["B"]), True) + self.gan(D_A(fake_B), False)),
+            "D_B": 0.5 * (self.gan(D_B(batch["A"]), True) + self.gan(D_B(fake_A), False)),
+        }
+
+    def generator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        real_A, real_B = batch["A"], batch["B"]
+        losses = {
+            "G_A": self.gan(self.nets["D_A"](out["fake_B"]), True, for_discriminator=False),
+            "G_B": self.gan(self.nets["D_B"](out["fake_A"]), True, for_discriminator=False),
+            "cycle_A": cfg.lambda_A * self.l1(out["rec_A"], real_A),
+            "cycle_B": cfg.lambda_B * self.l1(out["rec_B"], real_B),
+        }
+        if cfg.lambda_identity > 0:
+            # G_A should leave an image that is already in domain B unchanged, and G_B likewise for A
+            losses["idt_A"] = cfg.lambda_identity * cfg.lambda_B * self.l1(self.nets["G_A"](real_B), real_B)
+            losses["idt_B"] = cfg.lambda_identity * cfg.lambda_A * self.l1(self.nets["G_B"](real_A), real_A)
+        return losses
+
+    def visuals(self, batch: Batch, out: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return [batch["A"], out["fake_B"], out["rec_A"], batch["B"], out["fake_A"], out["rec_B"]]
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"pool_A": self.pool_A.state_dict(), "pool_B": self.pool_B.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if "pool_A" in state:
+            self.pool_A.load_state_dict(state["pool_A"], self.device)
+            self.pool_B.load_state_dict(state["pool_B"], self.device)
