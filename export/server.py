@@ -93,7 +93,7 @@ def _encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
     im = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
     buf = io.BytesIO()
     if fmt == "png":
-        im.save(buf, format="PNG", compress_level=3)  # level 3: ~3x faster than the default, a few % larger
+        im.save(buf, format="PNG", compress_level=1)  # level 1: ~6x faster than the default 6, ~15% larger
     elif fmt == "webp":
         im.save(buf, format="WEBP", quality=quality)
     else:

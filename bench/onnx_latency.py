@@ -1,0 +1,144 @@
+"""onnxruntime against PyTorch eager: latency of full-size generators at one image, on this machine's CPU.
+
+    NO_ALBUMENTATIONS_UPDATE=1 python bench/onnx_latency.py [--models unet_256,resnet_9blocks] [--size 256]
+        [--threads N] [--repeat 30]
+
+Each generator is built at its paper size (unet_256: ngf 64, batch norm; resnet_9blocks: ngf 64,
+instance norm), exported with ``i2i_export.exporter.export_onnx`` (the code behind ``i2i export``),
+and run at batch 1, SIZE x SIZE, float32:
+
+- PyTorch eager in eval mode under ``torch.inference_mode()``, ``torch.set_num_threads(N)``;
+- onnxruntime with each graph optimisation level (basic, extended, all), ``intra_op_num_threads=N``,
+  sequential execution, with and without spinning worker threads.
+
+Calls are interleaved round-robin (one call of each contender per round), so load from other
+processes on a shared machine hits all of them alike; the ratio column is median / PyTorch median.
+The outputs are compared first (max |diff|) so a fast but wrong graph cannot win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from i2i.testing import generator_meta
+from i2i_export.exporter import export_onnx
+
+LEVELS = {
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def build(name: str) -> tuple[torch.nn.Module, object]:
+    """The full-size generator and its metadata (straight from the network modules if not registered)."""
+    from i2i.registry import generators
+
+    if name in generators():
+        spec = generators().get(name)
+        torch.manual_seed(0)
+        module = spec.factory()
+        meta = generator_meta(spec)
+        meta.kwargs = {}
+        return module.eval(), meta
+    if name == "resnet_9blocks":  # the CycleGAN plugin not registered yet: build it from its module
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+        from i2i.artifact import GeneratorMeta
+        from i2i_cyclegan.networks import resnet_9blocks
+
+        torch.manual_seed(0)
+        return resnet_9blocks().eval(), GeneratorMeta(name=name, size_multiple=4)
+    raise SystemExit(f"unknown generator {name!r}")
+
+
+def session(path: Path, level: str, threads: int, spin: bool) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = LEVELS[level]
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def bench_model(name: str, size: int, threads: int, repeat: int, warmup: int, workdir: Path) -> list[tuple[str, float, float]]:
+    module, meta = build(name)
+    path = workdir / f"{name}.onnx"
+    t0 = time.perf_counter()
+    export_onnx(module, meta, path)  # type: ignore[arg-type]
+    export_s = time.perf_counter() - t0
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
+    xt = torch.from_numpy(x)
+
+    def torch_call() -> np.ndarray:
+        with torch.inference_mode():
+            return module(xt).numpy()
+
+    contenders: dict[str, Callable[[], np.ndarray]] = {"pytorch eager": torch_call}
+    for level in LEVELS:
+        for spin in (True, False):
+            sess = session(path, level, threads, spin)
+            contenders[f"ort {level}{'' if spin else ', no spin'}"] = (lambda s=sess: s.run(["output"], {"image": x})[0])
+    ref = torch_call()
+    for label, fn in contenders.items():
+        diff = float(np.abs(fn() - ref).max())
+        if diff > 1e-3:
+            raise SystemExit(f"{name} {label}: output differs from PyTorch by {diff:.3g}")
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    for r in range(warmup + repeat):
+        for label, fn in contenders.items():
+            t = time.perf_counter()
+            fn()
+            if r >= warmup:
+                times[label].append(time.perf_counter() - t)
+    base = statistics.median(times["pytorch eager"])
+    print(f"\n{name} at 1x3x{size}x{size}, {threads} threads, {repeat} interleaved rounds "
+          f"(export {export_s:.1f} s, {path.stat().st_size / 1e6:.1f} MB)")
+    print(f"{'':24s} {'median ms':>10s} {'p90 ms':>8s} {'vs PyTorch':>10s}")
+    rows = []
+    for label, ts in times.items():
+        med, p90 = statistics.median(ts), float(np.percentile(ts, 90))
+        rows.append((label, med, med / base))
+        print(f"{label:24s} {med * 1000:10.1f} {p90 * 1000:8.1f} {med / base:9.2f}x")
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="unet_256,resnet_9blocks")
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--repeat", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=3)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}, "
+          f"onnxruntime {ort.__version__}")
+    summary = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            rows = bench_model(name.strip(), args.size, args.threads, args.repeat, args.warmup, Path(tmp))
+            best = min(rows[1:], key=lambda r: r[1])
+            summary.append((name, rows[0][1], best))
+    print("\nsummary (target: onnxruntime <= 0.6x PyTorch eager)")
+    for name, base, (label, med, ratio) in summary:
+        verdict = "meets" if ratio <= 0.6 else "misses"
+        print(f"  {name}: PyTorch {base * 1000:.0f} ms, best {label} {med * 1000:.0f} ms = {ratio:.2f}x ({verdict} the target)")
+
+
+if __name__ == "__main__":
+    main()
