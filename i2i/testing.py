@@ -177,13 +177,15 @@ def _check_finite(spec: Any, kind: str, t: torch.Tensor, what: str) -> None:
 
 def _check_gradients(spec: Any, kind: str, module: nn.Module, out: torch.Tensor) -> None:
     """Backpropagate a random projection of ``out`` (a plain mean can cancel through a norm layer)."""
+    params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    if not params:
+        raise _fail(spec, kind, "has no trainable parameters")
+    if not out.requires_grad:
+        raise _fail(spec, kind, "output does not depend on any parameter (no grad_fn)")
     g = torch.Generator().manual_seed(1)
     weights = torch.randn(out.shape, generator=g).to(out.device)
     module.zero_grad(set_to_none=True)
     (out.float() * weights).sum().backward()
-    params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
-    if not params:
-        raise _fail(spec, kind, "has no trainable parameters")
     missing = [n for n, p in params if p.grad is None]
     if missing:
         raise _fail(spec, kind, f"{len(missing)} parameter(s) get no gradient (unused in forward?): "
