@@ -214,7 +214,7 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
         recipe_file = _recipe_path(method, config, data)
         recipe = load_recipe(recipe_file) if recipe_file else {}
         cfg = build(cls, recipe, str(recipe_file), cli_values)
-        if recipe_file:
+        if recipe_file and _is_main_process():
             click.echo(f"i2i: recipe {recipe_file}", err=True)
     if not cfg.data:
         raise I2IError("no training data: pass --data NAME (see `i2i list datasets`) or --data /path/to/folder")
@@ -223,7 +223,13 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
     from .engine import train as run_training
 
     run_dir = run_training(method, cfg, resume_from=resume_dir)
-    click.echo(f"run folder: {run_dir}")
+    if _is_main_process():
+        click.echo(f"run folder: {run_dir}")
+
+
+def _is_main_process() -> bool:
+    """False in the torchrun workers other than rank 0, which train but do not talk."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 @cli.command(context_settings={"show_default": True})

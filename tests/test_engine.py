@@ -1,0 +1,151 @@
+"""The shared engine, driven through pix2pix on real facades at tiny size."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from i2i.cli import cli
+from i2i.config import build
+from i2i.engine import Trainer, train
+from i2i.errors import I2IError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+FACADES = SHARED / "datasets" / "facades"
+needs_facades = pytest.mark.skipif(not FACADES.is_dir(), reason="../shared/datasets/facades not present")
+
+#: a tiny pix2pix: unet_128 with 8 filters on 128x128 crops
+TINY = ["generator=unet_128", "generator_kwargs.ngf=8", "discriminator_kwargs.ndf=8", "load_size=136",
+        "crop_size=128", "num_workers=0", "log_every=1", "n_epochs=1", "n_epochs_decay=1"]
+
+
+def tiny_cfg(tmp_path: Path, **overrides):
+    from i2i.config import parse_overrides
+    from i2i_pix2pix.method import Pix2PixConfig
+
+    values = parse_overrides(TINY)
+    values.update({"data": str(tmp_path / "facades"), "out_dir": str(tmp_path / "runs"), "name": "t", **overrides})
+    return build(Pix2PixConfig, overrides=values)
+
+
+@pytest.fixture
+def small_facades(tmp_path: Path) -> Path:
+    """Six real facades images (train split) so an epoch is six steps."""
+    dest = tmp_path / "facades" / "train"
+    dest.mkdir(parents=True)
+    for f in sorted((FACADES / "train").iterdir())[:6]:
+        shutil.copy(f, dest / f.name)
+    return tmp_path / "facades"
+
+
+def weights(run: Path, tag: str = "final") -> dict[str, torch.Tensor]:
+    return load_file(str(run / "checkpoints" / tag / "weights.safetensors"))
+
+
+@needs_facades
+def test_resume_is_bitwise_exact(tmp_path: Path, small_facades: Path) -> None:
+    # Uninterrupted: 9 steps (an epoch boundary, an LR change, EMA, dropout, random crops).
+    full = train("pix2pix", tiny_cfg(tmp_path, name="full", max_steps=9, ema_decay=0.9))
+    # Interrupted mid-epoch at step 4, then resumed from its checkpoint to step 9.
+    part = train("pix2pix", tiny_cfg(tmp_path, name="part", max_steps=4, ema_decay=0.9))
+    resumed = train("pix2pix", tiny_cfg(tmp_path, name="part", max_steps=9, ema_decay=0.9),
+                    resume_from=part / "checkpoints" / "final")
+    a, b = weights(full), weights(resumed)
+    assert a.keys() == b.keys() and any(k.startswith("ema.G.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed run differs from the uninterrupted one"
+    steps = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 10))
+
+
+@needs_facades
+def test_run_directory_contents(tmp_path: Path, small_facades: Path) -> None:
+    run = train("pix2pix", tiny_cfg(tmp_path, max_steps=7, sample_every=3, save_every=5))
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["final", "last", "latest", "step_0000005"]
+    assert (run / "checkpoints" / "latest").read_text().strip() == "final"
+    assert (run / "config.yaml").is_file()
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000003.png", "step_0000006.png", "step_0000007.png"]
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    for key in ("step", "epoch", "lr", "D_fake", "D_real", "G_GAN", "G_L1", "data_time", "compute_time", "images_per_s"):
+        assert key in record
+    from i2i.checkpoint import read_meta
+
+    meta = read_meta(run / "checkpoints" / "final" / "weights.safetensors")
+    g = meta["generators"]["G"]
+    assert (g["name"], g["kwargs"]["ngf"], g["size_multiple"], g["value_range"]) == ("unet_128", 8, 128, [-1.0, 1.0])
+    assert meta["config"]["crop_size"] == 128 and meta["method"] == "pix2pix" and "i2i_pix2pix" in meta["plugins"]
+    state = torch.load(run / "checkpoints" / "final" / "state.pt", weights_only=True)
+    assert {"groups", "rng", "step", "epoch"} <= state.keys() and state["step"] == 7
+
+
+@needs_facades
+def test_nan_guard_skips_then_stops(tmp_path: Path, small_facades: Path, monkeypatch) -> None:
+    from i2i_pix2pix.method import Pix2Pix
+
+    real = Pix2Pix.generator_loss
+    calls = {"n": 0}
+
+    def poisoned(self, batch, out):
+        calls["n"] += 1
+        losses = real(self, batch, out)
+        if calls["n"] == 2:  # one bad step is skipped and counted
+            losses["G_L1"] = losses["G_L1"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(Pix2Pix, "generator_loss", poisoned)
+    run = train("pix2pix", tiny_cfg(tmp_path, max_steps=3))
+    skipped = [json.loads(line)["skipped_steps"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert skipped == [0, 1, 1]  # a running count: step 2 was skipped, training went on
+
+    monkeypatch.setattr(Pix2Pix, "generator_loss", lambda self, b, o: {"G_L1": torch.tensor(float("inf"), requires_grad=True)})
+    with pytest.raises(I2IError, match="non-finite G losses in a row"):
+        train("pix2pix", tiny_cfg(tmp_path, name="nan", max_steps=10, nan_limit=3))
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "pix2pix", "--data", str(tmp_path), "--set", "lamda_l1=10"])
+    assert result.exit_code != 0 and "unknown config key 'lamda_l1'" in result.output and "lambda_l1" in result.output
+    result = runner.invoke(cli, ["train", "pix2pix", "--data", str(tmp_path), "--set", "n_epochs=many"])
+    assert result.exit_code != 0 and "'n_epochs' expects int" in result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [1, 2\n")
+    result = runner.invoke(cli, ["train", "pix2pix", "--data", str(tmp_path), "--config", str(bad)])
+    assert result.exit_code != 0 and "not valid YAML" in result.output
+    result = runner.invoke(cli, ["train", "pix2pixx", "--data", str(tmp_path)])
+    assert result.exit_code != 0 and "did you mean: pix2pix" in result.output
+    result = runner.invoke(cli, ["train", "pix2pix", "--data", str(tmp_path / "nowhere")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+def test_unfitting_crop_is_a_clear_error(tmp_path: Path) -> None:
+    from i2i.engine import build_method
+
+    with pytest.raises(I2IError, match="crop_size 100 does not fit unet_256"):
+        build_method("pix2pix", tiny_cfg(tmp_path, generator="unet_256", crop_size=100))
+
+
+@needs_facades
+def test_ddp_gloo_two_processes(tmp_path: Path, small_facades: Path) -> None:
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "i2i.cli", "train", "pix2pix", "--data", str(small_facades), "--out-dir", str(tmp_path / "runs"),
+           "--name", "ddp", "--max-steps", "2", "--device", "cpu", *sum((["--set", s] for s in TINY), [])]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "runs" / "ddp"
+    assert "2 processes" in proc.stderr and proc.stdout.count("run folder:") == 1  # rank 0 speaks
+    # 6 images over 2 ranks: 3 steps per epoch per rank
+    assert "3 steps/epoch" in proc.stderr
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]  # written once, by rank 0
+    assert weights(run)["G.model.model.0.weight"].abs().sum() > 0
