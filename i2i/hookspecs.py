@@ -23,8 +23,10 @@ Register = Callable[..., None]
 def register_generators(register: Register) -> None:
     """Register generator networks: ``register("unet_256", UnetGenerator, size_multiple=256, ...)``.
 
-    ``factory(**kwargs)`` returns an ``nn.Module`` mapping images in [-1, 1] to images in [-1, 1]
-    (plus any ``extra_inputs`` the spec declares, such as an inpainting mask).
+    ``factory(**kwargs)`` returns an ``nn.Module`` mapping images in the spec's ``value_range``
+    (default [-1, 1]) to images in the same range; any ``extra_inputs`` the spec declares (an
+    inpainting mask: ``extra_inputs=[InputSpec("mask", 1)]``) follow the image: ``forward(image, mask)``.
+    ``test_kwargs`` build the tiny instance that :mod:`i2i.testing` checks.
     """
 
 
@@ -40,8 +42,9 @@ def register_discriminators(register: Register) -> None:
 def register_losses(register: Register) -> None:
     """Register losses: ``register("lsgan", LSGANLoss, kind="gan")``.
 
-    ``factory(**kwargs)`` returns an ``nn.Module``; GAN losses are called as
-    ``loss(prediction, target_is_real: bool)`` and return a scalar.
+    ``factory(**kwargs)`` returns an ``nn.Module`` that returns a scalar. ``kind="gan"`` losses
+    are called as ``loss(logits, target_is_real: bool, for_discriminator: bool = True)``;
+    ``kind="pixel"`` and ``"perceptual"`` losses as ``loss(output, target)``.
     """
 
 
