@@ -95,22 +95,38 @@ class SRDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, scale: int = 4, crop_size: int = 96, train: bool = True,
-                 lr_dir: str | None = None, repeat: int = 1, augment: bool = True, channels: int = 3) -> None:
+                 lr_dir: str | None = None, repeat: int = 1, augment: bool = True, channels: int = 3,
+                 cache_mb: int = 512) -> None:
         if crop_size % scale:
             raise I2IError(f"crop_size {crop_size} must be a multiple of the scale {scale}")
         self.scale, self.crop_size, self.train = scale, crop_size, train
         self.repeat = max(int(repeat), 1) if train else 1
         self.augment, self.channels = augment, channels
         self.hr_files, self.lr_files = find_pairs(Path(root), scale, lr_dir)
+        # Decoding a large PNG costs far more than cropping it, and every image is cropped many
+        # times per epoch: keep decoded images (per worker process) up to this budget.
+        self.cache_bytes = max(int(cache_mb), 0) << 20
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        self._cached = 0
 
     def __len__(self) -> int:
         return len(self.hr_files) * self.repeat
 
+    def _load(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if i in self._cache:
+            return self._cache[i]
+        hr = modcrop(read_image(self.hr_files[i], self.channels), self.scale)
+        lr_full = read_image(self.lr_files[i], self.channels) if self.lr_files else None
+        size = hr.nbytes + (lr_full.nbytes if lr_full is not None else 0)
+        if self._cached + size <= self.cache_bytes:
+            self._cache[i] = (hr, lr_full)
+            self._cached += size
+        return hr, lr_full
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         i = index % len(self.hr_files)
         path = self.hr_files[i]
-        hr = modcrop(read_image(path, self.channels), self.scale)
-        lr_full = read_image(self.lr_files[i], self.channels) if self.lr_files else None
+        hr, lr_full = self._load(i)
         s = self.scale
         h, w = hr.shape[0] // s, hr.shape[1] // s
         if lr_full is not None and lr_full.shape[:2] != (h, w):

@@ -42,6 +42,8 @@ class SRResNetConfig(TrainConfig):
     repeat: int = 1
     #: flips and 90-degree rotations
     augment: bool = True
+    #: keep decoded training images in memory up to this many MB per data-loading process (0: off)
+    cache_mb: int = 512
     #: paired data: folder of LR images matching the HR ones by name (default: HR/ + LR/ sub-folders, else bicubic)
     lr_dir: str = ""
     #: pixel loss: a registered loss name ("mse" as SRResNet, "l1" as ESRGAN) and its weight
@@ -111,7 +113,7 @@ class SRResNetMethod(Method):
     def build_dataset(self, root: str, train: bool = True) -> Dataset:
         cfg = self.cfg
         return SRDataset(root, scale=cfg.scale, crop_size=cfg.crop_size, train=train, lr_dir=cfg.lr_dir or None,
-                         repeat=cfg.repeat, augment=cfg.augment)
+                         repeat=cfg.repeat, augment=cfg.augment, cache_mb=cfg.cache_mb)
 
     # [0, 1] <-> the generator's value range (identity for every built-in SR generator)
     def to_net(self, x: torch.Tensor) -> torch.Tensor:
