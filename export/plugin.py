@@ -43,6 +43,11 @@ def _has_ema(weights_file: Path, net: str) -> bool:
         return any(k.startswith(f"ema.{net}.") for k in f.keys())
 
 
+def _label(meta) -> str:  # noqa: ANN001 - GeneratorMeta, imported lazily
+    zoo = (meta.info or {}).get("zoo")
+    return f"{zoo} [{meta.name}]" if zoo else meta.name
+
+
 @click.command("export")
 @click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
 @click.option("--model", "model_name", metavar="NAME", help="A pretrained model from the zoo (`i2i list models`) instead of a checkpoint.")
@@ -99,7 +104,7 @@ def export_cmd(
     info = read_onnx_meta(path).info["onnx"]
     axes = "batch" + ("" if static_hw else ", height, width")
     click.echo(
-        f"exported {meta.name} ({meta.method or 'imported'} {meta.net}{', EMA weights' if used_ema else ''}) -> {path} "
+        f"exported {_label(meta)} ({meta.method or 'imported'} {meta.net}{', EMA weights' if used_ema else ''}) -> {path} "
         f"({size / 1e6:.1f} MB, opset {opset}, {'float16' if fp16 else 'float32'}, dynamic {axes}"
         f"{f', {static_hw[0]}x{static_hw[1]}' if static_hw else ''}, {info['exporter']} exporter)"
     )

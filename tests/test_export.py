@@ -131,6 +131,7 @@ def test_export_inpainting_generator_with_mask_input(tmp_path: Path) -> None:
 def test_export_zoo_model_with_local_weights(tmp_path: Path) -> None:
     code, output = invoke("export", "--model", "realesr-animevideov3", "--weights", str(ANIME), "-o", str(tmp_path / "sr.onnx"))
     assert code == 0, output
+    assert "exported realesr-animevideov3 [srvgg_compact]" in output
     assert float(DIFF.search(output).group(4)) <= 1e-3
     meta = read_meta(tmp_path / "sr.onnx")
     assert (meta.name, meta.scale, meta.info["zoo"]) == ("srvgg_compact", 4, "realesr-animevideov3")
@@ -161,3 +162,18 @@ def test_export_rejects_bad_static_size_and_suffix(run: Path, tmp_path: Path) ->
     assert code != 0 and "--static takes HxW" in output
     code, output = invoke("export", str(run), "-o", str(tmp_path / "a.pt"))
     assert code != 0 and "should end in .onnx" in output
+
+
+def test_large_models_get_one_external_data_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # past the protobuf limit (~2 GB) the weights go to <name>.onnx.data; lower the threshold to see it
+    import i2i_export.exporter as exporter
+    from i2i_export.runtime import OnnxGenerator
+
+    monkeypatch.setattr(exporter, "EXTERNAL_DATA_BYTES", 1000)
+    spec = generators().get("srvgg_compact")
+    module, meta = build(spec).eval(), generator_meta(spec)
+    path = exporter.export_onnx(module, meta, tmp_path / "big.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data"]
+    assert path.stat().st_size < (tmp_path / "big.onnx.data").stat().st_size
+    assert exporter.verify_onnx(path, module) < 1e-4
+    assert OnnxGenerator(path, device="cpu").translate(np.zeros((8, 8, 3), np.uint8)).shape == (32, 32, 3)

@@ -159,6 +159,27 @@ def test_inpainting_server_needs_a_matching_mask(models: dict[str, Path]) -> Non
         assert r.status_code == 422 and "mask is 48x20" in r.json()["error"]
 
 
+def test_queue_bound_and_timeout(models: dict[str, Path]) -> None:
+    # Overload answers are deliberate 503/504s with a clear message, never a hang or a crash.
+    body = png(rgb(256, 256))
+    app = create_app(models["unet_128"], device="cpu", limits=Limits(max_queue=1))
+    with serve_in_thread(app, port=0) as url:
+        def one(_: int) -> httpx.Response:
+            return httpx.post(url + "/v1/translate", content=body, headers={"content-type": "image/png"}, timeout=60)
+
+        with ThreadPoolExecutor(6) as pool:
+            responses = list(pool.map(one, range(6)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes[0] == 200 and codes[-1] == 503 and set(codes) == {200, 503}
+    busy = next(r for r in responses if r.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and "server busy" in busy.json()["error"]
+    app = create_app(models["unet_128"], device="cpu", limits=Limits(timeout_s=0.001))
+    with serve_in_thread(app, port=0) as url:
+        r = httpx.post(url + "/v1/translate", content=body, headers={"content-type": "image/png"}, timeout=60)
+    assert r.status_code in (408, 504), r.text  # the body or the work outlived the 1 ms deadline
+    assert "0.001 s" in r.json()["error"]
+
+
 def test_no_5xx_was_seen() -> None:
     assert statuses and not [s for s in statuses if s >= 500]
 
