@@ -18,7 +18,7 @@ from typing import Any
 import pluggy
 
 from . import __version__, hookspecs
-from .errors import I2IError, did_you_mean
+from .errors import I2IError, close_matches
 from .registry import KINDS, Registry
 
 ENTRY_POINT_GROUP = "i2i"
@@ -126,8 +126,10 @@ class PluginHost:
                 continue
             hook = opts.get("specname") or attr
             if hook not in _HOOK_NAMES:
+                best = close_matches(hook, _HOOK_NAMES, n=1)  # the hooks share "register_": one guess
+                hint = f" (did you mean: {best[0]}?)" if best else f" (hooks: {', '.join(_HOOK_NAMES)})"
                 raise I2IError(
-                    f"plugin {name!r} implements unknown hook {hook!r}{did_you_mean(hook, _HOOK_NAMES)}; "
+                    f"plugin {name!r} implements unknown hook {hook!r}{hint}; "
                     f"fix the plugin or block it with I2I_BLOCK_PLUGINS={name}"
                 )
 

@@ -240,3 +240,29 @@ def test_example_builds_and_installs_with_pip(tmp_path: Path) -> None:
     example = next(p for p in json.loads(result.stdout) if p["name"] == "example")
     assert example["version"] == "0.2.0" and example["builtin"] is False
     assert example["module"] == "i2i_example" and example["hooks"] == ["register_commands", "register_generators"]
+
+
+def test_misspelt_hook_in_a_plugin_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    import types
+
+    from i2i.cli import main
+
+    typo = types.ModuleType("fake_typo_plugin")
+    typo.register_generator = i2i.hookimpl(lambda register: None)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_typo_plugin", typo)
+    monkeypatch.setitem(BUILTIN_PLUGINS, "typo", "fake_typo_plugin")
+    monkeypatch.setattr(cli, "commands", {n: c for n, c in cli.commands.items()
+                                          if getattr(c.callback, "__module__", "") == "i2i.cli"})
+    monkeypatch.setattr(cli, "_plugins_added", False)
+    for argv in (["i2i", "--help"], ["i2i", "plugins"]):
+        plugins.reset()
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        assert exit_.value.code == 1
+        err = capsys.readouterr().err
+        assert err == ("Error: plugin 'typo' implements unknown hook 'register_generator' (did you mean: "
+                       "register_generators?); fix the plugin or block it with I2I_BLOCK_PLUGINS=typo\n")
+    monkeypatch.setenv("I2I_BLOCK_PLUGINS", "typo")  # the way out the message gives
+    plugins.reset()
+    assert invoke("plugins").exit_code == 0
