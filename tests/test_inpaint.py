@@ -123,6 +123,26 @@ def test_method_losses_and_monitor(one_thread) -> None:
         check_config(cfg)
 
 
+def test_optional_perceptual_loss(one_thread) -> None:
+    from i2i.config import build
+    from i2i.engine.trainer import build_method
+    from i2i.registry import losses
+    from i2i_inpaint.method import InpaintConfig
+
+    if "vgg19_perceptual" not in losses():
+        pytest.skip("no perceptual loss registered (i2i_srgan plugin blocked)")
+    cfg = build(InpaintConfig, overrides={"cnum": 8, "gan_weight": 0, "perceptual_weight": 0.5,
+                                          "perceptual_kwargs": {"weights": "random", "layers": {"relu1_2": 1.0}}})
+    method = build_method("inpaint", cfg)
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.rand(1, 3, 32, 32, generator=g) * 2 - 1, "mask": torch.zeros(1, 1, 32, 32)}
+    batch["mask"][..., 8:20, 8:20] = 1
+    terms = method.generator_loss(batch, method.forward(batch))
+    assert "G_GAN" not in terms and terms["G_perceptual"].item() > 0
+    terms["G_perceptual"].backward()
+    assert method.nets["G"].refine_dec.conv17.conv.weight.grad.abs().sum() > 0
+
+
 # -- end to end through the CLI on real faces ------------------------------------------------
 
 

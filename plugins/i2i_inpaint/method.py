@@ -58,9 +58,11 @@ class InpaintConfig(TrainConfig):
     valid_weight: float = 1.0
     #: weight of the coarse stage's L1 relative to the refined stage's
     coarse_weight: float = 1.0
-    #: > 0 adds a registered perceptual loss (perceptual_loss) on the composited output
+    #: > 0 adds a registered perceptual loss (perceptual_loss, built with perceptual_kwargs) on the
+    #: composited output; e.g. vgg19_perceptual with {weights: PATH} (default: torchvision's VGG19)
     perceptual_weight: float = 0.0
-    perceptual_loss: str = "perceptual"
+    perceptual_loss: str = "vgg19_perceptual"
+    perceptual_kwargs: dict[str, Any] = field(default_factory=dict)
     # the paper's optimiser: Adam(1e-4, 0.5, 0.999), constant rate
     lr: float = 1e-4
     lr_policy: str = "constant"
@@ -77,7 +79,7 @@ class Inpaint(Method):
         if c.gan_weight > 0:
             self.make_discriminator("D", c.discriminator, input_nc=4, ndf=c.ndf, n_layers=c.d_layers)
             self.gan_loss = create_loss(c.gan_mode)
-        self.perceptual = create_loss(c.perceptual_loss) if c.perceptual_weight > 0 else None
+        self.perceptual = create_loss(c.perceptual_loss, **c.perceptual_kwargs) if c.perceptual_weight > 0 else None
 
     def mask_generator(self):
         return mask_from_spec(self.cfg.mask, self.cfg.mask_kwargs)
@@ -118,8 +120,9 @@ class Inpaint(Method):
         if c.gan_weight > 0:
             pred = self.nets["D"](self._d_input(out["output"], mask))
             losses["G_GAN"] = c.gan_weight * self.gan_loss(pred, True, for_discriminator=False)
-        if self.perceptual is not None:
-            losses["G_perceptual"] = c.perceptual_weight * self.perceptual(out["output"], image)
+        if self.perceptual is not None:  # perceptual losses take images in [0, 1]
+            self.perceptual.to(image.device)
+            losses["G_perceptual"] = c.perceptual_weight * self.perceptual((out["output"] + 1) / 2, (image + 1) / 2)
         losses["hole_L1"] = hole_l1(out["output"], image, mask)
         return losses
 
