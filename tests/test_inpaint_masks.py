@@ -111,6 +111,12 @@ def test_nvidia_mask_files_non_zero_is_hole() -> None:
     plain = [Files(NVIDIA, augment=False)(mask_rng(5, i), (64, 64)) for i in range(8)]
     assert any(not np.array_equal(a, p) for a, p in zip(aug, plain))
     assert mask_from_spec(str(NVIDIA)).files == gen.files  # a folder path is a spec
+    # a seeded mixture of strokes, boxes and NVIDIA files
+    mix = mask_from_spec(f"free_form:0.5,rect:0.2,{NVIDIA}:0.3", {str(NVIDIA): {"augment": False}})
+    assert isinstance(mix.gens[2], Files) and not mix.gens[2].augment and np.allclose(mix.probs, [0.5, 0.2, 0.3])
+    picks = [int(mask_rng(9, i).choice(3, p=mix.probs)) for i in range(300)]
+    assert abs(picks.count(2) / 300 - 0.3) < 0.08
+    assert digest(mask_set(mix, 10, (32, 32), 9)) == digest(mask_set(mask_from_spec(f"free_form:0.5,rect:0.2,{NVIDIA}:0.3", {str(NVIDIA): {"augment": False}}), 10, (32, 32), 9))
 
 
 def test_files_errors_are_one_line(tmp_path: Path) -> None:

@@ -300,7 +300,8 @@ def mask_from_spec(spec: str, kwargs: Mapping[str, Any] | None = None) -> MaskGe
     """A generator from a config/CLI string.
 
     - ``"free_form"`` (any registered name) with ``kwargs`` for its factory;
-    - ``"free_form:0.7,rect:0.3"``: a mixture with these probabilities;
+    - ``"free_form:0.7,rect:0.3"``: a mixture with these probabilities; a component may be a
+      folder of mask files (``"free_form:0.5,/data/nvidia_masks:0.5"``), its kwargs under its path;
     - ``"union:free_form+rect"``: a union;
     - an existing folder: ``files`` masks from it (``kwargs`` e.g. ``{"augment": False}``).
     """
@@ -311,12 +312,18 @@ def mask_from_spec(spec: str, kwargs: Mapping[str, Any] | None = None) -> MaskGe
     if "," in spec or (":" in spec and not Path(spec).exists()):
         parts = []
         for item in spec.split(","):
-            name, _, p = item.strip().partition(":")
+            name, _, p = item.strip().rpartition(":")
+            if not name:  # no probability given
+                name, p = p, ""
+            name = name.strip()
             try:
                 prob = float(p) if p else 1.0
             except ValueError:
                 raise I2IError(f"mask spec {spec!r}: {p!r} is not a probability; write e.g. free_form:0.7,rect:0.3") from None
-            parts.append({"name": name.strip(), "p": prob, "kwargs": kwargs.get(name.strip())})
+            if name not in _REGISTRY and Path(name).expanduser().is_dir():  # a folder of mask files
+                parts.append({"name": "files", "p": prob, "kwargs": {"root": name, **(kwargs.get(name) or {})}})
+            else:
+                parts.append({"name": name, "p": prob, "kwargs": kwargs.get(name)})
         return Mixture(parts)
     if spec in _REGISTRY:
         return create_mask(spec, **kwargs)
