@@ -232,7 +232,8 @@ def test_example_builds_and_installs_with_pip(tmp_path: Path) -> None:
                               ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     site = tmp_path / "site"
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                          "--no-index", "--target", str(site), str(project)], capture_output=True, text=True, timeout=300)
+                          "--no-index", "--target", str(site), str(project)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})  # no network at all
     assert pip.returncode == 0, pip.stderr
     assert not (site / "i2i_example" / "__init__.py").is_symlink() and (site / "i2i_example" / "network.py").is_file()
     result = run_i2i("plugins", "--json", paths=[site])
