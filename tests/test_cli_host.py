@@ -100,6 +100,22 @@ def test_list_nothing_matches_suggests_and_fails() -> None:
     assert result.exit_code == 1 and "did you mean: lsgan" in result.output
 
 
+def test_unknown_names_in_other_commands_suggest_the_closest() -> None:
+    result = invoke("train", "pix2px", "--data", "facades")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output == ("Error: unknown method 'pix2px' (did you mean: pix2pix?); see `i2i list methods`\n")
+
+
+def test_list_a_kind_nobody_registers(monkeypatch: pytest.MonkeyPatch) -> None:
+    providers = [p.name for p in plugins.manager().info.values() if "register_datasets" in p.hooks]
+    assert providers
+    monkeypatch.setenv("I2I_BLOCK_PLUGINS", ",".join(providers))
+    plugins.reset()
+    result = invoke("list", "datasets")
+    assert result.exit_code == 1
+    assert result.output == "Error: no datasets are registered; `i2i plugins` shows which plugins are loaded\n"
+
+
 @pytest.mark.parametrize("kind", ["generators", "discriminators", "losses", "methods", "datasets", "models"])
 def test_list_every_kind(kind: str) -> None:
     result = invoke("list", kind)
