@@ -1,0 +1,166 @@
+"""pix2pix training-step benchmark: unet_256 + 70x70 PatchGAN at 256x256, batch 1 (the reference setup).
+
+Times the i2i engine's step (``Trainer.train_step``) against a faithful replica of the reference
+implementation's step (junyanz/pytorch-CycleGAN-and-pix2pix ``Pix2PixModel.optimize_parameters``:
+same networks, same losses, same order), interleaved in one process so machine noise hits both
+alike, and prints seconds per iteration, images/s, the ratio, and peak memory.
+
+    python bench/train_step.py                       # CPU, fp32, reference + engine variants
+    python bench/train_step.py --device cuda --precision fp16 --channels-last --compile
+
+The data is real: the first images of ../shared/datasets/facades/train (or --data DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import torch
+from torch import nn
+
+from i2i.config import build, parse_overrides
+from i2i.engine import Trainer
+
+FACADES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "facades"
+RECIPE = ["generator=unet_256", "discriminator=patch_70", "batch_size=1", "load_size=286", "crop_size=256",
+          "num_workers=0", "direction=BtoA", "log_every=1000000"]
+
+
+def reference_step(trainer: Trainer) -> Callable[[dict[str, Any]], None]:
+    """The reference's optimize_parameters on the same networks (a fresh copy, so state is not shared)."""
+    import copy
+
+    G = copy.deepcopy(trainer.raw["G"])
+    Dn = copy.deepcopy(trainer.raw["D"])
+    opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam(Dn.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    gan, l1 = nn.BCEWithLogitsLoss(), nn.L1Loss()
+
+    def set_requires_grad(net: nn.Module, flag: bool) -> None:
+        for p in net.parameters():
+            p.requires_grad = flag
+
+    def step(batch: dict[str, Any]) -> None:
+        real_A, real_B = batch["A"], batch["B"]
+        fake_B = G(real_A)
+        set_requires_grad(Dn, True)
+        opt_D.zero_grad()
+        pred_fake = Dn(torch.cat((real_A, fake_B), 1).detach())
+        pred_real = Dn(torch.cat((real_A, real_B), 1))
+        loss_D = (gan(pred_fake, torch.zeros_like(pred_fake)) + gan(pred_real, torch.ones_like(pred_real))) * 0.5
+        loss_D.backward()
+        opt_D.step()
+        set_requires_grad(Dn, False)
+        opt_G.zero_grad()
+        pred_fake = Dn(torch.cat((real_A, fake_B), 1))
+        loss_G = gan(pred_fake, torch.ones_like(pred_fake)) + l1(fake_B, real_B) * 100.0
+        loss_G.backward()
+        opt_G.step()
+
+    return step
+
+
+def make_trainer(data: Path, out: Path, device: str, precision: str, extra: list[str]) -> Trainer:
+    from i2i_pix2pix.method import Pix2PixConfig
+
+    values = parse_overrides(RECIPE + extra)
+    values.update(data=str(data), out_dir=str(out), name="bench", device=device, precision=precision)
+    return Trainer("pix2pix", build(Pix2PixConfig, overrides=values))
+
+
+def batches(trainer: Trainer, n: int) -> list[dict[str, Any]]:
+    out, it = [], iter(trainer.loader)
+    for _ in range(n):
+        try:
+            b = next(it)
+        except StopIteration:
+            it = iter(trainer.loader)
+            b = next(it)
+        out.append(trainer.method.to_device(b))
+    return out
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=FACADES)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32", help="engine precision: fp32, fp16, bf16")
+    ap.add_argument("--iters", type=int, default=10, help="timed iterations per variant per round")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--channels-last", action="store_true", help="also time the engine with channels_last")
+    ap.add_argument("--compile", action="store_true", help="also time the engine with torch.compile")
+    ap.add_argument("--no-reference", action="store_true")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="i2i-bench-"))
+    data = tmp / "facades" / "train"
+    data.mkdir(parents=True)
+    for f in sorted((args.data / "train").iterdir())[:8]:
+        shutil.copy(f, data / f.name)
+
+    torch.manual_seed(0)
+    variants: dict[str, Callable[[dict[str, Any]], Any]] = {}
+    engine = make_trainer(data.parent, tmp / "runs", args.device, args.precision, [])
+    feed = batches(engine, args.iters)
+    if not args.no_reference:
+        variants["reference (fp32)"] = reference_step(engine)
+    variants[f"i2i engine ({engine.precision})"] = engine.train_step
+    if args.channels_last:
+        t = make_trainer(data.parent, tmp / "runs", args.device, args.precision, ["channels_last=true"])
+
+        def channels_last_step(b: dict[str, Any], t: Trainer = t) -> Any:  # as the engine's loop converts batches
+            return t.train_step({k: v.contiguous(memory_format=torch.channels_last)
+                                 if torch.is_tensor(v) and v.ndim == 4 else v for k, v in b.items()})
+
+        variants[f"i2i engine ({t.precision}, channels_last)"] = channels_last_step
+    if args.compile:
+        t = make_trainer(data.parent, tmp / "runs", args.device, args.precision, ["compile=true"])
+        variants[f"i2i engine ({t.precision}, compile)"] = t.train_step
+
+    for name, fn in variants.items():  # warm-up (and compilation) outside the timings
+        for b in feed[: args.warmup]:
+            fn(b)
+        sync(args.device)
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(args.rounds):
+        for name, fn in variants.items():
+            sync(args.device)
+            t0 = time.perf_counter()
+            for b in feed:
+                fn(b)
+            sync(args.device)
+            times[name].append((time.perf_counter() - t0) / len(feed))
+
+    print(f"pix2pix unet_256 + patch_70, 256x256, batch 1; device {args.device}; torch {torch.__version__}; "
+          f"threads {torch.get_num_threads()}; {args.rounds} rounds x {args.iters} iterations (median)")
+    base = statistics.median(times["reference (fp32)"]) if "reference (fp32)" in times else None
+    print(f"{'variant':42s} {'s/it':>8s} {'img/s':>8s} {'vs reference':>13s}")
+    for name, ts in times.items():
+        s = statistics.median(ts)
+        ratio = f"{s / base:.2f}x" if base else "-"
+        print(f"{name:42s} {s:8.3f} {1 / s:8.2f} {ratio:>13s}")
+    if args.device.startswith("cuda"):
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+    print(f"peak process RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
