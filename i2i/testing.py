@@ -288,7 +288,9 @@ def check_generator_onnx(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise _fail(spec, "generator", f"ONNX export failed: {type(exc).__name__}: {first}") from exc
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # a correctness check on a tiny model: no thread pool to spin
+    sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     in_names = [i.name for i in sess.get_inputs()]
     want = ["image", *(i.name for i in spec.extra_inputs)]
     if in_names != want:
