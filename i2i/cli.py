@@ -30,14 +30,26 @@ LIST_KINDS = {
 class I2IGroup(click.Group):
     """Loads plugin commands on first use and turns I2IError into a one-line error."""
 
-    _plugins_added = False
+    _host_id: int | None = None
+    _base: dict[str, dict[str, click.Command]] | None = None
 
     def _add_plugin_commands(self) -> None:
-        if not self._plugins_added:
-            self._plugins_added = True
-            from .plugins import manager
+        """Add the current plugin host's commands; after ``plugins.reset()`` replace the old host's."""
+        from .plugins import manager
 
-            manager().add_commands(self)
+        host = manager()
+        if self._host_id == id(host):
+            return
+        if self._base is None:  # the host's own commands, and those of its groups (``eval``)
+            self._base = {"": dict(self.commands)}
+            self._base.update({n: dict(c.commands) for n, c in self.commands.items() if isinstance(c, click.Group)})
+        else:
+            self.commands = dict(self._base[""])
+            for name, commands in self._base.items():
+                if name:
+                    self.commands[name].commands = dict(commands)  # type: ignore[attr-defined]
+        self._host_id = id(host)
+        host.add_commands(self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._add_plugin_commands()

@@ -158,11 +158,9 @@ def installed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     """The example plugin package on sys.path with its entry points, and `cli` as a new process has it."""
     for p in plugin_paths(EXAMPLES / "i2i-example-plugin", tmp_path / "site"):
         monkeypatch.syspath_prepend(str(p))
-    own = {n: c for n, c in cli.commands.items() if getattr(c.callback, "__module__", "") == "i2i.cli"}
-    monkeypatch.setattr(cli, "commands", own)  # plugin commands are added again on first use
-    monkeypatch.setattr(cli, "_plugins_added", False)
-    plugins.reset()
+    plugins.reset()  # a new host: `cli` drops the old host's plugin commands and adds the new one's
     yield
+    plugins.reset()
     for name in [m for m in sys.modules if m.split(".")[0] in ("i2i_example", "i2i_broken")]:
         del sys.modules[name]
 
@@ -268,9 +266,6 @@ def test_misspelt_hook_in_a_plugin_is_a_one_line_error(monkeypatch: pytest.Monke
     typo.register_generator = i2i.hookimpl(lambda register: None)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "fake_typo_plugin", typo)
     monkeypatch.setitem(BUILTIN_PLUGINS, "typo", "fake_typo_plugin")
-    monkeypatch.setattr(cli, "commands", {n: c for n, c in cli.commands.items()
-                                          if getattr(c.callback, "__module__", "") == "i2i.cli"})
-    monkeypatch.setattr(cli, "_plugins_added", False)
     for argv in (["i2i", "--help"], ["i2i", "plugins"]):
         plugins.reset()
         monkeypatch.setattr(sys, "argv", argv)
