@@ -119,7 +119,9 @@ def translate_files(translator: Translator, paths: list[Path], out_dir: Path, si
     written: list[Path] = []
     if mask and not translator.meta.extra_inputs:
         raise I2IError(f"--mask is for inpainting models; {translator.meta.name} takes no mask")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if translator.meta.extra_inputs and not mask:
+        names = ", ".join(i["name"] for i in translator.meta.extra_inputs)
+        raise I2IError(f"{translator.meta.name} needs a {names}: pass --mask FILE (non-zero = hole)")
     for path in paths:
         image = read_image(path, channels=translator.meta.in_channels)
         if size:
@@ -127,6 +129,7 @@ def translate_files(translator: Translator, paths: list[Path], out_dir: Path, si
         hole = read_mask(mask, image.shape[:2]) if mask else None
         result = translator(image, mask=hole, tile=tile, overlap=overlap)
         target = out_dir / f"{path.stem}.png"
+        out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write
         write_image(target, result)
         written.append(target)
         if progress:

@@ -94,5 +94,7 @@ def test_translate_writes_every_image_of_a_folder_at_its_size(tmp_path: Path, mo
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    result = runner.invoke(cli, ["translate", str(bad / "broken.png"), "--checkpoint", str(tmp_path / "runs" / "r")])
+    result = runner.invoke(cli, ["translate", str(bad / "broken.png"), "--checkpoint", str(tmp_path / "runs" / "r"),
+                                 "--out", str(tmp_path / "never")])
     assert result.exit_code != 0 and "broken.png" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "never").exists()  # a failed run leaves no empty output folder
