@@ -1,0 +1,216 @@
+"""CycleGAN training-step benchmark: 2 x resnet_9blocks + 2 x 70x70 PatchGAN (InstanceNorm), LSGAN,
+cycle 10 + identity 0.5, image pool 50, 256x256, batch 1 (the reference setup).
+
+Times the i2i engine's step (``Trainer.train_step`` on the ``cyclegan`` method) against a faithful
+replica of the reference implementation's step (junyanz/pytorch-CycleGAN-and-pix2pix
+``CycleGANModel.optimize_parameters``: same networks, losses, pool and order: G step, then D_A and
+D_B), interleaved in one process so machine noise hits both alike. Prints seconds per iteration,
+the ratio to the replica, and the ratio to the reference's published figure on this CPU (~18 s/it).
+
+    NO_ALBUMENTATIONS_UPDATE=1 python bench/cyclegan_step.py              # CPU, fp32, 256x256
+    NO_ALBUMENTATIONS_UPDATE=1 python bench/cyclegan_step.py --size 128 --iters 1   # a quick look
+    python bench/cyclegan_step.py --device cuda --precision fp16 --channels-last
+
+The data is real: the first images of ../shared/datasets/monet2photo (or --data DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import os
+import platform
+import random
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import torch
+from torch import nn
+
+from i2i.config import build, parse_overrides
+from i2i.engine import Trainer
+
+MONET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "monet2photo"
+#: the reference's measured CycleGAN step on this 2-core CPU (../shared/DESIGN.md)
+REFERENCE_S_PER_IT = 18.0
+RECIPE = ["generator=resnet_9blocks", "discriminator=patch_70", "discriminator_kwargs.norm=instance", "batch_size=1",
+          "num_workers=0", "log_every=1000000", "gan_loss=lsgan", "pool_size=50"]
+
+
+class ReferencePool:
+    """The reference's ImagePool (python ``random``), verbatim in behaviour."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.images = size, []
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        out = []
+        for image in images:
+            image = torch.unsqueeze(image.data, 0)
+            if len(self.images) < self.size:
+                self.images.append(image)
+                out.append(image)
+            elif random.uniform(0, 1) > 0.5:
+                i = random.randint(0, self.size - 1)
+                out.append(self.images[i].clone())
+                self.images[i] = image
+            else:
+                out.append(image)
+        return torch.cat(out, 0)
+
+
+def reference_step(trainer: Trainer) -> Callable[[dict[str, Any]], None]:
+    """The reference's optimize_parameters on copies of the same networks (state is not shared)."""
+    G_A, G_B, D_A, D_B = (copy.deepcopy(trainer.raw[n]) for n in ("G_A", "G_B", "D_A", "D_B"))
+    opt_G = torch.optim.Adam(itertools.chain(G_A.parameters(), G_B.parameters()), lr=2e-4, betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam(itertools.chain(D_A.parameters(), D_B.parameters()), lr=2e-4, betas=(0.5, 0.999))
+    mse, l1 = nn.MSELoss(), nn.L1Loss()
+    pool_A, pool_B = ReferencePool(50), ReferencePool(50)
+    lam_A = lam_B = 10.0
+    lam_idt = 0.5
+
+    def gan(pred: torch.Tensor, real: bool) -> torch.Tensor:  # GANLoss('lsgan')
+        return mse(pred, torch.tensor(1.0 if real else 0.0).expand_as(pred))
+
+    def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
+        for net in nets:
+            for p in net.parameters():
+                p.requires_grad = flag
+
+    def backward_D(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> None:
+        loss = (gan(D(real), True) + gan(D(fake.detach()), False)) * 0.5
+        loss.backward()
+
+    def step(batch: dict[str, Any]) -> None:
+        real_A, real_B = batch["A"], batch["B"]
+        fake_B = G_A(real_A)
+        rec_A = G_B(fake_B)
+        fake_A = G_B(real_B)
+        rec_B = G_A(fake_A)
+        set_requires_grad([D_A, D_B], False)
+        opt_G.zero_grad()
+        idt_A = G_A(real_B)
+        idt_B = G_B(real_A)
+        loss_G = (gan(D_A(fake_B), True) + gan(D_B(fake_A), True)
+                  + l1(rec_A, real_A) * lam_A + l1(rec_B, real_B) * lam_B
+                  + l1(idt_A, real_B) * lam_B * lam_idt + l1(idt_B, real_A) * lam_A * lam_idt)
+        loss_G.backward()
+        opt_G.step()
+        set_requires_grad([D_A, D_B], True)
+        opt_D.zero_grad()
+        backward_D(D_A, real_B, pool_B.query(fake_B))
+        backward_D(D_B, real_A, pool_A.query(fake_A))
+        opt_D.step()
+
+    return step
+
+
+def make_trainer(data: Path, out: Path, device: str, precision: str, size: int, extra: list[str]) -> Trainer:
+    from i2i_cyclegan.method import CycleGANConfig
+
+    values = parse_overrides(RECIPE + [f"crop_size={size}", f"load_size={size + size // 8}"] + extra)
+    values.update(data=str(data), out_dir=str(out), name="bench", device=device, precision=precision)
+    return Trainer("cyclegan", build(CycleGANConfig, overrides=values))
+
+
+def batches(trainer: Trainer, n: int) -> list[dict[str, Any]]:
+    out, it = [], iter(trainer.loader)
+    for _ in range(n):
+        try:
+            b = next(it)
+        except StopIteration:
+            it = iter(trainer.loader)
+            b = next(it)
+        out.append(trainer.method.to_device(b))
+    return out
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=MONET)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32", help="engine precision: fp32, fp16, bf16")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--iters", type=int, default=2, help="timed iterations per variant per round")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--channels-last", action="store_true", help="also time the engine with channels_last")
+    ap.add_argument("--no-reference", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    tmp = Path(tempfile.mkdtemp(prefix="i2i-bench-"))
+    for sub, n in (("monet", 4), ("photo", 4)):
+        (tmp / "data" / sub).mkdir(parents=True)
+        for f in sorted((args.data / sub).iterdir())[:n]:
+            shutil.copy(f, tmp / "data" / sub / f.name)
+
+    torch.manual_seed(0)
+    random.seed(0)
+    variants: dict[str, Callable[[dict[str, Any]], Any]] = {}
+    engine = make_trainer(tmp / "data", tmp / "runs", args.device, args.precision, args.size, [])
+    feed = batches(engine, max(args.iters, args.warmup))
+    if not args.no_reference:
+        variants["reference replica (fp32)"] = reference_step(engine)
+    variants[f"i2i engine ({engine.precision})"] = engine.train_step
+    if args.channels_last:
+        t = make_trainer(tmp / "data", tmp / "runs", args.device, args.precision, args.size, ["channels_last=true"])
+
+        def channels_last_step(b: dict[str, Any], t: Trainer = t) -> Any:
+            return t.train_step({k: v.contiguous(memory_format=torch.channels_last)
+                                 if torch.is_tensor(v) and v.ndim == 4 else v for k, v in b.items()})
+
+        variants[f"i2i engine ({t.precision}, channels_last)"] = channels_last_step
+
+    for fn in variants.values():
+        for b in feed[: args.warmup]:
+            fn(b)
+        sync(args.device)
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(args.rounds):
+        for name, fn in variants.items():
+            sync(args.device)
+            t0 = time.perf_counter()
+            for b in feed[: args.iters]:
+                fn(b)
+            sync(args.device)
+            times[name].append((time.perf_counter() - t0) / args.iters)
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"CycleGAN 2 x resnet_9blocks + 2 x patch_70 (instance), {args.size}x{args.size}, batch 1; device "
+          f"{args.device}; torch {torch.__version__}; {platform.processor() or platform.machine()}, {os.cpu_count()} "
+          f"CPUs, {torch.get_num_threads()} threads; load average at the end {load:.1f}; "
+          f"{args.rounds} rounds x {args.iters} iterations (median)")
+    base = statistics.median(times["reference replica (fp32)"]) if "reference replica (fp32)" in times else None
+    scale = (256 / args.size) ** 2  # the published figure is for 256x256; FLOPs scale with the area
+    print(f"{'variant':40s} {'s/it':>8s} {'vs replica':>11s} {'vs 18 s/it':>11s}")
+    for name, ts in times.items():
+        s = statistics.median(ts)
+        ratio = f"{s / base:.2f}x" if base else "-"
+        published = f"{s * scale / REFERENCE_S_PER_IT:.2f}x" + ("" if args.size == 256 else "*")
+        print(f"{name:40s} {s:8.2f} {ratio:>11s} {published:>11s}")
+    if args.size != 256:
+        print("* scaled to 256x256 by area")
+    if args.device.startswith("cuda"):
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+    print(f"peak process RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
