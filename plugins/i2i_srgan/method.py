@@ -11,6 +11,7 @@ Batches hold ``lr`` and ``hr`` in [0, 1]; networks see them in the generator's v
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,10 @@ class SRGANMethod(SRResNetMethod):
     def build_networks(self) -> None:
         super().build_networks()
         cfg = self.cfg
+        if not cfg.init_from:
+            # not an error (a GAN can train from scratch), but rarely what SRGAN/ESRGAN users mean
+            print("i2i: srgan starts from a random generator; SRGAN and ESRGAN fine-tune a PSNR-trained one "
+                  "(--set init_from=RUN_OR_WEIGHTS)", file=sys.stderr)
         self.make_discriminator("D", cfg.discriminator, **cfg.discriminator_kwargs)
         self.gan = create_loss(cfg.gan_mode)
         self.relativistic = bool(getattr(self.gan, "relativistic", False))
