@@ -83,6 +83,10 @@ def create_session(
     available = list(ort_module.get_available_providers())
     wanted = choose_providers(device, available)
     opts = ort_module.SessionOptions()
+    opts.graph_optimization_level = ort_module.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle intra-op threads sleep instead of spinning: as fast or faster here (bench/onnx_latency.py)
+    # and they leave the cores to image decoding/encoding and the other requests of a server.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = int(threads)
     providers = [(p, _provider_options(p)) if _provider_options(p) else p for p in wanted]

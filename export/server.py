@@ -75,6 +75,8 @@ def _decode(data: bytes, what: str, limits: Limits, mode: str) -> np.ndarray:
         im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ServeError(422, f"the {what} is not an image Pillow can read (PNG, JPEG, WebP, BMP, TIFF ...)") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, past ~179 Mpx
+        raise ServeError(413, f"the {what} is too large: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - anything Pillow raises on garbage is the client's
         raise ServeError(422, f"the {what} could not be read: {type(exc).__name__}") from None
     w, h = im.size

@@ -190,6 +190,7 @@ class GpuWheelWithoutGpu:
     as available, the session silently runs on CPU. Sessions are real CPU sessions."""
 
     SessionOptions = ort.SessionOptions
+    GraphOptimizationLevel = ort.GraphOptimizationLevel
 
     def __init__(self, active: list[str] | None = None, fail: bool = False) -> None:
         self.asked: list = []
