@@ -156,7 +156,12 @@ def resolve_model(name: str, weights: str | None = None) -> tuple[Any, Generator
     else:
         path = _fetch(spec)
         origin = spec.url
-    raw = load_state(path)
+    try:
+        raw = load_state(path)
+    except I2IError as exc:
+        if weights:
+            raise
+        raise I2IError(f"{exc}; delete the cached {path} to download it again") from None
     converted = spec.converter(raw) if spec.converter is not None else raw
     kwargs = dict(spec.generator_kwargs)
     if isinstance(converted, tuple):
