@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -140,7 +141,15 @@ def test_ddp_gloo_two_processes(tmp_path: Path, small_facades: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "i2i.cli", "train", "pix2pix", "--data", str(small_facades), "--out-dir", str(tmp_path / "runs"),
            "--name", "ddp", "--max-steps", "2", "--device", "cpu", *sum((["--set", s] for s in TINY), [])]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    # Its own session, so a hang kills the workers too, not only the torchrun launcher.
+    launcher = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    try:
+        stdout, stderr = launcher.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        raise
+    proc = subprocess.CompletedProcess(cmd, launcher.returncode, stdout, stderr)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "runs" / "ddp"
     assert "2 processes" in proc.stderr and proc.stdout.count("run folder:") == 1  # rank 0 speaks
