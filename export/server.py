@@ -346,4 +346,6 @@ def serve(model_path: str | Path, host: str = "127.0.0.1", port: int = 8000, **k
     import uvicorn
 
     app = create_app(model_path, **kwargs)
+    gen = app.state.translator.generator
+    print(f"model {gen.meta.name} ({gen.meta.method or 'imported'}) running on {', '.join(gen.providers)}", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=5)

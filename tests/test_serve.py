@@ -213,6 +213,7 @@ def test_serve_command(models: dict[str, Path]) -> None:
         proc.terminate()
         output = proc.communicate(timeout=20)[0]
     assert f"serving {models['unet_128']} on http://127.0.0.1:{port}/" in output
+    assert "model unet_128 (imported) running on CPUExecutionProvider" in output
 
 
 def test_serve_command_errors(tmp_path: Path) -> None:
