@@ -61,6 +61,8 @@ class TrainConfig:
     compile: bool = False
     cudnn_benchmark: bool = True
     sync_bn: bool = False
+    #: CPU threads for torch (0: torch's default, one per core)
+    threads: int = 0
     #: stop after this many consecutive non-finite losses (each one skips its step)
     nan_limit: int = 20
     #: skip unreadable images (reported) instead of stopping with an error

@@ -101,7 +101,7 @@ def read_mask(path: str, size_hw: tuple[int, int]) -> np.ndarray:
     return hole
 
 
-def resize_shorter(image: np.ndarray, size: int) -> np.ndarray:
+def resize_shorter(image: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     from PIL import Image
 
     h, w = image.shape[:2]
@@ -109,7 +109,7 @@ def resize_shorter(image: np.ndarray, size: int) -> np.ndarray:
     new = (max(1, round(w * scale)), max(1, round(h * scale)))
     squeeze = image.ndim == 3 and image.shape[2] == 1
     pil = Image.fromarray(image[:, :, 0] if squeeze else image)
-    out = np.asarray(pil.resize(new, Image.BICUBIC))
+    out = np.asarray(pil.resize(new, Image.NEAREST if nearest else Image.BICUBIC))
     return out[:, :, None] if squeeze else out
 
 
@@ -124,9 +124,12 @@ def translate_files(translator: Translator, paths: list[Path], out_dir: Path, si
         raise I2IError(f"{translator.meta.name} needs a {names}: pass --mask FILE (non-zero = hole)")
     for path in paths:
         image = read_image(path, channels=translator.meta.in_channels)
+        hole = read_mask(mask, image.shape[:2]) if mask else None  # checked against the image as given
         if size:
             image = resize_shorter(image, size)
-        hole = read_mask(mask, image.shape[:2]) if mask else None
+            if hole is not None:  # nearest: a hole stays a hole, a known pixel stays known
+                hole = (resize_shorter((hole * 255).astype(np.uint8)[:, :, None], size, nearest=True)[:, :, 0] > 0)
+                hole = hole.astype(np.float32)
         result = translator(image, mask=hole, tile=tile, overlap=overlap)
         target = out_dir / f"{path.stem}.png"
         out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write

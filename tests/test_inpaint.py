@@ -206,6 +206,12 @@ def test_translate_fills_holes_and_keeps_known_pixels(trained: Path, tmp_path: P
     # a filled hole is closer to the face than a black hole would be
     assert np.abs(written[hole].astype(int) - original[hole]).mean() < np.abs(original[hole].astype(int)).mean()
 
+    # --size resizes the mask with the image (nearest): the result is at the new size, known pixels kept
+    result = runner.invoke(cli, ["translate", str(face), "--checkpoint", str(trained), "--mask", str(mpath),
+                                 "--size", "106", "--out", str(tmp_path / "resized")])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "resized" / "face.png").size == (154, 106)
+
 
 @needs_celeba
 def test_translate_mask_errors_are_one_line(trained: Path, tmp_path: Path) -> None:
