@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import i2i
 
-from .gan import HingeLoss, LSGANLoss, VanillaGANLoss, WGANLoss
-from .pixel import L1Loss, MSELoss
+# torch-using modules are imported inside the hooks: `i2i --help` and a torch-free `i2i serve`
+# load this plugin without importing torch.
 
 
 @i2i.hookimpl
 def register_losses(register) -> None:
+    from .gan import HingeLoss, LSGANLoss, VanillaGANLoss, WGANLoss
+    from .pixel import L1Loss, MSELoss
+
     register("vanilla", VanillaGANLoss, kind="gan", description="BCE with logits (the original GAN objective)")
     register("lsgan", LSGANLoss, kind="gan", description="least-squares GAN (CycleGAN's default)")
     register("hinge", HingeLoss, kind="gan", description="hinge loss (SN-GAN, SN-PatchGAN)")

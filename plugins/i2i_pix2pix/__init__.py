@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import i2i
 
-from .networks import NLayerDiscriminator, PixelDiscriminator, unet_128, unet_256
+# torch-using modules are imported inside the hooks: `i2i --help` and a torch-free `i2i serve`
+# load this plugin without importing torch.
 
 
 @i2i.hookimpl
 def register_generators(register) -> None:
+    from .networks import unet_128, unet_256
+
     tiny = {"ngf": 8}
     register("unet_128", unet_128, size_multiple=128, test_kwargs=tiny, test_size=128,
              description="U-Net, 7 downsamplings (pix2pix, 128x128)")
@@ -18,6 +21,8 @@ def register_generators(register) -> None:
 
 @i2i.hookimpl
 def register_discriminators(register) -> None:
+    from .networks import NLayerDiscriminator, PixelDiscriminator
+
     register("patch_70", NLayerDiscriminator, test_kwargs={"ndf": 8, "input_nc": 6}, test_in_channels=6,
              description="70x70 PatchGAN (n_layers=3)")
     register("patch", NLayerDiscriminator, test_kwargs={"ndf": 8, "n_layers": 2}, description="PatchGAN with n_layers")

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import i2i
 
-from .networks import RRDBNet, SRGANLeftthomas, SRResNet, SRVGGNetCompact, VGGStyleDiscriminator
+# torch-using modules are imported inside the hooks: `i2i --help` and a torch-free `i2i serve`
+# load this plugin without importing torch.
 
 SR_RANGE = (0.0, 1.0)
 
 
 @i2i.hookimpl
 def register_generators(register) -> None:
+    from .networks import RRDBNet, SRGANLeftthomas, SRResNet, SRVGGNetCompact
+
     register("srresnet", SRResNet, scale=4, value_range=SR_RANGE,
              test_kwargs={"num_feat": 8, "num_block": 1}, test_size=32,
              description="SRResNet (SRGAN paper): 16 residual blocks, BatchNorm or none, PixelShuffle x2/x3/x4/x8")
@@ -31,6 +34,8 @@ def register_generators(register) -> None:
 
 @i2i.hookimpl
 def register_discriminators(register) -> None:
+    from .networks import VGGStyleDiscriminator
+
     register("vgg_style", VGGStyleDiscriminator, test_kwargs={"ndf": 8}, test_size=32,
              description="SRGAN/ESRGAN VGG-style discriminator, 8 convs + dense; any input size >= 16 px")
 
