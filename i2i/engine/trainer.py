@@ -68,7 +68,7 @@ class Group:
             self.skipped += 1
             self.streak += 1
             if self.streak >= nan_limit:
-                terms = ", ".join(f"{k}={float(v):.3g}" for k, v in losses.items())
+                terms = ", ".join(f"{k}={float(v.detach()):.3g}" for k, v in losses.items())
                 raise I2IError(f"{self.streak} non-finite {self.name} losses in a row ({terms}); lower lr, try "
                                f"--precision fp32 or a gradient clip (--set grad_clip=1)")
             return False
