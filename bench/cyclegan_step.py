@@ -150,6 +150,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--channels-last", action="store_true", help="also time the engine with channels_last")
+    ap.add_argument("--also", action="append", default=[], metavar="KEY=VALUE",
+                    help="also time the engine with this config override (repeatable), e.g. lambda_identity=0")
     ap.add_argument("--no-reference", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -176,6 +178,10 @@ def main() -> None:
                                  if torch.is_tensor(v) and v.ndim == 4 else v for k, v in b.items()})
 
         variants[f"i2i engine ({t.precision}, channels_last)"] = channels_last_step
+
+    for item in args.also:
+        t = make_trainer(tmp / "data", tmp / "runs", args.device, args.precision, args.size, [item])
+        variants[f"i2i engine ({t.precision}, {item})"] = t.train_step
 
     for fn in variants.values():
         for b in feed[: args.warmup]:
