@@ -278,3 +278,15 @@ def test_misspelt_hook_in_a_plugin_is_a_one_line_error(monkeypatch: pytest.Monke
     monkeypatch.setenv("I2I_BLOCK_PLUGINS", "typo")  # the way out the message gives
     plugins.reset()
     assert invoke("plugins").exit_code == 0
+
+
+def test_help_and_plugins_do_not_import_torch() -> None:
+    """Plugins import their networks inside the hooks: `i2i --help` stays fast and a serving install needs no torch."""
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom i2i.cli import cli\n"
+            "for args in (['--help'], ['plugins'], ['eval', '--help']):\n"
+            "    assert CliRunner().invoke(cli, args).exit_code == 0, args\n"
+            "print(sorted(m for m in ('torch', 'torchvision', 'albumentations', 'kornia', 'cv2') if m in sys.modules))\n")
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

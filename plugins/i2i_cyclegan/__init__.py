@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import i2i
 
-from .networks import resnet_6blocks, resnet_9blocks
+# torch-using modules are imported inside the hooks: `i2i --help` and a torch-free `i2i serve`
+# load this plugin without importing torch.
 
 
 @i2i.hookimpl
 def register_generators(register) -> None:
+    from .networks import resnet_6blocks, resnet_9blocks
+
     tiny = {"ngf": 8}
     register("resnet_6blocks", resnet_6blocks, size_multiple=4, test_kwargs=tiny, test_size=32,
              description="ResNet, 6 residual blocks (CycleGAN at 128x128; reference layout)")

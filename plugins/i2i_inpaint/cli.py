@@ -12,7 +12,7 @@ import numpy as np
 
 from i2i.errors import I2IError
 
-from .data import DEFAULT_HOLDOUT, image_files, resize_crop_box, split_files
+from .files import DEFAULT_HOLDOUT, image_files, resize_crop_box, split_files
 from .evaluate import BUCKETS, bucketed_masks, evaluate, format_table, model_inpainter, opencv_inpainter, rows_to_json
 from .masks import mask_from_spec
 
