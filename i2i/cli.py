@@ -136,7 +136,7 @@ def _describe(kind: str, spec: Any) -> tuple[tuple[str, ...], tuple[Any, ...]]:
     if kind == "models":
         from .zoo import cache_status  # type: ignore[attr-defined]
 
-        return ("name", "generator", "cached", "license", "description"), (spec.name, spec.generator, cache_status(spec), spec.license, spec.description)
+        return ("name", "generator", "cached", "license", "description"), (spec.name, spec.generator, ("yes" if cache_status(spec) else "no") if spec.url else "--weights", spec.license, spec.description)
     return ("name", "plugin", "description"), (spec.name, spec.plugin, spec.description)
 
 
