@@ -202,7 +202,7 @@ def test_download_verifies_caches_and_translates(zoo_entry, server: str, tmp_pat
     cached = cache_path(spec)
     assert cached.read_bytes() == PAYLOAD and cache_status(spec)
     listing = CliRunner().invoke(cli, ["list", "models", "tiny_zoo"])
-    assert listing.exit_code == 0 and "True" in listing.output and "MIT" in listing.output, listing.output
+    assert listing.exit_code == 0 and " yes " in listing.output and "MIT" in listing.output, listing.output
     module, meta = resolve_model("tiny_zoo")  # from the cache: no second request
     assert Handler.hits == ["/models/tiny.pth"]
     assert_loaded(module, TINY_SD)
