@@ -22,7 +22,44 @@ from urllib.parse import urlsplit
 from .artifact import GeneratorMeta
 from .errors import I2IError
 
-__all__ = ["resolve_model", "cache_path", "cache_status", "load_state", "build_strict", "zoo_meta"]
+__all__ = ["resolve_model", "cache_path", "cache_status", "load_state", "build_strict", "zoo_meta",
+           "unwrap_state_dict", "fill_batchnorm_counters"]
+
+#: keys under which published checkpoints nest the generator's state_dict, most specific first
+#: (basicsr saves both ``params_ema`` and ``params``: the EMA weights are the published ones)
+WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "netG", "netG_A", "generator")
+
+
+def unwrap_state_dict(obj: Any) -> dict[str, Any]:
+    """The tensors of a published generator checkpoint, without wrappers or DataParallel's ``module.``."""
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        obj = obj.state_dict()
+    if not isinstance(obj, dict):
+        raise I2IError(f"expected a state_dict (names -> tensors), got a {type(obj).__name__}")
+    for key in WRAPPER_KEYS:
+        if key in obj and isinstance(obj[key], dict):
+            return unwrap_state_dict(obj[key])
+    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not sd:
+        raise I2IError(f"no tensors in the file; its top-level keys: {', '.join(map(str, list(obj)[:8]))}")
+    if all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def fill_batchnorm_counters(sd: dict[str, Any]) -> dict[str, Any]:
+    """Add the ``num_batches_tracked`` that BatchNorm files saved by PyTorch < 0.4.1 lack.
+
+    It only counts training steps (eval never reads it), so 0 is exact for inference.
+    """
+    import torch
+
+    out = dict(sd)
+    for key in [k for k in sd if k.endswith(".running_mean")]:
+        out.setdefault(key[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0, dtype=torch.long))
+    return out
 
 
 def _spec(name: str):

@@ -25,10 +25,10 @@ from typing import Any
 import torch
 
 from i2i.errors import I2IError
+from i2i.zoo import fill_batchnorm_counters, unwrap_state_dict as unwrap
 
 StateDict = dict[str, torch.Tensor]
 
-WRAPPER_KEYS = ("state_dict", "model", "netG", "netG_A", "generator", "params_ema", "params")
 _STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 _CYCLEGAN_MODELS = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models"
@@ -37,24 +37,6 @@ SOURCE = "https://github.com/junyanz/pytorch-CycleGAN-and-pix2pix"
 #: the reference code's licence; the models were trained on the datasets named in each entry,
 #: whose own terms (mostly research use) apply to what they learned
 LICENSE = "BSD (reference code); research use (training data)"
-
-
-def unwrap(obj: Any) -> StateDict:
-    """The tensors of a published generator checkpoint, without wrappers or ``module.`` prefixes."""
-    if isinstance(obj, torch.nn.Module):
-        obj = obj.state_dict()
-    if not isinstance(obj, dict):
-        raise I2IError(f"expected a state_dict (names -> tensors), got a {type(obj).__name__}")
-    for key in WRAPPER_KEYS:
-        if key in obj and isinstance(obj[key], dict):
-            return unwrap(obj[key])
-    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not sd:
-        raise I2IError(f"no tensors in the file; its top-level keys: {', '.join(map(str, list(obj)[:8]))}")
-    if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return sd
-
 
 _BLOCK = re.compile(r"^model\.(\d+)\.block\.")
 
@@ -107,10 +89,7 @@ def unet_reference(obj: Any) -> StateDict:
     Files saved before PyTorch 0.4 lack BatchNorm's ``num_batches_tracked``; it only counts
     training steps, so it is filled with 0.
     """
-    sd = dict(unwrap(obj))
-    for key in [k for k in sd if k.endswith(".running_mean")]:
-        sd.setdefault(key[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0, dtype=torch.long))
-    return sd
+    return fill_batchnorm_counters(unwrap(obj))
 
 
 CYCLEGAN = {

@@ -17,31 +17,14 @@ from torch import nn
 
 from i2i.artifact import GeneratorMeta
 from i2i.errors import I2IError
-
-#: wrapper keys of basicsr / Real-ESRGAN checkpoints, in preference order (EMA first, as they ship)
-WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "netG", "generator")
+from i2i.zoo import fill_batchnorm_counters, unwrap_state_dict
 
 StateDict = dict[str, torch.Tensor]
 
 
 def unwrap(obj: Any) -> StateDict:
-    """The state_dict inside a published checkpoint (wrappers removed, ``module.`` prefixes too)."""
-    if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
-    if not isinstance(obj, dict):
-        raise I2IError(f"expected a state_dict (a mapping of names to tensors), got {type(obj).__name__}")
-    for key in WRAPPER_KEYS:
-        if key in obj and isinstance(obj[key], dict):
-            return unwrap(obj[key])
-    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not sd:
-        raise I2IError(f"no tensors found; top-level keys: {', '.join(list(obj)[:8])}")
-    if all(k.startswith("module.") for k in sd):  # saved from DataParallel/DDP
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    # BatchNorm saved by PyTorch < 0.4.1 has no step counter (leftthomas SRGAN); eval never reads it
-    for key in [k for k in sd if k.endswith(".running_mean")]:
-        sd.setdefault(key[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0, dtype=torch.long))
-    return sd
+    """The state_dict inside a published checkpoint; BatchNorm counters filled for pre-0.4.1 files (leftthomas SRGAN)."""
+    return fill_batchnorm_counters(unwrap_state_dict(obj))
 
 
 _XINNTAO = [
