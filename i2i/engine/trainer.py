@@ -50,8 +50,8 @@ class Group:
     def __init__(self, name: str, nets: list[nn.Module], lr: float, cfg: TrainConfig, device: torch.device, precision: str) -> None:
         self.name = name
         self.params = [p for net in nets for p in net.parameters() if p.requires_grad]
-        # The fused Adam kernel updates all tensors in one pass: on this 2-core CPU it steps the 54M
-        # parameters of unet_256 ~2.6x faster than the default per-tensor loop (bench/train_step.py).
+        # The fused Adam kernel updates all tensors in one pass: on a 2-core CPU it stepped the 54M
+        # parameters of unet_256 2.6x faster than the default per-tensor loop (see BENCHMARKS.md).
         fused = bool(self.params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in self.params)
         self.optimizer = torch.optim.Adam(self.params, lr=lr, betas=(cfg.beta1, cfg.beta2), fused=fused or None)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.lr_policy, cfg.n_epochs, cfg.n_epochs_decay))
