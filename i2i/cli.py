@@ -252,8 +252,8 @@ def _is_main_process() -> bool:
 @click.option("--out", "out_dir", default="translated", type=click.Path(), help="Output folder (PNG files).")
 @click.option("--size", type=int, help="Resize the shorter side to SIZE before translating.")
 @click.option("--mask", type=click.Path(), help="Hole mask for inpainting models (non-zero = hole).")
-@click.option("--tile", type=int, default=0, help="Translate in tiles of this side (0: whole image).")
-@click.option("--overlap", type=int, default=32, help="Context pixels around each tile.")
+@click.option("--tile", type=click.IntRange(min=0), default=0, help="Translate in tiles of this side (0: whole image).")
+@click.option("--overlap", type=click.IntRange(min=0), default=32, help="Context pixels around each tile.")
 @click.option("--device", default="auto", help="auto, cpu, cuda, cuda:N.")
 @click.option("--net", help="Which generator of a checkpoint (e.g. G_B for CycleGAN's B->A).")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights even when EMA weights are present.")
@@ -277,8 +277,16 @@ def eval_group() -> None:
     """Evaluate a model on a dataset (subcommands per task, added by plugins)."""
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: Any = None, line: str | None = None) -> None:
+    """Warnings reach a CLI user as one line, without the source line Python shows by default."""
+    text = str(message)
+    click.echo(text if text.startswith("i2i") else f"i2i: warning: {text}", err=True)
+
+
 def main() -> None:
     """Console-script entry point."""
+    warnings.showwarning = _one_line_warning
     try:
         cli(prog_name="i2i")
     except I2IError as exc:  # raised outside a command (e.g. while loading plugins)

@@ -59,7 +59,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _warn(message: str) -> None:
-    # warn_explicit with no source line: the user sees one line, "i2i:0: PluginWarning: plugin ..."
+    # warn_explicit with no source line: one line even outside the CLI (which prints "i2i: warning: ...")
     warnings.warn_explicit(message, PluginWarning, filename="i2i", lineno=0, module="i2i.plugins")
 
 

@@ -230,9 +230,9 @@ def test_broken_plugins_warn_one_line_each_in_a_real_process(tmp_path: Path) -> 
     result = run_i2i("list", "generators", paths=paths)
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [
-        "i2i:0: PluginWarning: plugin 'broken_import' skipped: ModuleNotFoundError: "
+        "i2i: warning: plugin 'broken_import' skipped: ModuleNotFoundError: "
         "No module named 'i2i_a_dependency_that_is_not_installed'",
-        "i2i:0: PluginWarning: plugin 'broken_hook' skipped in register_generators: RuntimeError: "
+        "i2i: warning: plugin 'broken_hook' skipped in register_generators: RuntimeError: "
         "this hook is broken on purpose",
     ]
     names = {line.split()[0] for line in result.stdout.splitlines()[2:]}
