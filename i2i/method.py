@@ -13,6 +13,7 @@ One iteration of the engine::
         backward(sum(losses_D.values())); step the D optimizer
     losses_G = method.generator_loss(batch, out)   # discriminators frozen here
     backward(sum(losses_G.values())); step the G optimizer
+    logged: losses_D, losses_G and method.metrics(batch, out) (monitors, no gradient)
 
 Always reach networks through ``self.nets[name]``: the engine may swap in DDP-wrapped modules,
 and during ``generator_loss`` it hands you the discriminators unwrapped and frozen.
@@ -79,6 +80,10 @@ class Method:
         raise NotImplementedError
 
     # -- optional -----------------------------------------------------------------------------
+    def metrics(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Named monitors logged with the losses but never back-propagated (run under no_grad)."""
+        return {}
+
     def extra_state(self) -> dict[str, Any]:
         """Training state beyond networks and optimizers (e.g. an image pool), as tensors/plain data."""
         return {}

@@ -113,11 +113,12 @@ def test_method_losses_and_monitor(one_thread) -> None:
     d = method.discriminator_loss(batch, out)
     losses = method.generator_loss(batch, out)
     assert set(d) == {"D_real", "D_fake"}
-    assert set(losses) == {"G_hole", "G_valid", "G_coarse", "G_GAN", "hole_L1"}
-    assert not losses["hole_L1"].requires_grad and losses["G_hole"].requires_grad
+    assert set(losses) == {"G_hole", "G_valid", "G_coarse", "G_GAN"} and losses["G_hole"].requires_grad
+    with torch.no_grad():
+        monitors = method.metrics(batch, out)
     m = batch["mask"].bool().expand(-1, 3, -1, -1)
     expected = (out["output"] - batch["image"]).abs()[m].mean() / 2
-    assert abs(losses["hole_L1"].item() - expected.item()) < 1e-6
+    assert set(monitors) == {"hole_L1"} and abs(monitors["hole_L1"].item() - expected.item()) < 1e-6
     cfg.hole_weight = -1
     with pytest.raises(I2IError, match="hole_weight"):
         check_config(cfg)

@@ -242,6 +242,8 @@ class Trainer:
                 e.update(self.raw[n])
         method.nets = self.train_nets
         logs.update(losses_G)
+        with torch.no_grad():
+            logs.update(method.metrics(batch, out))
         self._last_out = out
         return {k: v.detach() for k, v in logs.items()}
 

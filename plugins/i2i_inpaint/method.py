@@ -8,7 +8,7 @@ Losses (Yu et al. 2019; weights default to the paper's: plain L1 on both stages 
 - ``G_GAN``: hinge generator loss on D(composited output, mask), times ``gan_weight``;
 - ``G_perceptual`` (``perceptual_weight`` > 0): a registered loss (``perceptual_loss``) on the output;
 - ``D_real`` / ``D_fake``: hinge discriminator loss;
-- ``hole_L1``: a detached monitor (no gradient): L1 inside the hole, per hole pixel, in [0, 1].
+- ``hole_L1`` (:meth:`metrics`, a monitor without gradient): L1 inside the hole, per hole pixel, in [0, 1].
 """
 
 from __future__ import annotations
@@ -123,8 +123,10 @@ class Inpaint(Method):
         if self.perceptual is not None:  # perceptual losses take images in [0, 1]
             self.perceptual.to(image.device)
             losses["G_perceptual"] = c.perceptual_weight * self.perceptual((out["output"] + 1) / 2, (image + 1) / 2)
-        losses["hole_L1"] = hole_l1(out["output"], image, mask)
         return losses
+
+    def metrics(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"hole_L1": hole_l1(out["output"], batch["image"], batch["mask"])}
 
     def visuals(self, batch: Batch, out: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """masked input (holes white) | coarse | output | target."""
