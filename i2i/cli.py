@@ -86,14 +86,17 @@ def cli() -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plugins(as_json: bool) -> None:
-    """List the loaded plugins, their versions and the hooks they implement."""
+    """List the loaded plugins, their versions and the hooks they implement (and those that failed to load)."""
     from .plugins import manager
 
-    infos = sorted(manager().info.values(), key=lambda p: (not p.builtin, p.name))
+    host = manager()
+    infos = sorted(host.info.values(), key=lambda p: (not p.builtin, p.name))
     if as_json:
-        click.echo(json.dumps([vars(p) for p in infos], indent=2))
+        skipped = [{"name": n, "skipped": why} for n, why in sorted(host.skipped.items())]
+        click.echo(json.dumps([vars(p) for p in infos] + skipped, indent=2))
         return
     rows = [(p.name, p.version, "built-in" if p.builtin else "installed", ", ".join(h.removeprefix("register_") for h in p.hooks)) for p in infos]
+    rows += [(name, "-", "skipped", why) for name, why in sorted(host.skipped.items())]
     _table(("plugin", "version", "source", "hooks"), rows)
 
 

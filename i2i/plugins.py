@@ -77,6 +77,8 @@ class PluginHost:
         self.pm = pluggy.PluginManager("i2i")
         self.pm.add_hookspecs(hookspecs)
         self.info: dict[str, PluginInfo] = {}
+        #: plugins that failed to load: name -> the one-line reason (``i2i plugins`` shows them)
+        self.skipped: dict[str, str] = {}
         self._registries: dict[str, Registry[Any]] = {}
         blocked = _env_list("I2I_BLOCK_PLUGINS") or set()
         allowed = _env_list("I2I_PLUGINS")
@@ -98,7 +100,8 @@ class PluginHost:
         try:
             module = load()
         except Exception as exc:  # a broken plugin must not take the host down
-            _warn(f"plugin {name!r} skipped: {_one_line(exc)}")
+            self.skipped[name] = _one_line(exc)
+            _warn(f"plugin {name!r} skipped: {self.skipped[name]}")
             return
         self._check_hook_names(name, module)
         try:
@@ -109,7 +112,8 @@ class PluginHost:
                 f"fix the plugin or block it with I2I_BLOCK_PLUGINS={name}"
             ) from None
         except Exception as exc:  # e.g. two entry points with one name
-            _warn(f"plugin {name!r} skipped: {_one_line(exc)}")
+            self.skipped[name] = _one_line(exc)
+            _warn(f"plugin {name!r} skipped: {self.skipped[name]}")
             return
         hooks = sorted(c.name for c in self.pm.get_hookcallers(module) or [] if c.name in _HOOK_NAMES)
         self.info[name] = PluginInfo(name, version, builtin, getattr(module, "__name__", str(module)), hooks)
