@@ -24,6 +24,7 @@ LIST_KINDS = {
     "methods": "method",
     "datasets": "dataset",
     "models": "model",
+    "masks": "mask",
 }
 
 

@@ -67,6 +67,16 @@ def register_models(register: Register) -> None:
 
 
 @hookspec
+def register_masks(register: Register) -> None:
+    """Register hole-mask generators for inpainting: ``register("free_form", FreeForm, description=...)``.
+
+    ``factory(**kwargs)`` returns a callable ``(rng: numpy.random.Generator, (h, w)) -> mask``
+    (float32 HxW, 1 = hole) that draws only from ``rng``, so a seed fixes the masks. Training recipes and
+    ``i2i eval inpaint`` name them (``--set mask=free_form:0.7,rect:0.3``).
+    """
+
+
+@hookspec
 def register_commands(cli: click.Group) -> None:
     """Add click commands to the ``i2i`` command group (they appear in ``i2i --help``)."""
 

@@ -117,6 +117,17 @@ class ModelSpec:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class MaskSpec:
+    """A hole-mask generator for inpainting (``register_masks``)."""
+
+    name: str
+    #: factory(**kwargs) -> (rng, (h, w)) -> float32 HxW mask, 1 = hole
+    factory: Callable[..., Any]
+    plugin: str = ""
+    description: str = ""
+
+
 S = TypeVar("S")
 
 
@@ -191,6 +202,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "method": ("register_methods", MethodSpec),
     "dataset": ("register_datasets", DatasetSpec),
     "model": ("register_models", ModelSpec),
+    "mask": ("register_masks", MaskSpec),
 }
 
 
@@ -223,6 +235,10 @@ def datasets() -> Registry[DatasetSpec]:
 
 def models() -> Registry[ModelSpec]:
     return registry("model")
+
+
+def masks() -> Registry[MaskSpec]:
+    return registry("mask")
 
 
 def create_generator(name: str, **kwargs: Any) -> Any:

@@ -182,6 +182,41 @@ def test_a_plugin_adds_a_mask_generator() -> None:
         create_mask("test_border")
 
 
+def test_a_plugin_registers_masks_through_the_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The register_masks hook: a third-party plugin's generator is listed and usable by name."""
+    import sys
+    import types
+
+    from click.testing import CliRunner
+
+    import i2i
+    from i2i import plugins
+    from i2i.cli import cli
+
+    def make_left(width: int = 1):
+        def gen(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
+            m = np.zeros(hw, np.float32)
+            m[:, :width] = 1
+            return m
+        return gen
+
+    module = types.ModuleType("fake_mask_plugin")
+    module.register_masks = i2i.hookimpl(lambda register: register("left_band", make_left, description="left columns"))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_mask_plugin", module)
+    monkeypatch.setitem(plugins.BUILTIN_PLUGINS, "maskplug", "fake_mask_plugin")
+    plugins.reset()
+    try:
+        listing = CliRunner().invoke(cli, ["list", "masks", "left*"])
+        assert listing.exit_code == 0 and "left_band" in listing.output and "maskplug" in listing.output
+        assert mask_from_spec("left_band", {"width": 2})(mask_rng(0, 0), (4, 5)).sum() == 8
+        assert "free_form" in [s.name for s in list_masks()]  # the built-ins come through the same hook
+    finally:
+        monkeypatch.undo()
+        plugins.reset()
+    with pytest.raises(UnknownNameError, match="left_band"):
+        create_mask("left_band")
+
+
 def test_bucketed_masks_are_fixed_and_in_their_buckets() -> None:
     gen = mask_from_spec("free_form_eval")
     a = bucketed_masks(gen, (32, 32), 3, seed=0)

@@ -38,6 +38,13 @@ def register_discriminators(register) -> None:
 
 
 @i2i.hookimpl
+def register_masks(register) -> None:
+    from .masks import register_builtin_masks
+
+    register_builtin_masks(register)
+
+
+@i2i.hookimpl
 def register_methods(register) -> None:
     from .method import Inpaint
 

@@ -18,11 +18,14 @@ Built-in generators (``list_masks()``):
 - ``mixture``: picks one component generator per mask with given probabilities.
 - ``union``: the union of several generators (DeepFill v2 trains on brush strokes OR a box).
 
-Other plugins add generators with :func:`register_mask` (call it when your plugin module is
-imported, or in any of your hooks before training starts)::
+Plugins add generators through the ``register_masks`` hook, like every other kind (``i2i list
+masks`` shows them)::
 
-    from i2i_inpaint.masks import register_mask
-    register_mask("blobs", make_blobs, plugin="my_plugin", description="random ellipses")
+    @i2i.hookimpl
+    def register_masks(register):
+        register("blobs", make_blobs, description="random ellipses")
+
+(:func:`register_mask` adds one at run time, e.g. in a test.)
 
 Mask *specs* are strings that the config and CLI accept (:func:`mask_from_spec`):
 ``"free_form"``, ``"free_form:0.7,rect:0.3"`` (a mixture), ``"union:free_form+rect"``, or a
@@ -34,7 +37,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
@@ -43,45 +45,36 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from i2i.errors import I2IError, UnknownNameError, did_you_mean
-from i2i.registry import Registry
+from i2i.registry import MaskSpec, Registry, registry
 
 
 class MaskGenerator(Protocol):
     def __call__(self, rng: np.random.Generator, size_hw: tuple[int, int]) -> np.ndarray: ...
 
 
-@dataclass(frozen=True)
-class MaskSpec:
-    name: str
-    #: factory(**kwargs) -> MaskGenerator
-    factory: Callable[..., MaskGenerator]
-    plugin: str = ""
-    description: str = ""
+def _registry() -> Registry[MaskSpec]:
+    """The host's mask registry: every plugin's ``register_masks`` hook, plus :func:`register_mask` calls."""
+    return registry("mask")
 
 
-class _MaskRegistry(Registry[MaskSpec]):
-    def get(self, name: str) -> MaskSpec:
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise UnknownNameError(
-                f"unknown mask generator {name!r}{did_you_mean(name, self._entries)}; "
-                f"known: {', '.join(self.names())}, or a folder of mask images"
-            ) from None
-
-
-_REGISTRY = _MaskRegistry("mask", MaskSpec)
+def _get(name: str) -> MaskSpec:
+    reg = _registry()
+    if name in reg:
+        return reg.get(name)
+    raise UnknownNameError(f"unknown mask generator {name!r}{did_you_mean(name, reg.names())}; "
+                           f"known: {', '.join(reg.names())}, or a folder of mask images")
 
 
 def register_mask(name: str, factory: Callable[..., MaskGenerator], plugin: str = "", description: str = "") -> None:
-    """Add a mask generator; a name registered twice is an error naming both plugins."""
-    _REGISTRY.add(_REGISTRY.make_spec(plugin or _caller_module(), name, factory, description=description))
+    """Add a mask generator at run time (plugins use the ``register_masks`` hook); clashes name both plugins."""
+    reg = _registry()
+    reg.add(reg.make_spec(plugin or _caller_module(), name, factory, description=description))
 
 
 def unregister_mask(name: str) -> None:
     """Remove a mask generator (tests, or a plugin replacing its own entry); unknown names are errors."""
-    _REGISTRY.get(name)
-    del _REGISTRY._entries[name]
+    _get(name)
+    del _registry()._entries[name]
 
 
 def _caller_module() -> str:
@@ -89,12 +82,12 @@ def _caller_module() -> str:
 
 
 def list_masks(pattern: str = "*") -> list[MaskSpec]:
-    return _REGISTRY.list(pattern)
+    return _registry().list(pattern)
 
 
 def create_mask(name: str, **kwargs: Any) -> MaskGenerator:
     """Build a registered generator; an unknown name lists close matches."""
-    spec = _REGISTRY.get(name)
+    spec = _get(name)
     try:
         return spec.factory(**kwargs)
     except TypeError as exc:  # wrong kwargs from a config file: say which generator
@@ -287,13 +280,15 @@ class Union:
         return out
 
 
-register_mask("free_form", FreeForm, plugin="i2i_inpaint", description="DeepFill v2 brush strokes")
-register_mask("free_form_eval", lambda **kw: FreeForm(**{"max_strokes": 10, "max_width": 50, **kw}), plugin="i2i_inpaint",
-              description="brush strokes with more and wider strokes: hole ratios span 0-60% (eval default)")
-register_mask("rect", Rect, plugin="i2i_inpaint", description="random rectangles")
-register_mask("files", Files, plugin="i2i_inpaint", description="mask images from a folder (root=...; non-zero = hole)")
-register_mask("mixture", Mixture, plugin="i2i_inpaint", description="one of several generators, by probability")
-register_mask("union", Union, plugin="i2i_inpaint", description="union of several generators")
+def register_builtin_masks(register: Callable[..., None]) -> None:
+    """The built-in generators, through the ``register_masks`` hook (see ``i2i_inpaint.register_masks``)."""
+    register("free_form", FreeForm, description="DeepFill v2 brush strokes")
+    register("free_form_eval", lambda **kw: FreeForm(**{"max_strokes": 10, "max_width": 50, **kw}),
+             description="brush strokes with more and wider strokes: hole ratios span 0-60% (eval default)")
+    register("rect", Rect, description="random rectangles")
+    register("files", Files, description="mask images from a folder (root=...; non-zero = hole)")
+    register("mixture", Mixture, description="one of several generators, by probability")
+    register("union", Union, description="union of several generators")
 
 
 def mask_from_spec(spec: str, kwargs: Mapping[str, Any] | None = None) -> MaskGenerator:
@@ -320,16 +315,16 @@ def mask_from_spec(spec: str, kwargs: Mapping[str, Any] | None = None) -> MaskGe
                 prob = float(p) if p else 1.0
             except ValueError:
                 raise I2IError(f"mask spec {spec!r}: {p!r} is not a probability; write e.g. free_form:0.7,rect:0.3") from None
-            if name not in _REGISTRY and Path(name).expanduser().is_dir():  # a folder of mask files
+            if name not in _registry() and Path(name).expanduser().is_dir():  # a folder of mask files
                 parts.append({"name": "files", "p": prob, "kwargs": {"root": name, **(kwargs.get(name) or {})}})
             else:
                 parts.append({"name": name, "p": prob, "kwargs": kwargs.get(name)})
         return Mixture(parts)
-    if spec in _REGISTRY:
+    if spec in _registry():
         return create_mask(spec, **kwargs)
     if Path(spec).expanduser().is_dir():
         return Files(spec, **kwargs)
-    _REGISTRY.get(spec)  # raises: unknown name with close matches
+    _get(spec)  # raises: unknown name with close matches
     raise AssertionError
 
 
