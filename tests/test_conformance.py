@@ -31,13 +31,7 @@ from i2i.testing import (
     plugin_paths,
 )
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    """Tiny networks on 2 shared cores: one intra-op thread is several times faster than two fighting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 GENERATORS = generator_names()

@@ -27,13 +27,7 @@ TINY = ["generator=resnet_6blocks", "generator_kwargs.ngf=8", "discriminator_kwa
         "crop_size=32", "num_workers=0", "log_every=1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """2 shared cores: two intra-op threads per process thrash when other processes run too."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_resnet_9blocks_matches_the_official_key_layout() -> None:

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from i2i.cli import cli
 from i2i.config import build
-from i2i.engine import Trainer, train
+from i2i.engine import train
 from i2i.errors import I2IError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -20,16 +20,6 @@ CELEBA = SHARED / "datasets" / "inpaint" / "celeba_hq"
 needs_celeba = pytest.mark.skipif(not CELEBA.is_dir(), reason="../shared/datasets/inpaint/celeba_hq not present")
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    # 2 cores shared by many processes: one intra-op thread is several times faster than two
-    # threads that spin against the other processes (measured: 0.1 s vs 1-9 s per tiny step)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_generator(seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     spec = generators().get("deepfill_v2")

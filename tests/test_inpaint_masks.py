@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from i2i.errors import I2IError, UnknownNameError
-from i2i_inpaint.data import InpaintDataset, image_files, split_files
+from i2i_inpaint.data import InpaintDataset
+from i2i_inpaint.files import image_files, split_files
 from i2i_inpaint.evaluate import BUCKETS, bucketed_masks
 from i2i_inpaint.masks import (
     Files, FreeForm, Mixture, Rect, Union, create_mask, list_masks, mask_from_spec, mask_rng, mask_set,

@@ -27,13 +27,7 @@ from i2i.testing import plugin_paths
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.delenv("I2I_BLOCK_PLUGINS", raising=False)
-    monkeypatch.delenv("I2I_PLUGINS", raising=False)
-    plugins.reset()
-    yield
-    plugins.reset()
+pytestmark = pytest.mark.usefixtures("clean_plugin_env")
 
 
 def fake_plugin(monkeypatch: pytest.MonkeyPatch, module: str, **hooks: Callable[..., Any]) -> str:

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from i2i.cli import cli
@@ -16,17 +15,9 @@ SET5 = SHARED / "datasets" / "sr" / "Set5"
 COMPACT = SHARED / "weights" / "realesrgan" / "realesr-animevideov3.pth"
 SRGAN = SHARED / "weights" / "srgan_x4" / "netG_epoch_4_100.pth"
 
-pytestmark = pytest.mark.skipif(not (SET5.is_dir() and COMPACT.is_file() and SRGAN.is_file()),
-                                reason="needs ../shared/datasets/sr/Set5 and ../shared/weights")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # on the shared 2-core machine one intra-op thread is faster than two fighting
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.skipif(not (SET5.is_dir() and COMPACT.is_file() and SRGAN.is_file()),
+                                reason="needs ../shared/datasets/sr/Set5 and ../shared/weights"),
+              pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture()

@@ -18,16 +18,8 @@ TINY_KW = "{num_feat: 16, num_block: 2, norm: none}"  # as configs/srresnet_tiny
 TINY_G = ["--set", f"generator_kwargs={TINY_KW}", "--set", "crop_size=32", "--set", "num_workers=0",
           "--set", "sample_every=0", "--device", "cpu"]
 
-pytestmark = pytest.mark.skipif(not SET5.is_dir(), reason="needs ../shared/datasets/sr/Set5")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny nets on a shared 2-core machine: one intra-op thread is ~10x faster than two fighting.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.skipif(not SET5.is_dir(), reason="needs ../shared/datasets/sr/Set5"),
+              pytest.mark.usefixtures("one_thread")]
 
 
 def _train(method: str, run_dir: Path, *args: str) -> list[dict]:

@@ -28,13 +28,8 @@ needs = pytest.mark.skipif(not (COMPACT.is_file() and SRGAN.is_file() and SET5.i
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _plugins_one_thread():
+def _plugins_one_thread(one_thread: None) -> None:
     manager()
-    # on the shared 2-core machine one intra-op thread is faster than two fighting
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _layout(name: str) -> dict:

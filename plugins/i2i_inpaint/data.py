@@ -6,7 +6,7 @@ Layouts of ``root``:
   generator (``--set mask=...``);
 - ``root/images/`` + ``root/masks/`` with the same file stems: the given masks (non-zero = hole).
 
-The last ``holdout`` images in sorted order are held aside for evaluation (:func:`split_files`):
+The last ``holdout`` images in sorted order are held aside for evaluation (:func:`i2i_inpaint.files.split_files`):
 training never sees them, and ``i2i eval inpaint --data root`` scores exactly those.
 
 Training items draw their crop, flip and mask from a per-item seed taken from torch's RNG, which
@@ -25,9 +25,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from i2i.errors import I2IError
-from i2i.imageio import list_images, read_image
+from i2i.imageio import read_image
 
-from .files import DEFAULT_HOLDOUT, image_files, pair_mask_file, resize_crop_box, split_files  # noqa: F401
+from .files import pair_mask_file, resize_crop_box
 from .masks import MaskGenerator, _read_mask_file, _resize_mask, mask_rng
 
 #: Keep resized training images in memory when they fit in this many bytes (see InpaintDataset).

@@ -24,7 +24,8 @@ from i2i.errors import I2IError
 from i2i.method import Batch, Method
 from i2i.registry import create_loss
 
-from .data import DEFAULT_HOLDOUT, InpaintDataset, image_files, split_files
+from .data import InpaintDataset
+from .files import DEFAULT_HOLDOUT, image_files, split_files
 from .masks import mask_from_spec
 
 
