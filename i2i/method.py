@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from .artifact import GeneratorMeta
 from .config import TrainConfig
+from .errors import I2IError
 from .registry import create_discriminator, create_generator, generators
 
 Batch = dict[str, Any]
@@ -108,6 +109,14 @@ class Method:
         self.nets[net] = module
         self.discriminator_nets.append(net)
         return module
+
+    def check_crop_fits(self, generator: str, crop_size: int) -> None:
+        """Training crops must have sides the generator takes: a clear error here, not a failed concat later."""
+        multiple = generators().get(generator).size_multiple
+        if crop_size % multiple:
+            fit = max(multiple, crop_size // multiple * multiple)
+            raise I2IError(f"crop_size {crop_size} does not fit {generator}, which needs sides divisible by "
+                           f"{multiple}; use --set crop_size={fit} or another generator")
 
     def generator_meta(self, net: str | None = None) -> GeneratorMeta:
         """The self-description saved with the weights of one generator."""

@@ -22,7 +22,7 @@ import torch
 from i2i.config import TrainConfig
 from i2i.errors import I2IError
 from i2i.method import Batch, Method
-from i2i.registry import create_loss, generators
+from i2i.registry import create_loss
 
 from .pool import ImagePool
 
@@ -66,10 +66,7 @@ class CycleGAN(Method):
         if cfg.lambda_identity > 0 and cfg.in_channels != cfg.out_channels:
             raise I2IError(f"the identity loss needs in_channels == out_channels ({cfg.in_channels} vs "
                            f"{cfg.out_channels}); use --set lambda_identity=0")
-        multiple = generators().get(cfg.generator).size_multiple
-        if cfg.crop_size % multiple:
-            raise I2IError(f"crop_size {cfg.crop_size} does not fit {cfg.generator}, which needs sides divisible by "
-                           f"{multiple}; use --set crop_size={max(multiple, cfg.crop_size // multiple * multiple)}")
+        self.check_crop_fits(cfg.generator, cfg.crop_size)
         a, b = cfg.in_channels, cfg.out_channels
         self.make_generator("G_A", cfg.generator, **{"input_nc": a, "output_nc": b, **cfg.generator_kwargs})
         self.make_generator("G_B", cfg.generator, **{"input_nc": b, "output_nc": a, **cfg.generator_kwargs})

@@ -11,7 +11,7 @@ from i2i.config import TrainConfig
 from i2i.engine.penalties import gradient_penalty
 from i2i.errors import I2IError
 from i2i.method import Batch, Method
-from i2i.registry import create_loss, generators
+from i2i.registry import create_loss
 
 
 @dataclass
@@ -48,10 +48,7 @@ class Pix2Pix(Method):
             raise I2IError(f"direction must be AtoB or BtoA, got {cfg.direction!r}")
         gk = {"input_nc": cfg.in_channels, "output_nc": cfg.out_channels, **cfg.generator_kwargs}
         self.make_generator("G", cfg.generator, **gk)
-        multiple = generators().get(cfg.generator).size_multiple
-        if cfg.crop_size % multiple:
-            raise I2IError(f"crop_size {cfg.crop_size} does not fit {cfg.generator}, which needs sides divisible by "
-                           f"{multiple}; use --set crop_size={max(multiple, cfg.crop_size // multiple * multiple)} or another generator")
+        self.check_crop_fits(cfg.generator, cfg.crop_size)
         # The discriminator judges (input, output) pairs: it sees both images stacked.
         dk = {"input_nc": cfg.in_channels + cfg.out_channels, **cfg.discriminator_kwargs}
         self.make_discriminator("D", cfg.discriminator, **dk)
