@@ -22,12 +22,10 @@ import itertools
 import os
 import platform
 import random
-import resource
 import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,6 +36,7 @@ from torch import nn
 
 from i2i.config import build, parse_overrides
 from i2i.engine import Trainer
+from step_harness import batches, channels_last_step, print_memory, time_interleaved
 
 MONET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "monet2photo"
 #: the reference's measured CycleGAN step on this 2-core CPU (../shared/DESIGN.md)
@@ -122,23 +121,6 @@ def make_trainer(data: Path, out: Path, device: str, precision: str, size: int, 
     return Trainer("cyclegan", build(CycleGANConfig, overrides=values))
 
 
-def batches(trainer: Trainer, n: int) -> list[dict[str, Any]]:
-    out, it = [], iter(trainer.loader)
-    for _ in range(n):
-        try:
-            b = next(it)
-        except StopIteration:
-            it = iter(trainer.loader)
-            b = next(it)
-        out.append(trainer.method.to_device(b))
-    return out
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=MONET)
@@ -172,30 +154,13 @@ def main() -> None:
     variants[f"i2i engine ({engine.precision})"] = engine.train_step
     if args.channels_last:
         t = make_trainer(tmp / "data", tmp / "runs", args.device, args.precision, args.size, ["channels_last=true"])
-
-        def channels_last_step(b: dict[str, Any], t: Trainer = t) -> Any:
-            return t.train_step({k: v.contiguous(memory_format=torch.channels_last)
-                                 if torch.is_tensor(v) and v.ndim == 4 else v for k, v in b.items()})
-
-        variants[f"i2i engine ({t.precision}, channels_last)"] = channels_last_step
+        variants[f"i2i engine ({t.precision}, channels_last)"] = channels_last_step(t)
 
     for item in args.also:
         t = make_trainer(tmp / "data", tmp / "runs", args.device, args.precision, args.size, [item])
         variants[f"i2i engine ({t.precision}, {item})"] = t.train_step
 
-    for fn in variants.values():
-        for b in feed[: args.warmup]:
-            fn(b)
-        sync(args.device)
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(args.rounds):
-        for name, fn in variants.items():
-            sync(args.device)
-            t0 = time.perf_counter()
-            for b in feed[: args.iters]:
-                fn(b)
-            sync(args.device)
-            times[name].append((time.perf_counter() - t0) / args.iters)
+    times = time_interleaved(variants, feed[: args.iters], args.device, feed[: args.warmup], args.rounds)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"CycleGAN 2 x resnet_9blocks + 2 x patch_70 (instance), {args.size}x{args.size}, batch 1; device "
@@ -212,9 +177,7 @@ def main() -> None:
         print(f"{name:40s} {s:8.2f} {ratio:>11s} {published:>11s}")
     if args.size != 256:
         print("* scaled to 256x256 by area")
-    if args.device.startswith("cuda"):
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
-    print(f"peak process RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print_memory(args.device)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +29,7 @@ from torch import nn
 
 from i2i.config import build, parse_overrides
 from i2i.engine import Trainer
+from step_harness import batches, channels_last_step, print_memory, time_interleaved
 
 FACADES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "facades"
 RECIPE = ["generator=unet_256", "discriminator=patch_70", "batch_size=1", "load_size=286", "crop_size=256",
@@ -79,23 +78,6 @@ def make_trainer(data: Path, out: Path, device: str, precision: str, extra: list
     return Trainer("pix2pix", build(Pix2PixConfig, overrides=values))
 
 
-def batches(trainer: Trainer, n: int) -> list[dict[str, Any]]:
-    out, it = [], iter(trainer.loader)
-    for _ in range(n):
-        try:
-            b = next(it)
-        except StopIteration:
-            it = iter(trainer.loader)
-            b = next(it)
-        out.append(trainer.method.to_device(b))
-    return out
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=FACADES)
@@ -124,29 +106,12 @@ def main() -> None:
     variants[f"i2i engine ({engine.precision})"] = engine.train_step
     if args.channels_last:
         t = make_trainer(data.parent, tmp / "runs", args.device, args.precision, ["channels_last=true"])
-
-        def channels_last_step(b: dict[str, Any], t: Trainer = t) -> Any:  # as the engine's loop converts batches
-            return t.train_step({k: v.contiguous(memory_format=torch.channels_last)
-                                 if torch.is_tensor(v) and v.ndim == 4 else v for k, v in b.items()})
-
-        variants[f"i2i engine ({t.precision}, channels_last)"] = channels_last_step
+        variants[f"i2i engine ({t.precision}, channels_last)"] = channels_last_step(t)
     if args.compile:
         t = make_trainer(data.parent, tmp / "runs", args.device, args.precision, ["compile=true"])
         variants[f"i2i engine ({t.precision}, compile)"] = t.train_step
 
-    for name, fn in variants.items():  # warm-up (and compilation) outside the timings
-        for b in feed[: args.warmup]:
-            fn(b)
-        sync(args.device)
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(args.rounds):
-        for name, fn in variants.items():
-            sync(args.device)
-            t0 = time.perf_counter()
-            for b in feed:
-                fn(b)
-            sync(args.device)
-            times[name].append((time.perf_counter() - t0) / len(feed))
+    times = time_interleaved(variants, feed, args.device, feed[: args.warmup], args.rounds)
 
     print(f"pix2pix unet_256 + patch_70, 256x256, batch 1; device {args.device}; torch {torch.__version__}; "
           f"threads {torch.get_num_threads()}; {args.rounds} rounds x {args.iters} iterations (median)")
@@ -156,9 +121,7 @@ def main() -> None:
         s = statistics.median(ts)
         ratio = f"{s / base:.2f}x" if base else "-"
         print(f"{name:42s} {s:8.3f} {1 / s:8.2f} {ratio:>13s}")
-    if args.device.startswith("cuda"):
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
-    print(f"peak process RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print_memory(args.device)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
