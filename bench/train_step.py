@@ -29,6 +29,7 @@ from torch import nn
 
 from i2i.config import build, parse_overrides
 from i2i.engine import Trainer
+from i2i.nn import plain_convs
 from step_harness import batches, channels_last_step, print_memory, time_interleaved
 
 FACADES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "facades"
@@ -40,7 +41,7 @@ def reference_step(trainer: Trainer) -> Callable[[dict[str, Any]], None]:
     """The reference's optimize_parameters on the same networks (a fresh copy, so state is not shared)."""
     import copy
 
-    G = copy.deepcopy(trainer.raw["G"])
+    G = plain_convs(copy.deepcopy(trainer.raw["G"]))  # the reference's nn.Conv2d/nn.ConvTranspose2d
     Dn = copy.deepcopy(trainer.raw["D"])
     opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_D = torch.optim.Adam(Dn.parameters(), lr=2e-4, betas=(0.5, 0.999))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import I2IError
@@ -48,4 +50,91 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
         elif "BatchNorm2d" in name and m.weight is not None:
             nn.init.normal_(m.weight, 1.0, gain)
             nn.init.zeros_(m.bias)
+    return net
+
+
+# --- Convolutions on small feature maps (CPU) -----------------------------------------------------
+#
+# With batch 1, a U-Net's innermost layers see 1x1 to 8x8 maps but hold most of its weights
+# (512-1024 channels, 4x4 kernels: up to 33 MB each). oneDNN then spends its time reordering
+# those weights into its blocked layout on every call, forward and backward: measured on the
+# 2-core EPYC, the inner transposed convolutions ran at 3-30 GFLOP/s against ~100 for the outer
+# layers. Written as one matrix product (unfold/fold around an MKL GEMM), the same sums run up to
+# 2-3x faster there (bench/train_step.py: the pix2pix step went from 0.88x to ~0.78x of the
+# reference). The maths is the convolution's; only the kernel and the summation order differ.
+# Larger maps, other devices, autocast, tracing and export take the standard path.
+
+#: Largest GEMM width (batch x map positions) computed as a matrix product; larger maps keep oneDNN.
+SMALL_MAP_COLUMNS = 64
+#: Below this GEMM width the transposed convolution multiplies with the map on the left (see there).
+SKINNY_COLUMNS = 8
+
+
+def _use_gemm(x: torch.Tensor, columns: int) -> bool:
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+        return False  # export and tracing keep the standard Conv/ConvTranspose operators in the graph
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.dim() == 4
+        and not torch.is_autocast_enabled("cpu")
+        and columns <= SMALL_MAP_COLUMNS
+    )
+
+
+class SmallMapConv2d(nn.Conv2d):
+    """``nn.Conv2d`` that computes small feature maps on the CPU as one GEMM (same parameters, same maths)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape if x.dim() == 4 else (0, 0, 0, 0)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding  # type: ignore[misc]
+        ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        if not (self._plain() and _use_gemm(x, n * ho * wo)):
+            return super().forward(x)
+        cols = F.unfold(x, (kh, kw), padding=(ph, pw), stride=(sh, sw))  # n, c*kh*kw, ho*wo
+        cols = cols.transpose(0, 1).reshape(cols.shape[1], -1)  # one GEMM over the whole batch
+        out = self.weight.reshape(self.out_channels, -1) @ cols  # out, n*ho*wo
+        if self.bias is not None:
+            out = out + self.bias[:, None]
+        return out.reshape(self.out_channels, n, ho, wo).transpose(0, 1).contiguous()
+
+    def _plain(self) -> bool:
+        return self.groups == 1 and self.dilation == (1, 1) and self.padding_mode == "zeros" \
+            and not isinstance(self.padding, str)
+
+
+class SmallMapConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` that computes small input maps on the CPU as one GEMM and a fold."""
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        n, _, h, w = x.shape if x.dim() == 4 else (0, 0, 0, 0)
+        if output_size is not None or not (self._plain() and _use_gemm(x, n * h * w)):
+            return super().forward(x, output_size)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding  # type: ignore[misc]
+        ho, wo = (h - 1) * sh - 2 * ph + kh, (w - 1) * sw - 2 * pw + kw
+        weight = self.weight.reshape(self.in_channels, -1)  # in, out*kh*kw
+        if n * h * w < SKINNY_COLUMNS:
+            # A handful of positions: MKL is several times faster with the skinny operand on the left.
+            cols = (x.reshape(n, self.in_channels, h * w).transpose(1, 2) @ weight).transpose(1, 2)
+        else:
+            cols = weight.t() @ x.transpose(0, 1).reshape(self.in_channels, n * h * w)  # out*kh*kw, n*h*w
+            cols = cols.reshape(cols.shape[0], n, h * w).transpose(0, 1)
+        out = F.fold(cols, (ho, wo), (kh, kw), padding=(ph, pw), stride=(sh, sw))
+        if self.bias is not None:
+            out = out + self.bias[:, None, None]
+        return out
+
+    def _plain(self) -> bool:
+        return self.groups == 1 and self.dilation == (1, 1) and self.output_padding == (0, 0) \
+            and self.padding_mode == "zeros"
+
+
+def plain_convs(net: nn.Module) -> nn.Module:
+    """Turn the small-map layers back into ``nn.Conv2d``/``nn.ConvTranspose2d`` (in place), e.g. for a
+    like-for-like reference in benchmarks."""
+    for m in net.modules():
+        if isinstance(m, SmallMapConv2d):
+            m.__class__ = nn.Conv2d
+        elif isinstance(m, SmallMapConvTranspose2d):
+            m.__class__ = nn.ConvTranspose2d
     return net
