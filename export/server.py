@@ -303,9 +303,13 @@ def create_app(
 
 async def _parts(request: Any, body: bytes, limits: Limits) -> tuple[bytes, bytes | None]:
     """(image, mask) bytes from a multipart body that was already read within the limits."""
-    request._body = body  # Starlette's own cache: form() re-reads the body from here
+    from starlette.requests import Request
+
+    async def replay() -> dict[str, Any]:  # form() reads the body through receive(): hand it what we read
+        return {"type": "http.request", "body": body, "more_body": False}
+
     try:
-        form = await request.form(max_files=2, max_fields=8, max_part_size=limits.max_body_bytes)
+        form = await Request(request.scope, receive=replay).form(max_files=2, max_fields=8, max_part_size=limits.max_body_bytes)
     except Exception as exc:  # noqa: BLE001 - malformed multipart
         raise ServeError(422, f"malformed multipart body: {getattr(exc, 'detail', exc)}") from None
     files = {}
