@@ -36,6 +36,7 @@ from torch import nn
 
 from i2i.config import build, parse_overrides
 from i2i.engine import Trainer
+from i2i.nn import plain_convs
 from step_harness import batches, channels_last_step, print_memory, time_interleaved
 
 MONET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "monet2photo"
@@ -69,7 +70,7 @@ class ReferencePool:
 
 def reference_step(trainer: Trainer) -> Callable[[dict[str, Any]], None]:
     """The reference's optimize_parameters on copies of the same networks (state is not shared)."""
-    G_A, G_B, D_A, D_B = (copy.deepcopy(trainer.raw[n]) for n in ("G_A", "G_B", "D_A", "D_B"))
+    G_A, G_B, D_A, D_B = (plain_convs(copy.deepcopy(trainer.raw[n])) for n in ("G_A", "G_B", "D_A", "D_B"))  # stock torch layers
     opt_G = torch.optim.Adam(itertools.chain(G_A.parameters(), G_B.parameters()), lr=2e-4, betas=(0.5, 0.999))
     opt_D = torch.optim.Adam(itertools.chain(D_A.parameters(), D_B.parameters()), lr=2e-4, betas=(0.5, 0.999))
     mse, l1 = nn.MSELoss(), nn.L1Loss()

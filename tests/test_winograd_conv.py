@@ -1,0 +1,99 @@
+"""The NNPACK Winograd path for wide 3x3 convolutions computes what nn.Conv2d computes."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import i2i.nn as inn
+from i2i.nn import WinogradConv2d, plain_convs
+
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.skipif(not torch._nnpack_available(), reason="this torch build has no NNPACK"),
+]
+
+
+@pytest.fixture
+def winograd_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Records each time the Winograd path was chosen."""
+    calls: list[bool] = []
+    real = inn._use_winograd
+
+    def spy(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+        use = real(conv, x)
+        if use:
+            calls.append(True)
+        return use
+
+    monkeypatch.setattr(inn, "_use_winograd", spy)
+    return calls
+
+
+def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    return float((got - want).abs().max() / want.abs().max())
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(1, 11, 9), (2, 8, 8)])
+def test_output_and_gradients_match_nn_conv2d(padding: int, bias: bool, shape: tuple[int, int, int],
+                                              winograd_calls: list[bool]) -> None:
+    torch.manual_seed(0)
+    conv = WinogradConv2d(128, 128, 3, padding=padding, bias=bias)
+    n, h, w = shape
+    x = torch.randn(n, 128, h, w)
+    params = [p for p in conv.parameters()]
+
+    def run(forward) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        xi = x.clone().requires_grad_()
+        y = forward(xi)
+        g = torch.linspace(-1, 1, y.numel()).reshape(y.shape)
+        return y.detach(), torch.autograd.grad(y, [xi, *params], g)
+
+    y, grads = run(conv)
+    assert winograd_calls, "the Winograd path was not taken"
+    y_ref, grads_ref = run(lambda t: nn.Conv2d.forward(conv, t))
+    assert y.shape == y_ref.shape
+    # Winograd rounds differently from the direct sum: ~1e-5 relative, far from a wrong result
+    # (a transposed or misaligned kernel gives errors of order 1).
+    assert _relative_error(y, y_ref) < 1e-4
+    for got, want in zip(grads, grads_ref):
+        assert _relative_error(got, want) < 1e-4
+
+
+def test_narrow_strided_and_traced_convolutions_take_the_standard_path(winograd_calls: list[bool]) -> None:
+    WinogradConv2d(64, 64, 3, padding=1)(torch.randn(1, 64, 8, 8))  # below WINOGRAD_MIN_CHANNELS
+    WinogradConv2d(128, 128, 3, stride=2, padding=1)(torch.randn(1, 128, 8, 8))
+    WinogradConv2d(128, 128, 3, padding=3)(torch.randn(1, 128, 8, 8))  # NNPACK takes padding < kernel
+    WinogradConv2d(128, 128, 3, padding=1, padding_mode="reflect")(torch.randn(1, 128, 8, 8))
+    WinogradConv2d(128, 128, 3, padding=1).double()(torch.randn(1, 128, 8, 8, dtype=torch.float64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        WinogradConv2d(128, 128, 3, padding=1)(torch.randn(1, 128, 8, 8))
+    traced = torch.jit.trace(WinogradConv2d(128, 128, 3), torch.randn(1, 128, 6, 6), check_trace=False)
+    assert winograd_calls == []
+    assert "aten::_convolution" in str(traced.inlined_graph)
+
+
+def test_resnet_generator_trains_like_the_stock_layers() -> None:
+    """resnet_6blocks at ngf 32 (128-channel residual convolutions, all on the Winograd path)."""
+    from i2i_cyclegan.networks import ResnetGenerator
+
+    torch.manual_seed(0)
+    fast = ResnetGenerator(3, 3, ngf=32, n_blocks=6)
+    assert sum(isinstance(m, WinogradConv2d) for m in fast.modules()) == 12
+    stock = plain_convs(copy.deepcopy(fast))
+    assert not any(isinstance(m, WinogradConv2d) for m in stock.modules())
+    assert fast.state_dict().keys() == stock.state_dict().keys()
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    y_fast, y_stock = fast(x), stock(x)
+    assert (y_fast - y_stock).abs().max() < 1e-4
+    y_fast.square().mean().backward()
+    y_stock.square().mean().backward()
+    for (name, a), b in zip(fast.named_parameters(), stock.parameters()):
+        assert a.grad is not None and b.grad is not None
+        # A bias before InstanceNorm has a zero gradient in theory (~1e-8 here): hence the floor.
+        assert (a.grad - b.grad).abs().max() <= 1e-3 * b.grad.abs().max() + 1e-6, name
