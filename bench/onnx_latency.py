@@ -11,7 +11,8 @@ and run at batch 1, SIZE x SIZE, float32:
   stock ``nn.Conv2d`` layers (the ratio's base), and with i2i's own CPU layers (``i2i.nn``: small-map
   GEMMs, NNPACK Winograd), which is what ``i2i translate --checkpoint`` runs;
 - onnxruntime with each graph optimisation level (basic, extended, all), ``intra_op_num_threads=N``,
-  sequential execution, with and without spinning worker threads.
+  sequential execution, with and without spinning worker threads; and, for graphs with wide 3x3
+  convolutions, the Winograd rewrite that i2i's CPU runtime applies (``i2i_export.winograd``).
 
 Calls are interleaved round-robin (one call of each contender per round), so load from other
 processes on a shared machine hits all of them alike, with a pause before each call (``--gap``) so
@@ -35,12 +36,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 
 from i2i.nn import plain_convs
 from i2i.testing import generator_meta
 from i2i_export.exporter import export_onnx
+from i2i_export.winograd import rewrite_conv3x3
 
 LEVELS = {
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -70,14 +73,15 @@ def build(name: str) -> tuple[torch.nn.Module, object]:
     raise SystemExit(f"unknown generator {name!r}")
 
 
-def session(path: Path, level: str, threads: int, spin: bool) -> ort.InferenceSession:
+def session(path: Path | bytes, level: str, threads: int, spin: bool) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = LEVELS[level]
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def bench_model(name: str, size: int, threads: int, repeat: int, warmup: int, gap: float, workdir: Path) -> list[tuple[str, float, float]]:
@@ -103,6 +107,10 @@ def bench_model(name: str, size: int, threads: int, repeat: int, warmup: int, ga
     for level, spin in [("basic", True), ("extended", True), ("all", True), ("all", False)]:
         sess = session(path, level, threads, spin)
         contenders[f"ort {level}{'' if spin else ', no spin'}"] = (lambda s=sess: s.run(["output"], {"image": x})[0])
+    graph = onnx.load(str(path))
+    if rewrite_conv3x3(graph):  # what i2i's CPU runtime runs (i2i_export.runtime.create_session)
+        sess = session(graph.SerializeToString(), "all", threads, False)
+        contenders["ort all, no spin, winograd"] = (lambda s=sess: s.run(["output"], {"image": x})[0])
     ref = torch_call()
     for label, fn in contenders.items():
         diff = float(np.abs(fn() - ref).max())

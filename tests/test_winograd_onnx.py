@@ -1,0 +1,102 @@
+"""The Winograd rewrite of ONNX graphs computes what the plain graph computes, at any size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from i2i.artifact import GeneratorMeta
+from i2i_export import runtime
+from i2i_export.exporter import export_onnx
+from i2i_export.winograd import rewrite_conv3x3
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _session(model: str | bytes) -> ort.InferenceSession:
+    return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+
+
+def _run(sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def _rewritten(path: Path) -> tuple[int, bytes]:
+    model = onnx.load(str(path))
+    count = rewrite_conv3x3(model)
+    onnx.checker.check_model(model, full_check=True)
+    return count, model.SerializeToString()
+
+
+@pytest.fixture(scope="module")
+def resnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A resnet_6blocks generator at ngf 32: 12 residual 3x3 convolutions of 128 channels."""
+    from i2i_cyclegan.networks import ResnetGenerator
+
+    torch.manual_seed(0)
+    net = ResnetGenerator(3, 3, ngf=32, n_blocks=6).eval()
+    return export_onnx(net, GeneratorMeta(name="resnet_6blocks", size_multiple=4),
+                       tmp_path_factory.mktemp("winograd") / "resnet.onnx")
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 32, 32), (2, 3, 36, 44), (1, 3, 20, 28)])
+def test_resnet_generator_rewritten_agrees_with_the_plain_graph(resnet: Path, shape: tuple[int, ...]) -> None:
+    # 20x28 and 36x44 give 5x7 and 9x11 maps: tiles that overhang the map and are sliced off.
+    count, model = _rewritten(resnet)
+    assert count == 12
+    x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+    plain, fast = _run(_session(str(resnet)), x), _run(_session(model), x)
+    assert fast.shape == plain.shape == shape
+    assert np.abs(fast - plain).max() < 1e-4
+
+
+@pytest.mark.parametrize("padding,bias", [(0, True), (1, True), (2, False), (1, False)])
+def test_zero_padded_convolutions_with_and_without_bias(tmp_path: Path, padding: int, bias: bool) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(128, 128, 3, padding=padding, bias=bias), nn.ReLU(),
+                        nn.Conv2d(128, 160, 3, padding=1)).eval()
+    path = tmp_path / "convs.onnx"
+    torch.onnx.export(net, (torch.randn(1, 128, 9, 9),), str(path), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}}, dynamo=False)
+    count, model = _rewritten(path)
+    assert count == 2
+    x = np.random.default_rng(1).standard_normal((2, 128, 11, 6)).astype(np.float32)
+    want = net(torch.from_numpy(x)).detach().numpy()
+    got = _run(_session(model), x)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() / np.abs(want).max() < 1e-4
+
+
+def test_narrow_strided_and_grouped_convolutions_are_left_alone(tmp_path: Path) -> None:
+    net = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.Conv2d(64, 128, 3, stride=2),
+                        nn.Conv2d(128, 128, 3, groups=2), nn.Conv2d(128, 128, 1)).eval()
+    path = tmp_path / "other.onnx"
+    torch.onnx.export(net, (torch.randn(1, 64, 16, 16),), str(path), dynamo=False)
+    model = onnx.load(str(path))
+    assert rewrite_conv3x3(model) == 0
+    assert [n.op_type for n in model.graph.node] == ["Conv"] * 4
+
+
+def test_the_cpu_runtime_rewrites_in_memory_and_can_be_told_not_to(resnet: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    counts: list[int] = []
+    real = rewrite_conv3x3
+
+    def spy(model: onnx.ModelProto, *args: int) -> int:
+        counts.append(real(model, *args))
+        return counts[-1]
+
+    monkeypatch.setattr("i2i_export.winograd.rewrite_conv3x3", spy)
+    before = resnet.read_bytes()
+    fast = runtime.create_session(resnet, device="cpu")
+    plain = runtime.create_session(resnet, device="cpu", winograd=False)
+    assert counts == [12]
+    assert resnet.read_bytes() == before  # the file itself is untouched
+    x = np.random.default_rng(2).uniform(-1, 1, (1, 3, 24, 40)).astype(np.float32)
+    assert np.abs(_run(fast, x) - _run(plain, x)).max() < 1e-4
+    assert runtime.meta_from_session(fast).name == "resnet_6blocks"  # metadata survives the rewrite
