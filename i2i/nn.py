@@ -134,8 +134,7 @@ class SmallMapConvTranspose2d(nn.ConvTranspose2d):
 # A ResNet generator spends ~70% of a CPU training step in its 3x3, 256-channel residual convolutions.
 # oneDNN computes them directly (~100-130 GFLOP/s on the 2-core EPYC, AVX2); PyTorch ships NNPACK,
 # whose Winograd kernels (8x8 tiles) need several times fewer multiplications, but uses it only for
-# batches of 16 and more, and only forward. NNPACK's thread pool takes torch's thread count at its
-# first call. Here NNPACK computes the forward pass and the input gradient (itself a
+# batches of 16 and more, and only forward. Here NNPACK computes the forward pass and the input gradient (itself a
 # 3x3 stride-1 convolution: the output gradient with the flipped, transposed kernel); oneDNN computes
 # the weight and bias gradients. Same maths; Winograd's rounding differs from the direct sum by
 # ~1e-5 relative (tests/test_winograd_conv.py). Measured: a 256-channel 64x64 convolution 1.7x
@@ -147,7 +146,22 @@ WINOGRAD_MIN_CHANNELS = 128
 
 @functools.lru_cache(maxsize=1)
 def _nnpack() -> bool:
-    return bool(torch._nnpack_available())  # also initialises NNPACK
+    """Whether NNPACK is there; initialises it with a one-thread pool.
+
+    NNPACK sizes its own thread pool from torch's thread count at its first convolution. One
+    thread: on the 2-core EPYC a second one made it no faster (22.5 vs 23.8 ms for a 256-channel
+    64x64 convolution) and fought torch's spinning OpenMP workers for the cores (a resnet_9blocks
+    forward + backward gained 8% over oneDNN with two NNPACK threads, 14% with one).
+    """
+    if not torch._nnpack_available():
+        return False
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch._nnpack_spatial_convolution(torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 3, 3), None, [0, 0], [1, 1])
+    finally:
+        torch.set_num_threads(threads)
+    return True
 
 
 def _use_winograd(conv: nn.Conv2d, x: torch.Tensor) -> bool:
