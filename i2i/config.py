@@ -47,8 +47,11 @@ class TrainConfig:
     lr_D: float | None = None
     beta1: float = 0.5
     beta2: float = 0.999
-    #: "linear" (constant, then linear decay) or "constant"
+    #: "linear" (constant, then linear decay), "constant", or "step" (x lr_gamma at each of lr_milestones)
     lr_policy: str = "linear"
+    #: epochs at which the "step" policy multiplies the learning rate by lr_gamma
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.5
     #: clip gradient norm of each network group (0: off)
     grad_clip: float = 0.0
     #: exponential moving average of the generators' weights (0: off; e.g. 0.999)

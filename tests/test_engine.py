@@ -158,3 +158,27 @@ def test_ddp_gloo_two_processes(tmp_path: Path, small_facades: Path) -> None:
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]  # written once, by rank 0
     assert weights(run)["G.model.model.0.weight"].abs().sum() > 0
+
+
+def test_step_lr_policy_factors_and_errors() -> None:
+    from i2i.engine.schedule import lr_lambda
+
+    factor = lr_lambda("step", 0, 0, [2, 4], 0.5)
+    assert [factor(e) for e in range(6)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    linear = lr_lambda("linear", 2, 2)
+    assert [round(linear(e), 4) for e in range(4)] == [1.0, 1.0, 0.6667, 0.3333]
+    for milestones, gamma in (([], 0.5), ([3, 2], 0.5), ([0, 2], 0.5), ([2], 0.0)):
+        with pytest.raises(I2IError, match="lr_milestones|lr_gamma"):
+            lr_lambda("step", 0, 0, milestones, gamma)
+
+
+@needs_facades
+def test_step_lr_policy_in_a_run(tmp_path: Path, small_facades: Path) -> None:
+    """Three epochs of two steps, the lr divided by 10 from the second epoch on (as the SRGAN recipe)."""
+    run = train("pix2pix", tiny_cfg(tmp_path, name="step", lr_policy="step", lr_milestones=[1], lr_gamma=0.1,
+                                     n_epochs=3, n_epochs_decay=0, max_steps=6, batch_size=3))
+    lrs = [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([2e-4, 2e-4, 2e-5, 2e-5, 2e-5, 2e-5])
+    result = CliRunner().invoke(cli, ["train", "pix2pix", "--data", str(small_facades), "--out-dir", str(tmp_path / "r"),
+                                      "--set", "lr_policy=step"])
+    assert result.exit_code != 0 and "lr_milestones" in result.output and "Traceback" not in result.output

@@ -54,7 +54,8 @@ class Group:
         # parameters of unet_256 2.6x faster than the default per-tensor loop (see BENCHMARKS.md).
         fused = bool(self.params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in self.params)
         self.optimizer = torch.optim.Adam(self.params, lr=lr, betas=(cfg.beta1, cfg.beta2), fused=fused or None)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.lr_policy, cfg.n_epochs, cfg.n_epochs_decay))
+        factor = lr_lambda(cfg.lr_policy, cfg.n_epochs, cfg.n_epochs_decay, cfg.lr_milestones, cfg.lr_gamma)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.scaler = make_scaler(device, precision)
         self.skipped = 0
         self.streak = 0
