@@ -135,6 +135,8 @@ def main() -> None:
     ap.add_argument("--channels-last", action="store_true", help="also time the engine with channels_last")
     ap.add_argument("--also", action="append", default=[], metavar="KEY=VALUE",
                     help="also time the engine with this config override (repeatable), e.g. lambda_identity=0")
+    ap.add_argument("--stock-layers", action="store_true",
+                    help="also time the engine with torch's conv layers instead of i2i's CPU kernels")
     ap.add_argument("--no-reference", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -156,6 +158,12 @@ def main() -> None:
     if args.channels_last:
         t = make_trainer(tmp / "data", tmp / "runs", args.device, args.precision, args.size, ["channels_last=true"])
         variants[f"i2i engine ({t.precision}, channels_last)"] = channels_last_step(t)
+
+    if args.stock_layers:  # the engine on torch's own conv layers: what i2i's CPU kernels save
+        t = make_trainer(tmp / "data", tmp / "runs", args.device, args.precision, args.size, [])
+        for net in t.raw.values():
+            plain_convs(net)
+        variants[f"i2i engine ({t.precision}, stock layers)"] = t.train_step
 
     for item in args.also:
         t = make_trainer(tmp / "data", tmp / "runs", args.device, args.precision, args.size, [item])

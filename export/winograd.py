@@ -20,7 +20,12 @@ Maps of any size work: the input is padded by 3 on the bottom and right inside t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
 
 # F(4x4, 3x3) transforms (Lavin & Gray, section 4.2).
 BT = np.array([[4, 0, -5, 0, 1, 0],
@@ -44,7 +49,7 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
 MIN_CHANNELS = 128
 
 
-def rewrite_conv3x3(model: "onnx.ModelProto", min_channels: int = MIN_CHANNELS) -> int:  # noqa: F821
+def rewrite_conv3x3(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS) -> int:
     """Replace every float32 3x3 stride-1 ungrouped Conv with both channel counts >= ``min_channels``
     (weights and bias constant) by its Winograd form, in place; returns how many were replaced."""
     from onnx import TensorProto, helper, numpy_helper
@@ -126,7 +131,7 @@ def _eligible(dims: list[int], attrs: dict, min_channels: int) -> bool:
     )
 
 
-def _drop_unused_initializers(model: "onnx.ModelProto") -> None:  # noqa: F821
+def _drop_unused_initializers(model: onnx.ModelProto) -> None:
     used = {name for node in model.graph.node for name in node.input}
     used |= {o.name for o in model.graph.output}
     keep = [t for t in model.graph.initializer if t.name in used]

@@ -132,13 +132,13 @@ class SmallMapConvTranspose2d(nn.ConvTranspose2d):
 # --- 3x3 convolutions through NNPACK's Winograd kernels (CPU) ---------------------------------------
 #
 # A ResNet generator spends ~70% of a CPU training step in its 3x3, 256-channel residual convolutions.
-# oneDNN computes them directly (~100-130 GFLOP/s on the 2-core EPYC, AVX2); PyTorch ships NNPACK,
-# whose Winograd kernels (8x8 tiles) need several times fewer multiplications, but uses it only for
-# batches of 16 and more, and only forward. Here NNPACK computes the forward pass and the input gradient (itself a
-# 3x3 stride-1 convolution: the output gradient with the flipped, transposed kernel); oneDNN computes
-# the weight and bias gradients. Same maths; Winograd's rounding differs from the direct sum by
-# ~1e-5 relative (tests/test_winograd_conv.py). Measured: a 256-channel 64x64 convolution 1.7x
-# faster forward, ~1.25x forward + backward.
+# oneDNN computes them directly (~100-130 GFLOP/s on the 2-core EPYC, AVX2). PyTorch ships NNPACK,
+# whose Winograd kernels (8x8 tiles) need several times fewer multiplications, but uses it only
+# forward and only for batches of 16 and more. Here NNPACK computes the forward pass and the input
+# gradient (itself a 3x3 stride-1 convolution: the output gradient with the flipped, transposed
+# kernel); oneDNN computes the weight and bias gradients. Same maths; Winograd's rounding differs
+# from the direct sum by ~1e-5 relative (tests/test_winograd_conv.py). Measured: a 256-channel 64x64
+# convolution 1.7x faster forward, ~1.25x forward + backward; the CycleGAN step ~9% faster.
 
 #: Channels below which the direct convolution is as fast (measured: 64 -> 128 at 128x128 is not faster).
 WINOGRAD_MIN_CHANNELS = 128
@@ -213,8 +213,8 @@ class WinogradConv2d(nn.Conv2d):
 
 
 def plain_convs(net: nn.Module) -> nn.Module:
-    """Turn the small-map and Winograd layers back into ``nn.Conv2d``/``nn.ConvTranspose2d`` (in place), e.g. for a
-    like-for-like reference in benchmarks."""
+    """Turn the small-map and Winograd layers back into ``nn.Conv2d``/``nn.ConvTranspose2d``, in place
+    (a like-for-like reference in benchmarks and tests)."""
     for m in net.modules():
         if isinstance(m, (SmallMapConv2d, WinogradConv2d)):
             m.__class__ = nn.Conv2d
