@@ -12,7 +12,7 @@ and run at batch 1, SIZE x SIZE, float32:
   GEMMs, NNPACK Winograd), which is what ``i2i translate --checkpoint`` runs;
 - onnxruntime with each graph optimisation level (basic, extended, all), ``intra_op_num_threads=N``,
   sequential execution, with and without spinning worker threads; and, for graphs with wide 3x3
-  convolutions, the Winograd rewrite that i2i's CPU runtime applies (``i2i_export.winograd``).
+  convolutions, the graph rewrites that i2i's CPU runtime applies (``i2i_export.cpu_graph``).
 
 Calls are interleaved round-robin (one call of each contender per round), so load from other
 processes on a shared machine hits all of them alike, with a pause before each call (``--gap``) so
@@ -43,7 +43,7 @@ import torch
 from i2i.nn import plain_convs
 from i2i.testing import generator_meta
 from i2i_export.exporter import export_onnx
-from i2i_export.winograd import rewrite_conv3x3
+from i2i_export.cpu_graph import optimize_for_cpu
 
 LEVELS = {
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -108,9 +108,9 @@ def bench_model(name: str, size: int, threads: int, repeat: int, warmup: int, ga
         sess = session(path, level, threads, spin)
         contenders[f"ort {level}{'' if spin else ', no spin'}"] = (lambda s=sess: s.run(["output"], {"image": x})[0])
     graph = onnx.load(str(path))
-    if rewrite_conv3x3(graph):  # what i2i's CPU runtime runs (i2i_export.runtime.create_session)
+    if optimize_for_cpu(graph):  # what i2i's CPU runtime runs (i2i_export.runtime.create_session)
         sess = session(graph.SerializeToString(), "all", threads, False)
-        contenders["ort all, no spin, winograd"] = (lambda s=sess: s.run(["output"], {"image": x})[0])
+        contenders["ort all, no spin, i2i cpu rewrites"] = (lambda s=sess: s.run(["output"], {"image": x})[0])
     ref = torch_call()
     for label, fn in contenders.items():
         diff = float(np.abs(fn() - ref).max())

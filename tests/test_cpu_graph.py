@@ -1,4 +1,4 @@
-"""The Winograd rewrite of ONNX graphs computes what the plain graph computes, at any size."""
+"""The CPU rewrites of ONNX graphs (Winograd, space-to-depth) compute what the plain graph computes, at any size."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from torch import nn
 from i2i.artifact import GeneratorMeta
 from i2i_export import runtime
 from i2i_export.exporter import export_onnx
-from i2i_export.winograd import rewrite_conv3x3
+from i2i_export.cpu_graph import optimize_for_cpu, rewrite_conv3x3, rewrite_narrow_conv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -27,9 +27,9 @@ def _run(sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
-def _rewritten(path: Path) -> tuple[int, bytes]:
+def _rewritten(path: Path, rewrite=rewrite_conv3x3) -> tuple[int, bytes]:
     model = onnx.load(str(path))
-    count = rewrite_conv3x3(model)
+    count = rewrite(model)
     onnx.checker.check_model(model, full_check=True)
     return count, model.SerializeToString()
 
@@ -48,8 +48,8 @@ def resnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("shape", [(1, 3, 32, 32), (2, 3, 36, 44), (1, 3, 20, 28)])
 def test_resnet_generator_rewritten_agrees_with_the_plain_graph(resnet: Path, shape: tuple[int, ...]) -> None:
     # 20x28 and 36x44 give 5x7 and 9x11 maps: tiles that overhang the map and are sliced off.
-    count, model = _rewritten(resnet)
-    assert count == 12
+    count, model = _rewritten(resnet, optimize_for_cpu)
+    assert count == 13  # 12 residual convolutions + the last 7x7 32 -> 3 layer
     x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
     plain, fast = _run(_session(str(resnet)), x), _run(_session(model), x)
     assert fast.shape == plain.shape == shape
@@ -91,12 +91,40 @@ def test_the_cpu_runtime_rewrites_in_memory_and_can_be_told_not_to(resnet: Path,
         counts.append(real(model, *args))
         return counts[-1]
 
-    monkeypatch.setattr("i2i_export.winograd.rewrite_conv3x3", spy)
+    monkeypatch.setattr("i2i_export.cpu_graph.rewrite_conv3x3", spy)
     before = resnet.read_bytes()
     fast = runtime.create_session(resnet, device="cpu")
-    plain = runtime.create_session(resnet, device="cpu", winograd=False)
+    plain = runtime.create_session(resnet, device="cpu", rewrite_for_cpu=False)
     assert counts == [12]
     assert resnet.read_bytes() == before  # the file itself is untouched
     x = np.random.default_rng(2).uniform(-1, 1, (1, 3, 24, 40)).astype(np.float32)
     assert np.abs(_run(fast, x) - _run(plain, x)).max() < 1e-4
     assert runtime.meta_from_session(fast).name == "resnet_6blocks"  # metadata survives the rewrite
+
+
+@pytest.mark.parametrize("kernel,padding,bias,hw", [(7, 0, True, (20, 26)), (7, 3, True, (21, 17)), (5, 2, False, (9, 12)),
+                                                   (6, 1, True, (15, 15))])
+def test_narrow_large_kernel_convolution_through_space_to_depth(tmp_path: Path, kernel: int, padding: int,
+                                                                 bias: bool, hw: tuple[int, int]) -> None:
+    # Odd padded sizes (21 + 6, 17 + 6, 15 + 2) take the extra row/column; 6x6 is an even kernel.
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(16, 3, kernel, padding=padding, bias=bias)).eval()
+    path = tmp_path / "narrow.onnx"
+    torch.onnx.export(net, (torch.randn(1, 16, 24, 24),), str(path), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}}, dynamo=False)
+    count, model = _rewritten(path, rewrite_narrow_conv)
+    assert count == 1
+    assert {n.op_type for n in onnx.load_from_string(model).graph.node} >= {"SpaceToDepth", "DepthToSpace"}
+    x = np.random.default_rng(3).standard_normal((2, 16) + hw).astype(np.float32)
+    want = net(torch.from_numpy(x)).detach().numpy()
+    got = _run(_session(model), x)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() / np.abs(want).max() < 1e-5
+
+
+def test_wide_or_small_kernel_convolutions_keep_their_form(tmp_path: Path) -> None:
+    net = nn.Sequential(nn.Conv2d(16, 8, 7), nn.Conv2d(8, 3, 3), nn.Conv2d(3, 3, 7, stride=2)).eval()
+    path = tmp_path / "other.onnx"
+    torch.onnx.export(net, (torch.randn(1, 16, 40, 40),), str(path), dynamo=False)
+    model = onnx.load(str(path))
+    assert rewrite_narrow_conv(model) == 0
