@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _session(model: str | bytes) -> ort.InferenceSession:
     return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+
+
+def _export(net: nn.Module, sample: torch.Tensor, path: Path) -> Path:
+    """The legacy TorchScript exporter, as ``export_onnx`` uses it, without its deprecation notices."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, (sample,), str(path), input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}}, dynamo=False)
+    return path
 
 
 def _run(sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
@@ -61,9 +71,7 @@ def test_zero_padded_convolutions_with_and_without_bias(tmp_path: Path, padding:
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(128, 128, 3, padding=padding, bias=bias), nn.ReLU(),
                         nn.Conv2d(128, 160, 3, padding=1)).eval()
-    path = tmp_path / "convs.onnx"
-    torch.onnx.export(net, (torch.randn(1, 128, 9, 9),), str(path), input_names=["x"], output_names=["y"],
-                      dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}}, dynamo=False)
+    path = _export(net, torch.randn(1, 128, 9, 9), tmp_path / "convs.onnx")
     count, model = _rewritten(path)
     assert count == 2
     x = np.random.default_rng(1).standard_normal((2, 128, 11, 6)).astype(np.float32)
@@ -76,8 +84,7 @@ def test_zero_padded_convolutions_with_and_without_bias(tmp_path: Path, padding:
 def test_narrow_strided_and_grouped_convolutions_are_left_alone(tmp_path: Path) -> None:
     net = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.Conv2d(64, 128, 3, stride=2),
                         nn.Conv2d(128, 128, 3, groups=2), nn.Conv2d(128, 128, 1)).eval()
-    path = tmp_path / "other.onnx"
-    torch.onnx.export(net, (torch.randn(1, 64, 16, 16),), str(path), dynamo=False)
+    path = _export(net, torch.randn(1, 64, 16, 16), tmp_path / "other.onnx")
     model = onnx.load(str(path))
     assert rewrite_conv3x3(model) == 0
     assert [n.op_type for n in model.graph.node] == ["Conv"] * 4
@@ -109,9 +116,7 @@ def test_narrow_large_kernel_convolution_through_space_to_depth(tmp_path: Path, 
     # Odd padded sizes (21 + 6, 17 + 6, 15 + 2) take the extra row/column; 6x6 is an even kernel.
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(16, 3, kernel, padding=padding, bias=bias)).eval()
-    path = tmp_path / "narrow.onnx"
-    torch.onnx.export(net, (torch.randn(1, 16, 24, 24),), str(path), input_names=["x"], output_names=["y"],
-                      dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}}, dynamo=False)
+    path = _export(net, torch.randn(1, 16, 24, 24), tmp_path / "narrow.onnx")
     count, model = _rewritten(path, rewrite_narrow_conv)
     assert count == 1
     assert {n.op_type for n in onnx.load_from_string(model).graph.node} >= {"SpaceToDepth", "DepthToSpace"}
@@ -124,7 +129,6 @@ def test_narrow_large_kernel_convolution_through_space_to_depth(tmp_path: Path, 
 
 def test_wide_or_small_kernel_convolutions_keep_their_form(tmp_path: Path) -> None:
     net = nn.Sequential(nn.Conv2d(16, 8, 7), nn.Conv2d(8, 3, 3), nn.Conv2d(3, 3, 7, stride=2)).eval()
-    path = tmp_path / "other.onnx"
-    torch.onnx.export(net, (torch.randn(1, 16, 40, 40),), str(path), dynamo=False)
+    path = _export(net, torch.randn(1, 16, 40, 40), tmp_path / "other2.onnx")
     model = onnx.load(str(path))
     assert rewrite_narrow_conv(model) == 0
