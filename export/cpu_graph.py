@@ -141,8 +141,12 @@ def _eligible(dims: list[int], attrs: dict, min_channels: int) -> bool:
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:
+    """Drop the replaced convolutions' weights. Left alone: graphs with subgraphs (If/Loop bodies may
+    read outer tensors) and initializers that are also graph inputs (older exporters list them)."""
+    if any(a.type in (a.GRAPH, a.GRAPHS) for node in model.graph.node for a in node.attribute):
+        return
     used = {name for node in model.graph.node for name in node.input}
-    used |= {o.name for o in model.graph.output}
+    used |= {o.name for o in model.graph.output} | {i.name for i in model.graph.input}
     keep = [t for t in model.graph.initializer if t.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
