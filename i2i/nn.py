@@ -66,11 +66,13 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
 
 #: Largest GEMM width (batch x map positions) computed as a matrix product; larger maps keep oneDNN.
 SMALL_MAP_COLUMNS = 64
-#: Below this GEMM width the transposed convolution multiplies with the map on the left (see there).
+#: Below this GEMM width (but above 1) MKL's GEMMs turn erratic: the transposed convolution multiplies
+#: with the map on the left, the convolution stays with oneDNN (see each).
 SKINNY_COLUMNS = 8
 
 
-def _use_gemm(x: torch.Tensor, columns: int) -> bool:
+def _use_gemm(x: torch.Tensor, columns: int, skinny: bool = True) -> bool:
+    """Whether to compute a layer as one GEMM of ``columns`` columns (``skinny``: also 2-7 of them)."""
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
         return False  # export and tracing keep the standard Conv/ConvTranspose operators in the graph
     return (
@@ -79,6 +81,7 @@ def _use_gemm(x: torch.Tensor, columns: int) -> bool:
         and x.dim() == 4
         and not torch.is_autocast_enabled("cpu")
         and columns <= SMALL_MAP_COLUMNS
+        and (skinny or not 1 < columns < SKINNY_COLUMNS)
     )
 
 
@@ -89,7 +92,9 @@ class SmallMapConv2d(nn.Conv2d):
         n, _, h, w = x.shape if x.dim() == 4 else (0, 0, 0, 0)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding  # type: ignore[misc]
         ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-        if not (self._plain() and _use_gemm(x, n * ho * wo)):
+        # 2-7 columns: MKL's skinny GEMMs in the backward pass make this 2x slower than oneDNN
+        # (bench/conv_kernels.py: 512->512 on a 4x4 map, 27 vs 14 ms forward + backward).
+        if not (self._plain() and _use_gemm(x, n * ho * wo, skinny=False)):
             return super().forward(x)
         cols = F.unfold(x, (kh, kw), padding=(ph, pw), stride=(sh, sw))  # n, c*kh*kw, ho*wo
         cols = cols.transpose(0, 1).reshape(cols.shape[1], -1)  # one GEMM over the whole batch

@@ -1,0 +1,86 @@
+"""i2i's CPU convolution layers against torch's, layer by layer: forward and forward + backward.
+
+    NO_ALBUMENTATIONS_UPDATE=1 python bench/conv_kernels.py [--threads N] [--repeat 15]
+
+The layers are the ones the built-in networks use them for, at batch 1 and 256x256 input:
+the U-Net's inner levels (``SmallMapConv2d``/``SmallMapConvTranspose2d``: maps of 8x8 and less as
+one GEMM) and a ResNet block's 3x3 256-channel convolution (``WinogradConv2d``: NNPACK). Each pair
+runs interleaved, median of ``--repeat``; the i2i layer's outputs are checked against torch's first.
+Use it to re-check the thresholds in ``i2i/nn.py`` on another CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+
+import torch
+from torch import nn
+
+from i2i.nn import SmallMapConv2d, SmallMapConvTranspose2d, WinogradConv2d, plain_convs
+
+#: (label, i2i layer, input shape)
+LAYERS = [
+    ("unet conv 512->512, 16x16 in", lambda: SmallMapConv2d(512, 512, 4, 2, 1, bias=False), (1, 512, 16, 16)),
+    ("unet conv 512->512, 8x8 in", lambda: SmallMapConv2d(512, 512, 4, 2, 1, bias=False), (1, 512, 8, 8)),
+    ("unet conv 512->512, 4x4 in", lambda: SmallMapConv2d(512, 512, 4, 2, 1, bias=False), (1, 512, 4, 4)),
+    ("unet conv 512->512, 2x2 in", lambda: SmallMapConv2d(512, 512, 4, 2, 1, bias=False), (1, 512, 2, 2)),
+    ("unet convT 512->512, 1x1 in", lambda: SmallMapConvTranspose2d(512, 512, 4, 2, 1, bias=False), (1, 512, 1, 1)),
+    ("unet convT 1024->512, 2x2 in", lambda: SmallMapConvTranspose2d(1024, 512, 4, 2, 1, bias=False), (1, 1024, 2, 2)),
+    ("unet convT 1024->512, 4x4 in", lambda: SmallMapConvTranspose2d(1024, 512, 4, 2, 1, bias=False), (1, 1024, 4, 4)),
+    ("unet convT 1024->512, 8x8 in", lambda: SmallMapConvTranspose2d(1024, 512, 4, 2, 1, bias=False), (1, 1024, 8, 8)),
+    ("resnet conv3x3 256->256, 66x66 in", lambda: WinogradConv2d(256, 256, 3), (1, 256, 66, 66)),
+]
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--repeat", type=int, default=15)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, {args.threads} threads, load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}")
+    print(f"{'layer':36s} {'torch fwd':>10s} {'i2i fwd':>8s} {'torch f+b':>10s} {'i2i f+b':>8s} {'f+b ratio':>10s}")
+    for label, make, shape in LAYERS:
+        torch.manual_seed(0)
+        fast = make()
+        stock = plain_convs(nn.Sequential(copy.deepcopy(fast)))[0]
+        x = torch.randn(shape, requires_grad=True)
+        with torch.no_grad():
+            want, got = stock(x), fast(x)
+        assert (got - want).abs().max() <= 1e-4 * want.abs().max() + 1e-6, f"{label}: outputs differ"
+        g = torch.randn_like(want)
+
+        def forward(m: nn.Module) -> None:
+            with torch.no_grad():
+                m(x)
+
+        def both(m: nn.Module) -> None:
+            torch.autograd.grad(m(x), [x, m.weight], g)
+
+        times: dict[str, list[float]] = {k: [] for k in ("tf", "if", "tb", "ib")}
+        for _ in range(2):  # warm-up
+            forward(stock), forward(fast), both(stock), both(fast)
+        for _ in range(args.repeat):
+            times["tf"].append(timed(lambda: forward(stock)))
+            times["if"].append(timed(lambda: forward(fast)))
+            times["tb"].append(timed(lambda: both(stock)))
+            times["ib"].append(timed(lambda: both(fast)))
+        m = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        print(f"{label:36s} {m['tf']:8.1f}ms {m['if']:6.1f}ms {m['tb']:8.1f}ms {m['ib']:6.1f}ms {m['ib'] / m['tb']:9.2f}x")
+
+
+if __name__ == "__main__":
+    main()
