@@ -60,8 +60,8 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
 # those weights into its blocked layout on every call, forward and backward: measured on the
 # 2-core EPYC, the inner transposed convolutions ran at 3-30 GFLOP/s against ~100 for the outer
 # layers. Written as one matrix product (unfold/fold around an MKL GEMM), the same sums run up to
-# 2-3x faster there (bench/train_step.py: the pix2pix step went from 0.88x to ~0.78x of the
-# reference). The maths is the convolution's; only the kernel and the summation order differ.
+# 2-3x faster there (bench/conv_kernels.py; bench/train_step.py: the pix2pix step went from 0.88x to
+# ~0.77x of the reference). The maths is the convolution's; only the kernel and the summation order differ.
 # Larger maps, other devices, autocast, tracing and export take the standard path.
 
 #: Largest GEMM width (batch x map positions) computed as a matrix product; larger maps keep oneDNN.
@@ -143,7 +143,8 @@ class SmallMapConvTranspose2d(nn.ConvTranspose2d):
 # gradient (itself a 3x3 stride-1 convolution: the output gradient with the flipped, transposed
 # kernel); oneDNN computes the weight and bias gradients. Same maths; Winograd's rounding differs
 # from the direct sum by ~1e-5 relative (tests/test_winograd_conv.py). Measured: a 256-channel 64x64
-# convolution 1.7x faster forward, ~1.25x forward + backward; the CycleGAN step ~9% faster.
+# convolution ~1.3x faster forward and forward + backward (bench/conv_kernels.py); the CycleGAN step
+# ~9% faster.
 
 #: Channels below which the direct convolution is as fast (measured: 64 -> 128 at 128x128 is not faster).
 WINOGRAD_MIN_CHANNELS = 128
