@@ -29,7 +29,8 @@ choose their own algorithms and run the plain graph faster, so files on disk sta
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -71,64 +72,70 @@ def optimize_for_cpu(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS) -
 def rewrite_conv3x3(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS) -> int:
     """Replace every float32 3x3 stride-1 ungrouped Conv with both channel counts >= ``min_channels``
     (weights and bias constant) by its Winograd form, in place; returns how many were replaced."""
+
+    def eligible(dims: list[int]) -> bool:
+        return tuple(dims[2:]) == (3, 3) and min(dims[0], dims[1]) >= min_channels
+
+    return _rewrite_convs(model, "winograd", eligible, _winograd_nodes)
+
+
+def rewrite_narrow_conv(model: onnx.ModelProto, max_out: int = NARROW_MAX_OUT, min_kernel: int = NARROW_MIN_KERNEL) -> int:
+    """Replace every float32 stride-1 ungrouped square Conv with at most ``max_out`` output channels and a
+    kernel of at least ``min_kernel`` by SpaceToDepth(2) -> Conv -> DepthToSpace(2), in place."""
+
+    def eligible(dims: list[int]) -> bool:
+        return dims[0] <= max_out and dims[2] == dims[3] >= min_kernel
+
+    return _rewrite_convs(model, "narrow", eligible, _space_to_depth_nodes)
+
+
+@dataclass
+class _Conv:
+    """A Conv a rewrite replaces: input and output names, constant weights and bias, pads."""
+
+    x: str
+    y: str
+    weight: np.ndarray  # float64: the transforms are computed exactly, then stored as float32
+    bias: np.ndarray
+    pads: tuple[int, int, int, int]  # top, left, bottom, right
+
+
+#: ``const(name, array)``: adds a constant under the replacement's name prefix; returns its name.
+Const = Callable[[str, np.ndarray], str]
+
+
+def _rewrite_convs(model: onnx.ModelProto, prefix: str, eligible: Callable[[list[int]], bool],
+                   emit: Callable[[_Conv, str, Const], list[Any]]) -> int:
+    """Replace each plain Conv (stride 1, ungrouped) with constant float32 4-D weights of an ``eligible``
+    shape and a constant bias, if any, by the nodes ``emit(conv, name_prefix, const)`` returns; in
+    place. Returns how many were replaced."""
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
     constants = _constants(graph)
-    nodes, added, count = [], [], 0
-
-    def const(name: str, array: np.ndarray) -> str:
-        added.append(numpy_helper.from_array(array, name))
-        return name
-
+    nodes: list[Any] = []
+    added: list[Any] = []
+    count = 0
     for node in graph.node:
         weight = constants.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if weight is None or weight.data_type != TensorProto.FLOAT or not _eligible(weight.dims, attrs, min_channels):
-            nodes.append(node)
-            continue
         bias_name = node.input[2] if len(node.input) > 2 else ""
-        if bias_name and bias_name not in constants:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if (weight is None or weight.data_type != TensorProto.FLOAT or len(weight.dims) != 4
+                or not eligible(list(weight.dims)) or not _plain_conv(attrs)
+                or (bias_name and bias_name not in constants)):
             nodes.append(node)
             continue
         w = numpy_helper.to_array(weight).astype(np.float64)
-        out_ch, in_ch = w.shape[:2]
-        bias = numpy_helper.to_array(constants[bias_name]) if bias_name else np.zeros(out_ch)
+        bias = numpy_helper.to_array(constants[bias_name]) if bias_name else np.zeros(w.shape[0])
         pt, pl, pb, pr = (list(attrs.get("pads", [0, 0, 0, 0])) + [0] * 4)[:4]
-        p = f"winograd{count}_"
+        p = f"{prefix}{count}_"
         count += 1
-        # depthwise kernel k = (i, j) of channel c is outer(BT[i], BT[j]): V[c*36 + k] = (B^T d B)[i, j]
-        kv = np.tile(np.einsum("ia,jb->ijab", BT, BT).reshape(36, 1, 6, 6), (in_ch, 1, 1, 1))
-        u = np.einsum("ia,ocab,jb->ijoc", G, w, G).reshape(36, out_ch, in_ch)
-        ka = np.einsum("ia,jb->ijab", AT, AT).reshape(16, 36)
-        x, y = node.input[0], node.output[0]
-        nodes += [
-            helper.make_node("Conv", [x, const(p + "kv", kv.astype(np.float32))], [p + "v"], group=in_ch,
-                             kernel_shape=[6, 6], strides=[4, 4], pads=[pt, pl, pb + 3, pr + 3]),  # N C*36 th tw
-            helper.make_node("Reshape", [p + "v", const(p + "ctk", np.array([0, in_ch, 36, -1], np.int64))], [p + "v2"]),
-            helper.make_node("Transpose", [p + "v2"], [p + "v3"], perm=[0, 2, 1, 3]),       # N 36 C T
-            helper.make_node("MatMul", [const(p + "u", u.astype(np.float32)), p + "v3"], [p + "m"]),  # N 36 O T
-            helper.make_node("Transpose", [p + "m"], [p + "m2"], perm=[0, 2, 1, 3]),        # N O 36 T
-            helper.make_node("MatMul", [const(p + "a", ka.astype(np.float32)), p + "m2"], [p + "y16"]),  # N O 16 T
-            helper.make_node("Shape", [p + "v"], [p + "vshape"]),
-            helper.make_node("Slice", [p + "vshape", const(p + "i0", np.array([0], np.int64)),
-                                       const(p + "i1", np.array([1], np.int64))], [p + "n"]),
-            helper.make_node("Slice", [p + "vshape", const(p + "i2", np.array([2], np.int64)),
-                                       const(p + "i4", np.array([4], np.int64))], [p + "tiles"]),
-            helper.make_node("Concat", [p + "n", const(p + "o16", np.array([out_ch * 16], np.int64)), p + "tiles"],
-                             [p + "tshape"], axis=0),
-            helper.make_node("Reshape", [p + "y16", p + "tshape"], [p + "y16img"]),         # N O*16 th tw
-            helper.make_node("DepthToSpace", [p + "y16img"], [p + "ynob"], blocksize=4, mode="CRD"),
-            helper.make_node("Add", [p + "ynob", const(p + "b", bias.reshape(out_ch, 1, 1).astype(np.float32))],
-                             [p + "yfull"]),
-            # back to the convolution's own size: H + pt + pb - 2 by W + pl + pr - 2
-            helper.make_node("Shape", [x], [p + "xshape"]),
-            helper.make_node("Slice", [p + "xshape", p + "i2", p + "i4"], [p + "xhw"]),
-            helper.make_node("Add", [p + "xhw", const(p + "grow", np.array([pt + pb - 2, pl + pr - 2], np.int64))],
-                             [p + "yhw"]),
-            helper.make_node("Slice", [p + "yfull", const(p + "zeros", np.array([0, 0], np.int64)), p + "yhw",
-                                       const(p + "axes", np.array([2, 3], np.int64))], [y]),
-        ]
+
+        def const(name: str, array: np.ndarray, p: str = p) -> str:
+            added.append(numpy_helper.from_array(array, p + name))
+            return p + name
+
+        nodes += emit(_Conv(node.input[0], node.output[0], w, bias, (pt, pl, pb, pr)), p, const)
     del graph.node[:]
     graph.node.extend(nodes)
     graph.initializer.extend(added)
@@ -136,8 +143,95 @@ def rewrite_conv3x3(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS) ->
     return count
 
 
-def _eligible(dims: list[int], attrs: dict, min_channels: int) -> bool:
-    return len(dims) == 4 and tuple(dims[2:]) == (3, 3) and min(dims[0], dims[1]) >= min_channels and _plain_conv(attrs)
+def _winograd_nodes(conv: _Conv, p: str, const: Const) -> list[Any]:
+    from onnx import helper
+
+    out_ch, in_ch = conv.weight.shape[:2]
+    pt, pl, pb, pr = conv.pads
+    # depthwise kernel k = (i, j) of channel c is outer(BT[i], BT[j]): V[c*36 + k] = (B^T d B)[i, j]
+    kv = np.tile(np.einsum("ia,jb->ijab", BT, BT).reshape(36, 1, 6, 6), (in_ch, 1, 1, 1))
+    u = np.einsum("ia,ocab,jb->ijoc", G, conv.weight, G).reshape(36, out_ch, in_ch)
+    ka = np.einsum("ia,jb->ijab", AT, AT).reshape(16, 36)
+    return [
+        *_spatial_size(conv.x, p, const),
+        helper.make_node("Conv", [conv.x, const("kv", kv.astype(np.float32))], [p + "v"], group=in_ch,
+                         kernel_shape=[6, 6], strides=[4, 4], pads=[pt, pl, pb + 3, pr + 3]),  # N C*36 th tw
+        helper.make_node("Reshape", [p + "v", const("ctk", np.array([0, in_ch, 36, -1], np.int64))], [p + "v2"]),
+        helper.make_node("Transpose", [p + "v2"], [p + "v3"], perm=[0, 2, 1, 3]),       # N 36 C T
+        helper.make_node("MatMul", [const("u", u.astype(np.float32)), p + "v3"], [p + "m"]),  # N 36 O T
+        helper.make_node("Transpose", [p + "m"], [p + "m2"], perm=[0, 2, 1, 3]),        # N O 36 T
+        helper.make_node("MatMul", [const("a", ka.astype(np.float32)), p + "m2"], [p + "y16"]),  # N O 16 T
+        helper.make_node("Shape", [p + "v"], [p + "vshape"]),
+        helper.make_node("Slice", [p + "vshape", const("i0", np.array([0], np.int64)),
+                                   const("i1", np.array([1], np.int64))], [p + "n"]),
+        helper.make_node("Slice", [p + "vshape", p + "i2", p + "i4"], [p + "tiles"]),
+        helper.make_node("Concat", [p + "n", const("o16", np.array([out_ch * 16], np.int64)), p + "tiles"],
+                         [p + "tshape"], axis=0),
+        helper.make_node("Reshape", [p + "y16", p + "tshape"], [p + "y16img"]),         # N O*16 th tw
+        helper.make_node("DepthToSpace", [p + "y16img"], [p + "ynob"], blocksize=4, mode="CRD"),
+        helper.make_node("Add", [p + "ynob", const("b", conv.bias.reshape(out_ch, 1, 1).astype(np.float32))],
+                         [p + "yfull"]),
+        *_crop_to_conv_size(conv, p, const, p + "yfull"),
+    ]
+
+
+def _space_to_depth_nodes(conv: _Conv, p: str, const: Const) -> list[Any]:
+    from onnx import helper
+
+    w = conv.weight
+    out_ch, in_ch, k = w.shape[0], w.shape[1], w.shape[2]
+    k2 = k // 2 + 1
+    # Output pixel (2i+dy, 2j+dx) reads input (2(i+a)+sy, 2(j+b)+sx) with kernel tap
+    # (2a+sy-dy, 2b+sx-dx): SpaceToDepth puts (sy, sx) in the channels, DepthToSpace takes (dy, dx) out.
+    w2 = np.zeros((out_ch * 4, 4 * in_ch, k2, k2), np.float32)
+    for dy, dx, sy, sx, a, b in np.ndindex(2, 2, 2, 2, k2, k2):
+        ky, kx = 2 * a + sy - dy, 2 * b + sx - dx
+        if 0 <= ky < k and 0 <= kx < k:
+            block = (sy * 2 + sx) * in_ch
+            w2[dy * 2 + dx::4, block:block + in_ch, a, b] = w[:, :, ky, kx]
+    pt, pl, pb, pr = conv.pads
+    return [
+        # the conv's own padding, plus a row/column where the padded size is odd (SpaceToDepth needs even)
+        *_spatial_size(conv.x, p, const),
+        helper.make_node("Add", [p + "xhw", const("pads_hw", np.array([pt + pb, pl + pr], np.int64))], [p + "phw"]),
+        helper.make_node("Mod", [p + "phw", const("two", np.array([2, 2], np.int64))], [p + "odd"]),
+        helper.make_node("Add", [const("tail0", np.array([pb, pr], np.int64)), p + "odd"], [p + "tail"]),
+        helper.make_node("Concat", [const("head", np.array([0, 0, pt, pl, 0, 0], np.int64)), p + "tail"],
+                         [p + "pads"], axis=0),
+        helper.make_node("Pad", [conv.x, p + "pads"], [p + "xp"]),
+        helper.make_node("SpaceToDepth", [p + "xp"], [p + "xs"], blocksize=2),
+        helper.make_node("Conv", [p + "xs", const("w", w2), const("b", np.repeat(conv.bias, 4).astype(np.float32))],
+                         [p + "ys"], kernel_shape=[k2, k2]),
+        helper.make_node("DepthToSpace", [p + "ys"], [p + "yfull"], blocksize=2, mode="CRD"),
+        *_crop_to_conv_size(conv, p, const, p + "yfull"),
+    ]
+
+
+def _spatial_size(x: str, p: str, const: Const) -> list[Any]:
+    """Nodes computing ``p + "xhw"``, the height and width of ``x`` (and constants ``p + "i2"``, ``"i4"``)."""
+    from onnx import helper
+
+    return [
+        helper.make_node("Shape", [x], [p + "xshape"]),
+        helper.make_node("Slice", [p + "xshape", const("i2", np.array([2], np.int64)),
+                                   const("i4", np.array([4], np.int64))], [p + "xhw"]),
+    ]
+
+
+def _crop_to_conv_size(conv: _Conv, p: str, const: Const, full: str) -> list[Any]:
+    """Nodes slicing ``full`` (tiles may overhang the map) to the convolution's own output size,
+    H + top + bottom - (k - 1) by W + left + right - (k - 1), as its output ``conv.y``. Reads
+    ``p + "xhw"`` from :func:`_spatial_size`."""
+    from onnx import helper
+
+    pt, pl, pb, pr = conv.pads
+    k = conv.weight.shape[2]
+    return [
+        helper.make_node("Add", [p + "xhw", const("grow", np.array([pt + pb + 1 - k, pl + pr + 1 - k], np.int64))],
+                         [p + "yhw"]),
+        helper.make_node("Slice", [full, const("zeros", np.array([0, 0], np.int64)), p + "yhw",
+                                   const("axes", np.array([2, 3], np.int64))], [conv.y]),
+    ]
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:
@@ -150,70 +244,6 @@ def _drop_unused_initializers(model: onnx.ModelProto) -> None:
     keep = [t for t in model.graph.initializer if t.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
-
-
-def rewrite_narrow_conv(model: onnx.ModelProto, max_out: int = NARROW_MAX_OUT, min_kernel: int = NARROW_MIN_KERNEL) -> int:
-    """Replace every float32 stride-1 ungrouped square Conv with at most ``max_out`` output channels and a
-    kernel of at least ``min_kernel`` by SpaceToDepth(2) -> Conv -> DepthToSpace(2), in place."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = model.graph
-    constants = _constants(graph)
-    nodes, added, count = [], [], 0
-
-    def const(name: str, array: np.ndarray) -> str:
-        added.append(numpy_helper.from_array(array, name))
-        return name
-
-    for node in graph.node:
-        weight = constants.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        bias_name = node.input[2] if len(node.input) > 2 else ""
-        if (weight is None or weight.data_type != TensorProto.FLOAT or len(weight.dims) != 4
-                or weight.dims[0] > max_out or weight.dims[2] != weight.dims[3] or weight.dims[2] < min_kernel
-                or not _plain_conv(attrs) or (bias_name and bias_name not in constants)):
-            nodes.append(node)
-            continue
-        w = numpy_helper.to_array(weight)
-        out_ch, in_ch, k = w.shape[0], w.shape[1], w.shape[2]
-        k2 = k // 2 + 1
-        # Output pixel (2i+dy, 2j+dx) reads input (2(i+a)+sy, 2(j+b)+sx) with kernel tap
-        # (2a+sy-dy, 2b+sx-dx): SpaceToDepth puts (sy, sx) in the channels, DepthToSpace takes (dy, dx) out.
-        w2 = np.zeros((out_ch * 4, 4 * in_ch, k2, k2), np.float32)
-        for dy, dx, sy, sx, a, b in np.ndindex(2, 2, 2, 2, k2, k2):
-            ky, kx = 2 * a + sy - dy, 2 * b + sx - dx
-            if 0 <= ky < k and 0 <= kx < k:
-                block = (sy * 2 + sx) * in_ch
-                w2[dy * 2 + dx::4, block:block + in_ch, a, b] = w[:, :, ky, kx]
-        bias = numpy_helper.to_array(constants[bias_name]) if bias_name else np.zeros(out_ch)
-        pt, pl, pb, pr = (list(attrs.get("pads", [0, 0, 0, 0])) + [0] * 4)[:4]
-        p = f"narrow{count}_"
-        count += 1
-        x, y = node.input[0], node.output[0]
-        nodes += [
-            # the conv's own padding, plus a row/column where the padded size is odd (SpaceToDepth needs even)
-            helper.make_node("Shape", [x], [p + "xshape"]),
-            helper.make_node("Slice", [p + "xshape", const(p + "i2", np.array([2], np.int64)),
-                                       const(p + "i4", np.array([4], np.int64))], [p + "xhw"]),
-            helper.make_node("Add", [p + "xhw", const(p + "pads_hw", np.array([pt + pb, pl + pr], np.int64))], [p + "phw"]),
-            helper.make_node("Mod", [p + "phw", const(p + "two", np.array([2, 2], np.int64))], [p + "odd"]),
-            helper.make_node("Add", [const(p + "tail0", np.array([pb, pr], np.int64)), p + "odd"], [p + "tail"]),
-            helper.make_node("Concat", [const(p + "head", np.array([0, 0, pt, pl, 0, 0], np.int64)), p + "tail"],
-                             [p + "pads"], axis=0),
-            helper.make_node("Pad", [x, p + "pads"], [p + "xp"]),
-            helper.make_node("SpaceToDepth", [p + "xp"], [p + "xs"], blocksize=2),
-            helper.make_node("Conv", [p + "xs", const(p + "w", w2), const(p + "b", np.repeat(bias, 4).astype(np.float32))],
-                             [p + "ys"], kernel_shape=[k2, k2]),
-            helper.make_node("DepthToSpace", [p + "ys"], [p + "yfull"], blocksize=2, mode="CRD"),
-            helper.make_node("Add", [p + "phw", const(p + "shrink", np.array([1 - k, 1 - k], np.int64))], [p + "yhw"]),
-            helper.make_node("Slice", [p + "yfull", const(p + "zeros", np.array([0, 0], np.int64)), p + "yhw",
-                                       const(p + "axes", np.array([2, 3], np.int64))], [y]),
-        ]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    graph.initializer.extend(added)
-    _drop_unused_initializers(model)
-    return count
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
