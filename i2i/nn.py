@@ -71,15 +71,18 @@ SMALL_MAP_COLUMNS = 64
 SKINNY_COLUMNS = 8
 
 
+def _cpu_fp32_eager(x: torch.Tensor) -> bool:
+    """Whether the CPU kernels below may run: a 4-D float32 CPU tensor, no autocast, and no tracing,
+    scripting or ONNX export (those keep the standard Conv/ConvTranspose operators in the graph)."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+        return False
+    return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and not torch.is_autocast_enabled("cpu")
+
+
 def _use_gemm(x: torch.Tensor, columns: int, skinny: bool = True) -> bool:
     """Whether to compute a layer as one GEMM of ``columns`` columns (``skinny``: also 2-7 of them)."""
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
-        return False  # export and tracing keep the standard Conv/ConvTranspose operators in the graph
     return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and x.dim() == 4
-        and not torch.is_autocast_enabled("cpu")
+        _cpu_fp32_eager(x)
         and columns <= SMALL_MAP_COLUMNS
         and (skinny or not 1 < columns < SKINNY_COLUMNS)
     )
@@ -171,14 +174,11 @@ def _nnpack() -> bool:
 
 
 def _use_winograd(conv: nn.Conv2d, x: torch.Tensor) -> bool:
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
-        return False
     return (
         conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
         and conv.padding_mode == "zeros" and not isinstance(conv.padding, str) and max(conv.padding) <= 2
         and min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
-        and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
-        and not torch.is_autocast_enabled("cpu") and _nnpack()
+        and _cpu_fp32_eager(x) and _nnpack()
     )
 
 

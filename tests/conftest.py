@@ -32,3 +32,25 @@ def clean_plugin_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     plugins.reset()
     yield
     plugins.reset()
+
+
+
+@pytest.fixture
+def record_true(monkeypatch: pytest.MonkeyPatch):
+    """``record_true(module, name)``: wrap the predicate ``module.name`` so that each call returning
+    True records its arguments in the list it returns (which path a layer took, say)."""
+
+    def wrap(module: object, name: str) -> list[tuple]:
+        calls: list[tuple] = []
+        real = getattr(module, name)
+
+        def spy(*args: object, **kwargs: object) -> bool:
+            use = real(*args, **kwargs)
+            if use:
+                calls.append(args)
+            return use
+
+        monkeypatch.setattr(module, name, spy)
+        return calls
+
+    return wrap

@@ -20,7 +20,7 @@ def _grads(module: nn.Module, forward, x: torch.Tensor) -> tuple[torch.Tensor, l
     return y.detach(), list(grads)
 
 
-def _check_matches_standard(module: nn.Module, base: type, x: torch.Tensor, spy: list[int]) -> None:
+def _check_matches_standard(module: nn.Module, base: type, x: torch.Tensor, spy: list[tuple]) -> None:
     y, grads = _grads(module, module, x)
     assert spy, "the GEMM path was not taken"
     y_ref, grads_ref = _grads(module, lambda t: base.forward(module, t), x)
@@ -31,24 +31,14 @@ def _check_matches_standard(module: nn.Module, base: type, x: torch.Tensor, spy:
 
 
 @pytest.fixture
-def gemm_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Records the GEMM widths for which the small-map path was chosen."""
-    calls: list[int] = []
-    real = inn._use_gemm
-
-    def spy(x: torch.Tensor, columns: int, skinny: bool = True) -> bool:
-        use = real(x, columns, skinny)
-        if use:
-            calls.append(columns)
-        return use
-
-    monkeypatch.setattr(inn, "_use_gemm", spy)
-    return calls
+def gemm_calls(record_true) -> list[tuple]:
+    """The (input, columns) of each layer that took the GEMM path."""
+    return record_true(inn, "_use_gemm")
 
 
 @pytest.mark.parametrize("batch,side", [(1, 2), (1, 8), (1, 16), (3, 8), (2, 8)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_conv_matches_nn_conv2d(batch: int, side: int, bias: bool, gemm_calls: list[int]) -> None:
+def test_conv_matches_nn_conv2d(batch: int, side: int, bias: bool, gemm_calls: list[tuple]) -> None:
     torch.manual_seed(0)
     conv = SmallMapConv2d(12, 10, kernel_size=4, stride=2, padding=1, bias=bias)
     _check_matches_standard(conv, nn.Conv2d, torch.randn(batch, 12, side, side), gemm_calls)
@@ -56,14 +46,14 @@ def test_conv_matches_nn_conv2d(batch: int, side: int, bias: bool, gemm_calls: l
 
 @pytest.mark.parametrize("batch,side", [(1, 1), (1, 2), (1, 4), (1, 8), (4, 1), (3, 2), (2, 4)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_transposed_conv_matches_nn_conv_transpose2d(batch: int, side: int, bias: bool, gemm_calls: list[int]) -> None:
+def test_transposed_conv_matches_nn_conv_transpose2d(batch: int, side: int, bias: bool, gemm_calls: list[tuple]) -> None:
     # (1, 1), (1, 2), (4, 1) and (3, 2) take the skinny orientation; the others the plain one.
     torch.manual_seed(0)
     conv = SmallMapConvTranspose2d(12, 10, kernel_size=4, stride=2, padding=1, bias=bias)
     _check_matches_standard(conv, nn.ConvTranspose2d, torch.randn(batch, 12, side, side), gemm_calls)
 
 
-def test_large_maps_and_unusual_layers_take_the_standard_path(gemm_calls: list[int]) -> None:
+def test_large_maps_and_unusual_layers_take_the_standard_path(gemm_calls: list[tuple]) -> None:
     SmallMapConv2d(4, 4, 4, stride=2, padding=1)(torch.randn(1, 4, 64, 64))  # 1024 columns
     SmallMapConv2d(4, 4, 4, stride=2, padding=1)(torch.randn(1, 4, 4, 4))  # 4 columns: oneDNN is faster
     SmallMapConv2d(4, 4, 3, padding=1, dilation=2)(torch.randn(1, 4, 4, 4))
@@ -76,7 +66,7 @@ def test_large_maps_and_unusual_layers_take_the_standard_path(gemm_calls: list[i
     assert gemm_calls == []
 
 
-def test_tracing_keeps_the_standard_operators(gemm_calls: list[int]) -> None:
+def test_tracing_keeps_the_standard_operators(gemm_calls: list[tuple]) -> None:
     net = nn.Sequential(SmallMapConv2d(4, 8, 4, 2, 1), SmallMapConvTranspose2d(8, 4, 4, 2, 1))
     traced = torch.jit.trace(net, torch.randn(1, 4, 4, 4), check_trace=False)
     assert gemm_calls == []

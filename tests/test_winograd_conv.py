@@ -18,19 +18,9 @@ pytestmark = [
 
 
 @pytest.fixture
-def winograd_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Records each time the Winograd path was chosen."""
-    calls: list[bool] = []
-    real = inn._use_winograd
-
-    def spy(conv: nn.Conv2d, x: torch.Tensor) -> bool:
-        use = real(conv, x)
-        if use:
-            calls.append(True)
-        return use
-
-    monkeypatch.setattr(inn, "_use_winograd", spy)
-    return calls
+def winograd_calls(record_true) -> list[tuple]:
+    """The (conv, input) of each layer that took the Winograd path."""
+    return record_true(inn, "_use_winograd")
 
 
 def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -41,7 +31,7 @@ def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(1, 11, 9), (2, 8, 8)])
 def test_output_and_gradients_match_nn_conv2d(padding: int, bias: bool, shape: tuple[int, int, int],
-                                              winograd_calls: list[bool]) -> None:
+                                              winograd_calls: list[tuple]) -> None:
     torch.manual_seed(0)
     conv = WinogradConv2d(128, 128, 3, padding=padding, bias=bias)
     n, h, w = shape
@@ -65,7 +55,7 @@ def test_output_and_gradients_match_nn_conv2d(padding: int, bias: bool, shape: t
         assert _relative_error(got, want) < 1e-4
 
 
-def test_narrow_strided_and_traced_convolutions_take_the_standard_path(winograd_calls: list[bool]) -> None:
+def test_narrow_strided_and_traced_convolutions_take_the_standard_path(winograd_calls: list[tuple]) -> None:
     WinogradConv2d(64, 64, 3, padding=1)(torch.randn(1, 64, 8, 8))  # below WINOGRAD_MIN_CHANNELS
     WinogradConv2d(128, 128, 3, stride=2, padding=1)(torch.randn(1, 128, 8, 8))
     WinogradConv2d(128, 128, 3, padding=3)(torch.randn(1, 128, 8, 8))  # NNPACK takes padding < kernel
