@@ -34,10 +34,10 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import torch
 from torch import nn
 
-from i2i.config import build, parse_overrides
 from i2i.engine import Trainer
 from i2i.nn import plain_convs
 from step_harness import batches, channels_last_step, print_memory, time_interleaved
+from step_harness import make_trainer as harness_trainer  # the shared builder; this file's make_trainer adds the recipe
 
 MONET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "monet2photo"
 #: the reference's measured CycleGAN step on this 2-core CPU (../shared/DESIGN.md)
@@ -115,11 +115,8 @@ def reference_step(trainer: Trainer) -> Callable[[dict[str, Any]], None]:
 
 
 def make_trainer(data: Path, out: Path, device: str, precision: str, size: int, extra: list[str]) -> Trainer:
-    from i2i_cyclegan.method import CycleGANConfig
-
-    values = parse_overrides(RECIPE + [f"crop_size={size}", f"load_size={size + size // 8}"] + extra)
-    values.update(data=str(data), out_dir=str(out), name="bench", device=device, precision=precision)
-    return Trainer("cyclegan", build(CycleGANConfig, overrides=values))
+    sizes = [f"crop_size={size}", f"load_size={size + size // 8}"]
+    return harness_trainer("cyclegan", RECIPE + sizes + extra, data, out, device, precision)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import resource
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -15,6 +16,17 @@ import torch
 from i2i.engine import Trainer
 
 Step = Callable[[dict[str, Any]], Any]
+
+
+def make_trainer(method: str, settings: list[str], data: Path, out: Path, device: str, precision: str) -> Trainer:
+    """The engine's Trainer for ``method`` with ``settings`` (``key=value``, as ``--set``), as ``i2i train``
+    builds it."""
+    from i2i.config import build, parse_overrides
+    from i2i.registry import methods
+
+    values = parse_overrides(settings)
+    values.update(data=str(data), out_dir=str(out), name="bench", device=device, precision=precision)
+    return Trainer(method, build(methods().get(method).factory.Config, overrides=values))
 
 
 def batches(trainer: Trainer, n: int) -> list[dict[str, Any]]:

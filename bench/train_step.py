@@ -27,10 +27,10 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import torch
 from torch import nn
 
-from i2i.config import build, parse_overrides
 from i2i.engine import Trainer
 from i2i.nn import plain_convs
 from step_harness import batches, channels_last_step, print_memory, time_interleaved
+from step_harness import make_trainer as harness_trainer  # the shared builder; this file's make_trainer adds the recipe
 
 FACADES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "facades"
 RECIPE = ["generator=unet_256", "discriminator=patch_70", "batch_size=1", "load_size=286", "crop_size=256",
@@ -72,11 +72,7 @@ def reference_step(trainer: Trainer) -> Callable[[dict[str, Any]], None]:
 
 
 def make_trainer(data: Path, out: Path, device: str, precision: str, extra: list[str]) -> Trainer:
-    from i2i_pix2pix.method import Pix2PixConfig
-
-    values = parse_overrides(RECIPE + extra)
-    values.update(data=str(data), out_dir=str(out), name="bench", device=device, precision=precision)
-    return Trainer("pix2pix", build(Pix2PixConfig, overrides=values))
+    return harness_trainer("pix2pix", RECIPE + extra, data, out, device, precision)
 
 
 def main() -> None:
