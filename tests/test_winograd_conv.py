@@ -23,6 +23,12 @@ def winograd_calls(record_true) -> list[tuple]:
     return record_true(inn, "_use_winograd")
 
 
+@pytest.fixture
+def any_map_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The maths on small maps: the speed threshold on the map size off."""
+    monkeypatch.setattr(inn, "WINOGRAD_MIN_PIXELS", 0)
+
+
 def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got - want).abs().max() / want.abs().max())
 
@@ -30,6 +36,7 @@ def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
 @pytest.mark.parametrize("padding", [0, 1, 2])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(1, 11, 9), (2, 8, 8)])
+@pytest.mark.usefixtures("any_map_size")
 def test_output_and_gradients_match_nn_conv2d(padding: int, bias: bool, shape: tuple[int, int, int],
                                               winograd_calls: list[tuple]) -> None:
     torch.manual_seed(0)
@@ -55,6 +62,14 @@ def test_output_and_gradients_match_nn_conv2d(padding: int, bias: bool, shape: t
         assert _relative_error(got, want) < 1e-4
 
 
+def test_small_maps_take_the_standard_path(winograd_calls: list[tuple]) -> None:
+    WinogradConv2d(128, 128, 3, padding=1)(torch.randn(1, 128, 32, 32))
+    assert winograd_calls == []
+    WinogradConv2d(128, 128, 3, padding=1)(torch.randn(1, 128, 64, 64))
+    assert len(winograd_calls) == 1
+
+
+@pytest.mark.usefixtures("any_map_size")
 def test_narrow_strided_and_traced_convolutions_take_the_standard_path(winograd_calls: list[tuple]) -> None:
     WinogradConv2d(64, 64, 3, padding=1)(torch.randn(1, 64, 8, 8))  # below WINOGRAD_MIN_CHANNELS
     WinogradConv2d(128, 128, 3, stride=2, padding=1)(torch.randn(1, 128, 8, 8))
@@ -68,6 +83,7 @@ def test_narrow_strided_and_traced_convolutions_take_the_standard_path(winograd_
     assert "aten::_convolution" in str(traced.inlined_graph)
 
 
+@pytest.mark.usefixtures("any_map_size")
 def test_resnet_generator_trains_like_the_stock_layers() -> None:
     """resnet_6blocks at ngf 32 (128-channel residual convolutions, all on the Winograd path)."""
     from i2i_cyclegan.networks import ResnetGenerator
