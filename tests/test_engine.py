@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,36 +15,24 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from i2i.cli import cli
-from i2i.config import build
 from i2i.engine import train
 from i2i.errors import I2IError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-FACADES = SHARED / "datasets" / "facades"
-needs_facades = pytest.mark.skipif(not FACADES.is_dir(), reason="../shared/datasets/facades not present")
+import tiny_pix2pix
+from tiny_pix2pix import copy_facades, needs_facades, tiny_config
 
-#: a tiny pix2pix: unet_128 with 8 filters on 128x128 crops
-TINY = ["generator=unet_128", "generator_kwargs.ngf=8", "discriminator_kwargs.ndf=8", "load_size=136",
-        "crop_size=128", "num_workers=0", "log_every=1", "n_epochs=1", "n_epochs_decay=1"]
+#: the tiny pix2pix, one epoch then one of decay
+TINY = [*tiny_pix2pix.TINY, "n_epochs=1", "n_epochs_decay=1"]
 
 
 def tiny_cfg(tmp_path: Path, **overrides):
-    from i2i.config import parse_overrides
-    from i2i_pix2pix.method import Pix2PixConfig
-
-    values = parse_overrides(TINY)
-    values.update({"data": str(tmp_path / "facades"), "out_dir": str(tmp_path / "runs"), "name": "t", **overrides})
-    return build(Pix2PixConfig, overrides=values)
+    return tiny_config(TINY, **{"data": tmp_path / "facades", "out_dir": tmp_path / "runs", "name": "t", **overrides})
 
 
 @pytest.fixture
 def small_facades(tmp_path: Path) -> Path:
     """Six real facades images (train split) so an epoch is six steps."""
-    dest = tmp_path / "facades" / "train"
-    dest.mkdir(parents=True)
-    for f in sorted((FACADES / "train").iterdir())[:6]:
-        shutil.copy(f, dest / f.name)
-    return tmp_path / "facades"
+    return copy_facades(tmp_path / "facades", 6)
 
 
 def weights(run: Path, tag: str = "final") -> dict[str, torch.Tensor]:

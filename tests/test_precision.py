@@ -9,40 +9,31 @@ when a GPU is available.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from i2i.config import TrainConfig, build, parse_overrides
+from i2i.config import TrainConfig
 from i2i.engine import train
 from i2i.engine.precision import make_scaler, resolve_precision
 from i2i.engine.trainer import Group
 from i2i.errors import I2IError
 
-FACADES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "facades"
-needs_facades = pytest.mark.skipif(not FACADES.is_dir(), reason="../shared/datasets/facades not present")
-TINY = ["generator=unet_128", "generator_kwargs.ngf=8", "discriminator_kwargs.ndf=8", "load_size=136",
-        "crop_size=128", "num_workers=0", "log_every=1", "threads=1"]
+import tiny_pix2pix
+from tiny_pix2pix import copy_facades, needs_facades, tiny_config
+
+TINY = [*tiny_pix2pix.TINY, "threads=1"]
 
 
 @pytest.fixture
 def two_facades(tmp_path: Path) -> Path:
-    dest = tmp_path / "facades" / "train"
-    dest.mkdir(parents=True)
-    for f in sorted((FACADES / "train").iterdir())[:2]:
-        shutil.copy(f, dest / f.name)
-    return dest.parent
+    return copy_facades(tmp_path / "facades", 2)
 
 
 def run(tmp_path: Path, data: Path, name: str, *extra: str) -> Path:
-    from i2i_pix2pix.method import Pix2PixConfig
-
-    values = parse_overrides([*TINY, *extra])
-    values.update(data=str(data), out_dir=str(tmp_path / "runs"), name=name, device="cpu")
-    return train("pix2pix", build(Pix2PixConfig, overrides=values))
+    return train("pix2pix", tiny_config([*TINY, *extra], data=data, out_dir=tmp_path / "runs", name=name, device="cpu"))
 
 
 def test_precision_resolution() -> None:
@@ -92,12 +83,11 @@ def test_mixed_precision_training_runs_and_resumes(tmp_path: Path, two_facades: 
     scaler = state["groups"]["G"]["scaler"]
     assert bool(scaler) == (precision == "fp16")  # the fp16 loss scale is saved for an exact resume
     from i2i.engine import Trainer
-    from i2i_pix2pix.method import Pix2PixConfig
 
-    values = parse_overrides([*TINY, f"precision={precision}"])
-    values.update(data=str(two_facades), out_dir=str(tmp_path / "runs"), name=precision, device="cpu")
+    cfg = tiny_config([*TINY, f"precision={precision}"], data=two_facades, out_dir=tmp_path / "runs", name=precision,
+                      device="cpu")
     with pytest.warns(UserWarning, match="meant for CUDA"):
-        resumed = Trainer("pix2pix", build(Pix2PixConfig, overrides=values), resume_from=run_dir / "checkpoints" / "final")
+        resumed = Trainer("pix2pix", cfg, resume_from=run_dir / "checkpoints" / "final")
     assert resumed.step == 2
     if precision == "fp16":
         assert resumed.groups["G"].scaler.get_scale() == scaler["scale"]
