@@ -4,7 +4,7 @@
 
 The layers are the ones the built-in networks use them for, at batch 1 and 256x256 input:
 the U-Net's inner levels (``SmallMapConv2d``/``SmallMapConvTranspose2d``: maps of 8x8 and less as
-one GEMM) and a ResNet block's 3x3 256-channel convolution (``WinogradConv2d``: NNPACK). Each pair
+one GEMM) and a ResNet block's 3x3 wide convolutions (``WinogradConv2d``: Winograd F(4x4, 3x3)). Each pair
 runs interleaved, median of ``--repeat``; the i2i layer's outputs are checked against torch's first.
 Use it to re-check the thresholds in ``i2i/nn.py`` on another CPU.
 """
@@ -35,6 +35,8 @@ LAYERS = [
     ("unet convT 1024->512, 4x4 in", lambda: SmallMapConvTranspose2d(1024, 512, 4, 2, 1, bias=False), (1, 1024, 4, 4)),
     ("unet convT 1024->512, 8x8 in", lambda: SmallMapConvTranspose2d(1024, 512, 4, 2, 1, bias=False), (1, 1024, 8, 8)),
     ("resnet conv3x3 256->256, 66x66 in", lambda: WinogradConv2d(256, 256, 3), (1, 256, 66, 66)),
+    ("resnet conv3x3 256->256, 34x34 in", lambda: WinogradConv2d(256, 256, 3), (1, 256, 34, 34)),
+    ("resnet conv3x3 128->128, 34x34 in", lambda: WinogradConv2d(128, 128, 3), (1, 128, 34, 34)),
 ]
 
 

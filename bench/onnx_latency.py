@@ -9,7 +9,7 @@ and run at batch 1, SIZE x SIZE, float32:
 
 - PyTorch eager in eval mode under ``torch.inference_mode()``, ``torch.set_num_threads(N)``, with
   stock ``nn.Conv2d`` layers (the ratio's base), and with i2i's own CPU layers (``i2i.nn``: small-map
-  GEMMs, NNPACK Winograd), which is what ``i2i translate --checkpoint`` runs;
+  GEMMs, Winograd F(4x4, 3x3)), which is what ``i2i translate --checkpoint`` runs;
 - onnxruntime with each graph optimisation level (basic, extended, all), ``intra_op_num_threads=N``,
   sequential execution, with and without spinning worker threads; and, for graphs with wide 3x3
   convolutions, the graph rewrites that i2i's CPU runtime applies (``i2i_export.cpu_graph``).

@@ -34,26 +34,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from i2i import winograd_transforms as transforms
+
 if TYPE_CHECKING:
     import onnx
 
-# F(4x4, 3x3) transforms (Lavin & Gray, section 4.2).
-BT = np.array([[4, 0, -5, 0, 1, 0],
-               [0, -4, -4, 1, 1, 0],
-               [0, 4, -4, -1, 1, 0],
-               [0, -2, -1, 2, 1, 0],
-               [0, 2, -1, -2, 1, 0],
-               [0, 4, 0, -5, 0, 1]], np.float64)
-G = np.array([[1 / 4, 0, 0],
-              [-1 / 6, -1 / 6, -1 / 6],
-              [-1 / 6, 1 / 6, -1 / 6],
-              [1 / 24, 1 / 12, 1 / 6],
-              [1 / 24, -1 / 12, 1 / 6],
-              [0, 0, 1]], np.float64)
-AT = np.array([[1, 1, 1, 1, 1, 0],
-               [0, 1, -1, 2, -2, 0],
-               [0, 1, 1, 4, 4, 0],
-               [0, 1, -1, 8, -8, 1]], np.float64)
+BT, G, AT = (np.array(m, np.float64) for m in (transforms.BT, transforms.G, transforms.AT))
 
 #: Narrower convolutions gain too little from the GEMMs to pay for the transforms.
 MIN_CHANNELS = 128

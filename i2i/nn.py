@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .errors import I2IError
+from .winograd import winograd_conv3x3
 
 NORMS = ("batch", "instance", "none")
 
@@ -137,88 +138,37 @@ class SmallMapConvTranspose2d(nn.ConvTranspose2d):
             and self.padding_mode == "zeros"
 
 
-# --- 3x3 convolutions through NNPACK's Winograd kernels (CPU) ---------------------------------------
+# --- wide 3x3 convolutions as Winograd F(4x4, 3x3) (CPU) -----------------------------------------------
 #
 # A ResNet generator spends ~70% of a CPU training step in its 3x3, 256-channel residual convolutions.
-# oneDNN computes them directly (~100-130 GFLOP/s on the 2-core EPYC, AVX2). PyTorch ships NNPACK,
-# whose Winograd kernels (8x8 tiles) need several times fewer multiplications, but uses it only
-# forward and only for batches of 16 and more. Here NNPACK computes the forward pass and the input
-# gradient (itself a 3x3 stride-1 convolution: the output gradient with the flipped, transposed
-# kernel); oneDNN computes the weight and bias gradients. Same maths; Winograd's rounding differs
-# from the direct sum by ~1e-5 relative (tests/test_winograd_conv.py). Measured: a 256-channel 64x64
-# convolution ~1.3x faster forward and forward + backward (bench/conv_kernels.py); the CycleGAN step
-# ~9% faster.
+# ``WinogradConv2d`` computes them, forward and both gradients, as Winograd F(4x4, 3x3) with a quarter
+# of the multiplications (i2i/winograd.py). Same parameters, same maths; Winograd's rounding differs
+# from the direct sum by ~1e-5 relative (tests/test_winograd_conv.py). Measured forward + backward
+# against oneDNN on the 2-core EPYC (bench/conv_kernels.py): 256 channels 0.45x at 64x64, 0.57x at
+# 32x32, 0.98x at 16x16; 128 channels 0.73x at 64x64, 0.92x at 32x32; 64 channels 1.3-1.8x (slower).
 
-#: Channels below which the direct convolution is as fast (measured: 64 -> 128 at 128x128 is not faster).
+#: Narrower convolutions gain too little from the 36 GEMMs to pay for the transforms.
 WINOGRAD_MIN_CHANNELS = 128
-#: Smaller input maps stay direct: NNPACK's fixed costs dominate there (256 channels, forward +
-#: backward: 48x48 out 84 vs 80 ms, 32x32 60 vs 43 ms, 8x8 31 vs 7 ms; 64x64 92 vs 109 ms).
-WINOGRAD_MIN_PIXELS = 64 * 64
-
-
-@functools.lru_cache(maxsize=1)
-def _nnpack() -> bool:
-    """Whether NNPACK is there; initialises it with a one-thread pool.
-
-    NNPACK sizes its own thread pool from torch's thread count at its first convolution. One
-    thread: on the 2-core EPYC a second one made it no faster (22.5 vs 23.8 ms for a 256-channel
-    64x64 convolution) and fought torch's spinning OpenMP workers for the cores (a resnet_9blocks
-    forward + backward gained 8% over oneDNN with two NNPACK threads, 14% with one).
-    """
-    if not torch._nnpack_available():
-        return False
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch._nnpack_spatial_convolution(torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 3, 3), None, [0, 0], [1, 1])
-    finally:
-        torch.set_num_threads(threads)
-    return True
+#: Smaller input maps stay direct: the transforms' fixed costs dominate there (8x8: 3-4x slower).
+WINOGRAD_MIN_PIXELS = 32 * 32
 
 
 def _use_winograd(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     return (
         conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
-        and conv.padding_mode == "zeros" and not isinstance(conv.padding, str) and max(conv.padding) <= 2
+        and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
         and min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
-        and _cpu_fp32_eager(x) and x.shape[-2] * x.shape[-1] >= WINOGRAD_MIN_PIXELS and _nnpack()
+        and _cpu_fp32_eager(x) and x.shape[-2] * x.shape[-1] >= WINOGRAD_MIN_PIXELS
     )
 
 
-class _WinogradConv(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                padding: list[int]) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.padding, ctx.has_bias = padding, bias is not None
-        return torch._nnpack_spatial_convolution(x.contiguous(), weight.contiguous(), bias, padding, [1, 1])
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight = ctx.saved_tensors
-        grad = grad.contiguous()
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            # The input gradient is the "full" correlation of the output gradient with the flipped,
-            # transposed kernel, less the forward padding: again a 3x3 stride-1 convolution.
-            padding = [2 - ctx.padding[0], 2 - ctx.padding[1]]
-            flipped = weight.transpose(0, 1).flip(2, 3).contiguous()
-            grad_x = torch._nnpack_spatial_convolution(grad, flipped, None, padding, [1, 1])
-        want_w, want_b = ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]
-        if want_w or want_b:
-            _, grad_w, grad_b = torch.ops.aten.convolution_backward(
-                grad, x, weight, [weight.shape[0]] if ctx.has_bias else None, [1, 1], list(ctx.padding),
-                [1, 1], False, [0, 0], 1, [False, want_w, want_b])
-        return grad_x, grad_w, grad_b, None
-
-
 class WinogradConv2d(nn.Conv2d):
-    """``nn.Conv2d`` whose 3x3 stride-1 wide convolutions run through NNPACK's Winograd kernels on the CPU."""
+    """``nn.Conv2d`` whose wide 3x3 stride-1 convolutions run as Winograd F(4x4, 3x3) on the CPU."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not _use_winograd(self, x):
             return super().forward(x)
-        return _WinogradConv.apply(x, self.weight, self.bias, list(self.padding))
+        return winograd_conv3x3(x, self.weight, self.bias, self.padding)
 
 
 def plain_convs(net: nn.Module) -> nn.Module:

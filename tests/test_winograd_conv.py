@@ -1,4 +1,4 @@
-"""The NNPACK Winograd path for wide 3x3 convolutions computes what nn.Conv2d computes."""
+"""The Winograd F(4x4, 3x3) path for wide 3x3 convolutions computes what nn.Conv2d computes."""
 
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ from torch import nn
 import i2i.nn as inn
 from i2i.nn import WinogradConv2d, plain_convs
 
-pytestmark = [
-    pytest.mark.usefixtures("one_thread"),
-    pytest.mark.skipif(not torch._nnpack_available(), reason="this torch build has no NNPACK"),
-]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -33,11 +30,11 @@ def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got - want).abs().max() / want.abs().max())
 
 
-@pytest.mark.parametrize("padding", [0, 1, 2])
+@pytest.mark.parametrize("padding", [0, 1, 2, 3, (1, 0)])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(1, 11, 9), (2, 8, 8)])
 @pytest.mark.usefixtures("any_map_size")
-def test_output_and_gradients_match_nn_conv2d(padding: int, bias: bool, shape: tuple[int, int, int],
+def test_output_and_gradients_match_nn_conv2d(padding: int | tuple[int, int], bias: bool, shape: tuple[int, int, int],
                                               winograd_calls: list[tuple]) -> None:
     torch.manual_seed(0)
     conv = WinogradConv2d(128, 128, 3, padding=padding, bias=bias)
@@ -63,9 +60,9 @@ def test_output_and_gradients_match_nn_conv2d(padding: int, bias: bool, shape: t
 
 
 def test_small_maps_take_the_standard_path(winograd_calls: list[tuple]) -> None:
-    WinogradConv2d(128, 128, 3, padding=1)(torch.randn(1, 128, 32, 32))
+    WinogradConv2d(128, 128, 3, padding=1)(torch.randn(1, 128, 16, 16))
     assert winograd_calls == []
-    WinogradConv2d(128, 128, 3, padding=1)(torch.randn(1, 128, 64, 64))
+    WinogradConv2d(128, 128, 3, padding=1)(torch.randn(1, 128, 32, 32))
     assert len(winograd_calls) == 1
 
 
@@ -73,7 +70,6 @@ def test_small_maps_take_the_standard_path(winograd_calls: list[tuple]) -> None:
 def test_narrow_strided_and_traced_convolutions_take_the_standard_path(winograd_calls: list[tuple]) -> None:
     WinogradConv2d(64, 64, 3, padding=1)(torch.randn(1, 64, 8, 8))  # below WINOGRAD_MIN_CHANNELS
     WinogradConv2d(128, 128, 3, stride=2, padding=1)(torch.randn(1, 128, 8, 8))
-    WinogradConv2d(128, 128, 3, padding=3)(torch.randn(1, 128, 8, 8))  # NNPACK takes padding < kernel
     WinogradConv2d(128, 128, 3, padding=1, padding_mode="reflect")(torch.randn(1, 128, 8, 8))
     WinogradConv2d(128, 128, 3, padding=1).double()(torch.randn(1, 128, 8, 8, dtype=torch.float64))
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -103,3 +99,27 @@ def test_resnet_generator_trains_like_the_stock_layers() -> None:
         assert a.grad is not None and b.grad is not None
         # A bias before InstanceNorm has a zero gradient in theory (~1e-8 here): hence the floor.
         assert (a.grad - b.grad).abs().max() <= 1e-3 * b.grad.abs().max() + 1e-6, name
+
+
+@pytest.mark.usefixtures("any_map_size")
+def test_gradients_for_the_weights_alone_and_the_input_alone() -> None:
+    """A first layer's input needs no gradient, a frozen layer's weights none: each is left out."""
+    torch.manual_seed(0)
+    conv = WinogradConv2d(128, 128, 3, padding=1)
+    x = torch.randn(1, 128, 12, 12)
+    conv(x).sum().backward()
+    want = torch.autograd.grad(nn.Conv2d.forward(conv, x).sum(), conv.weight)[0]
+    assert _relative_error(conv.weight.grad, want) < 1e-4
+
+    conv.requires_grad_(False)
+    xi = x.clone().requires_grad_()
+    conv(xi).sum().backward()
+    want = torch.autograd.grad(nn.Conv2d.forward(conv, xi).sum(), xi)[0]
+    assert _relative_error(xi.grad, want) < 1e-4
+
+
+def test_winograd_conv3x3_rejects_other_kernels() -> None:
+    from i2i.winograd import winograd_conv3x3
+
+    with pytest.raises(ValueError, match="3x3 kernel"):
+        winograd_conv3x3(torch.randn(1, 4, 8, 8), torch.randn(4, 4, 5, 5))

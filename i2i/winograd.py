@@ -1,0 +1,117 @@
+"""3x3 stride-1 convolutions as Winograd F(4x4, 3x3), forward and backward, with torch operations.
+
+A ResNet generator spends most of a CPU training step in its 3x3, 256-channel residual convolutions,
+which oneDNN computes directly. F(4x4, 3x3) computes each 4x4 output tile from a 6x6 input tile with
+36 multiplications per (input, output) channel pair instead of 144 (Lavin & Gray, "Fast Algorithms
+for Convolutional Neural Networks", 2016):
+
+    input transform   V = B^T d B    a convolution with 36 fixed 6x6 kernels, stride 4, per channel
+    36 channel GEMMs  M = U . V      one batched matmul, U = G g G^T from the weights
+    output transform  Y = A^T M A    a matmul with the 16x36 transform, tiles back into the image
+
+The backward pass stays in the Winograd domain, where the two gradients are again 36 GEMMs each:
+dM = A dY A^T, dU = dM . V^T (then dg = G^T dU G) and dV = U^T . dM (then dx = B dV B^T, the
+overlapping 6x6 tiles summed by ``fold``). So all three products of a training step do a quarter of
+the direct convolution's multiplications; the transforms are cheap, memory-bound passes.
+
+Measured on the 2-core EPYC (AVX2), a 256-channel 64x64 convolution: forward + backward 68 ms,
+against 131 ms for oneDNN (bench/conv_kernels.py). The rounding differs from the direct sum by ~1e-5
+relative. The saved activation is V (2.25x the input) instead of the input.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from .winograd_transforms import AT, BT, G
+
+
+class _Transforms(NamedTuple):
+    input_kernels: torch.Tensor  # (36, 1, 6, 6): kernel a*6+b computes (B^T d B)[a, b]
+    input_adjoint: torch.Tensor  # (36, 36): (B (x) B), from a tile's 36 gradients back to its 6x6 pixels
+    weight: torch.Tensor         # (36, 9): (G (x) G), vec(g) -> vec(G g G^T)
+    output: torch.Tensor         # (16, 36): (A^T (x) A^T), vec(M) -> vec(A^T M A)
+
+
+@functools.lru_cache(maxsize=8)
+def _transforms(dtype: torch.dtype, device: torch.device) -> _Transforms:
+    bt, g, at = (torch.tensor(m, dtype=torch.float64) for m in (BT, G, AT))
+    bb = torch.kron(bt, bt)
+    as_ = functools.partial(torch.Tensor.to, dtype=dtype, device=device)
+    return _Transforms(as_(bb.reshape(36, 1, 6, 6)), as_(bb.t().contiguous()), as_(torch.kron(g, g)),
+                       as_(torch.kron(at, at)))
+
+
+def _pad(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
+    return F.pad(x, pads) if any(pads) else x  # F.pad copies even when there is nothing to add
+
+
+class _Geometry(NamedTuple):
+    batch: int
+    in_channels: int
+    out_channels: int
+    in_size: tuple[int, int]
+    out_size: tuple[int, int]
+    tiles: tuple[int, int]
+    padding: tuple[int, int]
+
+
+class _Winograd3x3(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                padding: tuple[int, int]) -> torch.Tensor:
+        t = _transforms(x.dtype, x.device)
+        n, c, h0, w0 = x.shape
+        k = weight.shape[0]
+        (ph, pw) = padding
+        h, w = h0 + 2 * ph - 2, w0 + 2 * pw - 2
+        th, tw = -(-h // 4), -(-w // 4)
+        # ceil(h/4) tiles of 4 outputs read 4*th + 2 input rows: zero-pad the bottom/right to that.
+        x = _pad(x, (pw, 4 * tw + 2 - w0 - pw, ph, 4 * th + 2 - h0 - ph))
+        v = F.conv2d(x.reshape(n * c, 1, 4 * th + 2, 4 * tw + 2), t.input_kernels, stride=4)
+        # (n*c, 36, th, tw) -> (36, c, n*tiles): a view for n == 1.
+        v = v.view(n, c, 36, th * tw).permute(2, 1, 0, 3).reshape(36, c, n * th * tw)
+        u = (t.weight @ weight.reshape(k * c, 9).t()).view(36, k, c)
+        m = torch.bmm(u, v)
+        y = (t.output @ m.view(36, -1)).view(4, 4, k, n, th, tw)
+        y = y.permute(3, 2, 4, 0, 5, 1).reshape(n, k, 4 * th, 4 * tw)[:, :, :h, :w]
+        if bias is not None:
+            y = y + bias.view(1, -1, 1, 1)
+        ctx.save_for_backward(v, u)
+        ctx.geometry = _Geometry(n, c, k, (h0, w0), (h, w), (th, tw), (ph, pw))
+        ctx.has_bias = bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        v, u = ctx.saved_tensors
+        n, c, k, (h0, w0), (h, w), (th, tw), (ph, pw) = ctx.geometry
+        t = _transforms(grad.dtype, grad.device)
+        grad_b = grad.sum((0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        grad = _pad(grad, (0, 4 * tw - w, 0, 4 * th - h))
+        tiles = grad.reshape(n, k, th, 4, tw, 4).permute(3, 5, 1, 0, 2, 4).reshape(16, -1)
+        grad_m = (t.output.t() @ tiles).view(36, k, n * th * tw)
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_v = torch.bmm(u.transpose(1, 2), grad_m)  # (36, c, n*tiles)
+            pixels = torch.matmul(t.input_adjoint, grad_v.view(36, c * n, th * tw).transpose(0, 1))
+            pixels = pixels.view(c, n, 36, th * tw).transpose(0, 1).reshape(n, c * 36, th * tw)
+            # Neighbouring 6x6 tiles overlap by 2: fold sums their contributions.
+            grad_x = F.fold(pixels, (4 * th + 2, 4 * tw + 2), 6, stride=4)[:, :, ph:ph + h0, pw:pw + w0]
+        if ctx.needs_input_grad[1]:
+            grad_u = torch.bmm(grad_m, v.transpose(1, 2))  # (36, k, c)
+            grad_w = (t.weight.t() @ grad_u.view(36, k * c)).t().reshape(k, c, 3, 3)
+        return grad_x, grad_w, grad_b, None
+
+
+def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                     padding: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, padding=padding)`` for a 3x3 kernel, stride 1, no groups or
+    dilation, zero padding, computed as Winograd F(4x4, 3x3) with a Winograd-domain backward."""
+    if weight.shape[2:] != (3, 3):
+        raise ValueError(f"winograd_conv3x3 needs a 3x3 kernel, got {tuple(weight.shape[2:])}")
+    return _Winograd3x3.apply(x, weight, bias, tuple(padding))
