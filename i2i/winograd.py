@@ -50,6 +50,12 @@ def _pad(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
     return F.pad(x, pads) if any(pads) else x  # F.pad copies even when there is nothing to add
 
 
+def _transform_weight(weight: torch.Tensor, t: _Transforms) -> torch.Tensor:
+    """U = G g G^T for every (output, input) channel pair: (36, k, c)."""
+    k, c = weight.shape[:2]
+    return (t.weight @ weight.reshape(k * c, 9).t()).view(36, k, c)
+
+
 class _Geometry(NamedTuple):
     batch: int
     in_channels: int
@@ -75,20 +81,21 @@ class _Winograd3x3(torch.autograd.Function):
         v = F.conv2d(x.reshape(n * c, 1, 4 * th + 2, 4 * tw + 2), t.input_kernels, stride=4)
         # (n*c, 36, th, tw) -> (36, c, n*tiles): a view for n == 1.
         v = v.view(n, c, 36, th * tw).permute(2, 1, 0, 3).reshape(36, c, n * th * tw)
-        u = (t.weight @ weight.reshape(k * c, 9).t()).view(36, k, c)
-        m = torch.bmm(u, v)
+        m = torch.bmm(_transform_weight(weight, t), v)
         y = (t.output @ m.view(36, -1)).view(4, 4, k, n, th, tw)
         y = y.permute(3, 2, 4, 0, 5, 1).reshape(n, k, 4 * th, 4 * tw)[:, :, :h, :w]
         if bias is not None:
             y = y + bias.view(1, -1, 1, 1)
-        ctx.save_for_backward(v, u)
+        # V, not x, for the weight gradient. U is recomputed (~2 ms) rather than kept: it is as large
+        # as V at batch 1, and a CycleGAN step holds ~100 of these layers' activations.
+        ctx.save_for_backward(v if ctx.needs_input_grad[1] else None, weight)
         ctx.geometry = _Geometry(n, c, k, (h0, w0), (h, w), (th, tw), (ph, pw))
         ctx.has_bias = bias is not None
         return y
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        v, u = ctx.saved_tensors
+        v, weight = ctx.saved_tensors
         n, c, k, (h0, w0), (h, w), (th, tw), (ph, pw) = ctx.geometry
         t = _transforms(grad.dtype, grad.device)
         grad_b = grad.sum((0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
@@ -97,7 +104,7 @@ class _Winograd3x3(torch.autograd.Function):
         grad_m = (t.output.t() @ tiles).view(36, k, n * th * tw)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_v = torch.bmm(u.transpose(1, 2), grad_m)  # (36, c, n*tiles)
+            grad_v = torch.bmm(_transform_weight(weight, t).transpose(1, 2), grad_m)  # (36, c, n*tiles)
             pixels = torch.matmul(t.input_adjoint, grad_v.view(36, c * n, th * tw).transpose(0, 1))
             pixels = pixels.view(c, n, 36, th * tw).transpose(0, 1).reshape(n, c * 36, th * tw)
             # Neighbouring 6x6 tiles overlap by 2: fold sums their contributions.
