@@ -123,3 +123,21 @@ def test_winograd_conv3x3_rejects_other_kernels() -> None:
 
     with pytest.raises(ValueError, match="3x3 kernel"):
         winograd_conv3x3(torch.randn(1, 4, 8, 8), torch.randn(4, 4, 5, 5))
+
+
+@pytest.mark.usefixtures("any_map_size")
+def test_channels_last_input(winograd_calls: list[tuple]) -> None:
+    """The engine's channels_last switch hands the layer NHWC-strided tensors; same results."""
+    torch.manual_seed(0)
+    conv = WinogradConv2d(128, 128, 3, padding=1)
+    x = torch.randn(2, 128, 10, 10)
+    xi = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = conv(xi)
+    assert winograd_calls
+    y_ref = nn.Conv2d.forward(conv, x.clone().requires_grad_())
+    assert _relative_error(y, y_ref) < 1e-4
+    g = torch.randn_like(y).contiguous(memory_format=torch.channels_last)
+    (grad_x,) = torch.autograd.grad(y, xi, g)
+    xr = x.clone().requires_grad_()
+    (want,) = torch.autograd.grad(nn.Conv2d.forward(conv, xr), xr, g)
+    assert _relative_error(grad_x, want) < 1e-4
