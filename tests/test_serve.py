@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -163,15 +164,24 @@ def test_queue_bound_and_timeout(models: dict[str, Path]) -> None:
     # Overload answers are deliberate 503/504s with a clear message, never a hang or a crash.
     body = png(rgb(256, 256))
     app = create_app(models["unet_128"], device="cpu", limits=Limits(max_queue=1))
+    # Hold the first request inside inference until the second has been answered, so the two
+    # overlap however fast or loaded the machine is.
+    translator, release = app.state.translator, threading.Event()
+    infer = translator._infer
+    translator._infer = lambda *args: (release.wait(20), infer(*args))[1]
     with serve_in_thread(app, port=0) as url:
-        def one(_: int) -> httpx.Response:
+        def one() -> httpx.Response:
             return httpx.post(url + "/v1/translate", content=body, headers={"content-type": "image/png"}, timeout=60)
 
-        with ThreadPoolExecutor(6) as pool:
-            responses = list(pool.map(one, range(6)))
-    codes = sorted(r.status_code for r in responses)
-    assert codes[0] == 200 and codes[-1] == 503 and set(codes) == {200, 503}
-    busy = next(r for r in responses if r.status_code == 503)
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(one)
+            deadline = time.monotonic() + 30
+            while translator.pending == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            busy = one()
+            release.set()
+            assert first.result().status_code == 200
+    assert busy.status_code == 503
     assert busy.headers["retry-after"] == "1" and "server busy" in busy.json()["error"]
     app = create_app(models["unet_128"], device="cpu", limits=Limits(timeout_s=0.001))
     with serve_in_thread(app, port=0) as url:
