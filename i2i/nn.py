@@ -163,7 +163,10 @@ def _use_winograd(conv: nn.Conv2d, x: torch.Tensor) -> bool:
 
 
 class WinogradConv2d(nn.Conv2d):
-    """``nn.Conv2d`` whose wide 3x3 stride-1 convolutions run as Winograd F(4x4, 3x3) on the CPU."""
+    """``nn.Conv2d`` whose wide 3x3 stride-1 convolutions run as Winograd F(4x4, 3x3) on the CPU.
+
+    First derivatives only: a second one through this layer (a gradient penalty on a critic built
+    from it) raises on the CPU path; such a network should use ``nn.Conv2d``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not _use_winograd(self, x):

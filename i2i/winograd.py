@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .winograd_transforms import AT, BT, G
 
@@ -95,6 +96,7 @@ class _Winograd3x3(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable  # V was computed without a graph: a second derivative would be silently wrong
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         v, weight = ctx.saved_tensors
         n, c, k, (h0, w0), (h, w), (th, tw), (ph, pw) = ctx.geometry

@@ -142,3 +142,14 @@ def test_channels_last_input(winograd_calls: list[tuple]) -> None:
     xr = x.clone().requires_grad_()
     (want,) = torch.autograd.grad(nn.Conv2d.forward(conv, xr), xr, g)
     assert _relative_error(grad_x, want) < 1e-4
+
+
+@pytest.mark.usefixtures("any_map_size")
+def test_second_derivatives_are_refused_not_wrong() -> None:
+    """A gradient penalty through the layer needs double backward, which the Winograd backward does
+    not provide: it must raise rather than return a wrong derivative."""
+    conv = WinogradConv2d(128, 128, 3, padding=1)
+    x = torch.randn(1, 128, 8, 8, requires_grad=True)
+    (grad_x,) = torch.autograd.grad(conv(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        grad_x.square().sum().backward()
