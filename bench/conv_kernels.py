@@ -6,7 +6,8 @@ The layers are the ones the built-in networks use them for, at batch 1 and 256x2
 the U-Net's inner levels (``SmallMapConv2d``/``SmallMapConvTranspose2d``: maps of 8x8 and less as
 one GEMM) and a ResNet block's 3x3 wide convolutions (``WinogradConv2d``: Winograd F(4x4, 3x3)). Each pair
 runs interleaved, median of ``--repeat``; the i2i layer's outputs are checked against torch's first.
-Use it to re-check the thresholds in ``i2i/nn.py`` on another CPU.
+Use it to re-check the thresholds in ``i2i/nn.py`` on another CPU; ``--winograd-grid`` times the
+Winograd layer (forced on, thresholds off) over channels x map sizes, the grid its thresholds come from.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import datetime, timezone
 import torch
 from torch import nn
 
+import i2i.nn as inn
 from i2i.nn import SmallMapConv2d, SmallMapConvTranspose2d, WinogradConv2d, plain_convs
 
 #: (label, i2i layer, input shape)
@@ -46,16 +48,24 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
+def winograd_grid() -> list[tuple]:
+    """3x3 stride-1 convolutions, C -> C channels, on (map + 2)^2 inputs without padding."""
+    inn.WINOGRAD_MIN_CHANNELS = inn.WINOGRAD_MIN_PIXELS = 0  # time the Winograd path everywhere
+    return [(f"winograd {c}->{c}, {hw}x{hw} out", lambda c=c: WinogradConv2d(c, c, 3), (1, c, hw + 2, hw + 2))
+            for c in (64, 96, 128, 192, 256) for hw in (8, 16, 24, 32, 48, 64, 96, 128)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--winograd-grid", action="store_true", help="the Winograd layer over channels x map sizes")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, {args.threads} threads, load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}")
     print(f"{'layer':36s} {'torch fwd':>10s} {'i2i fwd':>8s} {'torch f+b':>10s} {'i2i f+b':>8s} {'f+b ratio':>10s}")
-    for label, make, shape in LAYERS:
+    for label, make, shape in winograd_grid() if args.winograd_grid else LAYERS:
         torch.manual_seed(0)
         fast = make()
         stock = plain_convs(nn.Sequential(copy.deepcopy(fast)))[0]

@@ -144,8 +144,9 @@ class SmallMapConvTranspose2d(nn.ConvTranspose2d):
 # ``WinogradConv2d`` computes them, forward and both gradients, as Winograd F(4x4, 3x3) with a quarter
 # of the multiplications (i2i/winograd.py). Same parameters, same maths; Winograd's rounding differs
 # from the direct sum by ~1e-5 relative (tests/test_winograd_conv.py). Measured forward + backward
-# against oneDNN on the 2-core EPYC (bench/conv_kernels.py): 256 channels 0.45x at 64x64, 0.57x at
-# 32x32, 0.98x at 16x16; 128 channels 0.73x at 64x64, 0.92x at 32x32; 64 channels 1.2-1.8x (slower).
+# against oneDNN on the 2-core EPYC (bench/conv_kernels.py --winograd-grid): 256 channels 0.45-0.51x
+# at 64x64, 0.57-0.75x at 32x32, 1.0-1.6x at 16x16; 128 channels 0.68-0.73x at 64x64, 0.68-0.92x at
+# 32x32; 64 channels 1.2-1.8x (slower) at every size.
 
 #: Narrower convolutions gain too little from the 36 GEMMs to pay for the transforms.
 WINOGRAD_MIN_CHANNELS = 128
