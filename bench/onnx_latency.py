@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import platform
 import statistics
@@ -43,7 +44,7 @@ import torch
 from i2i.nn import plain_convs
 from i2i.testing import generator_meta
 from i2i_export.exporter import export_onnx
-from i2i_export.cpu_graph import optimize_for_cpu
+from i2i_export.cpu_graph import optimize_for_cpu, rewrite_conv_transpose
 
 LEVELS = {
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -73,8 +74,9 @@ def build(name: str) -> tuple[torch.nn.Module, object]:
     raise SystemExit(f"unknown generator {name!r}")
 
 
-def session(path: Path | bytes, level: str, threads: int, spin: bool) -> ort.InferenceSession:
+def session(path: Path | bytes, level: str, threads: int, spin: bool, profile: bool = False) -> ort.InferenceSession:
     opts = ort.SessionOptions()
+    opts.enable_profiling = profile
     opts.graph_optimization_level = LEVELS[level]
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -84,7 +86,36 @@ def session(path: Path | bytes, level: str, threads: int, spin: bool) -> ort.Inf
     return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def bench_model(name: str, size: int, threads: int, repeat: int, warmup: int, gap: float, workdir: Path) -> list[tuple[str, float, float]]:
+def op_times(graphs: dict[str, Path | bytes], threads: int, x: np.ndarray, runs: int) -> None:
+    """onnxruntime's profiler: milliseconds per run by operator type for each graph (all, no spin),
+    runs interleaved; "upsamplers" sums the ConvTranspose nodes or the phase Convs that replace them."""
+    sessions = {label: session(g, "all", threads, False, profile=True) for label, g in graphs.items()}
+    for _ in range(runs):
+        for sess in sessions.values():
+            sess.run(["output"], {"image": x})
+    totals: dict[str, dict[str, float]] = {}
+    for label, sess in sessions.items():
+        per_op: dict[str, float] = {}
+        path = sess.end_profiling()
+        for e in json.loads(Path(path).read_text()):
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+                op = e["args"].get("op_name", "?")
+                per_op[op] = per_op.get(op, 0.0) + e["dur"] / 1000 / runs
+                if op == "ConvTranspose" or e["name"].startswith("phases"):
+                    per_op["upsamplers"] = per_op.get("upsamplers", 0.0) + e["dur"] / 1000 / runs
+        Path(path).unlink()
+        totals[label] = per_op
+    ops = sorted({op for t in totals.values() for op in t}, key=lambda op: -max(t.get(op, 0) for t in totals.values()))
+    print(f"\nonnxruntime profile, ms per run ({runs} runs each, interleaved)")
+    print(f"{'operator':22s}" + "".join(f"{label:>32s}" for label in totals))
+    for op in ["all nodes"] + ops:
+        cells = [sum(v for k, v in t.items() if k != "upsamplers") if op == "all nodes" else t.get(op, 0.0)
+                 for t in totals.values()]
+        print(f"{op:22s}" + "".join(f"{c:32.1f}" for c in cells))
+
+
+def bench_model(name: str, size: int, threads: int, repeat: int, warmup: int, gap: float, workdir: Path,
+                ops: bool = False) -> list[tuple[str, float, float]]:
     module, meta = build(name)
     path = workdir / f"{name}.onnx"
     t0 = time.perf_counter()
@@ -108,9 +139,13 @@ def bench_model(name: str, size: int, threads: int, repeat: int, warmup: int, ga
         sess = session(path, level, threads, spin)
         contenders[f"ort {level}{'' if spin else ', no spin'}"] = (lambda s=sess: s.run(["output"], {"image": x})[0])
     graph = onnx.load(str(path))
+    graphs: dict[str, Path | bytes] = {"plain": path}
     if optimize_for_cpu(graph):  # what i2i's CPU runtime runs (i2i_export.runtime.create_session)
-        sess = session(graph.SerializeToString(), "all", threads, False)
+        graphs["i2i cpu rewrites"] = graph.SerializeToString()
+        sess = session(graphs["i2i cpu rewrites"], "all", threads, False)
         contenders["ort all, no spin, i2i cpu rewrites"] = (lambda s=sess: s.run(["output"], {"image": x})[0])
+    if ops and rewrite_conv_transpose(graph, kernel_sizes=None):  # the transposed convolutions the runtime leaves
+        graphs["+ every ConvTranspose by phase"] = graph.SerializeToString()
     ref = torch_call()
     for label, fn in contenders.items():
         diff = float(np.abs(fn() - ref).max())
@@ -133,6 +168,8 @@ def bench_model(name: str, size: int, threads: int, repeat: int, warmup: int, ga
         med, p90 = statistics.median(ts), float(np.percentile(ts, 90))
         rows.append((label, med, med / base))
         print(f"{label:24s} {med * 1000:10.1f} {p90 * 1000:8.1f} {med / base:9.2f}x")
+    if ops:
+        op_times(graphs, threads, x, repeat)
     return rows
 
 
@@ -144,6 +181,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=15)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--gap", type=float, default=0.3, help="Seconds of pause before each timed call.")
+    p.add_argument("--ops", action="store_true", help="also print onnxruntime's profile by operator type")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
@@ -152,7 +190,8 @@ def main() -> None:
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
-            rows = bench_model(name.strip(), args.size, args.threads, args.repeat, args.warmup, args.gap, Path(tmp))
+            rows = bench_model(name.strip(), args.size, args.threads, args.repeat, args.warmup, args.gap, Path(tmp),
+                               ops=args.ops)
             best = min((r for r in rows if r[0].startswith("ort")), key=lambda r: r[1])
             summary.append((name, rows[0][1], best))
     print("\nsummary (target: onnxruntime <= 0.6x PyTorch eager)")

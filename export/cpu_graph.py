@@ -54,9 +54,11 @@ BT, G, AT = (np.array(m, np.float64) for m in (transforms.BT, transforms.G, tran
 MIN_CHANNELS = 128
 #: rewrite_narrow_conv: at most this many output channels, kernels of at least this size.
 NARROW_MAX_OUT, NARROW_MIN_KERNEL = 4, 5
-#: rewrite_conv_transpose: the kernels it pays for. 3x3 (ResNet upsamplers): the phases have 1, 2, 2
-#: and 4 taps and the rewrite gained; 4x4 (U-Net: 2x2 taps per phase) was no faster than
-#: onnxruntime's own ConvTranspose (unet_256: 111 vs 113 ms median, 40 interleaved runs).
+#: rewrite_conv_transpose: the kernels it pays for. 3x3 (ResNet upsamplers: 1, 2, 2 and 4 taps per
+#: phase): 60 -> 46 ms in resnet_9blocks. 4x4 (U-Net, 2x2 taps per phase): the upsamplers went from
+#: 100 to 81 ms but the graph only from 140 to 136 (DepthToSpace, Concat, layout reorders), and
+#: whole-graph medians were 111 vs 113 ms in 40 interleaved runs: no gain worth the nodes.
+#: (bench/onnx_latency.py --ops)
 PHASE_KERNEL_SIZES = (3,)
 
 
