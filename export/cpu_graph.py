@@ -28,8 +28,8 @@ onnxruntime computes a ConvTranspose as a GEMM into columns and a col2im scatter
 transposed convolution is four ordinary convolutions of its input, one per output phase (even/odd
 row x even/odd column), each with only the kernel taps that reach it (3x3 kernel: 1x1, 1x2, 2x1 and
 2x2); Concat and DepthToSpace(2) interleave them. Same multiplications, no scatter: the ResNet
-generator's two upsamplers took 31-41 ms instead of 43-60 on two threads, 65-77 instead of 82-98 on
-one (onnxruntime's profiler, Concat and DepthToSpace included).
+generator's two upsamplers took 46 ms instead of 60 on two threads (``bench/onnx_latency.py --ops``;
+31-41 instead of 43-60 in three earlier pairs), Concat and DepthToSpace not included.
 
 The rewritten graph reads in any runtime, but pays off only on CPUs: GPU runtimes (cuDNN, TensorRT)
 choose their own algorithms and run the plain graph faster, so files on disk stay plain.
