@@ -44,7 +44,7 @@ import torch
 from i2i.nn import plain_convs
 from i2i.testing import generator_meta
 from i2i_export.exporter import export_onnx
-from i2i_export.cpu_graph import optimize_for_cpu, rewrite_conv_transpose
+from i2i_export.cpu_graph import optimize_for_cpu
 
 LEVELS = {
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -88,7 +88,7 @@ def session(path: Path | bytes, level: str, threads: int, spin: bool, profile: b
 
 def op_times(graphs: dict[str, Path | bytes], threads: int, x: np.ndarray, runs: int) -> None:
     """onnxruntime's profiler: milliseconds per run by operator type for each graph (all, no spin),
-    runs interleaved; "upsamplers" sums the ConvTranspose nodes or the phase Convs that replace them."""
+    runs interleaved."""
     sessions = {label: session(g, "all", threads, False, profile=True) for label, g in graphs.items()}
     for _ in range(runs):
         for sess in sessions.values():
@@ -101,16 +101,13 @@ def op_times(graphs: dict[str, Path | bytes], threads: int, x: np.ndarray, runs:
             if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
                 op = e["args"].get("op_name", "?")
                 per_op[op] = per_op.get(op, 0.0) + e["dur"] / 1000 / runs
-                if op == "ConvTranspose" or e["name"].startswith("phases"):
-                    per_op["upsamplers"] = per_op.get("upsamplers", 0.0) + e["dur"] / 1000 / runs
         Path(path).unlink()
         totals[label] = per_op
     ops = sorted({op for t in totals.values() for op in t}, key=lambda op: -max(t.get(op, 0) for t in totals.values()))
     print(f"\nonnxruntime profile, ms per run ({runs} runs each, interleaved)")
     print(f"{'operator':22s}" + "".join(f"{label:>32s}" for label in totals))
     for op in ["all nodes"] + ops:
-        cells = [sum(v for k, v in t.items() if k != "upsamplers") if op == "all nodes" else t.get(op, 0.0)
-                 for t in totals.values()]
+        cells = [sum(t.values()) if op == "all nodes" else t.get(op, 0.0) for t in totals.values()]
         print(f"{op:22s}" + "".join(f"{c:32.1f}" for c in cells))
 
 
@@ -144,8 +141,6 @@ def bench_model(name: str, size: int, threads: int, repeat: int, warmup: int, ga
         graphs["i2i cpu rewrites"] = graph.SerializeToString()
         sess = session(graphs["i2i cpu rewrites"], "all", threads, False)
         contenders["ort all, no spin, i2i cpu rewrites"] = (lambda s=sess: s.run(["output"], {"image": x})[0])
-    if ops and rewrite_conv_transpose(graph, kernel_sizes=None):  # the transposed convolutions the runtime leaves
-        graphs["+ every ConvTranspose by phase"] = graph.SerializeToString()
     ref = torch_call()
     for label, fn in contenders.items():
         diff = float(np.abs(fn() - ref).max())

@@ -1,6 +1,6 @@
 """Rewrites of an ONNX graph that make onnxruntime's CPU provider faster, with standard operators only.
 
-``optimize_for_cpu(model)`` applies all three; the CPU runtime (``create_session``) does so in memory.
+``optimize_for_cpu(model)`` applies both; the CPU runtime (``create_session``) does so in memory.
 
 **Wide 3x3 convolutions as Winograd F(4x4, 3x3)** (``rewrite_conv3x3``). onnxruntime computes
 convolutions directly (MLAS); it has no Winograd kernels. For a ResNet generator, whose time is ~70%
@@ -23,23 +23,14 @@ little reuse from 64 inputs: 48 ms for 0.6 GFLOP. SpaceToDepth(2) turns it into 
 from 256 to 12 channels on a quarter of the pixels, and DepthToSpace(2) puts the 2x2 output blocks
 back: the same sums, arranged for the GEMM.
 
-**Transposed convolutions as one convolution per output phase** (``rewrite_conv_transpose``).
-onnxruntime computes a ConvTranspose as a GEMM into columns and a col2im scatter. A stride-2
-transposed convolution is four ordinary convolutions of its input, one per output phase (even/odd
-row x even/odd column), each with only the kernel taps that reach it (3x3 kernel: 1x1, 1x2, 2x1 and
-2x2); Concat and DepthToSpace(2) interleave them. Same multiplications, no scatter: the ResNet
-generator's two upsamplers took 46 ms instead of 60 on two threads (``bench/onnx_latency.py --ops``;
-31-41 instead of 43-60 in three earlier pairs), Concat and DepthToSpace not included.
-
 The rewritten graph reads in any runtime, but pays off only on CPUs: GPU runtimes (cuDNN, TensorRT)
 choose their own algorithms and run the plain graph faster, so files on disk stay plain.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Collection
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -54,28 +45,22 @@ BT, G, AT = (np.array(m, np.float64) for m in (transforms.BT, transforms.G, tran
 MIN_CHANNELS = 128
 #: rewrite_narrow_conv: at most this many output channels, kernels of at least this size.
 NARROW_MAX_OUT, NARROW_MIN_KERNEL = 4, 5
-#: rewrite_conv_transpose: the kernels it pays for. 3x3 (ResNet upsamplers: 1, 2, 2 and 4 taps per
-#: phase): 60 -> 46 ms in resnet_9blocks. 4x4 (U-Net, 2x2 taps per phase): the upsamplers went from
-#: 100 to 81 ms but the graph only from 140 to 136 (DepthToSpace, Concat, layout reorders), and
-#: whole-graph medians were 111 vs 113 ms in 40 interleaved runs: no gain worth the nodes.
-#: (bench/onnx_latency.py --ops)
-PHASE_KERNEL_SIZES = (3,)
 
 
 def optimize_for_cpu(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS) -> int:
-    """Apply the three rewrites in place; returns how many convolutions were rewritten.
+    """Apply both rewrites in place; returns how many convolutions were rewritten.
 
     ``min_channels`` is the Winograd rewrite's width threshold (the conformance suite passes 1 to
     rewrite every 3x3 convolution of its tiny networks)."""
-    return rewrite_conv3x3(model, min_channels) + rewrite_narrow_conv(model) + rewrite_conv_transpose(model)
+    return rewrite_conv3x3(model, min_channels) + rewrite_narrow_conv(model)
 
 
 def rewrite_conv3x3(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS) -> int:
     """Replace every float32 3x3 stride-1 ungrouped Conv with both channel counts >= ``min_channels``
     (weights and bias constant) by its Winograd form, in place; returns how many were replaced."""
 
-    def eligible(dims: list[int], attrs: dict) -> bool:
-        return tuple(dims[2:]) == (3, 3) and min(dims[0], dims[1]) >= min_channels and _plain_conv(attrs)
+    def eligible(dims: list[int]) -> bool:
+        return tuple(dims[2:]) == (3, 3) and min(dims[0], dims[1]) >= min_channels
 
     return _rewrite_convs(model, "winograd", eligible, _winograd_nodes)
 
@@ -84,33 +69,10 @@ def rewrite_narrow_conv(model: onnx.ModelProto, max_out: int = NARROW_MAX_OUT, m
     """Replace every float32 stride-1 ungrouped square Conv with at most ``max_out`` output channels and a
     kernel of at least ``min_kernel`` by SpaceToDepth(2) -> Conv -> DepthToSpace(2), in place."""
 
-    def eligible(dims: list[int], attrs: dict) -> bool:
-        return dims[0] <= max_out and dims[2] == dims[3] >= min_kernel and _plain_conv(attrs)
+    def eligible(dims: list[int]) -> bool:
+        return dims[0] <= max_out and dims[2] == dims[3] >= min_kernel
 
     return _rewrite_convs(model, "narrow", eligible, _space_to_depth_nodes)
-
-
-def rewrite_conv_transpose(model: onnx.ModelProto, kernel_sizes: Collection[int] | None = PHASE_KERNEL_SIZES) -> int:
-    """Replace every float32 ungrouped 2-D ConvTranspose with a square stride s >= 2 whose output is
-    exactly s times its input (kernel + output_padding - pads == s, as in the generators' upsamplers)
-    and a square kernel in ``kernel_sizes`` (None: any) by one Conv per output phase, Concat and
-    DepthToSpace(s), in place; returns how many."""
-
-    def eligible(dims: list[int], attrs: dict) -> bool:
-        strides = list(attrs.get("strides", [1, 1]))
-        pads = (list(attrs.get("pads", [0, 0, 0, 0])) + [0] * 4)[:4]
-        output_padding = list(attrs.get("output_padding", [0, 0]))
-        return (
-            (kernel_sizes is None or dims[2] == dims[3] in kernel_sizes)
-            and attrs.get("group", 1) == 1 and list(attrs.get("dilations", [1, 1])) == [1, 1]
-            and "output_shape" not in attrs and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
-            and len(strides) == 2 and strides[0] == strides[1] >= 2
-            and all(dims[2 + i] + output_padding[i] - pads[i] - pads[i + 2] == strides[i]
-                    and all(_phase_taps(r, strides[i], pads[i], dims[2 + i]) for r in range(strides[i]))
-                    for i in range(2))
-        )
-
-    return _rewrite_convs(model, "phases", eligible, _phase_nodes, op_type="ConvTranspose")
 
 
 @dataclass
@@ -122,18 +84,17 @@ class _Conv:
     weight: np.ndarray  # float64: the transforms are computed exactly, then stored as float32
     bias: np.ndarray
     pads: tuple[int, int, int, int]  # top, left, bottom, right
-    attrs: dict[str, Any]
 
 
 #: ``const(name, array)``: adds a constant under the replacement's name prefix; returns its name.
 Const = Callable[[str, np.ndarray], str]
 
 
-def _rewrite_convs(model: onnx.ModelProto, prefix: str, eligible: Callable[[list[int], dict], bool],
-                   emit: Callable[[_Conv, str, Const], list[Any]], op_type: str = "Conv") -> int:
-    """Replace each ``op_type`` node (Conv or ConvTranspose) with constant float32 4-D weights and a
-    constant bias, if any, that is ``eligible(weight dims, attributes)``, by the nodes ``emit(conv,
-    name_prefix, const)`` returns; in place. Returns how many were replaced."""
+def _rewrite_convs(model: onnx.ModelProto, prefix: str, eligible: Callable[[list[int]], bool],
+                   emit: Callable[[_Conv, str, Const], list[Any]]) -> int:
+    """Replace each plain Conv (stride 1, ungrouped) with constant float32 4-D weights of an ``eligible``
+    shape and a constant bias, if any, by the nodes ``emit(conv, name_prefix, const)`` returns; in
+    place. Returns how many were replaced."""
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
@@ -142,16 +103,16 @@ def _rewrite_convs(model: onnx.ModelProto, prefix: str, eligible: Callable[[list
     added: list[Any] = []
     count = 0
     for node in graph.node:
-        weight = constants.get(node.input[1]) if node.op_type == op_type and len(node.input) > 1 else None
+        weight = constants.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
         bias_name = node.input[2] if len(node.input) > 2 else ""
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if (weight is None or weight.data_type != TensorProto.FLOAT or len(weight.dims) != 4
-                or not eligible(list(weight.dims), attrs) or (bias_name and bias_name not in constants)):
+                or not eligible(list(weight.dims)) or not _plain_conv(attrs)
+                or (bias_name and bias_name not in constants)):
             nodes.append(node)
             continue
         w = numpy_helper.to_array(weight).astype(np.float64)
-        out_channels = w.shape[1] if op_type == "ConvTranspose" else w.shape[0]  # (in, out, ...) vs (out, in, ...)
-        bias = numpy_helper.to_array(constants[bias_name]) if bias_name else np.zeros(out_channels)
+        bias = numpy_helper.to_array(constants[bias_name]) if bias_name else np.zeros(w.shape[0])
         pt, pl, pb, pr = (list(attrs.get("pads", [0, 0, 0, 0])) + [0] * 4)[:4]
         p = f"{prefix}{count}_"
         count += 1
@@ -160,7 +121,7 @@ def _rewrite_convs(model: onnx.ModelProto, prefix: str, eligible: Callable[[list
             added.append(numpy_helper.from_array(array, p + name))
             return p + name
 
-        nodes += emit(_Conv(node.input[0], node.output[0], w, bias, (pt, pl, pb, pr), attrs), p, const)
+        nodes += emit(_Conv(node.input[0], node.output[0], w, bias, (pt, pl, pb, pr)), p, const)
     del graph.node[:]
     graph.node.extend(nodes)
     graph.initializer.extend(added)
@@ -229,41 +190,6 @@ def _space_to_depth_nodes(conv: _Conv, p: str, const: Const) -> list[Any]:
                          [p + "ys"], kernel_shape=[k2, k2]),
         helper.make_node("DepthToSpace", [p + "ys"], [p + "yfull"], blocksize=2, mode="CRD"),
         *_crop_to_conv_size(conv, p, const, p + "yfull"),
-    ]
-
-
-def _phase_taps(r: int, stride: int, pad: int, k: int) -> list[tuple[int, int]]:
-    """The (kernel tap, input offset) pairs that reach output index ``stride*m + r`` of a transposed
-    convolution: ``y = stride*i - pad + tap``, so input ``i = m + (r + pad - tap) / stride``."""
-    return [(t, (r + pad - t) // stride) for t in range(k) if (r + pad - t) % stride == 0]
-
-
-def _phase_nodes(conv: _Conv, p: str, const: Const) -> list[Any]:
-    from onnx import helper
-
-    # ONNX ConvTranspose weights are (in, out, kh, kw). A stride-s transposed convolution is s*s
-    # ordinary convolutions of the input, one per output phase (ry, rx), each with only the taps that
-    # reach that phase (k=3, s=2: 1, 2, 2 and 4 taps instead of scattering 9 through col2im); their
-    # outputs interleave into the image through DepthToSpace.
-    w = conv.weight
-    s = conv.attrs["strides"][0]
-    pt, pl = conv.pads[:2]
-    outputs, nodes = [], []
-    for ry, rx in np.ndindex(s, s):
-        rows, cols = _phase_taps(ry, s, pt, w.shape[2]), _phase_taps(rx, s, pl, w.shape[3])
-        # the window of input offsets this phase reads, widened to include offset 0
-        (r0, r1), (c0, c1) = ((min(0, *(d for _, d in t)), max(0, *(d for _, d in t))) for t in (rows, cols))
-        kernel = np.zeros((w.shape[1], w.shape[0], r1 - r0 + 1, c1 - c0 + 1), np.float32)
-        for (ky, dy), (kx, dx) in itertools.product(rows, cols):
-            kernel[:, :, dy - r0, dx - c0] = w[:, :, ky, kx].T
-        name = f"y{ry}{rx}"
-        nodes.append(helper.make_node(
-            "Conv", [conv.x, const(f"w{ry}{rx}", kernel), const(f"b{ry}{rx}", conv.bias.astype(np.float32))],
-            [p + name], pads=[-r0, -c0, r1, c1]))
-        outputs.append(p + name)
-    return nodes + [
-        helper.make_node("Concat", outputs, [p + "phases"], axis=1),  # channel (ry*s + rx)*out + o
-        helper.make_node("DepthToSpace", [p + "phases"], [conv.y], blocksize=s, mode="DCR"),
     ]
 
 

@@ -77,8 +77,8 @@ def create_session(
     """An ``InferenceSession`` on the best provider that actually loads, warning on fallback.
 
     On the CPU provider the graph is rewritten in memory for speed (``i2i_export.cpu_graph``: wide 3x3
-    convolutions as Winograd, few-output large kernels through space-to-depth, 3x3 transposed
-    convolutions by output phase; the file is left as it is) unless ``rewrite_for_cpu=False``.
+    convolutions as Winograd, few-output large kernels through space-to-depth; the file is left as it
+    is) unless ``rewrite_for_cpu=False``.
     ``ort_module`` replaces the ``onnxruntime`` module (tests use a fake one to exercise the CUDA
     and TensorRT paths on a CPU-only machine).
     """

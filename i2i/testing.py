@@ -307,14 +307,13 @@ def check_generator_onnx(
         raise _fail(spec, "generator", f"ONNX metadata_props[{META_KEY!r}] is missing or names another generator")
 
     sessions = {"onnxruntime": sess}
-    # The graph i2i's CPU runtime runs (i2i_export.cpu_graph), with every 3x3 convolution and every
-    # transposed convolution rewritten, not only the ones the runtime picks: the rewrites must hold
-    # for every network.
+    # The graph i2i's CPU runtime runs (i2i_export.cpu_graph), with every 3x3 convolution rewritten,
+    # not only the wide ones the runtime picks: the rewrites must hold for every network.
     import onnx
-    from i2i_export.cpu_graph import optimize_for_cpu, rewrite_conv_transpose
+    from i2i_export.cpu_graph import optimize_for_cpu
 
     graph = onnx.load(str(path))
-    if optimize_for_cpu(graph, min_channels=1) + rewrite_conv_transpose(graph, kernel_sizes=None):
+    if optimize_for_cpu(graph, min_channels=1):
         sessions["onnxruntime with the CPU rewrites"] = ort.InferenceSession(
             graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
 

@@ -1,9 +1,7 @@
-"""The CPU rewrites of ONNX graphs (Winograd, space-to-depth, transposed convolutions by phase) compute
-what the plain graph computes, at any size."""
+"""The CPU rewrites of ONNX graphs (Winograd, space-to-depth) compute what the plain graph computes, at any size."""
 
 from __future__ import annotations
 
-import functools
 import warnings
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from torch import nn
 from i2i.artifact import GeneratorMeta
 from i2i_export import runtime
 from i2i_export.exporter import export_onnx
-from i2i_export.cpu_graph import optimize_for_cpu, rewrite_conv3x3, rewrite_conv_transpose, rewrite_narrow_conv
+from i2i_export.cpu_graph import optimize_for_cpu, rewrite_conv3x3, rewrite_narrow_conv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -61,7 +59,7 @@ def resnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_resnet_generator_rewritten_agrees_with_the_plain_graph(resnet: Path, shape: tuple[int, ...]) -> None:
     # 20x28 and 36x44 give 5x7 and 9x11 maps: tiles that overhang the map and are sliced off.
     count, model = _rewritten(resnet, optimize_for_cpu)
-    assert count == 15  # 12 residual convolutions, the last 7x7 32 -> 3 layer, 2 upsamplers
+    assert count == 13  # 12 residual convolutions + the last 7x7 32 -> 3 layer
     x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
     plain, fast = _run(_session(str(resnet)), x), _run(_session(model), x)
     assert fast.shape == plain.shape == shape
@@ -134,37 +132,3 @@ def test_wide_or_small_kernel_convolutions_keep_their_form(tmp_path: Path) -> No
     path = _export(net, torch.randn(1, 16, 40, 40), tmp_path / "other2.onnx")
     model = onnx.load(str(path))
     assert rewrite_narrow_conv(model) == 0
-
-
-@pytest.mark.parametrize("kernel,stride,padding,output_padding,bias", [
-    (3, 2, 1, 1, True),   # the ResNet generator's upsampler
-    (4, 2, 1, 0, False),  # the U-Net's
-    (2, 2, 0, 0, True),
-    (6, 3, 2, 1, True),   # stride 3: nine phases
-])
-def test_transposed_convolution_by_output_phase(tmp_path: Path, kernel: int, stride: int, padding: int,
-                                                output_padding: int, bias: bool) -> None:
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.ConvTranspose2d(8, 6, kernel, stride, padding, output_padding, bias=bias)).eval()
-    path = _export(net, torch.randn(1, 8, 5, 5), tmp_path / "up.onnx")
-    count, model = _rewritten(path, functools.partial(rewrite_conv_transpose, kernel_sizes=None))
-    assert count == 1
-    ops = [n.op_type for n in onnx.load_from_string(model).graph.node]
-    assert ops == ["Conv"] * stride**2 + ["Concat", "DepthToSpace"]
-    x = np.random.default_rng(4).standard_normal((2, 8, 7, 4)).astype(np.float32)
-    want = net(torch.from_numpy(x)).detach().numpy()
-    got = _run(_session(model), x)
-    assert got.shape == want.shape
-    assert np.abs(got - want).max() / np.abs(want).max() < 1e-5
-
-
-def test_transposed_convolutions_that_do_not_scale_exactly_are_left_alone(tmp_path: Path) -> None:
-    # Output 2H - 1 (no output_padding), stride 1, groups, dilation, and (by default) the U-Net's
-    # 4x4 kernel keep their ConvTranspose.
-    net = nn.Sequential(nn.ConvTranspose2d(4, 4, 3, 2, 1), nn.ConvTranspose2d(4, 4, 3, 1, 1),
-                        nn.ConvTranspose2d(4, 4, 4, 2, 1, groups=2), nn.ConvTranspose2d(4, 4, 3, 2, 2, 1, dilation=2),
-                        nn.ConvTranspose2d(4, 4, 4, 2, 1)).eval()
-    path = _export(net, torch.randn(1, 4, 6, 6), tmp_path / "other_up.onnx")
-    model = onnx.load(str(path))
-    assert rewrite_conv_transpose(model) == 0
-    assert [n.op_type for n in model.graph.node] == ["ConvTranspose"] * 5
