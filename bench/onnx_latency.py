@@ -1,7 +1,7 @@
 """onnxruntime against PyTorch eager: latency of full-size generators at one image, on this machine's CPU.
 
     NO_ALBUMENTATIONS_UPDATE=1 python bench/onnx_latency.py [--models unet_256,resnet_9blocks] [--size 256]
-        [--threads N] [--repeat 30]
+        [--threads N] [--repeat 30] [--ops]
 
 Each generator is built at its paper size (unet_256: ngf 64, batch norm; resnet_9blocks: ngf 64,
 instance norm), exported with ``i2i_export.exporter.export_onnx`` (the code behind ``i2i export``),
