@@ -95,9 +95,12 @@ def create_session(
         opts.intra_op_num_threads = int(threads)
     providers = [(p, _provider_options(p)) if _provider_options(p) else p for p in wanted]
     fell_back = False
-    model = _cpu_graph(path) if rewrite_for_cpu and wanted == [CPU] else str(path)
+
+    def cpu_model() -> str | bytes:
+        return _cpu_graph(path) if rewrite_for_cpu else str(path)
+
     try:
-        sess = _session(ort_module, path, opts, providers, model)
+        sess = _session(ort_module, path, opts, providers, cpu_model() if wanted == [CPU] else str(path))
     except I2IError:
         raise
     except Exception as exc:  # noqa: BLE001 - a GPU provider that fails to initialise: retry on CPU
@@ -109,7 +112,7 @@ def create_session(
             ProviderWarning,
             stacklevel=2,
         )
-        sess = _session(ort_module, path, opts, [CPU])
+        sess = _session(ort_module, path, opts, [CPU], cpu_model())  # rewritten like any CPU session
         fell_back = True  # warned above
     active = list(sess.get_providers())
     asked = [p for p in wanted if p in ACCELERATORS]
@@ -151,9 +154,10 @@ def _cpu_graph(path: str | Path) -> str | bytes:
         return str(path)
 
 
-def _session(ort_module: Any, path: str | Path, opts: Any, providers: list[Any], model: str | bytes | None = None) -> Any:
+def _session(ort_module: Any, path: str | Path, opts: Any, providers: list[Any], model: str | bytes) -> Any:
+    """A session on ``model`` (the file's path or the rewritten graph's bytes); ``path`` names it in errors."""
     try:
-        return ort_module.InferenceSession(model if model is not None else str(path), sess_options=opts, providers=providers)
+        return ort_module.InferenceSession(model, sess_options=opts, providers=providers)
     except Exception as exc:  # noqa: BLE001
         msg = str(exc)
         if "INVALID_PROTOBUF" in msg or "NO_SUCHFILE" in msg or "INVALID_GRAPH" in msg:

@@ -90,7 +90,9 @@ def test_narrow_strided_and_grouped_convolutions_are_left_alone(tmp_path: Path) 
     assert [n.op_type for n in model.graph.node] == ["Conv"] * 4
 
 
-def test_the_cpu_runtime_rewrites_in_memory_and_can_be_told_not_to(resnet: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def rewrite_counts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many convolutions each Winograd rewrite the runtime runs replaces."""
     counts: list[int] = []
     real = rewrite_conv3x3
 
@@ -99,10 +101,14 @@ def test_the_cpu_runtime_rewrites_in_memory_and_can_be_told_not_to(resnet: Path,
         return counts[-1]
 
     monkeypatch.setattr("i2i_export.cpu_graph.rewrite_conv3x3", spy)
+    return counts
+
+
+def test_the_cpu_runtime_rewrites_in_memory_and_can_be_told_not_to(resnet: Path, rewrite_counts: list[int]) -> None:
     before = resnet.read_bytes()
     fast = runtime.create_session(resnet, device="cpu")
     plain = runtime.create_session(resnet, device="cpu", rewrite_for_cpu=False)
-    assert counts == [12]
+    assert rewrite_counts == [12]
     assert resnet.read_bytes() == before  # the file itself is untouched
     x = np.random.default_rng(2).uniform(-1, 1, (1, 3, 24, 40)).astype(np.float32)
     assert np.abs(_run(fast, x) - _run(plain, x)).max() < 1e-4
@@ -132,3 +138,23 @@ def test_wide_or_small_kernel_convolutions_keep_their_form(tmp_path: Path) -> No
     path = _export(net, torch.randn(1, 16, 40, 40), tmp_path / "other2.onnx")
     model = onnx.load(str(path))
     assert rewrite_narrow_conv(model) == 0
+
+
+def test_the_cpu_fallback_after_a_failed_gpu_provider_is_rewritten_too(resnet: Path, rewrite_counts: list[int]) -> None:
+    """A GPU provider that fails to start leaves a CPU session, which gets the CPU graph like any other."""
+
+    class FailingGpu:  # onnxruntime-gpu without its CUDA libraries
+        SessionOptions, GraphOptimizationLevel = ort.SessionOptions, ort.GraphOptimizationLevel
+
+        def get_available_providers(self) -> list[str]:
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+        def InferenceSession(self, model, sess_options=None, providers=None):  # noqa: N802
+            if providers != ["CPUExecutionProvider"]:
+                raise RuntimeError("libcudnn.so.9: cannot open shared object file")
+            return ort.InferenceSession(model, sess_options=sess_options, providers=providers)
+
+    with pytest.warns(runtime.ProviderWarning, match="running on CPU"):
+        sess = runtime.create_session(resnet, device="cuda", ort_module=FailingGpu())
+    assert rewrite_counts == [12]
+    assert sess.get_providers() == ["CPUExecutionProvider"]
