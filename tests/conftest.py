@@ -34,7 +34,6 @@ def clean_plugin_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     plugins.reset()
 
 
-
 @pytest.fixture
 def record_true(monkeypatch: pytest.MonkeyPatch):
     """``record_true(module, name)``: wrap the predicate ``module.name`` so that each call returning
