@@ -1,4 +1,5 @@
-"""The CPU rewrites of ONNX graphs (Winograd, space-to-depth) compute what the plain graph computes, at any size."""
+"""The CPU rewrites of ONNX graphs (Winograd, space-to-depth, transposed convolutions by phase) compute what
+the plain graph computes, at any size."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from torch import nn
 from i2i.artifact import GeneratorMeta
 from i2i_export import runtime
 from i2i_export.exporter import export_onnx
-from i2i_export.cpu_graph import optimize_for_cpu, rewrite_conv3x3, rewrite_narrow_conv
+from i2i_export.cpu_graph import optimize_for_cpu, rewrite_conv3x3, rewrite_conv_transpose, rewrite_narrow_conv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -138,6 +139,40 @@ def test_wide_or_small_kernel_convolutions_keep_their_form(tmp_path: Path) -> No
     path = _export(net, torch.randn(1, 16, 40, 40), tmp_path / "other2.onnx")
     model = onnx.load(str(path))
     assert rewrite_narrow_conv(model) == 0
+
+
+@pytest.mark.parametrize("kernel,stride,padding,output_padding,bias,hw", [
+    (4, 2, 1, 0, True, (7, 9)),    # a U-Net's upsampler
+    (4, 2, 0, 1, True, (6, 5)),    # output_padding past the last phase output: rows of bias only
+    (6, 3, 2, 2, False, (5, 8)),   # stride 3, two taps per phase
+    (2, 2, 0, 0, True, (4, 4)),    # one tap per phase: pure depth-to-space
+    (4, 2, 3, 1, True, (9, 3)),    # padding wider than a phase
+    (4, 4, 0, 3, True, (3, 3)),
+])
+def test_transposed_convolutions_through_their_phases(tmp_path: Path, kernel: int, stride: int, padding: int,
+                                                      output_padding: int, bias: bool, hw: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.ConvTranspose2d(8, 5, kernel, stride, padding, output_padding, bias=bias)).eval()
+    path = _export(net, torch.randn(1, 8, 5, 5), tmp_path / "convT.onnx")
+    count, model = _rewritten(path, rewrite_conv_transpose)
+    assert count == 1
+    assert "ConvTranspose" not in {n.op_type for n in onnx.load_from_string(model).graph.node}
+    x = np.random.default_rng(4).standard_normal((2, 8) + hw).astype(np.float32)
+    want = net(torch.from_numpy(x)).detach().numpy()
+    got = _run(_session(model), x)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() / np.abs(want).max() < 1e-5
+
+
+def test_transposed_convolutions_that_would_waste_taps_keep_their_form(tmp_path: Path) -> None:
+    # 3x3 stride 2 (a ResNet generator's upsampler) has phases of 1, 2 and 4 taps: one Conv would
+    # multiply 16 taps per pixel for 9.
+    net = nn.Sequential(nn.ConvTranspose2d(8, 8, 3, 2, 1, output_padding=1), nn.ConvTranspose2d(8, 8, 4, 2, 1, groups=2),
+                        nn.ConvTranspose2d(8, 8, 4, 2, 1, dilation=2), nn.ConvTranspose2d(8, 8, 4, 1, 1)).eval()
+    path = _export(net, torch.randn(1, 8, 6, 6), tmp_path / "other_convT.onnx")
+    model = onnx.load(str(path))
+    assert rewrite_conv_transpose(model) == 0
+    assert [n.op_type for n in model.graph.node] == ["ConvTranspose"] * 4
 
 
 def test_the_cpu_fallback_after_a_failed_gpu_provider_is_rewritten_too(resnet: Path, rewrite_counts: list[int]) -> None:
