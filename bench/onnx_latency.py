@@ -19,6 +19,12 @@ processes on a shared machine hits all of them alike, with a pause before each c
 thread pools still spinning after one contender's call cannot slow the next one down; the ratio
 column is median / PyTorch median.
 The outputs are compared first (max |diff|) so a fast but wrong graph cannot win.
+
+PyTorch eager's unet_256 time depends on glibc's allocator: by default freed multi-MB buffers may go
+back to the kernel and be faulted in again on the next call, and whether they do depends on the
+process's history (163 or 218-250 ms). onnxruntime uses its own arena. To time PyTorch without that,
+run with the thresholds pinned:
+``MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=2147483648 python bench/onnx_latency.py``.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ convolution of the input with k/s x k/s of the taps; one Conv computes all phase
 channels, with the same multiplications, and runs in onnxruntime's blocked (NCHWc) kernels. The
 phases are interleaved channels-last, where it costs least: the Transpose to NHWC folds into the
 Conv's own output reorder, rx is then already beside its pixel, and ry moves whole rows. unet_256:
-115 vs 126 ms (bench/onnx_latency.py), though on the smallest maps (2x2 to 8x8) the Conv is ~1 ms
+108 vs 112-114 ms (bench/onnx_latency.py), though on the smallest maps (2x2 to 8x8) the Conv is ~1 ms
 slower than the ConvTranspose.
 
 The rewritten graph reads in any runtime, but pays off only on CPUs: GPU runtimes (cuDNN, TensorRT)
