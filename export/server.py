@@ -313,10 +313,13 @@ async def _parts(request: Any, body: bytes, limits: Limits) -> tuple[bytes, byte
     except Exception as exc:  # noqa: BLE001 - malformed multipart
         raise ServeError(422, f"malformed multipart body: {getattr(exc, 'detail', exc)}") from None
     files = {}
-    for key in ("image", "file", "mask"):
-        part = form.get(key)
-        if part is not None and hasattr(part, "read"):
-            files[key] = await part.read()
+    try:
+        for key in ("image", "file", "mask"):
+            part = form.get(key)
+            if part is not None and hasattr(part, "read"):
+                files[key] = await part.read()
+    finally:  # the parts are spooled temporary files (on disk past 1 MB): close them now, not at GC
+        await form.close()
     image = files.get("image", files.get("file"))
     if image is None:
         raise ServeError(422, "the multipart body has no 'image' file field")

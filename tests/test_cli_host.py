@@ -201,8 +201,8 @@ def test_broken_plugin_does_not_take_the_cli_down(installed: None, monkeypatch: 
     with pytest.warns(PluginWarning) as record:
         result = invoke("plugins")
     assert result.exit_code == 0, result.output
-    assert [str(r.message) for r in record] == ["plugin 'broken_import' skipped: ModuleNotFoundError: "
-                                                "No module named 'i2i_a_dependency_that_is_not_installed'"]
+    assert [str(r.message) for r in record if issubclass(r.category, PluginWarning)] == [
+        "plugin 'broken_import' skipped: ModuleNotFoundError: No module named 'i2i_a_dependency_that_is_not_installed'"]
     rows = {line.split()[0]: line.split()[2] for line in result.output.splitlines()[2:]}
     assert set(rows) == set(BUILTIN_PLUGINS) | {"example", "broken_hook", "broken_import"}
     assert rows["broken_import"] == "skipped" and "i2i_a_dependency_that_is_not_installed" in result.output

@@ -46,7 +46,8 @@ def test_grayscale_to_three_channels(tmp_path: Path) -> None:
 def test_sixteen_bit_png_is_scaled(tmp_path: Path) -> None:
     a16 = np.array([[0, 257, 65535, 32896]], dtype=np.uint16)
     Image.fromarray(a16).save(tmp_path / "d.png")
-    assert Image.open(tmp_path / "d.png").mode.startswith("I")
+    with Image.open(tmp_path / "d.png") as im:
+        assert im.mode.startswith("I")
     out = read_image(tmp_path / "d.png", channels=1)[..., 0]
     assert out.tolist() == [[0, 1, 255, 128]]
     assert read_image(tmp_path / "d.png").shape == (1, 4, 3)
@@ -134,11 +135,13 @@ def test_missing_file_and_empty_file(tmp_path: Path) -> None:
 def test_write_jpeg_and_errors(tmp_path: Path) -> None:
     arr = np.full((8, 8, 3), 90, np.uint8)
     write_image(tmp_path / "o.JPG", arr)
-    assert Image.open(tmp_path / "o.JPG").format == "JPEG"
+    with Image.open(tmp_path / "o.JPG") as im:
+        assert im.format == "JPEG"
     write_image(tmp_path / "o4.jpg", np.full((8, 8, 4), 90, np.uint8))  # alpha dropped for JPEG
     assert read_image(tmp_path / "o4.jpg").shape == (8, 8, 3)
     write_image(tmp_path / "o1.png", np.full((8, 8, 1), 7, np.uint8))
-    assert Image.open(tmp_path / "o1.png").mode == "L"
+    with Image.open(tmp_path / "o1.png") as im:
+        assert im.mode == "L"
     with pytest.raises(I2IError, match="unknown image suffix"):
         write_image(tmp_path / "o.xyz", arr)
     with pytest.raises(ValueError, match="uint8"):

@@ -201,7 +201,8 @@ def test_translate_fills_holes_and_keeps_known_pixels(trained: Path, tmp_path: P
     result = runner.invoke(cli, ["translate", str(face), "--checkpoint", str(trained), "--mask", str(mpath),
                                  "--size", "106", "--out", str(tmp_path / "resized")])
     assert result.exit_code == 0, result.output
-    assert Image.open(tmp_path / "resized" / "face.png").size == (154, 106)
+    with Image.open(tmp_path / "resized" / "face.png") as im:  # header only: close it, not the GC
+        assert im.size == (154, 106)
 
 
 @needs_celeba

@@ -87,9 +87,10 @@ def test_translate_writes_every_image_of_a_folder_at_its_size(tmp_path: Path, mo
     result = runner.invoke(cli, ["translate", str(inputs), "--checkpoint", str(tmp_path / "runs" / "r"),
                                  "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert Image.open(tmp_path / "out" / "whole.png").size == (512, 256)
-    odd = Image.open(tmp_path / "out" / "odd_gray.png")
-    assert odd.size == (200, 145) and odd.mode == "RGB"
+    with Image.open(tmp_path / "out" / "whole.png") as whole, Image.open(tmp_path / "out" / "odd_gray.png") as odd:
+        # reading only the headers leaves the files open until closed (or a ResourceWarning at GC)
+        assert whole.size == (512, 256)
+        assert odd.size == (200, 145) and odd.mode == "RGB"
 
     bad = tmp_path / "bad"
     bad.mkdir()

@@ -249,3 +249,25 @@ def test_serve_command_errors(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["serve", str(tmp_path / "weights.safetensors")])
     assert res.exit_code != 0 and "export a checkpoint first" in res.output
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and not is_loopback("0.0.0.0")
+
+
+def test_multipart_parts_are_closed_once_read() -> None:
+    """Each uploaded part is a spooled temporary file (on disk past 1 MB): closed by the request, not left
+    to the garbage collector, which would keep file descriptors open under load."""
+    import asyncio
+    import warnings
+
+    from starlette.requests import Request
+
+    from i2i_export.server import _parts
+
+    image, mask = png(rgb(8, 8)), png(np.zeros((8, 8), np.uint8))
+    body = b"".join(b"--b\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s.png\"\r\n"
+                    b"Content-Type: image/png\r\n\r\n%s\r\n" % (name, name, data)
+                    for name, data in ((b"image", image), (b"mask", mask))) + b"--b--\r\n"
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-type", b"multipart/form-data; boundary=b")]}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        got = asyncio.run(_parts(Request(scope), body, Limits()))
+    assert got == (image, mask)
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
