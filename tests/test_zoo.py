@@ -191,7 +191,8 @@ def test_download_verifies_caches_and_translates(zoo_entry, server: str, tmp_pat
     Image.fromarray(np.full((30, 22, 3), 120, np.uint8)).save(tmp_path / "in.png")
     result = CliRunner().invoke(cli, ["translate", str(tmp_path / "in.png"), "--model", "tiny_zoo", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert Image.open(tmp_path / "out" / "in.png").size == (22, 30)  # padded to the multiple of 4, cropped back
+    with Image.open(tmp_path / "out" / "in.png") as out:
+        assert out.size == (22, 30)  # padded to the multiple of 4, cropped back
     assert Handler.hits == ["/models/tiny.pth"]
     cached = cache_path(spec)
     assert cached.read_bytes() == PAYLOAD and cache_status(spec)
