@@ -12,7 +12,9 @@ accelerator was asked for and is not in use we warn once, clearly, and run on CP
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from i2i.artifact import META_KEY, GeneratorMeta
+from i2i.download import cache_dir
 from i2i.errors import I2IError
 from i2i.imageproc import from_range, pad_to_multiple, to_range, translate_array
 
@@ -61,8 +64,7 @@ def choose_providers(device: str, available: Sequence[str]) -> list[str]:
 def _provider_options(name: str) -> dict[str, Any]:
     if name == TENSORRT:
         # building a TensorRT engine takes minutes: cache it next to the user's other caches
-        cache = Path(os.environ.get("I2I_CACHE", Path.home() / ".cache" / "i2i")) / "tensorrt"
-        return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
+        return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir("tensorrt"))}
     return {}
 
 
@@ -76,9 +78,11 @@ def create_session(
 ) -> Any:
     """An ``InferenceSession`` on the best provider that actually loads, warning on fallback.
 
-    On the CPU provider the graph is rewritten in memory for speed (``i2i_export.cpu_graph``: wide 3x3
-    convolutions as Winograd, few-output large kernels through space-to-depth; the file is left as it
-    is) unless ``rewrite_for_cpu=False``.
+    On the CPU provider the graph is rewritten for speed (``i2i_export.cpu_graph``: wide 3x3
+    convolutions as Winograd, few-output large kernels through space-to-depth, transposed convolutions
+    by phase) unless ``rewrite_for_cpu=False``. The file is left as it is; the rewritten graph is
+    cached under ``cache_dir("cpu-graphs")``, so only the first session on a file pays the ~1 s of
+    rewriting a full-size generator.
     ``ort_module`` replaces the ``onnxruntime`` module (tests use a fake one to exercise the CUDA
     and TensorRT paths on a CPU-only machine).
     """
@@ -131,27 +135,74 @@ def create_session(
 
 def _cpu_graph(path: str | Path) -> str | bytes:
     """What to hand the CPU provider: the graph rewritten by ``cpu_graph.optimize_for_cpu`` (1.5x
-    faster for a ResNet generator, ~5% for a U-Net, bench/onnx_latency.py), or the file as it is when
-    there is nothing to rewrite, the ``onnx`` package is missing (a serving install), or the model is
-    too large to reserialise."""
+    faster for a ResNet generator, ~5% for a U-Net, bench/onnx_latency.py), from the cache when it is
+    there; or the file as it is when there is nothing to rewrite, the ``onnx`` package is missing (a
+    serving install), or the model is too large to reserialise."""
     try:
         import onnx
 
-        from .cpu_graph import optimize_for_cpu
+        from . import cpu_graph
     except ImportError:
+        return str(path)
+    entry = _cache_entry(path, [cpu_graph.__file__, cpu_graph.transforms.__file__])
+    if entry is not None and entry.exists():
+        return str(entry)
+    if entry is not None and entry.with_suffix(".plain").exists():
         return str(path)
     try:
         model = onnx.load(str(path))
     except Exception:  # noqa: BLE001 - unreadable: onnxruntime reports it in its own words below
         return str(path)
     try:
-        if optimize_for_cpu(model) == 0 or model.ByteSize() > 1_900_000_000:
+        if cpu_graph.optimize_for_cpu(model) == 0 or model.ByteSize() > 1_900_000_000:
+            _store(entry, None)
             return str(path)
-        return model.SerializeToString()
+        data = model.SerializeToString()
     except Exception as exc:  # noqa: BLE001 - a graph the rewrite does not understand: run it as it is
         warnings.warn(f"i2i: could not rewrite {Path(path).name} for the CPU ({type(exc).__name__}: {exc}); "
                       "running the graph as it is", ProviderWarning, stacklevel=3)
         return str(path)
+    _store(entry, data)
+    return data
+
+
+def _cache_entry(path: str | Path, rewrite_sources: list[str]) -> Path | None:
+    """Where the CPU graph of this version of ``path`` is cached: named by the file's real path, and
+    by its size, modification time and the rewrite's own source files, so a changed model or a
+    changed rewrite misses. None when the file cannot be stat'ed."""
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+        code = b"".join(Path(source).read_bytes() for source in rewrite_sources)
+    except OSError:
+        return None
+    which = hashlib.sha256(real.encode()).hexdigest()[:16]
+    version = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}:".encode() + code).hexdigest()[:16]
+    return cache_dir("cpu-graphs") / f"{which}-{version}.onnx"
+
+
+def _store(entry: Path | None, data: bytes | None) -> None:
+    """Cache ``data`` (None: a marker that the file has nothing to rewrite) at ``entry``, replacing the
+    entries of earlier versions of the same file. Best effort: an unwritable cache is skipped."""
+    if entry is None:
+        return
+    target = entry if data is not None else entry.with_suffix(".plain")
+    tmp = ""
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        which = entry.name.split("-")[0] + "-"
+        for old in entry.parent.glob(which + "*"):  # earlier versions, and parts an interrupted run left
+            old.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=which, suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data or b"")
+        os.replace(tmp, target)  # atomic: a concurrent reader sees the whole file or none
+        tmp = ""
+    except OSError:
+        pass
+    finally:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _session(ort_module: Any, path: str | Path, opts: Any, providers: list[Any], model: str | bytes) -> Any:

@@ -7,6 +7,21 @@ from typing import Iterator
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """An i2i cache (downloads, CPU graphs) for the whole run, never the user's: module fixtures and
+    the subprocesses they start (``i2i serve``) use it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("I2I_CACHE_DIR", str(tmp_path_factory.mktemp("i2i-cache")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts from an empty i2i cache of its own."""
+    monkeypatch.setenv("I2I_CACHE_DIR", str(tmp_path_factory.mktemp("i2i-cache")))
+
+
 @pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
     """One torch intra-op thread for a module of tiny networks.

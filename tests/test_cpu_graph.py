@@ -3,6 +3,8 @@ the plain graph computes, at any size."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 
 from i2i.artifact import GeneratorMeta
+from i2i.download import cache_dir
 from i2i_export import runtime
 from i2i_export.exporter import export_onnx
 from i2i_export.cpu_graph import optimize_for_cpu, rewrite_conv3x3, rewrite_conv_transpose, rewrite_narrow_conv
@@ -193,3 +196,41 @@ def test_the_cpu_fallback_after_a_failed_gpu_provider_is_rewritten_too(resnet: P
         sess = runtime.create_session(resnet, device="cuda", ort_module=FailingGpu())
     assert rewrite_counts == [12]
     assert sess.get_providers() == ["CPUExecutionProvider"]
+
+
+def test_the_cpu_graph_is_cached_per_version_of_the_file(resnet: Path, tmp_path: Path, rewrite_counts: list[int]) -> None:
+    model = shutil.copy(resnet, tmp_path / "model.onnx")
+    x = np.random.default_rng(5).uniform(-1, 1, (1, 3, 20, 28)).astype(np.float32)
+    first = _run(runtime.create_session(model, device="cpu"), x)
+    again = _run(runtime.create_session(model, device="cpu"), x)
+    assert rewrite_counts == [12]  # the second session read the cached graph
+    assert np.array_equal(first, again)
+    assert len(list(cache_dir("cpu-graphs").glob("*.onnx"))) == 1
+    stat = os.stat(model)
+    os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a re-exported model
+    runtime.create_session(model, device="cpu")
+    assert rewrite_counts == [12, 12]
+    assert len(list(cache_dir("cpu-graphs").glob("*.onnx"))) == 1  # the stale entry is gone
+
+
+def test_a_graph_with_nothing_to_rewrite_is_not_parsed_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _export(nn.Sequential(nn.Conv2d(3, 8, 3)).eval(), torch.randn(1, 3, 8, 8), tmp_path / "small.onnx")
+    loads: list[str] = []
+    real_load = onnx.load
+    monkeypatch.setattr(onnx, "load", lambda f, *a, **k: loads.append(str(f)) or real_load(f, *a, **k))
+    runtime.create_session(path, device="cpu")
+    runtime.create_session(path, device="cpu")
+    assert loads == [str(path)]
+    assert [p.suffix for p in cache_dir("cpu-graphs").iterdir()] == [".plain"]
+
+
+def test_an_unwritable_cache_is_skipped(resnet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        rewrite_counts: list[int]) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("I2I_CACHE_DIR", str(blocker))
+    x = np.random.default_rng(6).uniform(-1, 1, (1, 3, 24, 24)).astype(np.float32)
+    fast = runtime.create_session(resnet, device="cpu")
+    plain = runtime.create_session(resnet, device="cpu", rewrite_for_cpu=False)
+    assert rewrite_counts == [12]
+    assert np.abs(_run(fast, x) - _run(plain, x)).max() < 1e-4
