@@ -100,11 +100,18 @@ def create_session(
     providers = [(p, _provider_options(p)) if _provider_options(p) else p for p in wanted]
     fell_back = False
 
-    def cpu_model() -> str | bytes:
-        return _cpu_graph(path) if rewrite_for_cpu else str(path)
+    def cpu_session(cpu_providers: list[Any]) -> Any:
+        model = _cpu_graph(path) if rewrite_for_cpu else str(path)
+        try:
+            return _session(ort_module, path, opts, cpu_providers, model)
+        except Exception:
+            if not isinstance(model, str) or model == str(path):
+                raise
+            Path(model).unlink(missing_ok=True)  # a damaged cache entry: drop it, run the file itself
+            return _session(ort_module, path, opts, cpu_providers, str(path))
 
     try:
-        sess = _session(ort_module, path, opts, providers, cpu_model() if wanted == [CPU] else str(path))
+        sess = cpu_session(providers) if wanted == [CPU] else _session(ort_module, path, opts, providers, str(path))
     except I2IError:
         raise
     except Exception as exc:  # noqa: BLE001 - a GPU provider that fails to initialise: retry on CPU
@@ -116,7 +123,7 @@ def create_session(
             ProviderWarning,
             stacklevel=2,
         )
-        sess = _session(ort_module, path, opts, [CPU], cpu_model())  # rewritten like any CPU session
+        sess = cpu_session([CPU])  # rewritten like any CPU session
         fell_back = True  # warned above
     active = list(sess.get_providers())
     asked = [p for p in wanted if p in ACCELERATORS]

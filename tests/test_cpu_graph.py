@@ -234,3 +234,16 @@ def test_an_unwritable_cache_is_skipped(resnet: Path, tmp_path: Path, monkeypatc
     plain = runtime.create_session(resnet, device="cpu", rewrite_for_cpu=False)
     assert rewrite_counts == [12]
     assert np.abs(_run(fast, x) - _run(plain, x)).max() < 1e-4
+
+
+def test_a_damaged_cache_entry_is_dropped_not_reported_as_a_bad_model(resnet: Path, tmp_path: Path) -> None:
+    model = shutil.copy(resnet, tmp_path / "model.onnx")
+    runtime.create_session(model, device="cpu")
+    [entry] = cache_dir("cpu-graphs").glob("*.onnx")
+    entry.write_bytes(entry.read_bytes()[:1000])  # truncated by a full disk or a careless hand
+    x = np.random.default_rng(7).uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)
+    sess = runtime.create_session(model, device="cpu")
+    assert not entry.exists()
+    plain = runtime.create_session(model, device="cpu", rewrite_for_cpu=False)
+    assert np.abs(_run(sess, x) - _run(plain, x)).max() < 1e-4
+
