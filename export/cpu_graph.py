@@ -30,9 +30,9 @@ the stride s (a U-Net's 4x4, stride 2), each of the s*s output phases (ry, rx) i
 convolution of the input with k/s x k/s of the taps; one Conv computes all phases as its output
 channels, with the same multiplications, and runs in onnxruntime's blocked (NCHWc) kernels. The
 phases are interleaved channels-last, where it costs least: the Transpose to NHWC folds into the
-Conv's own output reorder, rx is then already beside its pixel, and ry moves whole rows. unet_256:
-108 vs 112-114 ms (bench/onnx_latency.py), though on the smallest maps (2x2 to 8x8) the Conv is ~1 ms
-slower than the ConvTranspose.
+Conv's own output reorder, rx is then already beside its pixel, and ry moves whole rows. unet_256
+runs ~4% faster (-3% to +7% in six comparisons, BENCHMARKS.md): the big upsamplers gain ~3-4 ms each,
+while on the smallest maps (2x2 to 8x8), bound by reading the weights, the Conv is up to ~1 ms slower.
 
 The rewritten graph reads in any runtime, but pays off only on CPUs: GPU runtimes (cuDNN, TensorRT)
 choose their own algorithms and run the plain graph faster, so files on disk stay plain.
@@ -102,7 +102,8 @@ def rewrite_conv_transpose(model: onnx.ModelProto) -> int:
 
 @dataclass
 class _Conv:
-    """A Conv a rewrite replaces: input and output names, constant weights and bias, pads."""
+    """A Conv or ConvTranspose a rewrite replaces: input and output names, constant weights and bias,
+    pads, and the node's other attributes."""
 
     x: str
     y: str

@@ -142,7 +142,7 @@ def create_session(
 
 def _cpu_graph(path: str | Path) -> str | bytes:
     """What to hand the CPU provider: the graph rewritten by ``cpu_graph.optimize_for_cpu`` (1.5x
-    faster for a ResNet generator, ~5% for a U-Net, bench/onnx_latency.py), from the cache when it is
+    faster for a ResNet generator, ~4% for a U-Net, bench/onnx_latency.py), from the cache when it is
     there; or the file as it is when there is nothing to rewrite, the ``onnx`` package is missing (a
     serving install), or the model is too large to reserialise."""
     try:
