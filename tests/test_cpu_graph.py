@@ -247,3 +247,21 @@ def test_a_damaged_cache_entry_is_dropped_not_reported_as_a_bad_model(resnet: Pa
     plain = runtime.create_session(model, device="cpu", rewrite_for_cpu=False)
     assert np.abs(_run(sess, x) - _run(plain, x)).max() < 1e-4
 
+
+
+def test_the_phase_interleave_folds_into_onnxruntimes_reorder(tmp_path: Path) -> None:
+    """What makes the transposed-convolution rewrite pay: onnxruntime folds its NCHW -> NHWC Transpose
+    into the blocked convolution's output reorder. An onnxruntime that stops doing so makes the
+    rewrite a loss (a real transpose per upsampler, bench/onnx_latency.py), and this test says so."""
+    net = nn.Sequential(nn.ConvTranspose2d(32, 16, 4, 2, 1)).eval()
+    count, model = _rewritten(_export(net, torch.randn(1, 32, 8, 8), tmp_path / "up.onnx"), rewrite_conv_transpose)
+    assert count == 1
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    nodes = onnx.load(opts.optimized_model_filepath).graph.node
+    if not any(n.domain == "com.microsoft.nchwc" for n in nodes):
+        pytest.skip("this CPU has no onnxruntime NCHWc kernels")
+    attrs = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in nodes]
+    assert any(n.op_type == "ReorderOutput" and a.get("channels_last") == 1 for n, a in zip(nodes, attrs))
+    assert not any(n.op_type == "Transpose" and list(a["perm"]) == [0, 2, 3, 1] for n, a in zip(nodes, attrs))
