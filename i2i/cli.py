@@ -276,6 +276,58 @@ def translate(inputs: tuple[str, ...], checkpoint: str | None, model: str | None
     click.echo(f"translated {len(written)} image(s) with {translator.meta.name} on {translator.device} -> {out_dir}")
 
 
+#: what lives under ``cache_dir()``: ``i2i cache`` shows and clears these
+CACHE_KINDS = {
+    "datasets": "downloaded datasets",
+    "models": "downloaded pretrained weights",
+    "cpu-graphs": "ONNX graphs rewritten for onnxruntime's CPU (made again on the next run)",
+    "tensorrt": "TensorRT engines (built again on the next run, slowly)",
+}
+
+
+@cli.command()
+@click.argument("action", type=click.Choice(["show", "clear"]), default="show")
+@click.argument("kinds", nargs=-1)
+@click.option("--yes", is_flag=True, help="Clear downloads without asking.")
+def cache(action: str, kinds: tuple[str, ...], yes: bool) -> None:
+    """Show what i2i keeps in its cache ($I2I_CACHE_DIR, else ~/.cache/i2i), or clear KINDS of it
+    (datasets, models, cpu-graphs, tensorrt, or all)."""
+    import shutil
+
+    from .download import cache_dir
+
+    if action == "show":
+        rows = []
+        for kind, what in CACHE_KINDS.items():
+            files = [f for f in cache_dir(kind).rglob("*") if f.is_file()] if cache_dir(kind).is_dir() else []
+            rows.append((kind, len(files), _size(sum(f.stat().st_size for f in files)), what))
+        click.echo(f"cache: {cache_dir('').resolve()}")
+        _table(("kind", "files", "size", "what"), rows)
+        return
+    if not kinds:
+        raise I2IError(f"name what to clear: {', '.join(CACHE_KINDS)}, or all")
+    for kind in kinds:
+        if kind != "all" and kind not in CACHE_KINDS:
+            raise I2IError(f"no cache kind {kind!r}{did_you_mean(kind, [*CACHE_KINDS, 'all'])}; "
+                           f"choose from {', '.join(CACHE_KINDS)}, all")
+    chosen = list(CACHE_KINDS) if "all" in kinds else list(dict.fromkeys(kinds))
+    downloads = [k for k in chosen if k in ("datasets", "models") and cache_dir(k).is_dir()]
+    if downloads and not yes:
+        click.confirm(f"clear {' and '.join(downloads)}? They will be downloaded again when needed", abort=True)
+    for kind in chosen:
+        if cache_dir(kind).is_dir():
+            shutil.rmtree(cache_dir(kind))
+            click.echo(f"cleared {cache_dir(kind)}")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
 @cli.group(name="eval")
 def eval_group() -> None:
     """Evaluate a model on a dataset (subcommands per task, added by plugins)."""
