@@ -316,16 +316,20 @@ def cache(action: str, kinds: tuple[str, ...], yes: bool) -> None:
         click.confirm(f"clear {' and '.join(downloads)}? They will be downloaded again when needed", abort=True)
     for kind in chosen:
         if cache_dir(kind).is_dir():
-            shutil.rmtree(cache_dir(kind))
+            try:
+                shutil.rmtree(cache_dir(kind))
+            except OSError as exc:
+                raise I2IError(f"could not clear {cache_dir(kind)}: {exc.strerror or exc}") from None
             click.echo(f"cleared {cache_dir(kind)}")
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return ""
+    """A byte count as B, kB, MB or GB."""
+    units = ["B", "kB", "MB", "GB"]
+    i = 0
+    while n >= 1000 and i < len(units) - 1:
+        n, i = n / 1000, i + 1
+    return f"{n:.0f} B" if i == 0 else f"{n:.1f} {units[i]}"
 
 
 @cli.group(name="eval")
