@@ -64,7 +64,10 @@ def choose_providers(device: str, available: Sequence[str]) -> list[str]:
 def _provider_options(name: str) -> dict[str, Any]:
     if name == TENSORRT:
         # building a TensorRT engine takes minutes: cache it next to the user's other caches
-        return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir("tensorrt"))}
+        try:
+            return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir("tensorrt"))}
+        except RuntimeError:  # no home directory (a bare container): build the engine each time
+            return {}
     return {}
 
 
@@ -176,16 +179,17 @@ def _cpu_graph(path: str | Path) -> str | bytes:
 def _cache_entry(path: str | Path, rewrite_sources: list[str]) -> Path | None:
     """Where the CPU graph of this version of ``path`` is cached: named by the file's real path, and
     by its size, modification time and the rewrite's own source files, so a changed model or a
-    changed rewrite misses. None when the file cannot be stat'ed."""
+    changed rewrite misses. None when the file cannot be stat'ed or there is nowhere to cache."""
     try:
         real = os.path.realpath(path)
         st = os.stat(real)
         code = b"".join(Path(source).read_bytes() for source in rewrite_sources)
-    except OSError:
+        folder = cache_dir("cpu-graphs")
+    except (OSError, RuntimeError):  # RuntimeError: no home directory to put the cache in (a bare container)
         return None
     which = hashlib.sha256(real.encode()).hexdigest()[:16]
     version = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}:".encode() + code).hexdigest()[:16]
-    return cache_dir("cpu-graphs") / f"{which}-{version}.onnx"
+    return folder / f"{which}-{version}.onnx"
 
 
 def _store(entry: Path | None, data: bytes | None) -> None:
