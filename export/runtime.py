@@ -66,7 +66,7 @@ def _provider_options(name: str) -> dict[str, Any]:
         # building a TensorRT engine takes minutes: cache it next to the user's other caches
         try:
             return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir("tensorrt"))}
-        except RuntimeError:  # no home directory (a bare container): build the engine each time
+        except I2IError:  # no home directory (a bare container): build the engine each time
             return {}
     return {}
 
@@ -185,7 +185,7 @@ def _cache_entry(path: str | Path, rewrite_sources: list[str]) -> Path | None:
         st = os.stat(real)
         code = b"".join(Path(source).read_bytes() for source in rewrite_sources)
         folder = cache_dir("cpu-graphs")
-    except (OSError, RuntimeError):  # RuntimeError: no home directory to put the cache in (a bare container)
+    except (OSError, I2IError):  # I2IError: no home directory to put the cache in (a bare container)
         return None
     which = hashlib.sha256(real.encode()).hexdigest()[:16]
     version = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}:".encode() + code).hexdigest()[:16]

@@ -296,10 +296,6 @@ def cache(action: str, kinds: tuple[str, ...], yes: bool) -> None:
 
     from .download import cache_dir
 
-    try:
-        cache_dir("")
-    except RuntimeError:  # Path.home() without HOME or a passwd entry
-        raise I2IError("no cache directory: there is no home directory; set I2I_CACHE_DIR") from None
     if action == "show":
         rows = []
         for kind, what in CACHE_KINDS.items():

@@ -30,13 +30,17 @@ CHUNK = 1 << 20
 
 def cache_dir(kind: str) -> Path:
     """Where downloaded ``kind`` ("datasets", "models") live: ``$I2I_CACHE_DIR/<kind>``, else
-    ``$XDG_CACHE_HOME/i2i/<kind>``, else ``~/.cache/i2i/<kind>``. Not created here."""
+    ``$XDG_CACHE_HOME/i2i/<kind>``, else ``~/.cache/i2i/<kind>``. Not created here; an I2IError when
+    there is no home directory to put it in."""
     root = os.environ.get("I2I_CACHE_DIR")
     if root:
         base = Path(root).expanduser()
     else:
         xdg = os.environ.get("XDG_CACHE_HOME")
-        base = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "i2i"
+        try:
+            base = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "i2i"
+        except RuntimeError:  # HOME unset and no passwd entry (a bare container)
+            raise I2IError("there is no home directory for i2i's cache; set I2I_CACHE_DIR to a writable folder") from None
     return base / kind
 
 

@@ -117,6 +117,10 @@ def test_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert cache_dir("models") == tmp_path / "xdg" / "i2i" / "models"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert cache_dir("models") == Path.home() / ".cache" / "i2i" / "models"
+    # HOME unset and no passwd entry (a bare container): say what to set, not a RuntimeError
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
+    with pytest.raises(I2IError, match="set I2I_CACHE_DIR"):
+        cache_dir("models")
 
 
 def _tar(path: Path, files: dict[str, bytes]) -> Path:
