@@ -145,7 +145,6 @@ def serve_cmd(model: Path, host: str, port: int, device: str, workers: int, max_
     if not is_loopback(host):
         warnings.warn(f"i2i serve: binding to {host} makes the model reachable from other machines, without authentication", UserWarning, stacklevel=1)
     limits = Limits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels, timeout_s=timeout, max_queue=max_queue)
-    click.echo(f"serving {model} on http://{host}:{port}/ (Ctrl+C to stop)")
     serve(model, host=host, port=port, device=device, limits=limits, workers=workers, tile=tile)
 
 

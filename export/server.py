@@ -352,7 +352,8 @@ def serve(model_path: str | Path, host: str = "127.0.0.1", port: int = 8000, **k
     """Blocking: serve until interrupted (``i2i serve``)."""
     import uvicorn
 
-    app = create_app(model_path, **kwargs)
+    app = create_app(model_path, **kwargs)  # a bad file fails here, before anything says it is serving
     gen = app.state.translator.generator
     print(f"model {gen.meta.name} ({gen.meta.method or 'imported'}) running on {', '.join(gen.providers)}", flush=True)
+    print(f"serving {model_path} on http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=5)

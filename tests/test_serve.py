@@ -248,6 +248,10 @@ def test_serve_command_errors(tmp_path: Path) -> None:
     assert res.exit_code != 0 and "does not exist" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(cli, ["serve", str(tmp_path / "weights.safetensors")])
     assert res.exit_code != 0 and "export a checkpoint first" in res.output
+    (tmp_path / "corrupt.onnx").write_bytes(b"not a model")
+    res = CliRunner().invoke(cli, ["serve", str(tmp_path / "corrupt.onnx")])
+    assert res.exit_code != 0 and "not a readable ONNX model" in res.output
+    assert "serving" not in res.output  # nothing claims to serve a model that did not load
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and not is_loopback("0.0.0.0")
 
 
