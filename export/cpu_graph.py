@@ -1,6 +1,7 @@
 """Rewrites of an ONNX graph that make onnxruntime's CPU provider faster, with standard operators only.
 
-``optimize_for_cpu(model)`` applies all three; the CPU runtime (``create_session``) does so in memory.
+``optimize_for_cpu(model)`` applies all three; the CPU runtime (``create_session``) does so when it loads a file
+and caches the result (``i2i_export.runtime``).
 
 **Wide 3x3 convolutions as Winograd F(4x4, 3x3)** (``rewrite_conv3x3``). onnxruntime computes
 convolutions directly (MLAS); it has no Winograd kernels. For a ResNet generator, whose time is ~70%
