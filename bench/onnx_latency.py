@@ -22,10 +22,10 @@ columns are median / PyTorch's median, by default and with the allocator pinned 
 The outputs are compared first (max |diff|) so a fast but wrong graph cannot win.
 
 Why fresh processes: stock PyTorch's unet_256 time depends on glibc's allocator. By default freed
-multi-MB buffers may go back to the kernel and be faulted in again on the next call, and whether they
-do depends on the process's history: in a fresh process they mostly do (163-266 ms here), in this script's
-own process, after exporting and onnxruntime sessions, sometimes not (135-168 ms). onnxruntime uses
-its own arena. So PyTorch is timed where a user runs it, in a process of its own, and once more with
+multi-MB buffers may go back to the kernel and be faulted in again on the next call, and whether
+they do depends on the process's history: in a fresh process they mostly do (163-266 ms here), in
+this script's own process, after exporting and onnxruntime sessions, sometimes not (135-168 ms).
+onnxruntime uses its own arena. So PyTorch is timed where a user runs it, in a process of its own, and once more with
 glibc's thresholds pinned (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``), which removes the
 page faults: the ratios against both are printed.
 """
