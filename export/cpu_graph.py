@@ -251,10 +251,8 @@ def _phase_conv_nodes(conv: _Conv, p: str, const: Const) -> list[Any]:
         helper.make_node("Transpose", [p + "z"], [p + "zt"], perm=[0, 2, 3, 1]),                 # N H W (ry rx C)
         helper.make_node("Reshape", [p + "zt", const("s5", np.array([0, 0, 0, s, s * out_ch], np.int64))], [p + "z5"]),
         helper.make_node("Transpose", [p + "z5"], [p + "rows"], perm=[0, 1, 3, 2, 4]),            # N H ry W (rx C)
-        helper.make_node("Shape", [p + "z"], [p + "zshape"]),
-        helper.make_node("Slice", [p + "zshape", const("i2", np.array([2], np.int64)),
-                                   const("i4", np.array([4], np.int64))], [p + "zhw"]),
-        helper.make_node("Mul", [p + "zhw", const("stride", np.array([s, s], np.int64))], [p + "fullhw"]),
+        *_spatial_size(p + "z", p, const),
+        helper.make_node("Mul", [p + "xhw", const("stride", np.array([s, s], np.int64))], [p + "fullhw"]),
         helper.make_node("Concat", [const("n", np.array([0], np.int64)), p + "fullhw",
                                     const("c", np.array([out_ch], np.int64))], [p + "s4"], axis=0),
         helper.make_node("Reshape", [p + "rows", p + "s4"], [p + "full"]),                      # N sH sW C
