@@ -13,6 +13,7 @@ accelerator was asked for and is not in use we warn once, clearly, and run on CP
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import tempfile
 import warnings
@@ -148,17 +149,17 @@ def _cpu_graph(path: str | Path) -> str | bytes:
     faster for a ResNet generator, ~4% for a U-Net, bench/onnx_latency.py), from the cache when it is
     there; or the file as it is when there is nothing to rewrite, the ``onnx`` package is missing (a
     serving install), or the model is too large to reserialise."""
-    try:
-        import onnx
-
-        from . import cpu_graph
-    except ImportError:
+    if importlib.util.find_spec("onnx") is None:
         return str(path)
+    from . import cpu_graph  # numpy only; ``import onnx`` (~70 ms) waits for a cache miss
+
     entry = _cache_entry(path, [cpu_graph.__file__, cpu_graph.transforms.__file__])
     if entry is not None and entry.exists():
         return str(entry)
     if entry is not None and entry.with_suffix(".plain").exists():
         return str(path)
+    import onnx
+
     try:
         model = onnx.load(str(path))
     except Exception:  # noqa: BLE001 - unreadable: onnxruntime reports it in its own words below
