@@ -48,6 +48,14 @@ def _rewritten(path: Path, rewrite=rewrite_conv3x3) -> tuple[int, bytes]:
     return count, model.SerializeToString()
 
 
+def _assert_agrees(net: nn.Module, model: bytes, x: np.ndarray, rtol: float) -> None:
+    """The rewritten ``model`` gives ``net``'s output shape and values, within ``rtol`` of its largest."""
+    want = net(torch.from_numpy(x)).detach().numpy()
+    got = _run(_session(model), x)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() / np.abs(want).max() < rtol
+
+
 @pytest.fixture(scope="module")
 def resnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A resnet_6blocks generator at ngf 32: 12 residual 3x3 convolutions of 128 channels."""
@@ -79,10 +87,7 @@ def test_zero_padded_convolutions_with_and_without_bias(tmp_path: Path, padding:
     count, model = _rewritten(path)
     assert count == 2
     x = np.random.default_rng(1).standard_normal((2, 128, 11, 6)).astype(np.float32)
-    want = net(torch.from_numpy(x)).detach().numpy()
-    got = _run(_session(model), x)
-    assert got.shape == want.shape
-    assert np.abs(got - want).max() / np.abs(want).max() < 1e-4
+    _assert_agrees(net, model, x, 1e-4)
 
 
 def test_narrow_strided_and_grouped_convolutions_are_left_alone(tmp_path: Path) -> None:
@@ -131,10 +136,7 @@ def test_narrow_large_kernel_convolution_through_space_to_depth(tmp_path: Path, 
     assert count == 1
     assert {n.op_type for n in onnx.load_from_string(model).graph.node} >= {"SpaceToDepth", "DepthToSpace"}
     x = np.random.default_rng(3).standard_normal((2, 16) + hw).astype(np.float32)
-    want = net(torch.from_numpy(x)).detach().numpy()
-    got = _run(_session(model), x)
-    assert got.shape == want.shape
-    assert np.abs(got - want).max() / np.abs(want).max() < 1e-5
+    _assert_agrees(net, model, x, 1e-5)
 
 
 def test_wide_or_small_kernel_convolutions_keep_their_form(tmp_path: Path) -> None:
@@ -161,10 +163,7 @@ def test_transposed_convolutions_through_their_phases(tmp_path: Path, kernel: in
     assert count == 1
     assert "ConvTranspose" not in {n.op_type for n in onnx.load_from_string(model).graph.node}
     x = np.random.default_rng(4).standard_normal((2, 8) + hw).astype(np.float32)
-    want = net(torch.from_numpy(x)).detach().numpy()
-    got = _run(_session(model), x)
-    assert got.shape == want.shape
-    assert np.abs(got - want).max() / np.abs(want).max() < 1e-5
+    _assert_agrees(net, model, x, 1e-5)
 
 
 def test_transposed_convolutions_that_would_waste_taps_keep_their_form(tmp_path: Path) -> None:
