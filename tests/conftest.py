@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -20,6 +21,22 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts from an empty i2i cache of its own."""
     monkeypatch.setenv("I2I_CACHE_DIR", str(tmp_path_factory.mktemp("i2i-cache")))
+
+
+@pytest.fixture
+def no_home(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """``no_home()``: from then on there is no home directory, as in a bare container (HOME unset, no
+    passwd entry: ``Path.home()`` raises) and no I2I_CACHE_DIR or XDG_CACHE_HOME to fall back on."""
+
+    def home(cls: type) -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    def take_it_away() -> None:
+        monkeypatch.delenv("I2I_CACHE_DIR", raising=False)
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+        monkeypatch.setattr(Path, "home", classmethod(home))
+
+    return take_it_away
 
 
 @pytest.fixture(scope="module")

@@ -49,11 +49,7 @@ def test_bad_requests_get_one_line_errors() -> None:
     assert result.exit_code != 0 and "did you mean: cpu-graphs?" in result.output
 
 
-def test_no_home_directory_is_a_one_line_error(monkeypatch) -> None:
-    from pathlib import Path
-
-    monkeypatch.delenv("I2I_CACHE_DIR")
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    monkeypatch.setattr(Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
+def test_no_home_directory_is_a_one_line_error(no_home) -> None:
+    no_home()
     result = CliRunner().invoke(cli, ["cache"])
     assert result.exit_code != 0 and "set I2I_CACHE_DIR" in result.output and result.exception.__class__ is SystemExit

@@ -225,15 +225,13 @@ def test_a_graph_with_nothing_to_rewrite_is_not_parsed_twice(tmp_path: Path, mon
 
 @pytest.mark.parametrize("no_cache", ["a file in the way", "no home directory"])
 def test_a_cache_that_cannot_be_used_is_skipped(resnet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                rewrite_counts: list[int], no_cache: str) -> None:
+                                                rewrite_counts: list[int], no_home, no_cache: str) -> None:
     if no_cache == "a file in the way":
         blocker = tmp_path / "not-a-directory"
         blocker.write_text("")
         monkeypatch.setenv("I2I_CACHE_DIR", str(blocker))
-    else:  # Path.home() raises when HOME is unset and the user has no passwd entry
-        monkeypatch.delenv("I2I_CACHE_DIR")
-        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-        monkeypatch.setattr(Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
+    else:
+        no_home()
     x = np.random.default_rng(6).uniform(-1, 1, (1, 3, 24, 24)).astype(np.float32)
     fast = runtime.create_session(resnet, device="cpu")
     plain = runtime.create_session(resnet, device="cpu", rewrite_for_cpu=False)

@@ -109,7 +109,7 @@ def test_offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         download("http://example.invalid/x", tmp_path / "x", offline_hint="put it there yourself")
 
 
-def test_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_home) -> None:
     monkeypatch.setenv("I2I_CACHE_DIR", str(tmp_path))
     assert cache_dir("datasets") == tmp_path / "datasets"
     monkeypatch.delenv("I2I_CACHE_DIR")
@@ -118,7 +118,7 @@ def test_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert cache_dir("models") == Path.home() / ".cache" / "i2i" / "models"
     # HOME unset and no passwd entry (a bare container): say what to set, not a RuntimeError
-    monkeypatch.setattr(Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
+    no_home()
     with pytest.raises(I2IError, match="set I2I_CACHE_DIR"):
         cache_dir("models")
 
