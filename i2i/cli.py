@@ -299,7 +299,7 @@ def cache(action: str, kinds: tuple[str, ...], yes: bool) -> None:
     if action == "show":
         rows = []
         for kind, what in CACHE_KINDS.items():
-            files = [f for f in cache_dir(kind).rglob("*") if f.is_file()] if cache_dir(kind).is_dir() else []
+            files = [f for f in cache_dir(kind).rglob("*") if f.is_file()]  # none when it does not exist
             rows.append((kind, len(files), _size(sum(f.stat().st_size for f in files)), what))
         click.echo(f"cache: {cache_dir('').resolve()}")
         _table(("kind", "files", "size", "what"), rows)
@@ -314,13 +314,13 @@ def cache(action: str, kinds: tuple[str, ...], yes: bool) -> None:
     downloads = [k for k in chosen if k in ("datasets", "models") and cache_dir(k).is_dir()]
     if downloads and not yes:
         click.confirm(f"clear {' and '.join(downloads)}? They will be downloaded again when needed", abort=True)
-    for kind in chosen:
-        if cache_dir(kind).is_dir():
+    for folder in (cache_dir(kind) for kind in chosen):
+        if folder.is_dir():
             try:
-                shutil.rmtree(cache_dir(kind))
+                shutil.rmtree(folder)
             except OSError as exc:
-                raise I2IError(f"could not clear {cache_dir(kind)}: {exc.strerror or exc}") from None
-            click.echo(f"cleared {cache_dir(kind)}")
+                raise I2IError(f"could not clear {folder}: {exc.strerror or exc}") from None
+            click.echo(f"cleared {folder}")
 
 
 def _size(n: float) -> str:
