@@ -101,7 +101,7 @@ def create_session(
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = int(threads)
-    providers = [(p, _provider_options(p)) if _provider_options(p) else p for p in wanted]
+    providers = [(p, options) if (options := _provider_options(p)) else p for p in wanted]
     fell_back = False
 
     def cpu_session(cpu_providers: list[Any]) -> Any:
