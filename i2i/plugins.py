@@ -4,6 +4,9 @@
 - ``I2I_PLUGINS=a,b`` loads only these third-party plugins (``I2I_PLUGINS=`` loads none).
 - A plugin that fails to import, or whose hook raises, is reported in one warning naming it and the
   error; everything else still loads. A misspelt hook implementation is an error naming the plugin.
+- A built-in that fails to import (or to add its commands) only because a dependency of an extra
+  that is not installed is missing (torch in a serving install: ``pip install ".[serve]"``) is
+  skipped quietly: ``i2i plugins`` shows it and the extra to install; no warning on every command.
 """
 
 from __future__ import annotations
@@ -35,6 +38,24 @@ BUILTIN_PLUGINS: dict[str, str] = {
 }
 
 
+#: top-level modules of the optional dependencies -> the extra that installs them (pyproject.toml)
+EXTRA_OF: dict[str, str] = {
+    **dict.fromkeys(("torch", "torchvision", "albumentations", "kornia", "onnx", "onnxscript", "safetensors",
+                     "cv2", "yaml"), "train"),
+    **dict.fromkeys(("onnxruntime", "fastapi", "starlette", "uvicorn", "multipart", "python_multipart"), "serve"),
+}
+
+
+def missing_extra(exc: BaseException) -> str | None:
+    """``needs torch (pip install 'i2i[train]')`` when ``exc`` is the import of an optional dependency
+    that is not installed; None for any other error."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    top = exc.name.split(".")[0]
+    extra = EXTRA_OF.get(top)
+    return f"needs {top} (pip install 'i2i[{extra}]')" if extra else None
+
+
 class PluginWarning(UserWarning):
     """A plugin was skipped because it is broken."""
 
@@ -49,7 +70,7 @@ class PluginInfo:
 
 
 #: every hook a plugin may implement
-_HOOK_NAMES = sorted(n for n in dir(hookspecs) if n.startswith("register_"))
+_HOOK_NAMES = sorted(n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "i2i_spec"))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -77,7 +98,8 @@ class PluginHost:
         self.pm = pluggy.PluginManager("i2i")
         self.pm.add_hookspecs(hookspecs)
         self.info: dict[str, PluginInfo] = {}
-        #: plugins that failed to load: name -> the one-line reason (``i2i plugins`` shows them)
+        #: plugins that failed to load (or, built-ins short of an extra, to add their commands):
+        #: name -> the one-line reason (``i2i plugins`` shows them)
         self.skipped: dict[str, str] = {}
         self._registries: dict[str, Registry[Any]] = {}
         blocked = _env_list("I2I_BLOCK_PLUGINS") or set()
@@ -100,8 +122,10 @@ class PluginHost:
         try:
             module = load()
         except Exception as exc:  # a broken plugin must not take the host down
-            self.skipped[name] = _one_line(exc)
-            _warn(f"plugin {name!r} skipped: {self.skipped[name]}")
+            quiet = missing_extra(exc) if builtin else None  # an install without that extra: not broken
+            self.skipped[name] = quiet or _one_line(exc)
+            if not quiet:
+                _warn(f"plugin {name!r} skipped: {self.skipped[name]}")
             return
         self._check_hook_names(name, module)
         try:
@@ -117,6 +141,11 @@ class PluginHost:
             return
         hooks = sorted(c.name for c in self.pm.get_hookcallers(module) or [] if c.name in _HOOK_NAMES)
         self.info[name] = PluginInfo(name, version, builtin, getattr(module, "__name__", str(module)), hooks)
+
+    def _missing_extra(self, name: str, exc: BaseException) -> str | None:
+        """:func:`missing_extra` for a hook of the loaded plugin ``name``: only built-ins are excused."""
+        info = self.info.get(name)
+        return missing_extra(exc) if info is not None and info.builtin else None
 
     @staticmethod
     def _check_hook_names(name: str, plugin: Any) -> None:
@@ -152,7 +181,8 @@ class PluginHost:
                 try:
                     impl.function(register=register)
                 except Exception as exc:  # its entries are dropped, every other plugin's stay
-                    _warn(f"plugin {impl.plugin_name!r} skipped in {hook_name}: {_one_line(exc)}")
+                    why = self._missing_extra(impl.plugin_name, exc) or _one_line(exc)
+                    _warn(f"plugin {impl.plugin_name!r} skipped in {hook_name}: {why}")
                     continue
                 for spec in staged:
                     reg.add(spec)
@@ -167,9 +197,13 @@ class PluginHost:
             try:
                 impl.function(cli=cli)
             except Exception as exc:
-                _warn(f"plugin {impl.plugin_name!r} skipped in register_commands: {_one_line(exc)}")
                 cli.commands.clear()
                 cli.commands.update(before)
+                quiet = self._missing_extra(impl.plugin_name, exc)
+                if quiet:  # this hook runs on every command: shown by `i2i plugins`, not warned about
+                    self.skipped[impl.plugin_name] = f"commands skipped: {quiet}"
+                else:
+                    _warn(f"plugin {impl.plugin_name!r} skipped in register_commands: {_one_line(exc)}")
                 continue
             for name, cmd in list(cli.commands.items()):
                 if name in before and before[name] is not cmd:
