@@ -1,24 +1,44 @@
-"""Reading and writing images as uint8 numpy arrays (torch-free: numpy + Pillow only).
+"""Decoding and encoding images as uint8 numpy arrays (torch-free: numpy + Pillow only).
 
 The serving runtime imports this module, so it must never import torch.
 
-Conversions done by :func:`read_image` (whatever the file holds, you get ``HxWxC`` uint8 with the
-channel count you asked for):
+This module is the one decoder and the one encoder of the project: a picture gives the same pixels
+whether it arrives as a file (CLI, training) or as bytes (an HTTP upload), and the CLI and the
+server write the same bytes for the same result.
+
+- :func:`decode_image` (file or bytes) -> uint8 ``HxWxC``, C = 1, 2, 3 or 4 (L, LA, RGB, RGBA): the
+  image as stored, alpha kept. :func:`read_image` builds on it and gives the 1 or 3 channels a
+  model takes, transparency composited on white.
+- :func:`encode_image` (array -> PNG/JPEG/WebP bytes) and :func:`write_image` (the same bytes to a
+  file, written atomically).
+
+Conversions done by :func:`decode_image`:
 
 - EXIF orientation is applied, so a phone photo comes out the way it is displayed.
-- Transparency (RGBA, LA, palette with a transparent colour) is composited on **white**: a
-  transparent logo or line drawing then looks as it does in a browser, whereas dropping the alpha
-  channel would show whatever colour the transparent pixels happen to hold (often black).
-- 16-bit and 32-bit integer images (modes ``I;16*`` and ``I``) are scaled 0..65535 -> 0..255;
-  float images (mode ``F``) are taken as 0..1 when their maximum is at most 1, else as 0..255.
-- Palette, CMYK, YCbCr, LAB, HSV and 1-bit images are converted through RGB or L.
-- Colour -> 1 channel uses Pillow's ITU-R 601 luma (L = 0.299 R + 0.587 G + 0.114 B).
+- 16-bit and 32-bit integer grey images (modes ``I;16*`` and ``I``) are scaled 0..65535 -> 0..255
+  (``v / 257`` rounded, so 65535 -> 255 and 257 k -> k); float images (mode ``F``) are taken as 0..1
+  when their maximum is at most 1, else as 0..255. Pillow itself reduces 16-bit colour PNGs to
+  8 bits (it keeps the high byte) before this module sees them.
+- Palette images become RGBA when they have transparency (a transparent colour, or ``PA``), else
+  RGB; 1-bit images become L; CMYK, YCbCr, LAB, HSV and RGBX become RGB; premultiplied ``La`` and
+  ``RGBa`` become LA and RGBA.
+- The single transparent grey or RGB value that a PNG may declare (``tRNS`` outside a palette) is
+  ignored, as :func:`read_image` always did; palette transparency is honoured.
+
+Conversions done by :func:`read_image` on top: transparency is composited on **white** (a
+transparent logo or line drawing then looks as it does in a browser, whereas dropping the alpha
+channel would show whatever colour the transparent pixels happen to hold, often black); colour ->
+1 channel uses Pillow's ITU-R 601 luma (L = 0.299 R + 0.587 G + 0.114 B); grey -> 3 channels
+repeats the grey.
 """
 
 from __future__ import annotations
 
 import glob
+import io
 import os
+import re
+import secrets
 import struct
 from pathlib import Path
 from typing import Iterable
@@ -33,17 +53,88 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
 )
 
-#: The hint at the end of every "cannot read image" error.
+#: The hint at the end of every "cannot read image" error about a file.
 BAD_IMAGE_HINT = "remove or replace it (training: --set skip_bad_images=true skips such files)"
+
+#: What errors call an image given as bytes when the caller gives no ``name``.
+BYTES_LABEL = "the uploaded image"
+
+#: zlib level of every PNG written (:func:`encode_image`, :func:`write_image`): 1 is fast, and the
+#: HTTP server and the CLI write byte-identical PNGs because both use this one setting.
+PNG_COMPRESS_LEVEL = 1
+
+#: The formats :func:`encode_image` writes (lower case); ``jpg`` is ``jpeg``.
+ENCODE_FORMATS: tuple[str, ...] = ("png", "jpeg", "jpg", "webp")
+
+_PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
+                ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM", ".pgm": "PPM"}
+
+_MODE_OF_CHANNELS = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+def _restore_error(cls: type, args: tuple, state: dict) -> BaseException:
+    """Unpickle a :class:`BadImageError` (its ``__init__`` takes other arguments than ``args``)."""
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, *args)
+    exc.__dict__.update(state)
+    return exc
 
 
 class BadImageError(I2IError):
-    """An image file that cannot be read; ``path`` is the file and ``reason`` says why."""
+    """An image that cannot be read.
 
-    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = Path(path)
+    ``BadImageError(path, reason)`` is about a file: ``path`` (a :class:`~pathlib.Path`) is the file
+    and the message ends with :data:`BAD_IMAGE_HINT`. ``BadImageError(None, reason, label=...)`` is
+    about an image given as bytes (an upload): ``path`` is None and the message names ``label`` as
+    is. ``label`` is what the message calls the image (for a file, the path unless given);
+    ``reason`` says why it cannot be read ("empty", "truncated file", "not an image, ...").
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, reason: str, *, label: str | None = None) -> None:
+        self.path: Path | None = None if path is None else Path(path)
+        self.label: str = label if label is not None else (BYTES_LABEL if self.path is None else str(self.path))
         self.reason = reason
-        super().__init__(f"cannot read image {self.path}: {reason}; {BAD_IMAGE_HINT}")
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        if self.path is None:
+            return f"cannot read {self.label}: {self.reason}"
+        return f"cannot read image {self.label}: {self.reason}; {BAD_IMAGE_HINT}"
+
+    def __reduce__(self) -> tuple:
+        return (_restore_error, (type(self), self.args, dict(self.__dict__)))
+
+
+class ImageTooLargeError(BadImageError):
+    """An image with more pixels than allowed: ``width`` x ``height`` = ``pixels`` > ``max_pixels``.
+
+    Raised by :func:`decode_image` from the header, before any pixel is decoded, when the image is
+    past the caller's ``max_pixels`` or past Pillow's decompression-bomb limit
+    (``2 * PIL.Image.MAX_IMAGE_PIXELS``). The message is
+    ``"<label> is WxH = N pixels, more than the limit of M"`` (plus :data:`BAD_IMAGE_HINT` for a
+    file), so callers can add their own advice. ``width`` and ``height`` are None only when Pillow
+    refused the image and its header could not be read a second time (``pixels`` is then Pillow's
+    count).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, width: int | None, height: int | None,
+                 max_pixels: int, *, label: str | None = None, pixels: int | None = None,
+                 note: str = "") -> None:
+        self.width = width
+        self.height = height
+        self.max_pixels = max_pixels
+        if pixels is None:
+            if width is None or height is None:
+                raise ValueError("ImageTooLargeError needs width and height, or pixels")
+            pixels = width * height
+        self.pixels = pixels
+        size = f"{width}x{height} = " if width is not None and height is not None else ""
+        reason = f"{size}{pixels} pixels, more than the limit of {max_pixels}{note}"
+        super().__init__(path, reason, label=label)
+
+    def _message(self) -> str:
+        text = f"{self.label} is {self.reason}"
+        return text if self.path is None else f"{text}; {BAD_IMAGE_HINT}"
 
 
 def _reason(exc: BaseException) -> str:
@@ -53,8 +144,6 @@ def _reason(exc: BaseException) -> str:
         return "not an image, or a format Pillow cannot read"
     if "truncated" in text.lower() or isinstance(exc, EOFError):
         return "truncated file"
-    if isinstance(exc, Image.DecompressionBombError):
-        return "too many pixels (Pillow's decompression-bomb limit)"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -71,30 +160,178 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
 
 
-def _flatten_alpha(img: Image.Image) -> Image.Image:
-    """Composite an image with alpha onto white; return RGB (or L for LA)."""
-    rgba = img.convert("RGBA")
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    flat = Image.alpha_composite(white, rgba).convert("RGB")
-    return flat.convert("L") if img.mode == "LA" else flat
-
-
-def _normalise_mode(img: Image.Image) -> Image.Image:
-    """Any Pillow mode -> L or RGB."""
+def _stored_mode(img: Image.Image) -> Image.Image:
+    """Any Pillow mode -> L, LA, RGB or RGBA, alpha kept (see the module docstring)."""
     mode = img.mode
-    if mode in ("L", "RGB"):
+    if mode in ("L", "LA", "RGB", "RGBA"):
         return img
-    if mode == "P" or mode == "PA":
-        has_alpha = mode == "PA" or "transparency" in img.info
-        img = img.convert("RGBA" if has_alpha else "RGB")
-        return _flatten_alpha(img) if has_alpha else img
-    if mode in ("RGBA", "LA", "RGBa", "La"):
-        return _flatten_alpha(img)
+    if mode in ("P", "PA"):
+        return img.convert("RGBA" if mode == "PA" or "transparency" in img.info else "RGB")
+    if mode == "La":
+        return img.convert("LA")  # un-premultiplied
+    if mode == "RGBa":
+        return img.convert("RGBA")
     if mode == "1":
         return img.convert("L")
     if mode.startswith("I") or mode == "F":
         return _to_8bit(img)
     return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX ...
+
+
+def _grey_alpha_source(img: Image.Image) -> bool:
+    """True for a 16-bit grey + alpha PNG, which Pillow opens as RGBA (grey repeated)."""
+    try:
+        args = img.tile[0][3] if img.tile else None
+    except (IndexError, TypeError):
+        return False
+    rawmode = args[0] if isinstance(args, tuple) and args else args
+    return img.mode == "RGBA" and isinstance(rawmode, str) and rawmode.startswith("LA;16")
+
+
+def _pillow_limit_size(source: Path | bytes) -> tuple[int, int] | None:
+    """The size in an image header that Pillow refused as a decompression bomb.
+
+    ``Image.open`` raises before telling the size, so this asks the format plugins Pillow
+    registered (``Image.ID``/``Image.OPEN``, what ``Image.open`` itself loops over) to read the
+    header again, without the check. None when that fails.
+    """
+    try:
+        with (open(source, "rb") if isinstance(source, Path) else io.BytesIO(source)) as fp:
+            prefix = fp.read(16)
+            for fmt in Image.ID:
+                factory, accept = Image.OPEN[fmt]
+                result = accept(prefix) if accept else True
+                if not result or isinstance(result, str):  # as Image.open: a str is a warning, a no
+                    continue
+                fp.seek(0)
+                try:
+                    im = factory(fp, "")
+                except Exception:  # noqa: BLE001 - not this format; try the next one
+                    continue
+                w, h = im.size
+                return int(w), int(h)
+    except Exception:  # noqa: BLE001 - only for a nicer message: fall back to Pillow's count
+        return None
+    return None
+
+
+def _too_large_from_pillow(exc: Image.DecompressionBombError, source: Path | bytes, path: Path | None,
+                           label: str, max_pixels: int | None) -> ImageTooLargeError:
+    """Pillow's DecompressionBombError as an :class:`ImageTooLargeError`."""
+    size = _pillow_limit_size(source)
+    text = str(exc)
+    found = re.search(r"\((\d+) pixels\)", text)
+    limit = re.search(r"limit of (\d+) pixels", text)
+    pixels = size[0] * size[1] if size else int(found.group(1)) if found else None
+    pillow_limit = int(limit.group(1)) if limit else 2 * int(Image.MAX_IMAGE_PIXELS or 0)
+    if pixels is None:  # an unknown message: say what we know
+        pixels = pillow_limit + 1
+    if max_pixels is not None and max_pixels < pixels:
+        limit_used, note = max_pixels, ""
+    else:
+        limit_used, note = pillow_limit, " (Pillow's decompression-bomb limit, PIL.Image.MAX_IMAGE_PIXELS x 2)"
+    w, h = size if size else (None, None)
+    return ImageTooLargeError(path, w, h, limit_used, label=label, pixels=pixels, note=note)
+
+
+def decode_image(source: str | os.PathLike[str] | bytes, *, max_pixels: int | None = None,
+                 name: str | None = None) -> np.ndarray:
+    """Decode an image file, or the bytes of one, as the image is stored.
+
+    Args:
+        source: a path (str or path-like) or the encoded bytes (``bytes``, ``bytearray`` or
+            ``memoryview``; an HTTP upload, say).
+        max_pixels: refuse images with more than this many pixels (width x height), checked
+            from the header before any pixel is decoded. None: only Pillow's decompression-bomb
+            limit applies.
+        name: what errors call the image; default: the path for a file, :data:`BYTES_LABEL`
+            ("the uploaded image") for bytes.
+
+    Returns:
+        A C-contiguous, writable uint8 array ``HxWxC``, C = 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA),
+        values 0..255, alpha kept as stored (255 = opaque), EXIF orientation applied. See the
+        module docstring for the conversions from other modes.
+
+    Raises:
+        ImageTooLargeError: more pixels than ``max_pixels`` or than Pillow's decompression-bomb
+            limit (a :class:`BadImageError`).
+        BadImageError: no such file, a folder, empty ("empty"), not an image, truncated
+            ("truncated file") or otherwise undecodable; ``path`` is the file (None for bytes) and
+            the message names ``label``.
+        ValueError: ``max_pixels`` is not positive.
+    """
+    if max_pixels is not None and max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive or None, got {max_pixels}")
+    path: Path | None
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data: bytes | None = bytes(source)
+        path = None
+        label = name if name is not None else BYTES_LABEL
+        if not data:
+            raise BadImageError(None, "empty", label=label)
+        opened: Path | bytes = data
+    else:
+        data = None
+        path = Path(source)
+        label = name if name is not None else str(path)
+        opened = path
+    try:
+        with Image.open(io.BytesIO(data) if data is not None else path) as img:
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise ImageTooLargeError(path, img.width, img.height, max_pixels, label=label)
+            grey_alpha = _grey_alpha_source(img)  # before load(), which clears img.tile
+            img.load()  # decode now: truncated files fail here, inside the try
+            ImageOps.exif_transpose(img, in_place=True)
+            img = _stored_mode(img)
+            array = np.array(img, dtype=np.uint8)  # a writable copy (asarray is read-only)
+    except FileNotFoundError:
+        raise BadImageError(path, "no such file", label=label) from None
+    except IsADirectoryError:
+        raise BadImageError(path, "it is a folder", label=label) from None
+    except Image.DecompressionBombError as exc:
+        raise _too_large_from_pillow(exc, opened, path, label, max_pixels) from None
+    except UnidentifiedImageError as exc:
+        empty = path is not None and path.is_file() and path.stat().st_size == 0
+        raise BadImageError(path, "empty" if empty else _reason(exc), label=label) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise BadImageError(path, _reason(exc), label=label) from None
+    if array.ndim == 2:
+        array = array[:, :, None]
+    elif grey_alpha:
+        array = array[:, :, (0, 3)]
+    return np.ascontiguousarray(array)
+
+
+def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Split ``HxW`` or ``HxWxC`` (C = 1, 2, 3, 4) into colour and alpha.
+
+    Returns ``(colour, alpha)``: colour is ``HxWx1`` (for C = 1, 2 or ``HxW``) or ``HxWx3`` (for
+    C = 3, 4), alpha is ``HxW`` (for C = 2, 4) or None. Both are C-contiguous, of the input's dtype,
+    and may share memory with ``image`` (when nothing needs splitting). ValueError for other shapes.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        return np.ascontiguousarray(image[:, :, None]), None
+    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"split_alpha expects HxW or HxWxC with C in 1, 2, 3, 4; got shape {image.shape}")
+    c = image.shape[2]
+    if c in (1, 3):
+        return np.ascontiguousarray(image), None
+    return np.ascontiguousarray(image[:, :, : c - 1]), np.ascontiguousarray(image[:, :, c - 1])
+
+
+def _composite_on_white(image: np.ndarray) -> np.ndarray:
+    """uint8 ``HxWxC`` (C = 1..4) -> ``HxWx1`` or ``HxWx3``: alpha composited on white by Pillow."""
+    c = image.shape[2]
+    if c in (1, 3):
+        return image
+    rgba = Image.fromarray(image).convert("RGBA")  # uint8 HxWx2 is LA, HxWx4 RGBA
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    flat = Image.alpha_composite(white, rgba).convert("RGB")
+    if c == 2:
+        flat = flat.convert("L")
+    array = np.array(flat, dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array
 
 
 def to_channels(array: np.ndarray, channels: int) -> np.ndarray:
@@ -115,60 +352,117 @@ def to_channels(array: np.ndarray, channels: int) -> np.ndarray:
     raise ValueError(f"cannot convert {have} channels to {channels}")
 
 
-def read_image(path: str | os.PathLike[str], channels: int = 3) -> np.ndarray:
-    """Read an image file as uint8 ``HxWxC`` with ``channels`` (1 or 3) channels.
+def read_image(source: str | os.PathLike[str] | bytes, channels: int = 3, *, max_pixels: int | None = None,
+               name: str | None = None) -> np.ndarray:
+    """Read an image file, or the bytes of one, as uint8 ``HxWxC`` with ``channels`` (1 or 3).
 
-    Raises :class:`BadImageError` (an :class:`~i2i.errors.I2IError`) naming the file when it is
-    missing, not an image, or truncated.
+    :func:`decode_image` (``max_pixels`` and ``name`` as there), then transparency composited on
+    white and the colours converted to ``channels`` (Pillow's luma for colour -> grey, the grey
+    repeated for grey -> colour). Returns a C-contiguous writable array, values 0..255.
+
+    Raises :class:`BadImageError` (an :class:`~i2i.errors.I2IError`) naming the file (or ``name``)
+    when it is missing, not an image, truncated or too large (:class:`ImageTooLargeError`), and
+    ValueError for ``channels`` other than 1 or 3.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()  # decode now: truncated files fail here, inside the try
-            img = ImageOps.exif_transpose(img) or img
-            img = _normalise_mode(img)
-            img = img.convert("L" if channels == 1 else "RGB")
-            array = np.array(img, dtype=np.uint8)  # a writable copy (asarray is read-only)
-    except FileNotFoundError:
-        raise BadImageError(path, "no such file") from None
-    except IsADirectoryError:
-        raise BadImageError(path, "it is a folder") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError) as exc:
-        raise BadImageError(path, _reason(exc)) from None
-    if array.ndim == 2:
-        array = array[:, :, None]
+    image = _composite_on_white(decode_image(source, max_pixels=max_pixels, name=name))
+    return np.ascontiguousarray(to_channels(image, channels))
+
+
+def _check_array(array: np.ndarray, caller: str) -> np.ndarray:
+    """uint8 HxW or HxWxC (C = 1..4) -> C-contiguous HxW (for C = 1) or HxWxC; ValueError else."""
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        raise ValueError(f"{caller} expects uint8, got {array.dtype} (scale and round first)")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (2, 3, 4)):
+        raise ValueError(f"{caller} expects HxW or HxWxC with C in 1, 2, 3, 4; got shape {array.shape}")
     return np.ascontiguousarray(array)
 
 
-_PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
-                ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM", ".pgm": "PPM"}
+def _encode(array: np.ndarray, pil_format: str, quality: int, caller: str) -> bytes:
+    """The one encoder behind :func:`encode_image` and :func:`write_image`."""
+    array = _check_array(array, caller)
+    if not 0 <= quality <= 100:
+        raise ValueError(f"quality must be 0..100, got {quality}")
+    mode = "L" if array.ndim == 2 else _MODE_OF_CHANNELS[array.shape[2]]
+    if pil_format == "JPEG" and mode in ("LA", "RGBA"):  # JPEG has no alpha: drop it
+        array = np.ascontiguousarray(array[:, :, :-1])
+        mode = "L" if mode == "LA" else "RGB"
+        if array.shape[2] == 1:
+            array = array[:, :, 0]
+    img = Image.fromarray(array)  # uint8: HxW is L, HxWx2 LA, HxWx3 RGB, HxWx4 RGBA
+    if pil_format == "PNG":
+        options: dict[str, object] = {"compress_level": PNG_COMPRESS_LEVEL}
+    elif pil_format in ("JPEG", "WEBP"):
+        options = {"quality": quality}
+    else:
+        options = {}
+    out = io.BytesIO()
+    try:
+        img.save(out, format=pil_format, **options)
+    except (OSError, KeyError, ValueError) as exc:  # a mode the format cannot hold, a missing codec
+        raise I2IError(f"cannot encode an image of mode {mode} as {pil_format}: {exc}") from None
+    return out.getvalue()
+
+
+def encode_image(array: np.ndarray, fmt: str = "png", quality: int = 95) -> bytes:
+    """Encode a uint8 ``HxW`` or ``HxWxC`` array (C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA).
+
+    ``fmt`` is one of :data:`ENCODE_FORMATS` (png, jpeg/jpg, webp; any case, a leading dot is
+    allowed). PNG is lossless, written at :data:`PNG_COMPRESS_LEVEL`, and the same array always
+    gives the same bytes. JPEG and WebP use ``quality`` (0..100); JPEG drops the alpha channel
+    (LA -> L, RGBA -> RGB; it is not composited), WebP stores grey as RGB.
+
+    Raises :class:`~i2i.errors.I2IError` for another format (or a codec Pillow lacks), ValueError
+    for an array that is not uint8 of those shapes or a quality outside 0..100.
+    """
+    key = fmt.lower().lstrip(".")
+    if key not in ENCODE_FORMATS:
+        raise I2IError(f"cannot encode images as {fmt!r}; choose one of: {', '.join(ENCODE_FORMATS)}")
+    return _encode(array, "JPEG" if key in ("jpeg", "jpg") else key.upper(), quality, "encode_image")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a hidden temporary file next to ``path``, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # os.open with 0o666 gives the file the permissions a plain open() would (the umask applies)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_image(path: str | os.PathLike[str], array: np.ndarray, quality: int = 95) -> Path:
-    """Write a uint8 ``HxW`` or ``HxWxC`` (C in 1, 3, 4) array; the format follows the suffix.
+    """Write a uint8 ``HxW`` or ``HxWxC`` array (C = 1, 2, 3, 4) to ``path``; returns ``path``.
 
-    Parent folders are created. JPEG is written at ``quality`` (alpha is dropped: JPEG has none).
+    The format follows the suffix: .png, .jpg/.jpeg and .webp are written with the bytes of
+    :func:`encode_image` (so a PNG file is byte-identical to what the HTTP server sends); .bmp,
+    .tif/.tiff and .ppm/.pgm through the same encoder. JPEG is written at ``quality`` and drops the
+    alpha channel. Parent folders are created. The file is written to a temporary file in the same
+    folder and renamed over ``path``, so a crash never leaves half a file (and an existing file is
+    replaced whole).
+
+    Raises :class:`~i2i.errors.I2IError` for an unknown suffix or when the file cannot be written,
+    ValueError for an array that is not uint8 of those shapes.
     """
     path = Path(path)
-    fmt = _PIL_FORMATS.get(path.suffix.lower())
-    if fmt is None:
+    pil_format = _PIL_FORMATS.get(path.suffix.lower())
+    if pil_format is None:
         raise I2IError(f"cannot write {path}: unknown image suffix {path.suffix!r}; use .png or .jpg")
-    array = np.asarray(array)
-    if array.dtype != np.uint8:
-        raise ValueError(f"write_image expects uint8, got {array.dtype} (scale and round first)")
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-        raise ValueError(f"write_image expects HxW or HxWxC with C in 1, 3, 4; got shape {array.shape}")
-    img = Image.fromarray(np.ascontiguousarray(array))
-    if fmt == "JPEG" and img.mode == "RGBA":
-        img = img.convert("RGB")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    if pil_format in ("PNG", "JPEG", "WEBP"):
+        data = encode_image(array, pil_format, quality)
+    else:
+        data = _encode(array, pil_format, quality, "write_image")
     try:
-        img.save(path, format=fmt, **kwargs)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path, data)
     except OSError as exc:
         raise I2IError(f"cannot write image {path}: {exc}") from None
     return path
@@ -200,4 +494,10 @@ def list_images(folder_or_glob: str | os.PathLike[str], recursive: bool = False)
     return sorted(p for p in found if is_image_file(p) and p.is_file())
 
 
-__all__ = ["IMAGE_EXTENSIONS", "BadImageError", "read_image", "write_image", "to_channels", "list_images", "is_image_file"]
+__all__ = [
+    "BAD_IMAGE_HINT", "BYTES_LABEL", "ENCODE_FORMATS", "IMAGE_EXTENSIONS", "PNG_COMPRESS_LEVEL",
+    "BadImageError", "ImageTooLargeError",
+    "decode_image", "read_image", "split_alpha", "to_channels",
+    "encode_image", "write_image",
+    "list_images", "is_image_file",
+]
