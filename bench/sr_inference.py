@@ -52,18 +52,19 @@ RANDOM = {
 
 def build(name: str) -> tuple[torch.nn.Module, Any, str]:
     """(module in eval mode, GeneratorMeta, where the weights came from)."""
-    from i2i.zoo import resolve_model, zoo_meta
+    from i2i.loader import build_meta, load
     from i2i.registry import create_generator
 
     if name in WEIGHTS:
         if not WEIGHTS[name].is_file():
             raise SystemExit(f"{name}: {WEIGHTS[name]} not found")
-        module, meta = resolve_model(name, weights=str(WEIGHTS[name]))
-        return module.eval(), meta, WEIGHTS[name].name
+        g = load(name, weights=WEIGHTS[name], device="cpu")
+        return g.module.eval(), g.meta, WEIGHTS[name].name
     if name in RANDOM:
         gen, kwargs = RANDOM[name]
         torch.manual_seed(0)
-        return create_generator(gen, **kwargs).eval(), zoo_meta(gen, kwargs), "random init"
+        module = create_generator(gen, **kwargs).eval()
+        return module, build_meta(gen, kwargs, module=module), "random init"
     raise SystemExit(f"unknown model {name!r}; choose from {', '.join([*WEIGHTS, *RANDOM])}")
 
 

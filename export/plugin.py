@@ -72,7 +72,8 @@ def export_cmd(
     passes onnx.checker, and is compared with PyTorch in onnxruntime at a second batch size and
     image size; the command fails when they differ past the tolerance.
     """
-    from i2i.checkpoint import load_generator, read_meta, resolve
+    from i2i.checkpoint import WEIGHTS, read_meta, resolve
+    from i2i.loader import load
 
     from .exporter import check_shape, default_tolerance, export_onnx, verify_onnx
 
@@ -80,21 +81,23 @@ def export_cmd(
         raise I2IError("give either a CHECKPOINT (run folder, checkpoint folder or weights file) or --model NAME")
     static_hw = _parse_hw(static)
     used_ema = False
+    source: Path | str
     if model_name is not None:
-        try:
-            from i2i.zoo import resolve_model  # type: ignore[attr-defined]
-        except ImportError:
-            raise I2IError("the model zoo (i2i.zoo) is not available in this install; export a checkpoint instead") from None
-        module, meta = resolve_model(model_name, weights=str(weights) if weights else None)
-        source: Path | str = model_name
+        source = model_name
     else:
         if weights is not None:
             raise I2IError("--weights goes with --model; a checkpoint already holds its weights")
-        weights_file = resolve(checkpoint)  # type: ignore[arg-type]
-        net = net or read_meta(weights_file).get("main", "G")
-        used_ema = not no_ema and _has_ema(weights_file, net)
-        module, meta = load_generator(weights_file, net=net, ema=not no_ema)
-        source = weights_file
+        source = checkpoint  # type: ignore[assignment]
+        if not Path(source).exists():
+            raise I2IError(f"checkpoint {source} does not exist; pass a run folder, checkpoint folder or weights file")
+        if Path(source).is_dir() or Path(source).name == WEIGHTS:
+            source = resolve(source)  # names the default output after the run
+            net = net or read_meta(source).get("main", "G")
+            used_ema = not no_ema and _has_ema(source, net)
+    if str(source).lower().endswith(".onnx"):
+        raise I2IError(f"{source} is already an ONNX file")
+    generator = load(source, weights=weights, device="cpu", net=net, ema=not no_ema)
+    module, meta = generator.module, generator.meta
     module = module.cpu().float().eval()
     out = output or _default_output(source, fp16)
     path = export_onnx(module, meta, out, opset=opset, static_hw=static_hw, fp16=fp16, exporter=exporter)
@@ -123,29 +126,47 @@ def export_cmd(
 
 
 @click.command("serve")
-@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("source", required=False, metavar="[SOURCE]")
+@click.option("--model", "model_name", metavar="NAME", help="What to serve, instead of SOURCE: a zoo name (`i2i list models`), "
+              "an .onnx file, a .pth/.safetensors weights file or a run/checkpoint folder.")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), help="With a zoo name: a local weights file instead of downloading.")
+@click.option("--net", default=None, help="Which generator of a checkpoint (G_B for CycleGAN's B->A); default: the main one.")
+@click.option("--no-ema", is_flag=True, help="Use a checkpoint's raw weights even when it has EMA weights.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback exposes the model to the network.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, or tensorrt (.onnx files).")
+@click.option("--threads", default=0, show_default=True, type=click.IntRange(min=0), help="onnxruntime intra-op threads (0: its default).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Inference threads (one is best on CPU).")
-@click.option("--max-body-mb", default=32.0, show_default=True, type=float, help="Largest request body.")
-@click.option("--max-pixels", default=4096 * 4096, show_default=True, type=int, help="Largest input image (width x height).")
-@click.option("--timeout", default=60.0, show_default=True, type=float, help="Seconds per request, queueing included.")
-@click.option("--max-queue", default=64, show_default=True, type=int, help="Requests in progress before 503.")
-@click.option("--tile", default=0, show_default=True, type=int, help="Translate images larger than this in tiles (0: whole).")
-def serve_cmd(model: Path, host: str, port: int, device: str, workers: int, max_body_mb: float, max_pixels: int,
-              timeout: float, max_queue: int, tile: int) -> None:
-    """Serve MODEL.onnx over HTTP: POST /v1/translate, GET /v1/model, GET /healthz, and a page at /."""
+@click.option("--max-body-mb", default=32.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Largest request body.")
+@click.option("--max-pixels", default=4096 * 4096, show_default=True, type=click.IntRange(min=1), help="Largest input image (width x height).")
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Seconds per request, queueing included.")
+@click.option("--max-queue", default=64, show_default=True, type=click.IntRange(min=1), help="Requests in progress before 503.")
+@click.option("--tile", default=0, show_default=True, type=click.IntRange(min=0), help="Translate images larger than this in tiles (0: whole).")
+def serve_cmd(source: str | None, model_name: str | None, weights: Path | None, net: str | None, no_ema: bool, host: str,
+              port: int, device: str, threads: int, workers: int, max_body_mb: float, max_pixels: int, timeout: float,
+              max_queue: int, tile: int) -> None:
+    """Serve a generator over HTTP: POST /v1/translate, GET /v1/model, GET /healthz, and a page at /.
+
+    SOURCE (or --model NAME): a zoo name, an .onnx file (served without torch), a .pth/.safetensors
+    weights file, or a run/checkpoint folder - anything `i2i translate --model` takes.
+    """
+    from i2i.loader import load, parse_device
+
     from .server import Limits, is_loopback, serve
 
-    if model.suffix != ".onnx":
-        raise I2IError(f"{model} is not an .onnx file; export a checkpoint first with `i2i export {model}`")
-    if not model.is_file():
-        raise I2IError(f"ONNX model {model} does not exist")
+    if source is not None and model_name is not None:
+        raise I2IError(f"give SOURCE ({source}) or --model NAME ({model_name}), not both")
+    if source is None and model_name is None:
+        raise I2IError("name the generator to serve: SOURCE (`i2i serve model.onnx`, a run folder, a weights file) "
+                       "or --model NAME (`i2i serve --model cyclegan_horse2zebra`)")
+    what: str = source or model_name  # type: ignore[assignment]
+    parse_device(device)  # an unknown device fails in one line, before anything is opened
+    limits = Limits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels, timeout_s=timeout, max_queue=max_queue)
+    # opened before anything says it is serving: a bad source fails first, in one line
+    generator = load(what, weights=weights, device=device, net=net, ema=not no_ema, threads=threads)
     if not is_loopback(host):
         warnings.warn(f"i2i serve: binding to {host} makes the model reachable from other machines, without authentication", UserWarning, stacklevel=1)
-    limits = Limits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels, timeout_s=timeout, max_queue=max_queue)
-    serve(model, host=host, port=port, device=device, limits=limits, workers=workers, tile=tile)
+    serve(what, host=host, port=port, generator=generator, limits=limits, workers=workers, tile=tile)
 
 
 @i2i.hookimpl

@@ -18,20 +18,18 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from i2i.artifact import META_KEY, GeneratorMeta
 from i2i.download import cache_dir
 from i2i.errors import I2IError
-from i2i.imageproc import from_range, pad_to_multiple, to_range, translate_array
+from i2i.loader import parse_device
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
-#: what ``device=`` accepts
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 ACCELERATORS = (TENSORRT, CUDA)
 
 
@@ -42,17 +40,16 @@ class ProviderWarning(UserWarning):
 def choose_providers(device: str, available: Sequence[str]) -> list[str]:
     """The providers to ask onnxruntime for, best first, always ending in CPU.
 
-    ``auto`` asks only for what the wheel offers; an explicit ``cuda``/``tensorrt`` is asked for
-    even when it is not listed, so the fallback warning tells the user it did not load.
+    ``device``: auto, cpu, cuda, cuda:N or tensorrt (:func:`i2i.loader.parse_device`). ``auto`` asks
+    only for what the wheel offers; an explicit ``cuda``/``tensorrt`` is asked for even when it is
+    not listed, so that :func:`create_session` can say in one line that it is not there.
     """
-    device = device.lower()
-    if device not in DEVICES:
-        raise I2IError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if device == "cpu":
+    kind, _ = parse_device(device)
+    if kind == "cpu":
         return [CPU]
-    if device == "cuda":
+    if kind == "cuda":
         return [CUDA, CPU]
-    if device == "tensorrt":
+    if kind == "tensorrt":
         return [TENSORRT, CUDA, CPU]
     wanted = []
     if TENSORRT in available and os.environ.get("I2I_TENSORRT", "1") != "0":
@@ -62,7 +59,9 @@ def choose_providers(device: str, available: Sequence[str]) -> list[str]:
     return wanted + [CPU]
 
 
-def _provider_options(name: str) -> dict[str, Any]:
+def _provider_options(name: str, index: int | None = None) -> dict[str, Any]:
+    if name == CUDA and index is not None:
+        return {"device_id": index}
     if name == TENSORRT:
         # building a TensorRT engine takes minutes: cache it next to the user's other caches
         try:
@@ -94,6 +93,8 @@ def create_session(
         import onnxruntime as ort_module  # noqa: N813
     available = list(ort_module.get_available_providers())
     wanted = choose_providers(device, available)
+    kind = parse_device(device)[0]
+    explicit = kind in ("cuda", "tensorrt")  # asked for by name: not there is an error, not a fallback
     opts = ort_module.SessionOptions()
     opts.graph_optimization_level = ort_module.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Idle intra-op threads sleep instead of spinning: as fast or faster here (bench/onnx_latency.py)
@@ -101,7 +102,8 @@ def create_session(
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = int(threads)
-    providers = [(p, options) if (options := _provider_options(p)) else p for p in wanted]
+    index = parse_device(device)[1]
+    providers = [(p, options) if (options := _provider_options(p, index)) else p for p in wanted]
     fell_back = False
 
     def cpu_session(cpu_providers: list[Any]) -> Any:
@@ -118,29 +120,27 @@ def create_session(
         sess = cpu_session(providers) if wanted == [CPU] else _session(ort_module, path, opts, providers, str(path))
     except I2IError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a GPU provider that fails to initialise: retry on CPU
+    except Exception as exc:  # noqa: BLE001 - a GPU provider that fails to initialise
         if wanted == [CPU]:
             raise
-        warnings.warn(
-            f"i2i: onnxruntime could not start {', '.join(p for p in wanted if p != CPU)} "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); running on CPU",
-            ProviderWarning,
-            stacklevel=2,
-        )
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if explicit:
+            raise I2IError(f"--device {device}: onnxruntime could not start {', '.join(p for p in wanted if p != CPU)} "
+                           f"({reason}); use --device cpu, or auto to take the GPU only when it works") from None
+        warnings.warn(f"i2i: onnxruntime could not start {', '.join(p for p in wanted if p != CPU)} ({reason}); "
+                      f"running on CPU", ProviderWarning, stacklevel=2)
         sess = cpu_session([CPU])  # rewritten like any CPU session
         fell_back = True  # warned above
     active = list(sess.get_providers())
     asked = [p for p in wanted if p in ACCELERATORS]
     if asked and not fell_back and not any(p in active for p in asked):
-        have = "onnxruntime-gpu is installed" if any(p in available for p in asked) else "this onnxruntime has no GPU support (pip install i2i[gpu])"
-        warnings.warn(
-            f"i2i: asked for {', '.join(asked)} but onnxruntime is running on {', '.join(active)}: "
-            f"{have}, but CUDA/cuDNN/TensorRT libraries or a GPU were not found; running on CPU",
-            ProviderWarning,
-            stacklevel=2,
-        )
-    elif device == "tensorrt" and TENSORRT not in active:
-        warnings.warn(f"i2i: TensorRT is not in use; running on {active[0]}", ProviderWarning, stacklevel=2)
+        why = ("onnxruntime-gpu is installed but found no usable GPU, CUDA or cuDNN"
+               if any(p in available for p in asked) else "this onnxruntime has no GPU support (pip install 'i2i[gpu]', or 'i2i[serve-gpu]' for a serving install)")
+        if explicit:
+            raise I2IError(f"--device {device}: {why}; use --device cpu, or auto to take the GPU only when it works")
+        warnings.warn(f"i2i: {why}; running on CPU", ProviderWarning, stacklevel=2)
+    elif kind == "tensorrt" and TENSORRT not in active:
+        raise I2IError(f"--device tensorrt: TensorRT did not load (running on {active[0]}); use --device cuda or auto")
     return sess
 
 
@@ -257,18 +257,12 @@ def read_meta(path: str | Path) -> GeneratorMeta:
     return GeneratorMeta.from_json(props[META_KEY])
 
 
-def _pad_to(x: np.ndarray, h: int, w: int, constant: bool) -> np.ndarray:
-    ph, pw = h - x.shape[-2], w - x.shape[-1]
-    if ph == 0 and pw == 0:
-        return x
-    widths = [(0, 0), (0, 0), (0, ph), (0, pw)]
-    if constant:
-        return np.pad(x, widths)
-    return np.pad(x, widths, mode="reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "edge")
-
-
 class OnnxGenerator:
-    """An exported generator: ``.run`` on float batches, ``.translate`` on uint8 images."""
+    """An exported generator's onnxruntime session: ``.run`` on float batches.
+
+    The backend of :func:`i2i.load` for ``.onnx`` files; images go through
+    :class:`i2i.loader.Generator`, like every other generator's.
+    """
 
     def __init__(self, path: str | Path, device: str = "auto", *, threads: int = 0, ort_module: Any = None) -> None:
         self.path = Path(path)
@@ -312,128 +306,9 @@ class OnnxGenerator:
             name: np.ascontiguousarray(a, dtype=np.float16 if half else np.float32)
             for name, a, half in zip(self.input_names, arrays, self._half)
         }
-        out = self.session.run(["output"], feed)[0]
+        try:
+            out = self.session.run(["output"], feed)[0]
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own error types: a shape the graph cannot take
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise I2IError(f"{self.path.name} cannot take a {arrays[0].shape[-1]}x{arrays[0].shape[-2]} input ({first})") from None
         return out.astype(np.float32, copy=False)
-
-    def _fn(self) -> Callable[..., np.ndarray]:
-        """The batch function translate_array calls; pads to the static size for fixed-size files."""
-        if self.static_hw is None:
-            return self.run
-        sh, sw = self.static_hw
-        s = self.meta.scale
-
-        def run_static(batch: np.ndarray, *extras: np.ndarray) -> np.ndarray:
-            h, w = batch.shape[-2:]
-            if h > sh or w > sw:
-                raise I2IError(f"a {h}x{w} tile does not fit this model's fixed size {sh}x{sw}")
-            out = self.run(_pad_to(batch, sh, sw, False), *(_pad_to(e, sh, sw, True) for e in extras))
-            return out[:, :, : h * s, : w * s]
-
-        return run_static
-
-    def translate(
-        self,
-        image: np.ndarray,
-        mask: np.ndarray | None = None,
-        tile: int = 0,
-        overlap: int = 32,
-    ) -> np.ndarray:
-        """uint8 HxWxC (or HxW) image -> translated uint8 HxWxC image.
-
-        ``mask`` (inpainting models): HxW, 1/True/255 = hole. ``tile`` > 0 runs large images in
-        tiles of that side with ``overlap`` pixels of context (bounded memory, same pixels for
-        networks whose receptive field fits the overlap). Files with a fixed size are tiled to it.
-        """
-        image = self._match_channels(np.asarray(image))
-        m = None
-        if mask is not None:
-            m = self._mask_array(mask, image)
-        elif self.meta.extra_inputs:
-            names = ", ".join(str(i["name"]) for i in self.meta.extra_inputs)
-            raise I2IError(f"this model needs extra inputs ({names}); pass a mask")
-        if self.static_hw is not None:
-            h, w = image.shape[:2]
-            sh, sw = self.static_hw
-            if h > sh or w > sw:
-                overlap = min(overlap, min(sh, sw) // 4)
-                fit = min(sh, sw) - 2 * overlap
-                tile = min(tile, fit) if tile > 0 else fit
-        return translate_array(self._fn(), image, self.meta, mask=m, tile=tile, overlap=overlap)
-
-    def translate_batch(
-        self,
-        images: Sequence[np.ndarray],
-        masks: Sequence[np.ndarray] | None = None,
-        max_batch: int = 8,
-    ) -> list[np.ndarray]:
-        """Several uint8 images -> their translations, in order.
-
-        Images that pad to the same size (the size multiple, or the file's fixed size) go through
-        the network together, up to ``max_batch`` at a time: one onnxruntime call per group
-        instead of one per image. Images larger than a fixed-size file's input are tiled alone.
-        """
-        if masks is not None and len(masks) != len(images):
-            raise I2IError(f"got {len(images)} images but {len(masks)} masks")
-        if self.meta.extra_inputs and masks is None:
-            names = ", ".join(str(i["name"]) for i in self.meta.extra_inputs)
-            raise I2IError(f"this model needs extra inputs ({names}); pass one mask per image")
-        results: list[np.ndarray | None] = [None] * len(images)
-        groups: dict[tuple[int, int], list[tuple[int, np.ndarray, list[np.ndarray], tuple[int, int]]]] = {}
-        for i, image in enumerate(images):
-            mask = masks[i] if masks is not None else None
-            image = self._match_channels(np.asarray(image))
-            h, w = image.shape[:2]
-            if self.static_hw is not None and (h > self.static_hw[0] or w > self.static_hw[1]):
-                results[i] = self.translate(image, mask)
-                continue
-            x, _ = pad_to_multiple(to_range(image, self.meta.value_range), self.meta.size_multiple)
-            extras = [pad_to_multiple(self._mask_array(mask, image)[None], self.meta.size_multiple, fill=0.0)[0]] if mask is not None else []
-            if self.static_hw is not None:
-                x = _pad_to(x[None], *self.static_hw, False)[0]
-                extras = [_pad_to(e[None], *self.static_hw, True)[0] for e in extras]
-            groups.setdefault(x.shape[-2:], []).append((i, x, extras, (h, w)))
-        s = self.meta.scale
-        for items in groups.values():
-            for k in range(0, len(items), max(1, max_batch)):
-                chunk = items[k : k + max_batch]
-                batch = np.stack([x for _, x, _, _ in chunk])
-                extra_batches = [np.stack([e[j] for _, _, e, _ in chunk]) for j in range(len(chunk[0][2]))]
-                out = self.run(batch, *extra_batches)
-                for (i, _, _, (h, w)), y in zip(chunk, out):
-                    results[i] = from_range(y[:, : h * s, : w * s], self.meta.value_range)
-        return [r for r in results if r is not None]
-
-    @staticmethod
-    def _mask_array(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
-        """HxW (or HxWx1/3) mask, uint8 0/255 or bool/float -> float32 HxW in {0, 1} (1 = hole)."""
-        m = np.asarray(mask)
-        if m.ndim == 3:
-            m = m[..., 0] if m.shape[-1] in (1, 3, 4) else m[0]
-        if m.shape[:2] != image.shape[:2]:
-            raise I2IError(f"mask is {m.shape[1]}x{m.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}")
-        threshold = 127 if m.dtype == np.uint8 else 0.5
-        return (m > threshold).astype(np.float32)
-
-    def _match_channels(self, image: np.ndarray) -> np.ndarray:
-        if image.dtype != np.uint8:
-            raise I2IError(f"translate takes uint8 images, got {image.dtype}")
-        if image.ndim == 2:
-            image = image[:, :, None]
-        c, want = image.shape[2], self.meta.in_channels
-        if c == want:
-            return image
-        if want == 3 and c == 1:
-            return np.repeat(image, 3, axis=2)
-        if want == 3 and c == 4:
-            return image[:, :, :3]
-        if want == 1 and c in (3, 4):  # ITU-R 601 luma, as Pillow's convert("L")
-            luma = image[:, :, :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-            return (luma + 0.5).astype(np.uint8)[:, :, None]
-        raise I2IError(f"the model takes {want}-channel images, got {c} channels")
-
-    def describe(self) -> dict[str, Any]:
-        """What ``GET /v1/model`` and ``i2i translate`` report: the metadata and where it runs."""
-        from dataclasses import asdict
-
-        return {"meta": asdict(self.meta), "providers": self.providers, "device": self.device,
-                "inputs": self.input_names, "static_hw": self.static_hw, "path": self.path.name}

@@ -1,23 +1,37 @@
-"""HTTP serving of an exported generator: FastAPI + uvicorn over :class:`OnnxGenerator`. Torch-free.
+"""HTTP serving of a generator opened by :func:`i2i.load`: FastAPI + uvicorn.
+
+Any source ``i2i.load`` opens can be served (a zoo name, a run or checkpoint folder, a weights file,
+an ``.onnx`` file); an ``.onnx`` file is served without torch, as on a serving install.
 
 Endpoints: ``POST /v1/translate`` (raw image bytes, or multipart with ``image`` and an optional
 ``mask``) -> PNG (JPEG/WebP with ``?format=jpeg`` or ``Accept: image/jpeg``); ``GET /v1/model``;
 ``GET /healthz``; ``GET /`` a small upload page.
 
+One inference path: uploads are decoded by :func:`i2i.imageio.decode_image`, translated by
+:meth:`i2i.loader.Generator.translate` and encoded by :func:`i2i.imageio.encode_image`, as
+``i2i translate`` does with files, so a picture gives byte-identical PNGs through either door
+(alpha kept, grey in - grey out, 16-bit grey, palettes, CMYK and EXIF orientation alike). Masks
+mean what ``i2i translate --mask`` takes: non-zero grey = hole, or opaque = hole in a mask with
+transparency.
+
 Inference runs off the event loop: decoding and encoding in a small thread pool, the network in
 its own pool (``workers``, default 1 - onnxruntime already spreads one call over every core, two
 calls at once only fight over them). Requests wait in a bounded queue (503 past ``max_queue``),
 each with a deadline (408 for a body that arrives too slowly, 504 for work that takes too long).
-Errors are JSON ``{"error": ...}`` with 413 (body or pixels past the limits), 415 (not an image
-content type) or 422 (empty, corrupt, wrong mask) - never a 500 for a client's mistake.
+
+Errors are JSON ``{"error": ..., "status": ...}``: 413 (body or pixels past the limits), 415 (not an
+image content type), 422 (empty, unreadable or corrupt image, wrong mask, a bad query, an image the
+generator cannot take). Every client mistake is a 4xx and the keep-alive connection stays open; a
+500 means a bug of ours (answered as JSON inside the route, so the connection survives that too,
+and logged with its traceback).
 """
 
 # no `from __future__ import annotations`: FastAPI resolves the endpoints' annotations (Request,
 # imported inside create_app) at runtime, so they must be real objects, not strings
 import asyncio
 import contextlib
-import io
 import ipaddress
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,11 +43,13 @@ from typing import Any, Iterator
 import numpy as np
 
 from i2i.errors import I2IError
-
-from .runtime import OnnxGenerator
+from i2i.imageio import BadImageError, ImageTooLargeError, decode_image, encode_image
+from i2i.loader import DEFAULT_MAX_PIXELS, Generator, load
 
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp"}
 RAW_TYPES = ("image/", "application/octet-stream")
+
+log = logging.getLogger("i2i.serve")
 
 
 class ServeError(Exception):
@@ -49,7 +65,7 @@ class ServeError(Exception):
 class Limits:
     max_body_bytes: int = 32 * 1024 * 1024
     #: width x height of the input (also guards against decompression bombs: checked before decoding)
-    max_pixels: int = 4096 * 4096
+    max_pixels: int = DEFAULT_MAX_PIXELS
     #: seconds for the whole request: reading the body, waiting in the queue, inference, encoding
     timeout_s: float = 60.0
     #: requests waiting or running at once; more get 503 and Retry-After
@@ -65,48 +81,35 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _decode(data: bytes, what: str, limits: Limits, mode: str) -> np.ndarray:
-    """Image bytes -> uint8 array in ``mode`` ("RGB"/"L"); the pixel count is checked before decoding."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if not data:
-        raise ServeError(422, f"the {what} is empty: send the image file's bytes")
+def decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    """Uploaded bytes -> uint8 HxWxC as stored (:func:`i2i.imageio.decode_image`), or a ServeError:
+    413 past ``max_pixels`` (checked from the header, before decoding), 422 when unreadable."""
     try:
-        im = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ServeError(422, f"the {what} is not an image Pillow can read (PNG, JPEG, WebP, BMP, TIFF ...)") from None
-    except Image.DecompressionBombError as exc:  # Pillow's own guard, past ~179 Mpx
-        raise ServeError(413, f"the {what} is too large: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - anything Pillow raises on garbage is the client's
-        raise ServeError(422, f"the {what} could not be read: {type(exc).__name__}") from None
-    w, h = im.size
-    if w * h > limits.max_pixels:
-        raise ServeError(413, f"the {what} is {w}x{h} = {w * h} pixels; this server accepts at most {limits.max_pixels}")
-    try:
-        im = ImageOps.exif_transpose(im)  # phone photos: honour the orientation tag
-        return np.asarray(im.convert(mode))
-    except Exception as exc:  # noqa: BLE001 - truncated or corrupt data shows up only when decoding
-        raise ServeError(422, f"the {what} is corrupt or truncated ({type(exc).__name__}: {exc})") from None
+        return decode_image(data, max_pixels=max_pixels, name=name)
+    except ImageTooLargeError as exc:
+        raise ServeError(413, str(exc)) from None
+    except BadImageError as exc:
+        raise ServeError(422, str(exc)) from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow failing on hostile bytes in a way decode_image does not name
+        log.warning("decode_image let %s through on an upload; answered 422", type(exc).__name__, exc_info=True)
+        raise ServeError(422, f"cannot read {name}: {type(exc).__name__}") from None
 
 
-def _encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
-    from PIL import Image
+def mask_from_upload(data: bytes, size_hw: tuple[int, int], max_pixels: int) -> np.ndarray:
+    """An uploaded hole mask for an image of ``size_hw``: HxW float32, 1 = hole, read as
+    ``i2i translate --mask`` reads one (:func:`i2i.translate.hole_mask`). Raises ServeError
+    (413/422) or I2IError (422)."""
+    from i2i.translate import hole_mask
 
-    im = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
-    buf = io.BytesIO()
-    if fmt == "png":
-        im.save(buf, format="PNG", compress_level=1)  # level 1: ~6x faster than the default 6, ~15% larger
-    elif fmt == "webp":
-        im.save(buf, format="WEBP", quality=quality)
-    else:
-        im.save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
+    return hole_mask(decode_upload(data, "the mask", max_pixels), size_hw, "the mask")
 
 
 class Translator:
-    """The model, its pools and the queue bound: everything a request needs, shared by the app."""
+    """The generator, its pools and the queue bound: everything a request needs, shared by the app."""
 
-    def __init__(self, generator: OnnxGenerator, limits: Limits, workers: int = 1, tile: int = 0) -> None:
+    def __init__(self, generator: Generator, limits: Limits, workers: int = 1, tile: int = 0) -> None:
         self.generator = generator
         self.limits = limits
         self.tile = tile
@@ -129,7 +132,6 @@ class Translator:
 
     async def translate(self, data: bytes, mask: bytes | None, fmt: str, quality: int, deadline: float) -> tuple[bytes, dict[str, str]]:
         g = self.generator
-        mode = "L" if g.meta.in_channels == 1 else "RGB"
         loop = asyncio.get_running_loop()
 
         async def within(fn: Any, pool: ThreadPoolExecutor, *args: Any) -> Any:
@@ -141,24 +143,37 @@ class Translator:
             except asyncio.TimeoutError:
                 raise ServeError(504, f"the request took longer than {self.limits.timeout_s:g} s") from None
 
-        image = await within(_decode, self.io_pool, data, "image", self.limits, mode)
-        m = None
+        image = await within(decode_upload, self.io_pool, data, "the image", self.limits.max_pixels)
+        hole = None
         if g.meta.extra_inputs:
             if mask is None:
-                raise ServeError(422, "this model inpaints: send multipart form data with an 'image' and a 'mask' (white = hole)")
-            m = await within(_decode, self.io_pool, mask, "mask", self.limits, "L")
-            if m.shape[:2] != image.shape[:2]:
-                raise ServeError(422, f"the mask is {m.shape[1]}x{m.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}")
+                raise ServeError(422, "this model inpaints: send multipart form data with an 'image' and a 'mask' (non-zero = hole)")
+            hole = await within(self._mask, self.io_pool, mask, image.shape[:2])
+        elif mask is not None:
+            raise ServeError(422, f"{g.meta.name} takes no mask (it is not an inpainting model): send the image alone")
         t0 = time.perf_counter()
-        out = await within(self._infer, self.infer_pool, image, m)
+        out = await within(self._infer, self.infer_pool, image, hole)
         ms = (time.perf_counter() - t0) * 1000
-        body = await within(_encode, self.io_pool, out, fmt, quality)
-        return body, {"X-Inference-Ms": f"{ms:.1f}", "X-Providers": ",".join(g.providers)}
+        body = await within(self._encode, self.io_pool, out, fmt, quality)
+        return body, {"X-Inference-Ms": f"{ms:.1f}", "X-Providers": ",".join(g.providers) or g.device}
 
-    def _infer(self, image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    def _mask(self, data: bytes, size_hw: tuple[int, int]) -> np.ndarray:
         try:
-            return self.generator.translate(image, mask=mask, tile=self.tile)
-        except I2IError as exc:  # e.g. a shape the model cannot take
+            return mask_from_upload(data, size_hw, self.limits.max_pixels)
+        except I2IError as exc:
+            raise ServeError(422, str(exc)) from None
+
+    def _infer(self, image: np.ndarray, hole: np.ndarray | None) -> np.ndarray:
+        try:
+            return self.generator.translate(image, hole, tile=self.tile)
+        except I2IError as exc:  # an image this generator cannot take: the client's, with the reason
+            raise ServeError(422, _one_line(exc)) from None
+
+    @staticmethod
+    def _encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
+        try:
+            return encode_image(image, fmt, quality)
+        except I2IError as exc:  # e.g. a Pillow built without the WebP codec
             raise ServeError(422, str(exc)) from None
 
     def close(self) -> None:
@@ -204,24 +219,79 @@ def _pick_format(query: str | None, accept: str) -> str:
     return "png"
 
 
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _error(status: int, message: str) -> Any:
+    from fastapi.responses import JSONResponse
+
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+
+
+def _route_class() -> type:
+    """FastAPI routes that answer an unexpected exception (a bug of ours) with a JSON 500 themselves.
+
+    Not an ``exception_handler(Exception)``: Starlette runs that one in ServerErrorMiddleware, which
+    re-raises after responding, and uvicorn then drops the connection - so the client's next request
+    on the same keep-alive connection would be reset.
+    """
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.routing import APIRoute
+    from starlette.exceptions import HTTPException
+
+    class GuardedRoute(APIRoute):
+        def get_route_handler(self) -> Any:
+            handler = super().get_route_handler()
+
+            async def guarded(request: Any) -> Any:
+                try:
+                    return await handler(request)
+                except (ServeError, HTTPException, RequestValidationError):
+                    raise  # answered by their handlers (4xx, or a deliberate 503/504)
+                except Exception as exc:  # noqa: BLE001 - a bug: say so, keep serving
+                    log.exception("i2i serve: unexpected error in %s %s", request.method, request.url.path)
+                    return _error(500, f"internal error ({type(exc).__name__}): a bug in i2i serve, not a problem "
+                                       f"with the request; the server log has the details")
+
+            return guarded
+
+    return GuardedRoute
+
+
 def create_app(
-    model_path: str | Path,
+    source: str | Path | None,
     *,
     device: str = "auto",
     limits: Limits | None = None,
     workers: int = 1,
     tile: int = 0,
     threads: int = 0,
-    generator: OnnxGenerator | None = None,
+    generator: Generator | None = None,
 ) -> Any:
-    """The ASGI app serving one .onnx model (loaded now, so a bad file fails before binding)."""
+    """The ASGI app serving one generator.
+
+    ``source``: anything :func:`i2i.load` opens (zoo name, .onnx, weights file, run/checkpoint
+    folder), opened now on ``device`` (``threads``: onnxruntime intra-op threads) so that a bad
+    source fails before anything binds; or pass an already opened ``generator`` (``source`` is then
+    only a label). ``tile`` > 0 translates images larger than that in tiles (refused here, with
+    I2IError, for a generator that cannot be tiled). Raises I2IError.
+    """
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     limits = limits or Limits()
-    gen = generator or OnnxGenerator(model_path, device=device, threads=threads)
+    if generator is None:
+        if source is None:
+            raise I2IError("create_app needs a source (zoo name, .onnx, weights file or run folder) or a generator")
+        generator = load(source, device=device, threads=threads)
+    gen = generator
+    if tile > 0:
+        gen.check_tiling("--tile cannot be used")
     tr = Translator(gen, limits, workers=workers, tile=tile)
 
     @contextlib.asynccontextmanager
@@ -231,29 +301,28 @@ def create_app(
 
     app = FastAPI(title=f"i2i: {gen.meta.name}", version=gen.meta.i2i_version or "", lifespan=lifespan,
                   docs_url="/docs", redoc_url=None)
+    app.router.route_class = _route_class()
     app.state.translator = tr
-
-    def error(status: int, message: str) -> JSONResponse:
-        headers = {"Retry-After": "1"} if status == 503 else None
-        return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
 
     @app.exception_handler(ServeError)
     async def serve_error(_: Request, exc: ServeError) -> JSONResponse:
-        return error(exc.status, exc.message)
+        return _error(exc.status, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return error(422, f"invalid request: {where}: {first.get('msg', 'bad value')}")
+        return _error(422, f"invalid request: {where}: {first.get('msg', 'bad value')}")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error(exc.status_code, str(exc.detail))
+        return _error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:  # a bug of ours: say so, briefly
-        return error(500, f"internal error: {type(exc).__name__}")
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # the last resort, outside any route (the routes answer their own bugs, see _route_class):
+        # Starlette re-raises after this, so this connection is closed
+        return _error(500, f"internal error: {type(exc).__name__}")
 
     page = resources.files("i2i_export").joinpath("static/index.html").read_text(encoding="utf-8")
 
@@ -263,7 +332,8 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "model": gen.meta.name, "providers": gen.providers, "pending": tr.pending}
+        return {"status": "ok", "model": gen.meta.name, "device": gen.device, "providers": gen.providers,
+                "pending": tr.pending}
 
     @app.get("/v1/model")
     async def model() -> dict[str, Any]:
@@ -271,6 +341,9 @@ def create_app(
         info["limits"] = {"max_body_bytes": limits.max_body_bytes, "max_pixels": limits.max_pixels,
                           "timeout_s": limits.timeout_s, "max_queue": limits.max_queue}
         info["tile"] = tile
+        #: "local" (tiles give the whole image's pixels), "whole_image" (cannot be tiled), "" (unknown)
+        info["tiling"] = gen.meta.tiling
+        info["can_tile"] = gen.meta.tiling != "whole_image"
         return info
 
     @app.post("/v1/translate")
@@ -342,18 +415,23 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, **config: 
         time.sleep(0.02)
     bound = server.servers[0].sockets[0].getsockname()
     try:
-        yield f"http://{host}:{bound[1]}"
+        yield f"http://{_url_host(host)}:{bound[1]}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
 
 
-def serve(model_path: str | Path, host: str = "127.0.0.1", port: int = 8000, **kwargs: Any) -> None:
-    """Blocking: serve until interrupted (``i2i serve``)."""
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def serve(source: str | Path | None, host: str = "127.0.0.1", port: int = 8000, **kwargs: Any) -> None:
+    """Blocking: serve until interrupted (``i2i serve``). ``kwargs`` go to :func:`create_app`; pass
+    ``generator=`` to serve one already opened (``source`` then only names it)."""
     import uvicorn
 
-    app = create_app(model_path, **kwargs)  # a bad file fails here, before anything says it is serving
+    app = create_app(source, **kwargs)  # a bad source fails here, before anything says it is serving
     gen = app.state.translator.generator
-    print(f"model {gen.meta.name} ({gen.meta.method or 'imported'}) running on {', '.join(gen.providers)}", flush=True)
-    print(f"serving {model_path} on http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
+    print(f"model {gen.meta.name} ({gen.meta.method or 'imported'}) running on {', '.join(gen.providers) or gen.device}", flush=True)
+    print(f"serving {source or gen.meta.name} on http://{_url_host(host)}:{port}/ (Ctrl+C to stop)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=5)

@@ -6,7 +6,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "hookimpl"]
+__all__ = ["__version__", "hookimpl", "load", "Generator"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,4 +18,8 @@ def __getattr__(name: str) -> Any:
         marker = pluggy.HookimplMarker("i2i")
         globals()["hookimpl"] = marker
         return marker
+    if name in ("load", "Generator"):  # the one door that opens a generator (i2i/loader.py)
+        from . import loader
+
+        return getattr(loader, name)
     raise AttributeError(f"module 'i2i' has no attribute {name!r}")

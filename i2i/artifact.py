@@ -32,6 +32,12 @@ class GeneratorMeta:
     value_range: tuple[float, float] = (-1.0, 1.0)
     #: extra inputs after the image, e.g. [{"name": "mask", "channels": 1}]
     extra_inputs: list[dict[str, Any]] = field(default_factory=list)
+    #: whether tiles give the untiled result: "local" (a bounded receptive field: tiles with enough
+    #: overlap match), "whole_image" (image-wide statistics such as InstanceNorm: tiles would differ
+    #: in colour, so tiling is refused), "" (unknown: artifacts written before i2i recorded it)
+    tiling: str = ""
+    #: smallest height and width the network takes; smaller images are padded up to it and cropped
+    min_size: int = 1
     i2i_version: str = ""
     #: free-form provenance: run name, step, zoo name, source URL ...
     info: dict[str, Any] = field(default_factory=dict)

@@ -7,8 +7,8 @@ Layout of one checkpoint (a folder, written to ``<tag>.tmp`` and renamed, so nev
     runs/<name>/checkpoints/<tag>/state.pt              optimizers, scaler, schedulers, RNG, step (weights_only-safe)
     runs/<name>/checkpoints/latest                      the tag of the newest checkpoint
 
-``load_generator`` accepts the run folder, its checkpoints folder, a checkpoint folder or the
-``weights.safetensors`` file, and rebuilds the generator from the metadata alone.
+``open_checkpoint`` (behind :func:`i2i.load`) accepts the run folder, its checkpoints folder, a
+checkpoint folder or the ``weights.safetensors`` file, and rebuilds the generator from the metadata alone.
 """
 
 from __future__ import annotations
@@ -99,11 +99,25 @@ def generator_state(weights: dict[str, torch.Tensor], net: str, ema: bool = True
     raise I2IError(f"the checkpoint holds no weights for network {net!r}")
 
 
-def load_generator(
-    path: str | Path, net: str | None = None, ema: bool = True, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, GeneratorMeta]:
-    """Rebuild a trained generator (eval mode) from a checkpoint and nothing else."""
-    from .registry import create_generator
+def has_i2i_meta(weights_file: str | Path) -> bool:
+    """Whether a .safetensors file carries i2i's metadata (an i2i checkpoint, not a published file)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights_file), framework="pt") as f:
+            return META_KEY in (f.metadata() or {})
+    except (SafetensorError, OSError):
+        return False
+
+
+def open_checkpoint(path: str | Path, net: str | None = None, ema: bool = True) -> tuple[nn.Module, GeneratorMeta]:
+    """Rebuild a trained generator (eval mode, CPU) from a checkpoint and nothing else.
+
+    For :func:`i2i.load` (the one door that opens generators); weights that do not fit the recorded
+    architecture (renamed keys, wrong shapes) are a one-line I2IError.
+    """
+    from .registry import generators
+    from .zoo import build_strict
 
     weights_file = resolve(path)
     meta = read_meta(weights_file)
@@ -112,11 +126,15 @@ def load_generator(
     if net not in gens:
         raise I2IError(f"checkpoint has no generator {net!r}; it has: {', '.join(gens) or 'none'}")
     gmeta = GeneratorMeta.from_json(json.dumps(gens[net]))
-    module = create_generator(gmeta.name, **gmeta.kwargs)
-    module.load_state_dict(generator_state(load_file(str(weights_file)), net, ema=ema), strict=True)
+    try:
+        tensors = load_file(str(weights_file))
+    except (SafetensorError, OSError) as exc:
+        raise I2IError(f"{weights_file} is damaged ({exc}); use another checkpoint of the run") from None
+    module = build_strict(gmeta.name, gmeta.kwargs, generator_state(tensors, net, ema=ema), source=str(weights_file))
+    gmeta.min_size = max(gmeta.min_size, generators().get(gmeta.name).min_size)  # older checkpoints lack it
     gmeta.info.setdefault("checkpoint", str(weights_file))
     gmeta.info.setdefault("step", meta.get("step"))
-    return module.to(device).eval(), gmeta
+    return module, gmeta
 
 
 def save_generator(path: str | Path, module: nn.Module, meta: GeneratorMeta) -> Path:

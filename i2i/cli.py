@@ -250,30 +250,51 @@ def _is_main_process() -> bool:
 
 @cli.command(context_settings={"show_default": True})
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--checkpoint", type=click.Path(), help="A run folder, checkpoint folder or weights file.")
-@click.option("--model", help="A zoo name (`i2i list models`) or an exported .onnx file.")
-@click.option("--weights", type=click.Path(), help="Local weights file for --model (skips the download).")
+@click.option("--model", help="What to run: a zoo name (`i2i list models`), an .onnx file, a .pth/.safetensors "
+                               "weights file, or a run/checkpoint folder.")
+@click.option("--checkpoint", type=click.Path(), help="A run folder, checkpoint folder or weights file (same as --model).")
+@click.option("--weights", type=click.Path(), help="Local weights file for a zoo --model (skips the download).")
 @click.option("--out", "out_dir", default="translated", type=click.Path(), help="Output folder (PNG files).")
-@click.option("--size", type=int, help="Resize the shorter side to SIZE before translating.")
-@click.option("--mask", type=click.Path(), help="Hole mask for inpainting models (non-zero = hole).")
-@click.option("--tile", type=click.IntRange(min=0), default=0, help="Translate in tiles of this side (0: whole image).")
+@click.option("--size", type=click.IntRange(min=1), help="Resize the shorter side to SIZE before translating.")
+@click.option("--mask", type=click.Path(), help="Hole mask for inpainting models (non-zero or opaque = hole).")
+@click.option("--tile", type=click.IntRange(min=0), default=0, help="Translate in tiles of this side (0: whole image, "
+              "or tiles when the image is past --max-pixels or the free memory).")
 @click.option("--overlap", type=click.IntRange(min=0), default=32, help="Context pixels around each tile.")
-@click.option("--device", default="auto", help="auto, cpu, cuda, cuda:N.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=4096 * 4096,
+              help="Images larger than this (width x height) are tiled, or refused when the model cannot tile.")
+@click.option("--whole", is_flag=True, help="Translate A|B pair files whole (a pix2pix model trained on pairs "
+              "translates their input half by default).")
+@click.option("--device", default="auto", help="auto, cpu, cuda, cuda:N (tensorrt for .onnx).")
 @click.option("--net", help="Which generator of a checkpoint (e.g. G_B for CycleGAN's B->A).")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights even when EMA weights are present.")
-def translate(inputs: tuple[str, ...], checkpoint: str | None, model: str | None, weights: str | None, out_dir: str,
-              size: int | None, mask: str | None, tile: int, overlap: int, device: str, net: str | None, no_ema: bool) -> None:
-    """Translate images (files, folders or globs) with a trained or pretrained generator."""
+def translate(inputs: tuple[str, ...], model: str | None, checkpoint: str | None, weights: str | None, out_dir: str,
+              size: int | None, mask: str | None, tile: int, overlap: int, max_pixels: int, whole: bool, device: str,
+              net: str | None, no_ema: bool) -> None:
+    """Translate images (files, folders or globs) with a trained or pretrained generator.
+
+    Every readable file is translated; unreadable ones are listed, and the exit status is 1 if any failed.
+    """
     from tqdm import tqdm
 
-    from .translate import expand_inputs, load_translator, translate_files
+    from .loader import load
+    from .translate import expand_inputs, translate_files
 
+    if bool(checkpoint) == bool(model):
+        raise I2IError("name exactly one generator: --model (zoo name, .onnx, weights file or run folder) or --checkpoint PATH")
+    if checkpoint and not Path(checkpoint).exists():
+        raise I2IError(f"checkpoint {checkpoint} does not exist; pass a run folder, a checkpoint folder or a weights file")
     paths = expand_inputs(inputs)
-    translator = load_translator(checkpoint, model, weights, device=device, net=net, ema=not no_ema)
+    generator = load(model or checkpoint, weights=weights, device=device, net=net, ema=not no_ema)  # type: ignore[arg-type]
     with tqdm(total=len(paths), unit="img", disable=len(paths) < 2 or not sys.stderr.isatty()) as bar:
-        written = translate_files(translator, paths, Path(out_dir), size=size, mask=mask, tile=tile, overlap=overlap,
-                                  progress=lambda p: bar.update(1))
-    click.echo(f"translated {len(written)} image(s) with {translator.meta.name} on {translator.device} -> {out_dir}")
+        written, failed = translate_files(generator, paths, Path(out_dir), size=size, mask=mask, tile=tile,
+                                          overlap=overlap, max_pixels=max_pixels, whole=whole,
+                                          progress=lambda p: bar.update(1),
+                                          note=lambda msg: tqdm.write(msg, file=sys.stderr),
+                                          keep_going=len(paths) > 1)  # one file: its error is the one line
+    runtime = " (onnxruntime)" if generator.providers else ""
+    click.echo(f"translated {len(written)} image(s) with {generator.meta.name} on {generator.device}{runtime} -> {out_dir}")
+    if failed:
+        raise I2IError(f"{len(failed)} of {len(paths)} image(s) could not be translated (listed above)")
 
 
 #: what lives under ``cache_dir()``: ``i2i cache`` shows and clears these

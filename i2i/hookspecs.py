@@ -81,3 +81,13 @@ def register_commands(cli: click.Group) -> None:
     """Add click commands to the ``i2i`` command group (they appear in ``i2i --help``)."""
 
 
+
+
+@hookspec(firstresult=True)
+def identify_weights(state: dict) -> tuple[str, dict, dict] | None:
+    """Recognise a published weights file (``i2i.load("x.pth")``) from its keys and shapes.
+
+    ``state`` is what the file holds (a state_dict, or a wrapper such as ``{"params_ema": sd}``).
+    Return ``(generator name, generator kwargs, state_dict in that generator's layout)`` when the
+    layout is yours, else ``None`` so the next plugin is asked. The first answer wins.
+    """

@@ -41,7 +41,7 @@ import re
 import secrets
 import struct
 from pathlib import Path
-from typing import Iterable
+from typing import BinaryIO, Callable, Iterable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -382,34 +382,42 @@ def _check_array(array: np.ndarray, caller: str) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _encode(array: np.ndarray, pil_format: str, quality: int, caller: str) -> bytes:
-    """The one encoder behind :func:`encode_image` and :func:`write_image`."""
-    array = _check_array(array, caller)
+def _as_pil(image: np.ndarray | Image.Image, caller: str) -> Image.Image:
+    """A uint8 array (HxW L, HxWx2 LA, HxWx3 RGB, HxWx4 RGBA) or a PIL image of those modes."""
+    if isinstance(image, Image.Image):
+        if image.mode not in ("L", "LA", "RGB", "RGBA"):
+            raise ValueError(f"{caller} expects a PIL image of mode L, LA, RGB or RGBA; got {image.mode}")
+        return image
+    return Image.fromarray(_check_array(image, caller))
+
+
+def _encode(image: np.ndarray | Image.Image, pil_format: str, quality: int, caller: str, out: BinaryIO) -> None:
+    """The one encoder behind :func:`encode_image` and :func:`write_image`: into ``out``."""
+    img = _as_pil(image, caller)
     if not 0 <= quality <= 100:
         raise ValueError(f"quality must be 0..100, got {quality}")
-    mode = "L" if array.ndim == 2 else _MODE_OF_CHANNELS[array.shape[2]]
+    mode = img.mode
     if pil_format == "JPEG" and mode in ("LA", "RGBA"):  # JPEG has no alpha: drop it
-        array = np.ascontiguousarray(array[:, :, :-1])
-        mode = "L" if mode == "LA" else "RGB"
-        if array.shape[2] == 1:
-            array = array[:, :, 0]
-    img = Image.fromarray(array)  # uint8: HxW is L, HxWx2 LA, HxWx3 RGB, HxWx4 RGBA
+        img = img.convert("L" if mode == "LA" else "RGB")
     if pil_format == "PNG":
         options: dict[str, object] = {"compress_level": PNG_COMPRESS_LEVEL}
     elif pil_format in ("JPEG", "WEBP"):
         options = {"quality": quality}
     else:
         options = {}
-    out = io.BytesIO()
     try:
         img.save(out, format=pil_format, **options)
-    except (OSError, KeyError, ValueError) as exc:  # a mode the format cannot hold, a missing codec
+    except (KeyError, ValueError) as exc:  # a mode the format cannot hold, a missing codec
         raise I2IError(f"cannot encode an image of mode {mode} as {pil_format}: {exc}") from None
-    return out.getvalue()
+    except OSError as exc:
+        if isinstance(out, io.BytesIO):
+            raise I2IError(f"cannot encode an image of mode {mode} as {pil_format}: {exc}") from None
+        raise  # the file could not be written: write_image says so
 
 
-def encode_image(array: np.ndarray, fmt: str = "png", quality: int = 95) -> bytes:
-    """Encode a uint8 ``HxW`` or ``HxWxC`` array (C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA).
+def encode_image(array: np.ndarray | Image.Image, fmt: str = "png", quality: int = 95) -> bytes:
+    """Encode a uint8 ``HxW`` or ``HxWxC`` array (C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA), or a
+    PIL image of mode L, LA, RGB or RGBA (the same pixels give the same bytes either way).
 
     ``fmt`` is one of :data:`ENCODE_FORMATS` (png, jpeg/jpg, webp; any case, a leading dot is
     allowed). PNG is lossless, written at :data:`PNG_COMPRESS_LEVEL`, and the same array always
@@ -422,25 +430,31 @@ def encode_image(array: np.ndarray, fmt: str = "png", quality: int = 95) -> byte
     key = fmt.lower().lstrip(".")
     if key not in ENCODE_FORMATS:
         raise I2IError(f"cannot encode images as {fmt!r}; choose one of: {', '.join(ENCODE_FORMATS)}")
-    return _encode(array, "JPEG" if key in ("jpeg", "jpg") else key.upper(), quality, "encode_image")
+    out = io.BytesIO()
+    _encode(array, "JPEG" if key in ("jpeg", "jpg") else key.upper(), quality, "encode_image", out)
+    return out.getvalue()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a hidden temporary file next to ``path``, then rename it over ``path``."""
+def _write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """``write`` into a hidden temporary file next to ``path``, then rename it over ``path``.
+
+    Streaming into the file (rather than encoding to bytes first) keeps a large result from being
+    held twice in memory."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     # os.open with 0o666 gives the file the permissions a plain open() would (the umask applies)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def write_image(path: str | os.PathLike[str], array: np.ndarray, quality: int = 95) -> Path:
-    """Write a uint8 ``HxW`` or ``HxWxC`` array (C = 1, 2, 3, 4) to ``path``; returns ``path``.
+def write_image(path: str | os.PathLike[str], array: np.ndarray | Image.Image, quality: int = 95) -> Path:
+    """Write a uint8 ``HxW`` or ``HxWxC`` array (C = 1, 2, 3, 4), or a PIL image of mode L, LA, RGB
+    or RGBA, to ``path``; returns ``path``.
 
     The format follows the suffix: .png, .jpg/.jpeg and .webp are written with the bytes of
     :func:`encode_image` (so a PNG file is byte-identical to what the HTTP server sends); .bmp,
@@ -456,13 +470,10 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, quality: int = 
     pil_format = _PIL_FORMATS.get(path.suffix.lower())
     if pil_format is None:
         raise I2IError(f"cannot write {path}: unknown image suffix {path.suffix!r}; use .png or .jpg")
-    if pil_format in ("PNG", "JPEG", "WEBP"):
-        data = encode_image(array, pil_format, quality)
-    else:
-        data = _encode(array, pil_format, quality, "write_image")
+    image = _as_pil(array, "write_image")  # a bad array fails before any file is touched
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, data)
+        _write_atomically(path, lambda f: _encode(image, pil_format, quality, "write_image", f))
     except OSError as exc:
         raise I2IError(f"cannot write image {path}: {exc}") from None
     return path

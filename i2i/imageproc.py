@@ -1,7 +1,7 @@
 """Pre- and post-processing around a generator, torch-free (numpy only).
 
-The PyTorch path (`i2i translate --checkpoint`) and the onnxruntime path (`i2i serve`, `.onnx`
-models) share these functions, so both produce the same pixels. ``translate_array`` takes any
+Every generator that :func:`i2i.load` opens (PyTorch or onnxruntime) runs through these
+functions, so all doors give the same pixels. ``translate_array`` takes any
 callable mapping a float32 NCHW batch (plus extra inputs such as a mask) to its output.
 """
 
@@ -33,15 +33,19 @@ def from_range(chw: np.ndarray, value_range: Sequence[float]) -> np.ndarray:
     return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).transpose(1, 2, 0)
 
 
-def pad_to_multiple(chw: np.ndarray, multiple: int, fill: float | None = None) -> tuple[np.ndarray, tuple[int, int]]:
-    """Pad bottom/right so H and W are multiples; returns (padded, (h, w)) to crop back.
+def pad_to_multiple(chw: np.ndarray, multiple: int, fill: float | None = None,
+                    min_size: int = 1) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pad bottom/right so H and W are multiples of ``multiple`` and at least ``min_size``;
+    returns (padded, (h, w)) to crop back.
 
     Reflection keeps borders natural; when the pad is larger than the image (a 100 px image into a
     256 multiple) reflection is impossible and the edge is repeated instead. ``fill`` pads with a
     constant (masks: 0 = known).
     """
     h, w = chw.shape[-2:]
-    ph, pw = (-h) % max(multiple, 1), (-w) % max(multiple, 1)
+    m = max(multiple, 1)
+    th, tw = max(h, min_size), max(w, min_size)
+    ph, pw = th - h + (-th) % m, tw - w + (-tw) % m
     if ph == 0 and pw == 0:
         return chw, (h, w)
     widths = [(0, 0)] * (chw.ndim - 2) + [(0, ph), (0, pw)]
@@ -53,40 +57,14 @@ def pad_to_multiple(chw: np.ndarray, multiple: int, fill: float | None = None) -
 
 def _run_padded(fn: GeneratorFn, x: np.ndarray, extras: list[np.ndarray], meta: GeneratorMeta) -> np.ndarray:
     """Run fn on one CxHxW input (plus extras), padding to the size multiple and cropping back."""
-    xp, (h, w) = pad_to_multiple(x, meta.size_multiple)
-    ep = [pad_to_multiple(e, meta.size_multiple, fill=0.0)[0] for e in extras]
+    xp, (h, w) = pad_to_multiple(x, meta.size_multiple, min_size=meta.min_size)
+    ep = [pad_to_multiple(e, meta.size_multiple, fill=0.0, min_size=meta.min_size)[0] for e in extras]
     out = fn(xp[None].astype(np.float32), *[e[None].astype(np.float32) for e in ep])[0]
     return out[:, : h * meta.scale, : w * meta.scale]
 
 
-def translate_chw(
-    fn: GeneratorFn,
-    x: np.ndarray,
-    meta: GeneratorMeta,
-    extras: Sequence[np.ndarray] = (),
-    tile: int = 0,
-    overlap: int = 32,
-) -> np.ndarray:
-    """Translate one CxHxW float image; with ``tile`` > 0, in tiles of that side.
-
-    Each tile is run with ``overlap`` pixels of real context on every side and only its core is
-    kept, so for networks whose receptive field fits in the overlap (and without image-wide
-    normalisation) the result equals the untiled one.
-    """
-    extras = list(extras)
-    h, w = x.shape[-2:]
-    if tile <= 0 or (h <= tile and w <= tile):
-        return _run_padded(fn, x, extras, meta)
-    s = meta.scale
-    out = np.zeros((meta.out_channels, h * s, w * s), dtype=np.float32)
-    for y0 in range(0, h, tile):
-        for x0 in range(0, w, tile):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            ya, yb = max(y0 - overlap, 0), min(y1 + overlap, h)
-            xa, xb = max(x0 - overlap, 0), min(x1 + overlap, w)
-            part = _run_padded(fn, x[:, ya:yb, xa:xb], [e[:, ya:yb, xa:xb] for e in extras], meta)
-            out[:, y0 * s : y1 * s, x0 * s : x1 * s] = part[:, (y0 - ya) * s : (y1 - ya) * s, (x0 - xa) * s : (x1 - xa) * s]
-    return out
+#: put(y, x, tile): write a uint8 HxWxC tile at output row y, column x
+Sink = Callable[[int, int, np.ndarray], None]
 
 
 def translate_array(
@@ -96,16 +74,44 @@ def translate_array(
     mask: np.ndarray | None = None,
     tile: int = 0,
     overlap: int = 32,
-) -> np.ndarray:
-    """uint8 HxWxC image (+ HxW mask in {0, 1}, 1 = hole) -> translated uint8 image."""
-    x = to_range(image, meta.value_range)
-    extras: list[np.ndarray] = []
-    if meta.extra_inputs:
-        if mask is None:
-            names = ", ".join(i["name"] for i in meta.extra_inputs)
-            from .errors import I2IError
+    sink: Sink | None = None,
+) -> np.ndarray | None:
+    """uint8 HxWxC image (C = ``meta.in_channels``) + HxW mask in {0, 1} (1 = hole) -> uint8 output.
 
-            raise I2IError(f"this model needs extra inputs ({names}); pass --mask FILE")
-        extras.append(np.asarray(mask, dtype=np.float32).reshape(1, *mask.shape[-2:]))
-    out = translate_chw(fn, x, meta, extras, tile=tile, overlap=overlap)
-    return from_range(out, meta.value_range)
+    The output is (H*scale)x(W*scale)x``meta.out_channels``. With ``tile`` > 0 the image is run in
+    tiles of that side, each with ``overlap`` pixels of real context on every side of which only the
+    core is kept: for networks whose receptive field fits in the overlap (and without image-wide
+    normalisation, see ``GeneratorMeta.tiling``) the result equals the untiled one. Each tile is
+    converted from and to 8 bits on its own and written straight into the output, so memory is the
+    8-bit output plus one tile. ``sink`` receives the tiles instead of a numpy array being returned
+    (e.g. to paste them into a PIL image that is then encoded without another copy).
+    """
+    if image.ndim == 2:
+        image = image[:, :, None]
+    h, w = image.shape[:2]
+    s = meta.scale
+    if meta.extra_inputs and mask is None:
+        from .errors import I2IError
+
+        names = ", ".join(i["name"] for i in meta.extra_inputs)
+        raise I2IError(f"this model needs extra inputs ({names}); pass --mask FILE")
+    hole = None if mask is None else np.asarray(mask, dtype=np.float32).reshape(1, h, w)
+    out = None
+    if sink is None:
+        out = np.empty((h * s, w * s, meta.out_channels), dtype=np.uint8)
+
+        def sink(y: int, x: int, part: np.ndarray) -> None:
+            out[y : y + part.shape[0], x : x + part.shape[1]] = part
+
+    step = tile if tile > 0 else max(h, w)
+    for y0 in range(0, h, step):
+        for x0 in range(0, w, step):
+            y1, x1 = min(y0 + step, h), min(x0 + step, w)
+            ya, yb = max(y0 - overlap, 0), min(y1 + overlap, h)
+            xa, xb = max(x0 - overlap, 0), min(x1 + overlap, w)
+            x_in = to_range(image[ya:yb, xa:xb], meta.value_range)
+            extras = [hole[:, ya:yb, xa:xb]] if hole is not None else []
+            part = _run_padded(fn, x_in, extras, meta)
+            core = part[:, (y0 - ya) * s : (y1 - ya) * s, (x0 - xa) * s : (x1 - xa) * s]
+            sink(y0 * s, x0 * s, from_range(core, meta.value_range))
+    return out

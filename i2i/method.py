@@ -120,21 +120,8 @@ class Method:
 
     def generator_meta(self, net: str | None = None) -> GeneratorMeta:
         """The self-description saved with the weights of one generator."""
-        from . import __version__
+        from .loader import build_meta
 
         net = net or self.main_generator
         name, kwargs = self.generator_specs[net]
-        spec = generators().get(name)
-        return GeneratorMeta(
-            name=name,
-            kwargs=kwargs,
-            method=self.name,
-            net=net,
-            in_channels=int(kwargs.get("input_nc", kwargs.get("in_channels", spec.in_channels))),
-            out_channels=int(kwargs.get("output_nc", kwargs.get("out_channels", spec.out_channels))),
-            size_multiple=spec.size_multiple,
-            scale=int(kwargs.get("scale", spec.scale)),
-            value_range=tuple(spec.value_range),
-            extra_inputs=[{"name": i.name, "channels": i.channels} for i in spec.extra_inputs],
-            i2i_version=__version__,
-        )
+        return build_meta(name, kwargs, method=self.name, net=net, module=self.nets[net])

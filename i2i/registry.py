@@ -38,6 +38,12 @@ class GeneratorSpec:
     value_range: tuple[float, float] = (-1.0, 1.0)
     #: Inputs after the image, in forward() order (see InputSpec).
     extra_inputs: tuple[InputSpec, ...] = ()
+    #: "auto" (read from the built module: InstanceNorm, GroupNorm or LayerNorm -> "whole_image",
+    #: else "local"), "local" or "whole_image"; see :attr:`i2i.artifact.GeneratorMeta.tiling`.
+    tiling: str = "auto"
+    #: Smallest height and width the network takes (ResNet generators: reflection padding on the
+    #: 1/4-size maps needs at least 2x2 there); smaller images are padded up to it.
+    min_size: int = 1
     #: kwargs for a tiny instance, used by the conformance suite.
     test_kwargs: dict[str, Any] = field(default_factory=dict)
     #: image side for the conformance suite (a multiple of the tiny instance's size_multiple).

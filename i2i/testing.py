@@ -150,18 +150,11 @@ def generator_inputs(
 
 def generator_meta(spec: GeneratorSpec) -> GeneratorMeta:
     """The self-description an export of the tiny test instance carries."""
-    return GeneratorMeta(
-        name=spec.name,
-        kwargs=dict(spec.test_kwargs),
-        in_channels=spec.in_channels,
-        out_channels=spec.out_channels,
-        size_multiple=_test_multiple(spec),
-        scale=spec.scale,
-        value_range=tuple(spec.value_range),  # type: ignore[arg-type]
-        extra_inputs=[{"name": i.name, "channels": i.channels} for i in spec.extra_inputs],
-        i2i_version=__version__,
-        info={"source": "i2i.testing"},
-    )
+    from .loader import build_meta
+
+    meta = build_meta(spec.name, dict(spec.test_kwargs), info={"source": "i2i.testing"}, module=build(spec), spec=spec)
+    meta.size_multiple = _test_multiple(spec)  # the tiny instance may need a smaller multiple
+    return meta
 
 
 def _as_tensor(spec: Any, kind: str, out: Any) -> torch.Tensor:

@@ -1,107 +1,80 @@
-"""`i2i translate`: run a generator (checkpoint, zoo model or .onnx file) over images."""
+"""`i2i translate`: run a generator opened by :func:`i2i.load` over image files, folders and globs."""
 
 from __future__ import annotations
 
-import glob
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .artifact import GeneratorMeta
 from .errors import I2IError
-from .imageio import IMAGE_EXTENSIONS, read_image, write_image
-from .imageproc import GeneratorFn, translate_array
-
-
-@dataclass
-class Translator:
-    """A generator as a numpy function plus its self-description."""
-
-    fn: GeneratorFn
-    meta: GeneratorMeta
-    device: str
-
-    def __call__(self, image: np.ndarray, mask: np.ndarray | None = None, tile: int = 0, overlap: int = 32) -> np.ndarray:
-        return translate_array(self.fn, image, self.meta, mask=mask, tile=tile, overlap=overlap)
-
-
-def torch_translator(module, meta: GeneratorMeta, device: str) -> Translator:
-    import torch
-
-    dev = torch.device(device)
-    module = module.to(dev).eval()
-
-    @torch.inference_mode()
-    def fn(x: np.ndarray, *extras: np.ndarray) -> np.ndarray:
-        args = [torch.from_numpy(a).to(dev) for a in (x, *extras)]
-        return module(*args).float().cpu().numpy()
-
-    return Translator(fn, meta, str(dev))
-
-
-def load_translator(checkpoint: str | None, model: str | None, weights: str | None, device: str = "auto",
-                    net: str | None = None, ema: bool = True) -> Translator:
-    """Resolve what the user named into a Translator (exactly one of checkpoint / model)."""
-    if bool(checkpoint) == bool(model):
-        raise I2IError("name exactly one source: --checkpoint PATH, or --model NAME (zoo, or a .onnx file)")
-    if model and model.endswith(".onnx"):
-        from i2i_export.runtime import OnnxGenerator
-
-        gen = OnnxGenerator(model, device=device)
-        return Translator(gen.run, gen.meta, ",".join(gen.providers))
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if checkpoint:
-        from .checkpoint import load_generator
-
-        module, meta = load_generator(checkpoint, net=net, ema=ema)
-    else:
-        from .zoo import resolve_model
-
-        module, meta = resolve_model(model, weights=weights)  # type: ignore[arg-type]
-    return torch_translator(module, meta, device)
+from .imageio import decode_image, list_images, split_alpha, write_image
+from .loader import DEFAULT_MAX_PIXELS, Generator, plan_tile
 
 
 def expand_inputs(inputs: tuple[str, ...]) -> list[Path]:
     """Files, folders (their images) and globs -> image paths, in order, without duplicates."""
     paths: list[Path] = []
     for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
-        elif p.is_file():
-            found = [p]
-        else:
-            found = sorted(Path(f) for f in glob.glob(item, recursive=True) if Path(f).suffix.lower() in IMAGE_EXTENSIONS)
+        try:
+            found = list_images(item)
+        except I2IError:
+            found = []
         if not found:
             raise I2IError(f"no images found at {item!r}; pass image files, folders or globs like 'photos/*.jpg'")
         paths.extend(f for f in found if f not in paths)
     return paths
 
 
+def output_names(paths: list[Path]) -> list[str]:
+    """A distinct ``.png`` name per input: the stem, then ``stem_ext`` where stems collide
+    (``a.jpg`` and ``a.png``), then a counter (the same name in two folders)."""
+    stems = [p.stem for p in paths]
+    names = [f"{p.stem}_{p.suffix.lstrip('.').lower()}" if stems.count(p.stem) > 1 else p.stem for p in paths]
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        n = seen.get(name, 0)
+        seen[name] = n + 1
+        out.append(f"{name}.png" if n == 0 else f"{name}_{n + 1}.png")
+    return out
+
+
 def read_mask(path: str, size_hw: tuple[int, int]) -> np.ndarray:
-    """A hole mask for an image of size_hw: greyscale, non-zero = hole, same size as the image."""
-    rgb = read_image(path, channels=3)
-    # a colour file is not a mask (often the photo passed by mistake); grey RGB/JPEG noise is fine
-    if int((rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)).max()) > 8:
-        raise I2IError(f"mask {path} is a colour image; give a greyscale mask (non-zero/white = hole, black = keep)")
-    mask = rgb.max(axis=2)
-    if mask.shape != tuple(size_hw):
-        raise I2IError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but the image is {size_hw[1]}x{size_hw[0]}; "
-                        f"give a mask of the image's size (non-zero = hole)")
-    hole = (mask > 0).astype(np.float32)
+    """The hole mask in file ``path`` for an image of size_hw: HxW float32, 1 = hole (see :func:`hole_mask`)."""
+    return hole_mask(decode_image(path), size_hw, f"mask {path}")
+
+
+def hole_mask(mask: np.ndarray, size_hw: tuple[int, int], label: str = "the mask") -> np.ndarray:
+    """A decoded mask image (:func:`~i2i.imageio.decode_image`) for an image of size_hw -> HxW float32, 1 = hole.
+
+    Non-zero (white) = hole in a grey mask; in a mask with transparency (as image editors save
+    strokes on a transparent layer) the opaque pixels are the hole. The CLI and the server both
+    read masks through here. Raises I2IError naming ``label`` for a colour image, a size that is
+    not the image's, and a mask that is all hole or has none.
+    """
+    colour, alpha = split_alpha(mask)
+    if alpha is not None and alpha.min() < 128:
+        plane, threshold = alpha, 127
+    else:
+        # a colour file is not a mask (often the photo passed by mistake); grey RGB/JPEG noise is fine
+        if colour.shape[2] == 3 and int((colour.max(axis=2).astype(np.int16) - colour.min(axis=2)).max()) > 8:
+            raise I2IError(f"{label} is a colour image; give a greyscale mask (non-zero/white = hole, black = keep)")
+        plane, threshold = colour.max(axis=2), 0
+    if plane.shape != tuple(size_hw):
+        raise I2IError(f"{label} is {plane.shape[1]}x{plane.shape[0]} but the image is {size_hw[1]}x{size_hw[0]}; "
+                       f"give a mask of the image's size (non-zero = hole)")
+    hole = (plane > threshold).astype(np.float32)
     if not hole.any():
-        raise I2IError(f"mask {path} marks no hole (all zero); non-zero pixels mark the region to fill")
+        raise I2IError(f"{label} marks no hole (all zero); non-zero pixels mark the region to fill")
     if hole.all():
-        raise I2IError(f"mask {path} is all hole (nothing known to fill from); black (0) marks the pixels to keep - is it inverted?")
+        raise I2IError(f"{label} is all hole (nothing known to fill from); black (0) marks the pixels to keep - is it inverted?")
     return hole
 
 
 def resize_shorter(image: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    """uint8 HxWxC (C in 1-4) resized so its shorter side is ``size`` (bicubic, or nearest for masks)."""
     from PIL import Image
 
     h, w = image.shape[:2]
@@ -113,28 +86,73 @@ def resize_shorter(image: np.ndarray, size: int, nearest: bool = False) -> np.nd
     return out[:, :, None] if squeeze else out
 
 
-def translate_files(translator: Translator, paths: list[Path], out_dir: Path, size: int | None = None,
+def input_half(generator: Generator, image: np.ndarray) -> np.ndarray | None:
+    """The input half of an A|B pair file for a model trained on such pairs (pix2pix), else None.
+
+    A file counts as a pair when its aspect ratio is that of the training pairs (facades: 2:1).
+    """
+    pairs = generator.meta.info.get("ab_pairs")
+    h, w = image.shape[:2]
+    if not pairs or abs(w / h - float(pairs.get("aspect", 2.0))) > 0.02:
+        return None
+    half = w // 2
+    return image[:, :half] if pairs.get("input", "left") == "left" else image[:, half : 2 * half]
+
+
+def translate_files(generator: Generator, paths: list[Path], out_dir: Path, size: int | None = None,
                     mask: str | None = None, tile: int = 0, overlap: int = 32,
-                    progress: Callable[[Path], None] | None = None) -> list[Path]:
+                    max_pixels: int | None = DEFAULT_MAX_PIXELS, whole: bool = False,
+                    progress: Callable[[Path], None] | None = None,
+                    note: Callable[[str], None] = print,
+                    keep_going: bool = True) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Translate every file; returns (written, failed) where failed holds (path, one-line reason).
+
+    With ``keep_going`` a file that cannot be read or translated is reported through ``note`` and
+    the others go on; without it its I2IError is raised. Errors about the model or the options (a
+    mask for a model that takes none ...) stop at once.
+    """
+    meta = generator.meta
+    if mask and not meta.extra_inputs:
+        raise I2IError(f"--mask is for inpainting models; {meta.name} takes no mask")
+    if meta.extra_inputs and not mask:
+        names = ", ".join(i["name"] for i in meta.extra_inputs)
+        raise I2IError(f"{meta.name} needs a {names}: pass --mask FILE (non-zero = hole)")
+    if tile:
+        generator.check_tiling()
     written: list[Path] = []
-    if mask and not translator.meta.extra_inputs:
-        raise I2IError(f"--mask is for inpainting models; {translator.meta.name} takes no mask")
-    if translator.meta.extra_inputs and not mask:
-        names = ", ".join(i["name"] for i in translator.meta.extra_inputs)
-        raise I2IError(f"{translator.meta.name} needs a {names}: pass --mask FILE (non-zero = hole)")
-    for path in paths:
-        image = read_image(path, channels=translator.meta.in_channels)
-        hole = read_mask(mask, image.shape[:2]) if mask else None  # checked against the image as given
-        if size:
-            image = resize_shorter(image, size)
-            if hole is not None:  # nearest: a hole stays a hole, a known pixel stays known
-                hole = (resize_shorter((hole * 255).astype(np.uint8)[:, :, None], size, nearest=True)[:, :, 0] > 0)
-                hole = hole.astype(np.float32)
-        result = translator(image, mask=hole, tile=tile, overlap=overlap)
-        target = out_dir / f"{path.stem}.png"
-        out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write
-        write_image(target, result)
-        written.append(target)
+    failed: list[tuple[Path, str]] = []
+    said_half = False
+    for path, name in zip(paths, output_names(paths)):
+        try:
+            image = decode_image(path)
+            half = None if whole else input_half(generator, image)
+            if half is not None:
+                if not said_half:
+                    side = meta.info["ab_pairs"].get("input", "left")
+                    note(f"i2i: this model was trained on A|B pairs: translating the {side} half of such files "
+                         f"(--whole translates whole images)")
+                    said_half = True
+                image = half
+            hole = read_mask(mask, image.shape[:2]) if mask else None  # checked against the image as given
+            if size:
+                image = resize_shorter(image, size)
+                if hole is not None:  # nearest: a hole stays a hole, a known pixel stays known
+                    hole = (resize_shorter((hole * 255).astype(np.uint8)[:, :, None], size, nearest=True)[:, :, 0] > 0)
+                    hole = hole.astype(np.float32)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                use_tile = plan_tile(meta, image.shape[0], image.shape[1], tile, max_pixels)
+            for w in caught:
+                note(f"{path.name}: {w.message}")
+            result = generator.translate(image, hole, tile=use_tile, overlap=overlap, into="pil")
+            target = write_image(out_dir / name, result)
+            del result
+            written.append(target)
+        except I2IError as exc:
+            if not keep_going:
+                raise
+            failed.append((path, str(exc)))
+            note(f"i2i: {exc}" if str(path) in str(exc) else f"i2i: {path}: {exc}")
         if progress:
             progress(path)
-    return written
+    return written, failed

@@ -1,7 +1,7 @@
 """The pretrained model zoo: ``--model NAME`` -> a generator with published weights, ready to run.
 
 Entries are :class:`~i2i.registry.ModelSpec` s registered by plugins (``register_models``).
-:func:`resolve_model` finds the weights (``--weights FILE``, else the cache, else a verified
+:func:`open_zoo_model` (behind :func:`i2i.load`) finds the weights (``--weights FILE``, else the cache, else a verified
 download), converts the published state_dict to our layout with the entry's ``converter``, builds
 the generator and loads the weights strictly.
 
@@ -20,9 +20,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .artifact import GeneratorMeta
-from .errors import I2IError
+from .errors import I2IError, did_you_mean
 
-__all__ = ["resolve_model", "cache_path", "cache_status", "load_state", "build_strict", "zoo_meta",
+__all__ = ["open_zoo_model", "cache_path", "cache_status", "load_state", "build_strict",
            "unwrap_state_dict", "fill_batchnorm_counters"]
 
 #: keys under which published checkpoints nest the generator's state_dict, most specific first
@@ -149,23 +149,6 @@ def build_strict(generator: str, kwargs: dict[str, Any], state: dict[str, Any], 
     return module.eval()
 
 
-def zoo_meta(generator: str, kwargs: dict[str, Any], method: str = "", info: dict[str, Any] | None = None) -> GeneratorMeta:
-    """The self-description of a registered generator built with ``kwargs`` (imported weights)."""
-    from . import __version__
-    from .registry import generators
-
-    spec = generators().get(generator)
-    return GeneratorMeta(
-        name=generator, kwargs=dict(kwargs), method=method, net="G",
-        in_channels=int(kwargs.get("input_nc", kwargs.get("in_channels", spec.in_channels))),
-        out_channels=int(kwargs.get("output_nc", kwargs.get("out_channels", spec.out_channels))),
-        size_multiple=spec.size_multiple, scale=int(kwargs.get("scale", spec.scale)),
-        value_range=tuple(spec.value_range),
-        extra_inputs=[{"name": i.name, "channels": i.channels} for i in spec.extra_inputs],
-        i2i_version=__version__, info=dict(info or {}),
-    )
-
-
 def _fetch(spec) -> Path:
     """The entry's weights from the cache, else downloaded (progress bar, verified, atomic)."""
     from .download import download
@@ -178,13 +161,14 @@ def _fetch(spec) -> Path:
                     offline_hint=hint)
 
 
-def resolve_model(name: str, weights: str | None = None) -> tuple[Any, GeneratorMeta]:
-    """A zoo entry as (generator in eval mode on the CPU, its GeneratorMeta).
+def open_zoo_model(name: str, weights: str | None = None) -> tuple[Any, GeneratorMeta]:
+    """A zoo entry as (generator in eval mode on the CPU, its GeneratorMeta), for :func:`i2i.load`.
 
+    ``name``: a zoo name, or an architecture with a pretrained tag (``resnet_9blocks.horse2zebra``).
     ``weights``: a local file to use instead of the download (the entry still names the
     architecture and the converter).
     """
-    spec = _spec(name)
+    spec = _spec(_untag(name))
     if weights:
         path = Path(weights).expanduser()
         if not path.is_file():
@@ -212,4 +196,25 @@ def resolve_model(name: str, weights: str | None = None) -> tuple[Any, Generator
     except I2IError as exc:
         raise I2IError(f"model {name!r}: {exc}") from None
     info = {"zoo": spec.name, "weights": origin, "license": spec.license, "source": spec.source}
-    return module, zoo_meta(spec.generator, kwargs, method=spec.method, info=info)
+    from .loader import build_meta
+
+    return module, build_meta(spec.generator, kwargs, method=spec.method, info=info, module=module)
+
+
+def _untag(name: str) -> str:
+    """``arch.tag`` (timm's pretrained tags) -> the zoo entry of that architecture named ``tag`` or
+    ``<method>_tag``; any other name is returned as it is (an unknown one fails in the registry)."""
+    from .registry import models
+
+    reg = models()
+    arch, dot, tag = name.partition(".")
+    if name in reg or not dot:
+        return name
+    found = [s.name for s in reg.list() if s.generator == arch and (s.name == tag or s.name.endswith("_" + tag))]
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise I2IError(f"{name!r} matches several zoo entries ({', '.join(found)}); name one of them")
+    tags = [s.name for s in reg.list() if s.generator == arch]
+    hint = f"; pretrained {arch} models: {', '.join(tags)}" if tags else f"{did_you_mean(name, reg.names())}"
+    raise I2IError(f"no pretrained model {name!r}{hint}")

@@ -192,7 +192,7 @@ def test_the_cpu_fallback_after_a_failed_gpu_provider_is_rewritten_too(resnet: P
             return ort.InferenceSession(model, sess_options=sess_options, providers=providers)
 
     with pytest.warns(runtime.ProviderWarning, match="running on CPU"):
-        sess = runtime.create_session(resnet, device="cuda", ort_module=FailingGpu())
+        sess = runtime.create_session(resnet, device="auto", ort_module=FailingGpu())
     assert rewrite_counts == [12]
     assert sess.get_providers() == ["CPUExecutionProvider"]
 

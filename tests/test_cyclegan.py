@@ -124,9 +124,9 @@ def test_train_monet2photo_via_cli_lowers_cycle_loss(tmp_path: Path, monkeypatch
     saved = yaml.safe_load((run / "config.yaml").read_text())  # the shipped recipe under the --set flags
     assert (saved["method"], saved["gan_loss"], saved["lambda_A"], saved["pool_size"]) == ("cyclegan", "lsgan", 10.0, 50)
     # the main generator is G_A (A = monet -> B = photo); --net G_B goes the other way
-    from i2i.checkpoint import load_generator
+    from i2i.loader import load
 
-    module, gmeta = load_generator(run)
+    module, gmeta = (g := load(run, device='cpu')).module, g.meta
     assert (gmeta.net, gmeta.name, gmeta.method, gmeta.kwargs["ngf"]) == ("G_A", "resnet_6blocks", "cyclegan", 8)
     out = tmp_path / "translated"
     photo = sorted((MONET / "monet").iterdir())[0]

@@ -12,7 +12,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from i2i.checkpoint import load_generator, save_generator
+from i2i.checkpoint import save_generator
+from i2i.loader import load
 from i2i.cli import cli
 from i2i.registry import generators
 from i2i.testing import build, generator_meta
@@ -79,8 +80,8 @@ def test_export_checkpoint_end_to_end(run: Path, exported: tuple[Path, str], tmp
     assert meta.i2i_version and meta.info["onnx"]["opset"] == 18 and meta.info["onnx"]["exporter"] == "torchscript"
 
     # the EMA weights went into the file, not the raw ones (they differ after 2 steps at decay 0.5)
-    ema, _ = load_generator(run, ema=True)
-    raw, _ = load_generator(run, ema=False)
+    ema = load(run, ema=True, device='cpu').module
+    raw = load(run, ema=False, device='cpu').module
     x = torch.rand(1, 3, 128, 256) * 2 - 1
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(["output"], {"image": x.numpy()})[0]
     with torch.no_grad():
@@ -174,8 +175,7 @@ def test_export_rejects_bad_static_size_and_suffix(run: Path, tmp_path: Path) ->
 def test_large_models_get_one_external_data_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # past the protobuf limit (~2 GB) the weights go to <name>.onnx.data; lower the threshold to see it
     import i2i_export.exporter as exporter
-    from i2i_export.runtime import OnnxGenerator
-
+    
     monkeypatch.setattr(exporter, "EXTERNAL_DATA_BYTES", 1000)
     spec = generators().get("srvgg_compact")
     module, meta = build(spec).eval(), generator_meta(spec)
@@ -183,4 +183,4 @@ def test_large_models_get_one_external_data_file(tmp_path: Path, monkeypatch: py
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data"]
     assert path.stat().st_size < (tmp_path / "big.onnx.data").stat().st_size
     assert exporter.verify_onnx(path, module) < 1e-4
-    assert OnnxGenerator(path, device="cpu").translate(np.zeros((8, 8, 3), np.uint8)).shape == (32, 32, 3)
+    assert load(path, device="cpu").translate(np.zeros((8, 8, 3), np.uint8)).shape == (32, 32, 3)

@@ -259,10 +259,10 @@ def test_eval_table_with_the_opencv_baseline(trained: Path, tmp_path: Path) -> N
     telea = [r for r in rows if r["method"] == "opencv-telea"]
     assert telea == [r for r in again["rows"] if r["method"] == "opencv-telea"]
     # the exported model scores the same as the checkpoint (the .onnx path of the eval)
-    from i2i.checkpoint import load_generator
+    from i2i.loader import load
     from i2i_export.exporter import export_onnx
 
-    module, meta = load_generator(trained)
+    module, meta = (g := load(trained, device='cpu')).module, g.meta
     onnx_path = export_onnx(module, meta, tmp_path / "tiny.onnx")
     result = runner.invoke(cli, ["eval", "inpaint", "--checkpoint", str(onnx_path), "--data", str(CELEBA),
                                  "--holdout", "10", "--size", "32", "--baseline", "none", "--json"])

@@ -87,10 +87,17 @@ def test_translate_writes_every_image_of_a_folder_at_its_size(tmp_path: Path, mo
     result = runner.invoke(cli, ["translate", str(inputs), "--checkpoint", str(tmp_path / "runs" / "r"),
                                  "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
+    # trained on A|B pairs: an A|B file gives the translation of its input half, as the reference's test step
+    assert result.output.count("translating the left half of such files") == 1
     with Image.open(tmp_path / "out" / "whole.png") as whole, Image.open(tmp_path / "out" / "odd_gray.png") as odd:
         # reading only the headers leaves the files open until closed (or a ResourceWarning at GC)
+        assert whole.size == (256, 256)
+        assert odd.size == (200, 145) and odd.mode == "L"  # grey in, grey out
+    result = runner.invoke(cli, ["translate", str(inputs / "whole.png"), "--checkpoint", str(tmp_path / "runs" / "r"),
+                                 "--out", str(tmp_path / "out_whole"), "--whole"])
+    assert result.exit_code == 0 and "half" not in result.output, result.output
+    with Image.open(tmp_path / "out_whole" / "whole.png") as whole:
         assert whole.size == (512, 256)
-        assert odd.size == (200, 145) and odd.mode == "RGB"
 
     bad = tmp_path / "bad"
     bad.mkdir()

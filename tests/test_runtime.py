@@ -18,6 +18,7 @@ from i2i.errors import I2IError
 from i2i.registry import generators
 from i2i.testing import build, generator_meta
 from i2i_export.exporter import export_onnx
+from i2i.loader import load
 from i2i_export.runtime import CPU, CUDA, TENSORRT, OnnxGenerator, ProviderWarning, choose_providers, read_meta
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -61,10 +62,10 @@ def test_runtime_works_with_torch_unimportable(models: dict[str, Path]) -> None:
             raise SystemExit("torch import was not blocked")
         except ImportError:
             pass
-        from i2i_export.runtime import OnnxGenerator
+        import i2i
         from i2i_export.server import create_app
-        g = OnnxGenerator({str(models['unet_128'])!r}, device="auto")
-        out = g.translate(np.full((100, 70, 3), 128, np.uint8))
+        g = i2i.load({str(models['unet_128'])!r}, device="auto")
+        out = g(np.full((100, 70, 3), 128, np.uint8))
         app = create_app({str(models['unet_128'])!r}, device="cpu")
         assert "torch" not in sys.modules, "torch got imported"
         print("ok", out.shape, out.dtype, g.device)
@@ -77,30 +78,34 @@ def test_runtime_works_with_torch_unimportable(models: dict[str, Path]) -> None:
 
 def test_padding_to_size_multiple_matches_pytorch(models: dict[str, Path]) -> None:
     # 100x70 is not a multiple of 128: the runtime pads, runs, crops back - same pixels as the PyTorch path.
-    from i2i.translate import torch_translator
+    from i2i.loader import Generator, _torch_generator
 
     module, meta = tiny("unet_128")
-    gen = OnnxGenerator(models["unet_128"], device="cpu")
+    gen = load(models["unet_128"], device="cpu")
     image = rgb(100, 70)
     got = gen.translate(image)
-    want = torch_translator(module, meta, "cpu")(image)
+    want = _torch_generator(module, meta, "cpu", None, "tiny unet_128")(image)
+    assert isinstance(gen, Generator)
     assert got.shape == (100, 70, 3) and got.dtype == np.uint8
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
     assert got.std() > 0  # a real image came out, not a constant
 
 
 def test_run_validates_its_input(models: dict[str, Path]) -> None:
-    gen = OnnxGenerator(models["unet_128"], device="cpu")
+    gen = load(models["unet_128"], device="cpu")
     with pytest.raises(I2IError, match="N x 3 x H x W"):
         gen.run(np.zeros((3, 128, 128), np.float32))
     with pytest.raises(I2IError, match="takes 1 inputs"):
         gen.run(np.zeros((1, 3, 128, 128), np.float32), np.zeros((1, 1, 128, 128), np.float32))
+    with pytest.raises(I2IError, match="cannot take a 100x128 input"):  # not a multiple of 128: onnxruntime refuses
+        gen.run(np.zeros((1, 3, 128, 100), np.float32))
     with pytest.raises(I2IError, match="uint8"):
         gen.translate(np.zeros((8, 8, 3), np.float32))
 
 
 def test_tiling_equals_whole_image_when_overlap_covers_receptive_field(models: dict[str, Path]) -> None:
-    gen = OnnxGenerator(models["srvgg_compact"], device="cpu")  # 3 convs of 3x3 and a x4 pixel shuffle
+    gen = load(models["srvgg_compact"], device="cpu")  # 3 convs of 3x3 and a x4 pixel shuffle
+    assert gen.meta.tiling == "local"
     calls = []
     real_run = gen.run
     gen.run = lambda *a: calls.append(a[0].shape) or real_run(*a)  # type: ignore[method-assign]
@@ -118,40 +123,16 @@ def test_tiling_equals_whole_image_when_overlap_covers_receptive_field(models: d
 
 
 def test_static_size_file_pads_small_and_tiles_large_images(models: dict[str, Path]) -> None:
-    gen = OnnxGenerator(models["unet_static"], device="cpu")
+    gen = load(models["unet_static"], device="cpu")
     assert gen.static_hw == (128, 128)
-    assert [d for d in gen.session.get_inputs()[0].shape[2:]] == [128, 128]
     assert gen.translate(rgb(90, 60)).shape == (90, 60, 3)
     assert gen.translate(rgb(300, 200)).shape == (300, 200, 3)  # larger than the file's size: tiles
-
-
-def test_batches_group_images_by_padded_size(models: dict[str, Path]) -> None:
-    gen = OnnxGenerator(models["srvgg_compact"], device="cpu")
-    images = [rgb(32, 32, 1), rgb(40, 24, 2), rgb(32, 32, 3), rgb(32, 32, 4)]
-    singles = [gen.translate(im) for im in images]
-    calls = []
-
-    class Counting:  # count onnxruntime calls without changing what they return
-        def __init__(self, sess) -> None:
-            self.sess = sess
-
-        def __getattr__(self, name: str):
-            return getattr(self.sess, name)
-
-        def run(self, names, feed):
-            calls.append(feed["image"].shape)
-            return self.sess.run(names, feed)
-
-    gen.session = Counting(gen.session)  # type: ignore[assignment]
-    batched = gen.translate_batch(images, max_batch=2)
-    assert sorted(calls) == sorted([(2, 3, 32, 32), (1, 3, 32, 32), (1, 3, 40, 24)])
-    for a, b in zip(batched, singles):
-        assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    assert gen.translate(rgb(101, 67), tile=64).shape == (101, 67, 3)  # odd sizes, with or without --tile
+    assert gen.translate(rgb(67, 301), tile=64).shape == (67, 301, 3)
 
 
 def test_inpainting_model_takes_a_mask(models: dict[str, Path]) -> None:
-    gen = OnnxGenerator(models["deepfill_v2"], device="cpu")
-    assert gen.input_names == ["image", "mask"]
+    gen = load(models["deepfill_v2"], device="cpu")
     assert read_meta(models["deepfill_v2"]).extra_inputs == [{"name": "mask", "channels": 1}]
     image = rgb(37, 50, 5)
     mask = np.zeros((37, 50), np.uint8)
@@ -164,8 +145,6 @@ def test_inpainting_model_takes_a_mask(models: dict[str, Path]) -> None:
         gen.translate(image)
     with pytest.raises(I2IError, match="mask is 10x10"):
         gen.translate(image, np.zeros((10, 10), np.uint8))
-    both = gen.translate_batch([image, image[:32, :32]], [mask, mask[:32, :32]])
-    assert np.abs(both[0].astype(int) - out.astype(int)).max() <= 1
 
 
 # --- execution providers --------------------------------------------------------------------------
@@ -175,7 +154,8 @@ def test_choose_providers() -> None:
     assert choose_providers("cpu", [CUDA, CPU]) == [CPU]
     assert choose_providers("auto", [CPU]) == [CPU]
     assert choose_providers("auto", [TENSORRT, CUDA, CPU]) == [TENSORRT, CUDA, CPU]
-    assert choose_providers("cuda", [CPU]) == [CUDA, CPU]  # asked explicitly: tried, then warned about
+    assert choose_providers("cuda", [CPU]) == [CUDA, CPU]  # asked explicitly: tried, then a one-line error
+    assert choose_providers("cuda:1", [CUDA, CPU]) == [CUDA, CPU]
     with pytest.raises(I2IError, match="unknown device 'tpu'"):
         choose_providers("tpu", [CPU])
 
@@ -212,21 +192,24 @@ class GpuWheelWithoutGpu:
 
 def test_gpu_wheel_without_cuda_falls_back_to_cpu_with_a_warning(models: dict[str, Path]) -> None:
     fake = GpuWheelWithoutGpu()
-    with pytest.warns(ProviderWarning, match="asked for CUDAExecutionProvider but onnxruntime is running on CPUExecutionProvider"):
+    with pytest.warns(ProviderWarning, match="^i2i: onnxruntime-gpu is installed but found no usable GPU, CUDA or cuDNN; running on CPU$"):
         gen = OnnxGenerator(models["unet_128"], device="auto", ort_module=fake)
     assert fake.asked == [[CUDA, CPU]]
     assert gen.providers == [CPU] and gen.device == "cpu"
-    assert gen.describe()["providers"] == [CPU]
-    assert gen.translate(rgb(64, 64)).shape == (64, 64, 3)
+    # asked for by name, a GPU that is not there is one line, not a fallback
+    with pytest.raises(I2IError, match=r"^--device cuda: onnxruntime-gpu is installed but found no usable GPU.*use --device cpu"):
+        OnnxGenerator(models["unet_128"], device="cuda", ort_module=GpuWheelWithoutGpu())
 
 
 def test_provider_that_fails_to_start_retries_on_cpu(models: dict[str, Path]) -> None:
     fake = GpuWheelWithoutGpu(fail=True)
     with pytest.warns(ProviderWarning, match="could not start CUDAExecutionProvider .*libcudnn.*running on CPU") as record:
-        gen = OnnxGenerator(models["unet_128"], device="cuda", ort_module=fake)
+        gen = OnnxGenerator(models["unet_128"], device="auto", ort_module=fake)
     assert len([r for r in record if issubclass(r.category, ProviderWarning)]) == 1  # one clear warning, not two
     assert fake.asked == [[CUDA, CPU], [CPU]]
     assert gen.device == "cpu"
+    with pytest.raises(I2IError, match="--device cuda:1: onnxruntime could not start CUDAExecutionProvider .*libcudnn"):
+        OnnxGenerator(models["unet_128"], device="cuda:1", ort_module=GpuWheelWithoutGpu(fail=True))
 
 
 def test_provider_in_use_is_reported_without_warning(models: dict[str, Path]) -> None:
@@ -268,7 +251,7 @@ def test_translate_command_runs_onnx_models(tmp_path: Path, models: dict[str, Pa
     res = CliRunner().invoke(cli, ["translate", *map(str, inputs), "--model", str(models["unet_128"]),
                                    "--out", str(tmp_path / "out"), "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    assert "translated 2 image(s) with unet_128 on CPUExecutionProvider" in res.output
+    assert "translated 2 image(s) with unet_128 on cpu (onnxruntime)" in res.output
     written = sorted((tmp_path / "out").iterdir())
     assert len(written) == 2
     src = read_image(inputs[0])

@@ -1,4 +1,8 @@
-"""`i2i serve` over real HTTP on 127.0.0.1: valid, corrupt, huge, wrong-type and empty requests, concurrency."""
+"""`i2i serve` over real HTTP on 127.0.0.1: valid, corrupt, huge, wrong-type and empty requests, concurrency,
+and any source i2i.load opens (an .onnx file, a checkpoint, a zoo name) through `create_app` and `i2i serve`.
+
+Keep-alive behaviour after bad requests, and byte-identity with `i2i translate`: test_serve_faults.py.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +22,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import i2i
 from i2i.registry import generators
 from i2i.testing import build, generator_meta
 from i2i_export.exporter import export_onnx
-from i2i_export.runtime import OnnxGenerator
 from i2i_export.server import Limits, create_app, is_loopback, serve_in_thread
 
 MAX_BODY = 256 * 1024
@@ -73,7 +77,10 @@ def test_get_endpoints(client: httpx.Client) -> None:
     assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["providers"] == ["CPUExecutionProvider"]
     info = client.get("/v1/model").json()
     assert info["meta"]["name"] == "unet_128" and info["meta"]["size_multiple"] == 128
-    assert info["device"] == "cpu" and info["limits"]["max_pixels"] == MAX_PIXELS
+    assert info["device"] == "cpu" and info["providers"] == ["CPUExecutionProvider"]
+    assert info["limits"]["max_pixels"] == MAX_PIXELS and info["tile"] == 0
+    assert info["tiling"] == info["meta"]["tiling"] == "local" and info["can_tile"] is True
+    assert info["source"] == "unet_128.onnx"  # the file's name, not where it lives on the server
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert '<input type="file" id="image"' in page.text and "/v1/translate" in page.text
@@ -81,7 +88,7 @@ def test_get_endpoints(client: httpx.Client) -> None:
 
 def test_valid_image_raw_and_multipart(client: httpx.Client, models: dict[str, Path]) -> None:
     image = rgb(100, 70)
-    want = OnnxGenerator(models["unet_128"], device="cpu").translate(image)
+    want = i2i.load(models["unet_128"], device="cpu").translate(image)
     r = post(client, "/v1/translate", content=png(image), headers={"content-type": "image/png"})
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert float(r.headers["x-inference-ms"]) > 0 and r.headers["x-providers"] == "CPUExecutionProvider"
@@ -128,9 +135,9 @@ def test_wrong_content_type_is_415_and_empty_body_422(client: httpx.Client) -> N
 
 
 def test_sixteen_concurrent_clients(server: str, models: dict[str, Path]) -> None:
-    gen = OnnxGenerator(models["unet_128"], device="cpu")
+    gen = i2i.load(models["unet_128"], device="cpu")
     images = [rgb(64 + 8 * (i % 4), 96, seed=i) for i in range(16)]
-    want = [gen.translate(im) for im in images]
+    want = [gen(im) for im in images]
 
     def one(i: int) -> tuple[int, np.ndarray | None]:
         with httpx.Client(base_url=server, timeout=60) as c:
@@ -190,10 +197,6 @@ def test_queue_bound_and_timeout(models: dict[str, Path]) -> None:
     assert "0.001 s" in r.json()["error"]
 
 
-def test_no_5xx_was_seen() -> None:
-    assert statuses and not [s for s in statuses if s >= 500]
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -239,20 +242,119 @@ def test_serve_command(models: dict[str, Path]) -> None:
     assert "PluginWarning" not in output and "Traceback" not in output
 
 
-def test_serve_command_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args, says", [
+    (["{tmp}/missing.onnx"], "does not exist"),
+    (["{tmp}/weights.safetensors"], "does not exist"),
+    (["{tmp}/corrupt.onnx"], "not a readable ONNX model"),
+    ([], "name the generator to serve"),
+    (["{tmp}/corrupt.onnx", "--model", "cyclegan_h2z"], "not both"),
+    (["{tmp}/corrupt.onnx", "--device", "gpu"], "unknown device 'gpu'"),
+    (["{tmp}/x.pth", "--device", "tensorrt"], "tensorrt is for .onnx models"),
+    (["--model", "no_such_model_anywhere"], "no_such_model_anywhere"),
+])
+def test_serve_command_errors(tmp_path: Path, args: list[str], says: str) -> None:
     from click.testing import CliRunner
 
     from i2i.cli import cli
 
-    res = CliRunner().invoke(cli, ["serve", str(tmp_path / "missing.onnx")])
-    assert res.exit_code != 0 and "does not exist" in res.output and "Traceback" not in res.output
-    res = CliRunner().invoke(cli, ["serve", str(tmp_path / "weights.safetensors")])
-    assert res.exit_code != 0 and "export a checkpoint first" in res.output
     (tmp_path / "corrupt.onnx").write_bytes(b"not a model")
-    res = CliRunner().invoke(cli, ["serve", str(tmp_path / "corrupt.onnx")])
-    assert res.exit_code != 0 and "not a readable ONNX model" in res.output
+    res = CliRunner().invoke(cli, ["serve", *(a.format(tmp=tmp_path) for a in args)])
+    assert res.exit_code != 0 and says in res.output, res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1  # one line
     assert "serving" not in res.output  # nothing claims to serve a model that did not load
+
+
+def test_is_loopback() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and not is_loopback("0.0.0.0")
+
+
+def test_serve_command_hands_its_options_to_i2i_load(models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+    from click.testing import CliRunner
+
+    import i2i.loader
+    from i2i.cli import cli
+
+    seen: list[tuple[str, dict]] = []
+    real = i2i.loader.load
+
+    def load(source: str, **kw: object) -> i2i.Generator:
+        seen.append((source, kw))
+        return real(models["unet_128"], device="cpu")
+
+    served: list[dict] = []
+    monkeypatch.setattr(i2i.loader, "load", load)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(kw))
+    runner = CliRunner()
+    res = runner.invoke(cli, ["serve", "runs/facades", "--net", "G_B", "--no-ema", "--device", "cuda:1", "--threads", "3", "--port", "9"])
+    assert res.exit_code == 0, res.output
+    assert seen[-1] == ("runs/facades", {"weights": None, "device": "cuda:1", "net": "G_B", "ema": False, "threads": 3})
+    res = runner.invoke(cli, ["serve", "--model", "cyclegan_h2z", "--weights", "h2z.pth", "--port", "9"])
+    assert res.exit_code == 0, res.output
+    source, kw = seen[-1]
+    assert source == "cyclegan_h2z" and str(kw["weights"]) == "h2z.pth" and kw["device"] == "auto" and kw["ema"] is True
+    assert served[-1]["port"] == 9 and "serving cyclegan_h2z on http://127.0.0.1:9/" in res.output
+
+
+def test_a_zoo_name_is_served_by_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`i2i serve --model NAME --weights FILE`: a PyTorch generator, opened before anything says it serves."""
+    import torch
+    import uvicorn
+    from click.testing import CliRunner
+
+    from i2i import plugins
+    from i2i.cli import cli
+    from i2i.imageio import decode_image, encode_image
+    from i2i.registry import ModelSpec, models as zoo
+
+    spec = generators().get("unet_128")
+    torch.save(build(spec).eval().state_dict(), tmp_path / "w.pth")
+    zoo().add(ModelSpec("serve_test_unet", "unet_128", "http://127.0.0.1:9/never.pth", plugin="test",
+                        generator_kwargs=dict(spec.test_kwargs)))
+    apps: list = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: apps.append(app))
+    try:
+        res = CliRunner().invoke(cli, ["serve", "--model", "serve_test_unet", "--weights", str(tmp_path / "w.pth"),
+                                       "--device", "cpu", "--port", "8123"])
+        assert res.exit_code == 0, res.output
+        lines = res.output.splitlines()
+        assert lines[-2] == "model unet_128 (imported) running on cpu"
+        assert lines[-1].startswith("serving serve_test_unet on http://127.0.0.1:8123/")
+        image = rgb(36, 20)
+        want = encode_image(i2i.load("serve_test_unet", weights=tmp_path / "w.pth", device="cpu")(image))
+    finally:
+        plugins.reset()  # forget the test entry
+    with serve_in_thread(apps[0], port=0) as url, httpx.Client(base_url=url, timeout=60) as c:
+        info = c.get("/v1/model").json()
+        assert info["meta"]["info"]["zoo"] == "serve_test_unet" and info["device"] == "cpu" and info["providers"] == []
+        r = post(c, "/v1/translate", content=png(image), headers={"content-type": "image/png"})
+        assert r.status_code == 200 and r.headers["x-providers"] == "cpu"
+        assert r.content == want and decode_image(r.content).shape == (36, 20, 3)
+
+
+def test_a_checkpoint_file_is_served(models: dict[str, Path], tmp_path: Path) -> None:
+    from i2i.checkpoint import save_generator
+    from i2i.imageio import encode_image
+
+    spec = generators().get("unet_128")
+    path = save_generator(tmp_path / "unet.safetensors", build(spec).eval(), generator_meta(spec))
+    image = rgb(50, 30)
+    want = encode_image(i2i.load(path, device="cpu").translate(image))
+    with serve_in_thread(create_app(path, device="cpu"), port=0) as url, httpx.Client(base_url=url, timeout=60) as c:
+        assert c.get("/v1/model").json()["source"] == "unet.safetensors"
+        r = post(c, "/v1/translate", content=png(image), headers={"content-type": "image/png"})
+        assert r.status_code == 200 and r.content == want
+
+
+def test_tiles_are_refused_at_start_for_a_model_that_cannot_tile(models: dict[str, Path]) -> None:
+    from i2i.errors import I2IError
+
+    g = i2i.load(models["unet_128"], device="cpu")
+    g.meta.tiling = "whole_image"  # as InstanceNorm generators say
+    with pytest.raises(I2IError, match="whole-image statistics.*--tile cannot be used"):
+        create_app(models["unet_128"], generator=g, tile=64)
+    app = create_app(models["unet_128"], generator=g)  # whole images are fine
+    assert app.state.translator.tile == 0
 
 
 def test_multipart_parts_are_closed_once_read() -> None:
@@ -275,3 +377,7 @@ def test_multipart_parts_are_closed_once_read() -> None:
         got = asyncio.run(_parts(Request(scope), body, Limits()))
     assert got == (image, mask)
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_no_5xx_was_seen() -> None:
+    assert statuses and not [s for s in statuses if s >= 500]  # runs last: every request this module sent through post()

@@ -45,27 +45,26 @@ def _published(layout: dict) -> dict:
 
 @needs
 def test_compact_params_wrapper_loads_strictly() -> None:
-    from i2i.zoo import resolve_model
-    from i2i_srgan.weights import load_weights
+    from i2i.loader import load
 
     raw = torch.load(COMPACT, map_location="cpu", weights_only=True)
     assert list(raw) == ["params"]  # the published wrapper
-    module, meta = load_weights(COMPACT)  # architecture recognised from the keys alone
+    module, meta = (g := load(COMPACT, device='cpu')).module, g.meta  # architecture recognised from the keys alone
     assert (meta.name, meta.scale) == ("srvgg_compact", 4)
     assert meta.kwargs["num_conv"] == 16 and meta.kwargs["num_feat"] == 64
     for k, v in module.state_dict().items():
         torch.testing.assert_close(v, raw["params"][k], rtol=0, atol=0)
-    zmodule, zmeta = resolve_model("realesr-animevideov3", weights=str(COMPACT))
+    zmodule, zmeta = (g := load("realesr-animevideov3", weights=str(COMPACT), device='cpu')).module, g.meta
     assert zmeta.info["zoo"] == "realesr-animevideov3"
     assert zmodule.state_dict().keys() == module.state_dict().keys()
 
 
 @needs
 def test_srgan_legacy_pickle_loads_strictly() -> None:
-    from i2i_srgan.weights import load_weights
+    from i2i.loader import load
 
     assert not zipfile.is_zipfile(SRGAN)  # pre-1.6 pickle with CUDA tensors
-    module, meta = load_weights(SRGAN)
+    module, meta = (g := load(SRGAN, device='cpu')).module, g.meta
     assert meta.name == "srgan_leftthomas" and meta.kwargs == {"scale": 4, "num_feat": 64, "num_block": 5, "block7": "prelu"}
     raw = torch.load(SRGAN, map_location="cpu", weights_only=True)
     own = module.state_dict()
@@ -111,29 +110,30 @@ def test_rrdbnet_official_key_layouts_load_strictly(name: str, zoo: str) -> None
 
 def test_rrdbnet_published_file_loads_through_the_zoo(tmp_path: Path) -> None:
     # End to end on a file of the x4plus_anime_6B layout: {"params_ema": sd}, random values.
-    from i2i_srgan.weights import load_weights
+    from i2i.loader import load
 
     layout = _layout("realesrgan_RRDBNet_x4plus_anime_6B_basicsr")
     ckpt = _published(layout)
     path = tmp_path / "RealESRGAN_x4plus_anime_6B.pth"
     torch.save(ckpt, path)
     for zoo in ("realesrgan-x4plus-anime-6b", None):  # zoo entry, or recognised from the keys
-        module, meta = load_weights(path, model=zoo)
+        g = load(zoo, weights=path, device="cpu") if zoo else load(path, device="cpu")
+        module, meta = g.module, g.meta
         assert meta.name == "rrdbnet" and meta.kwargs["num_block"] == 6 and meta.scale == 4
         torch.testing.assert_close(module.conv_first.weight, ckpt["params_ema"]["conv_first.weight"])
     del ckpt["params_ema"]["body.5.rdb3.conv5.bias"]
     torch.save(ckpt, path)
     with pytest.raises(I2IError, match="missing keys: body.5.rdb3.conv5.bias"):
-        load_weights(path, model="realesrgan-x4plus-anime-6b")
+        load("realesrgan-x4plus-anime-6b", weights=path)
 
 
 def test_unknown_layout_is_a_clear_error(tmp_path: Path) -> None:
-    from i2i_srgan.weights import load_weights
+    from i2i.loader import load
 
     path = tmp_path / "other.pth"
     torch.save({"encoder.weight": torch.zeros(3, 3)}, path)
-    with pytest.raises(I2IError, match="unrecognised SR weights"):
-        load_weights(path)
+    with pytest.raises(I2IError, match="no plugin recognises these weights"):
+        load(path)
 
 
 def _lr_image(tmp_path: Path) -> tuple[Path, np.ndarray]:

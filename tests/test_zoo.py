@@ -20,7 +20,8 @@ from i2i import plugins
 from i2i.cli import cli
 from i2i.errors import I2IError
 from i2i.registry import ModelSpec, models
-from i2i.zoo import cache_path, cache_status, resolve_model
+from i2i.loader import load
+from i2i.zoo import cache_path, cache_status
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 LAYOUTS = SHARED / "weights" / "key_layouts"
@@ -84,7 +85,7 @@ def test_official_cyclegan_layout_loads_strictly(tmp_path: Path) -> None:
     for variant, obj in {"plain": sd, "legacy": legacy, "wrapped": {"state_dict": {f"module.{k}": v for k, v in sd.items()}}}.items():
         path = tmp_path / f"{variant}.pth"
         torch.save(obj, path)
-        module, meta = resolve_model("cyclegan_h2z", weights=str(path))
+        module, meta = (g := load("cyclegan_h2z", weights=str(path), device='cpu')).module, g.meta
         assert_loaded(module, sd)
         assert not module.training
         assert (meta.name, meta.kwargs["norm"], meta.size_multiple, meta.info["zoo"]) == ("resnet_9blocks", "instance", 4, "cyclegan_h2z")
@@ -95,7 +96,7 @@ def test_official_pix2pix_layout_loads_strictly(tmp_path: Path) -> None:
     sd = layout_state("pix2pix_unet_256_batchnorm")
     old = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}  # saved before PyTorch 0.4
     torch.save(old, tmp_path / "old.pth")
-    module, meta = resolve_model("pix2pix_facades_label2photo", weights=str(tmp_path / "old.pth"))
+    module, meta = (g := load("pix2pix_facades_label2photo", weights=str(tmp_path / "old.pth"), device='cpu')).module, g.meta
     own = module.state_dict()
     assert all(torch.equal(own[k], sd[k]) for k in old)
     assert (meta.name, meta.size_multiple, meta.method) == ("unet_256", 256, "pix2pix")
@@ -108,17 +109,17 @@ def test_wrong_weights_name_the_keys(tmp_path: Path) -> None:
     sd["model.99.weight"] = torch.zeros(1)
     torch.save(sd, tmp_path / "bad.pth")
     with pytest.raises(I2IError, match=r"missing keys: model\.26\.bias.*unexpected keys: model\.99\.weight"):
-        resolve_model("cyclegan_h2z", weights=str(tmp_path / "bad.pth"))
+        load("cyclegan_h2z", weights=str(tmp_path / "bad.pth"))
     six = {k: v for k, v in layout_state("cyclegan_resnet_9blocks_instancenorm").items()
            if not any(k.startswith(f"model.{i}.") for i in (16, 17, 18))}
     torch.save(six, tmp_path / "six.pth")
     with pytest.raises(I2IError, match="6 residual blocks.*cyclegan_resnet_6blocks"):
-        resolve_model("cyclegan_h2z", weights=str(tmp_path / "six.pth"))
+        load("cyclegan_h2z", weights=str(tmp_path / "six.pth"))
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(I2IError, match="cannot load .*junk.pth"):
-        resolve_model("cyclegan_h2z", weights=str(tmp_path / "junk.pth"))
+        load("cyclegan_h2z", weights=str(tmp_path / "junk.pth"))
     with pytest.raises(I2IError, match=r"did you mean: cyclegan_h2z"):
-        resolve_model("cyclegan_h2zz")
+        load("cyclegan_h2zz")
 
 
 # ---------------------------------------------------------------------------------------- loopback downloads
@@ -198,7 +199,7 @@ def test_download_verifies_caches_and_translates(zoo_entry, server: str, tmp_pat
     assert cached.read_bytes() == PAYLOAD and cache_status(spec)
     listing = CliRunner().invoke(cli, ["list", "models", "tiny_zoo"])
     assert listing.exit_code == 0 and " yes " in listing.output and "MIT" in listing.output, listing.output
-    module, meta = resolve_model("tiny_zoo")  # from the cache: no second request
+    module, meta = (g := load("tiny_zoo", device='cpu')).module, g.meta  # from the cache: no second request
     assert Handler.hits == ["/models/tiny.pth"]
     assert_loaded(module, TINY_SD)
     assert meta.info["weights"] == spec.url and meta.info["license"] == "MIT"
@@ -207,10 +208,10 @@ def test_download_verifies_caches_and_translates(zoo_entry, server: str, tmp_pat
 def test_checksum_mismatch_and_truncated_download_leave_nothing(zoo_entry) -> None:
     zoo_entry("bad_sha", "/models/bad.pth", sha256="0" * 64)
     with pytest.raises(I2IError, match="failed its checksum.*--weights FILE"):
-        resolve_model("bad_sha")
+        load("bad_sha")
     zoo_entry("short", "/short/tiny.pth")
     with pytest.raises(I2IError, match="cut short.*--weights FILE"):
-        resolve_model("short")
+        load("short")
     for name in ("bad_sha", "short"):
         folder = cache_path(name).parent
         assert not cache_status(name)
@@ -221,7 +222,7 @@ def test_offline_error_names_url_and_weights(zoo_entry, monkeypatch: pytest.Monk
     spec = zoo_entry("tiny_offline", "/models/tiny.pth")
     monkeypatch.setenv("I2I_OFFLINE", "1")
     with pytest.raises(I2IError) as err:
-        resolve_model("tiny_offline")
+        load("tiny_offline")
     assert spec.url in str(err.value) and "--weights FILE" in str(err.value)
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "x.png")
     result = CliRunner().invoke(cli, ["translate", str(tmp_path / "x.png"), "--model", "tiny_offline"])
@@ -231,12 +232,12 @@ def test_offline_error_names_url_and_weights(zoo_entry, monkeypatch: pytest.Monk
     monkeypatch.delenv("I2I_OFFLINE")
     models().add(ModelSpec("unreachable", "resnet_6blocks", "http://127.0.0.1:9/x.pth", generator_kwargs={"ngf": 8}))
     with pytest.raises(I2IError, match=r"cannot download http://127\.0\.0\.1:9/x\.pth.*--weights FILE"):
-        resolve_model("unreachable")
+        load("unreachable")
 
 
 def test_import_entry_needs_weights() -> None:
     with pytest.raises(I2IError, match="no download; pass the weights file with --weights FILE"):
-        resolve_model("cyclegan_resnet_9blocks")
+        load("cyclegan_resnet_9blocks")
 
 
 # ---------------------------------------------------------------------------------------- vintagify
@@ -261,5 +262,5 @@ def test_vintagify_translates_horses_deterministically(tmp_path: Path) -> None:
         # the real weights keep the picture: outputs correlate strongly with the input
         corr = np.corrcoef(first.mean(2).ravel(), source.mean(2).ravel())[0, 1]
         assert corr > 0.8, corr
-    module, meta = resolve_model("cyclegan_resnet_9blocks", weights=str(VINTAGIFY))
+    module, meta = (g := load("cyclegan_resnet_9blocks", weights=str(VINTAGIFY), device='cpu')).module, g.meta
     assert meta.kwargs["norm"] == "instance_affine"  # read from the file: no flag needed

@@ -23,6 +23,9 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise I2IError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise I2IError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s) "
+                           f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
         if local_rank is not None:
             device = torch.device("cuda", local_rank)
     return device

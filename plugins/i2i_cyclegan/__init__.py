@@ -17,9 +17,9 @@ def register_generators(register) -> None:
     from .networks import resnet_6blocks, resnet_9blocks
 
     tiny = {"ngf": 8}
-    register("resnet_6blocks", resnet_6blocks, size_multiple=4, test_kwargs=tiny, test_size=32,
+    register("resnet_6blocks", resnet_6blocks, size_multiple=4, min_size=8, test_kwargs=tiny, test_size=32,
              description="ResNet, 6 residual blocks (CycleGAN at 128x128; reference layout)")
-    register("resnet_9blocks", resnet_9blocks, size_multiple=4, test_kwargs=tiny, test_size=32,
+    register("resnet_9blocks", resnet_9blocks, size_multiple=4, min_size=8, test_kwargs=tiny, test_size=32,
              description="ResNet, 9 residual blocks (CycleGAN at 256x256; official models load strictly)")
 
 
@@ -37,3 +37,21 @@ def register_models(register) -> None:
 
     for name, entry in entries().items():
         register(name, **entry)
+
+
+@i2i.hookimpl
+def identify_weights(state: dict):
+    """A ResNet generator of the reference (junyanz) layout: ``model.1.weight`` .. with
+    ``model.N.conv_block`` residual blocks; norm, dropout, ngf and the block count read from the file."""
+    from i2i.errors import I2IError
+
+    from .zoo import resnet_blocks, resnet_reference
+
+    try:
+        sd, kwargs = resnet_reference(state)
+    except I2IError:
+        return None
+    blocks = resnet_blocks(sd)
+    if blocks not in (6, 9):
+        return None
+    return f"resnet_{blocks}blocks", kwargs, sd

@@ -13,7 +13,7 @@ import numpy as np
 from i2i.errors import I2IError
 
 from .files import DEFAULT_HOLDOUT, image_files, resize_crop_box, split_files
-from .evaluate import BUCKETS, bucketed_masks, evaluate, format_table, model_inpainter, opencv_inpainter, rows_to_json
+from .evaluate import BUCKETS, bucketed_masks, evaluate, format_table, generator_inpainter, opencv_inpainter, rows_to_json
 from .masks import mask_from_spec
 
 
@@ -75,7 +75,7 @@ def eval_inpaint(checkpoint: str | None, data: str, holdout: int | None, all_ima
     methods = {}
     info: dict = {}
     if checkpoint:
-        fill, info = model_inpainter(checkpoint, device=device)
+        fill, info = generator_inpainter(checkpoint, device=device)
         cfg = info.get("config") or {}
         size = size or int(cfg.get("crop_size") or 0) or None
         holdout = cfg.get("holdout") if holdout is None else holdout

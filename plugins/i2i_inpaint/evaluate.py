@@ -123,50 +123,27 @@ def opencv_inpainter(method: str = "telea", radius: int = 3) -> Inpainter:
     return fill
 
 
-def model_inpainter(path: str | Path, device: str = "cpu") -> tuple[Inpainter, dict]:
-    """A trained inpainting generator from an i2i checkpoint or an exported ``.onnx`` file, run
-    through the same pre/post-processing as ``i2i translate`` (pad to the size multiple, crop)."""
-    from i2i.artifact import META_KEY, GeneratorMeta
-    from i2i.imageproc import translate_array
+def generator_inpainter(source: str | Path, device: str = "cpu") -> tuple[Inpainter, dict]:
+    """A trained inpainting generator opened by :func:`i2i.load` (an i2i checkpoint, an exported
+    ``.onnx`` file ...), run exactly as ``i2i translate --mask`` runs it."""
+    from i2i.loader import load
 
-    path = Path(path)
-    info: dict = {}
-    if path.suffix.lower() == ".onnx":
+    g = load(source, device=device)
+    if not any(i.get("name") == "mask" for i in g.meta.extra_inputs):
+        raise I2IError(f"{source} holds generator {g.meta.name!r}, which takes no mask: it is not an inpainting model")
+    config = None
+    if not str(source).lower().endswith(".onnx"):
+        from i2i.checkpoint import read_meta, resolve
+
         try:
-            import onnxruntime as ort
-        except ImportError:
-            raise I2IError("evaluating an .onnx model needs onnxruntime: pip install 'i2i[cpu]'") from None
-        if not path.is_file():
-            raise I2IError(f"ONNX model {path} does not exist")
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
-        if raw is None:
-            raise I2IError(f"{path} has no i2i metadata; export it with `i2i export`")
-        meta = GeneratorMeta.from_json(raw)
-        names = [i.name for i in sess.get_inputs()]
-
-        def fn(x: np.ndarray, *extras: np.ndarray) -> np.ndarray:
-            return sess.run(None, dict(zip(names, (x, *extras))))[0]
-    else:
-        import torch
-
-        from i2i.checkpoint import load_generator, read_meta, resolve
-
-        module, meta = load_generator(path, device=device)
-        info = read_meta(resolve(path))
-
-        def fn(x: np.ndarray, *extras: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                args = [torch.from_numpy(a).to(device) for a in (x, *extras)]
-                return module(*args).float().cpu().numpy()
-
-    if not any(i.get("name") == "mask" for i in meta.extra_inputs):
-        raise I2IError(f"{path} holds generator {meta.name!r}, which takes no mask: it is not an inpainting model")
+            config = read_meta(resolve(source)).get("config")
+        except I2IError:  # a published weights file: no training config
+            config = None
 
     def fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return translate_array(fn, image, meta, mask=mask)
+        return g.translate(image, mask)
 
-    return fill, {"generator": meta.name, "kwargs": meta.kwargs, "info": meta.info, "config": info.get("config")}
+    return fill, {"generator": g.meta.name, "kwargs": g.meta.kwargs, "info": g.meta.info, "config": config}
 
 
 # -- the evaluation ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from i2i.artifact import GeneratorMeta
 from i2i.config import TrainConfig
 from i2i.engine.penalties import gradient_penalty
 from i2i.errors import I2IError
@@ -60,11 +61,25 @@ class Pix2Pix(Method):
         from i2i.data import AlignedDataset
 
         cfg = self.cfg
-        return AlignedDataset(
+        dataset = AlignedDataset(
             root, phase=cfg.phase, direction=cfg.direction, load_size=cfg.load_size, crop_size=cfg.crop_size,
             flip=cfg.flip, train=train, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
             skip_bad=cfg.skip_bad_images,
         )
+        if train and dataset.pairs and dataset.pairs[0][1] is None:  # side-by-side A|B files
+            from PIL import Image
+
+            with Image.open(dataset.pairs[0][0]) as first:
+                w, h = first.size
+            # what `i2i translate` needs to feed the input half of such a file, as the reference's test does
+            self.ab_pairs = {"input": "left" if cfg.direction == "AtoB" else "right", "aspect": round(w / h, 4)}
+        return dataset
+
+    def generator_meta(self, net: str | None = None) -> GeneratorMeta:
+        meta = super().generator_meta(net)
+        if getattr(self, "ab_pairs", None):
+            meta.info["ab_pairs"] = dict(self.ab_pairs)
+        return meta
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         return {"fake_B": self.nets["G"](batch["A"])}

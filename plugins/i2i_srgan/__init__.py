@@ -72,3 +72,14 @@ def register_commands(cli) -> None:
     from .evaluate import eval_sr
 
     cli.commands["eval"].add_command(eval_sr, "sr")
+
+
+@i2i.hookimpl
+def identify_weights(state: dict):
+    """Real-ESRGAN compact, RRDBNet (ESRGAN / Real-ESRGAN, basicsr or xinntao keys), leftthomas
+    SRGAN and i2i's SRResNet, recognised from their keys (:func:`i2i_srgan.weights.detect`)."""
+    from .weights import detect, recognises
+
+    if not recognises(state):
+        return None
+    return detect(state)

@@ -78,13 +78,6 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def _torch_upscaler(module, meta, device: str, tile: int, overlap: int) -> Upscaler:
-    from i2i.translate import torch_translator
-
-    translator = torch_translator(module, meta, device)
-    return lambda lr: translator(lr, tile=tile, overlap=overlap)
-
-
 def _check_scale(name: str, meta_scale: int, scale: int) -> None:
     if meta_scale != scale:
         raise I2IError(f"{name} is an x{meta_scale} model but --scale is {scale}; evaluate it with --scale {meta_scale}")
@@ -92,37 +85,41 @@ def _check_scale(name: str, meta_scale: int, scale: int) -> None:
 
 def load_models(models: tuple[str, ...], checkpoints: tuple[str, ...], weights: tuple[str, ...], scale: int,
                 device: str, tile: int, overlap: int) -> list[tuple[str, str, Upscaler]]:
-    """Resolve the command's model options into named upscalers (in option order per kind)."""
-    import torch
+    """The command's model options as named upscalers, each opened by :func:`i2i.load`.
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    out: list[tuple[str, str, Upscaler]] = []
+    As in ``i2i translate``, ``--weights FILE`` beside a single zoo ``--model NAME`` is that model's
+    local weights. Otherwise each ``--weights [ZOO_NAME=]FILE`` is a model of its own (the
+    architecture from ZOO_NAME, or recognised from the file's keys).
+    """
+    from i2i.loader import load
+
+    opened: list[tuple[str, str, object]] = []
+    paired = len(models) == 1 and len(weights) == 1 and "=" not in weights[0] and not _is_path(models[0])
     for name in models:
-        from i2i.translate import load_translator
-
-        tr = load_translator(None, name, None, device=device)
-        _check_scale(name, tr.meta.scale, scale)
-        out.append((Path(name).stem if name.endswith(".onnx") else name, f"--model {name}",
-                    lambda lr, tr=tr: tr(lr, tile=tile, overlap=overlap)))
+        source = f"--model {name}" + (f" --weights {weights[0]}" if paired else "")
+        label = Path(name).stem if _is_path(name) else name
+        opened.append((label, source, load(name, weights=weights[0] if paired else None, device=device)))
     for path in checkpoints:
-        from i2i.checkpoint import load_generator
-
-        module, meta = load_generator(path)
-        _check_scale(path, meta.scale, scale)
         label = Path(path).name if Path(path).is_dir() else Path(path).parent.name
-        out.append((label, f"--checkpoint {path}", _torch_upscaler(module, meta, device, tile, overlap)))
-    for item in weights:
-        from .weights import load_weights
-
+        opened.append((label, f"--checkpoint {path}", load(path, device=device)))
+    for item in () if paired else weights:
         zoo, sep, file = item.partition("=")
         if not sep or Path(item).exists():  # a path that itself contains '=' is still a path
             zoo, file = "", item
-        module, meta = load_weights(file, model=zoo or None)
-        label = f"{zoo} ({Path(file).name})" if zoo else f"{Path(file).name} [{meta.name}]"
-        _check_scale(label, meta.scale, scale)
-        out.append((label, f"--weights {item}", _torch_upscaler(module, meta, device, tile, overlap)))
+        g = load(zoo, weights=file, device=device) if zoo else load(file, device=device)
+        label = f"{zoo} ({Path(file).name})" if zoo else f"{Path(file).name} [{g.meta.name}]"
+        opened.append((label, f"--weights {item}", g))
+    out: list[tuple[str, str, Upscaler]] = []
+    for label, source, g in opened:
+        _check_scale(label, g.meta.scale, scale)  # type: ignore[attr-defined]
+        if tile:
+            g.check_tiling()  # type: ignore[attr-defined]
+        out.append((label, source, lambda lr, g=g: g.translate(lr, tile=tile, overlap=overlap)))  # type: ignore[attr-defined]
     return out
+
+
+def _is_path(name: str) -> bool:
+    return Path(name).exists() or "/" in name or name.lower().endswith((".onnx", ".pth", ".pt", ".safetensors"))
 
 
 def format_table(rows: list[Row], per_image: bool = True) -> str:
@@ -150,16 +147,18 @@ def _fmt(values: dict) -> tuple[str, ...]:
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of HR images (LR made by MATLAB bicubic), or with HR/ and LR/ sub-folders.")
 @click.option("--scale", type=int, default=4, help="Upscaling factor; also the border cropped before measuring.")
-@click.option("--model", "models", multiple=True, help="Zoo name (`i2i list models`) or .onnx file (repeatable).")
+@click.option("--model", "models", multiple=True,
+              help="Zoo name (`i2i list models`), .onnx file, weights file or run folder (repeatable).")
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True),
               help="i2i run folder, checkpoint folder or weights file (repeatable).")
 @click.option("--weights", "weights", multiple=True, metavar="[ZOO_NAME=]FILE",
-              help="Published weights file; the architecture is recognised from its keys, or taken from the zoo "
+              help="With one zoo --model: its local weights file (as in `i2i translate`). Otherwise a published "
+                   "weights file to evaluate; the architecture is recognised from its keys, or taken from the zoo "
                    "entry ZOO_NAME (repeatable).")
 @click.option("--lr-dir", type=click.Path(exists=True, file_okay=False), help="Folder of LR images matching the HR names.")
 @click.option("--tile", type=int, default=0, help="Upscale in LR tiles of this side (0: whole image).")
 @click.option("--overlap", type=int, default=32, help="LR context pixels around each tile.")
-@click.option("--device", default="auto", help="auto, cpu, cuda, cuda:N.")
+@click.option("--device", default="auto", help="auto, cpu, cuda, cuda:N (tensorrt for .onnx).")
 @click.option("--save-dir", type=click.Path(file_okay=False), help="Also write every output image to DIR/MODEL/IMAGE.png.")
 @click.option("--per-image/--mean-only", default=True, help="List every image, or only the means.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

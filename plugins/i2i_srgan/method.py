@@ -194,31 +194,21 @@ class SRGANMethod(SRResNetMethod):
 
 
 def load_init(G: torch.nn.Module, name: str, kwargs: dict[str, Any], path: str) -> None:
-    """Load ``G``'s weights from an i2i checkpoint or a published weights file, strictly."""
-    from i2i.checkpoint import generator_state, read_meta, resolve
+    """Load ``G``'s weights from anything :func:`i2i.load` opens (an i2i checkpoint, a published
+    weights file, a zoo name), strictly: the architecture must be the one this run builds."""
+    from i2i.loader import load
 
-    p = Path(path).expanduser()
-    if p.is_dir() or p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        weights_file = resolve(p)
-        meta = read_meta(weights_file)
-        net = meta.get("main", "G")
-        gmeta = meta.get("generators", {}).get(net, {})
-        if gmeta.get("name") != name or {**gmeta.get("kwargs", {})} != kwargs:
-            raise I2IError(f"init_from {path} holds {gmeta.get('name')}({gmeta.get('kwargs')}) but this run builds "
-                           f"{name}({kwargs}); set generator / generator_kwargs / scale to match")
-        sd = generator_state(load_file(str(weights_file)), net, ema=True)
-    else:
-        from i2i.zoo import load_state
-
-        from .weights import detect
-
-        found, _, sd = detect(load_state(p))
-        if found != name:
-            raise I2IError(f"init_from {path} holds {found} weights but this run builds {name}; set generator={found}")
+    if str(path).lower().endswith(".onnx"):
+        raise I2IError(f"init_from {path}: an .onnx file cannot seed training; give the checkpoint or .pth it came from")
+    g = load(path, device="cpu")
+    found = g.meta.name
+    if found != name:
+        raise I2IError(f"init_from {path} holds {found} weights but this run builds {name}; set generator={found}")
+    if g.meta.info.get("checkpoint") and {**g.meta.kwargs} != kwargs:
+        raise I2IError(f"init_from {path} holds {found}({g.meta.kwargs}) but this run builds "
+                       f"{name}({kwargs}); set generator / generator_kwargs / scale to match")
     try:
-        G.load_state_dict(sd, strict=True)
+        G.load_state_dict(g.module.state_dict(), strict=True)
     except RuntimeError as exc:
         detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])[:300]
         raise I2IError(f"init_from {path} does not fit {name}({kwargs}): {detail}") from None

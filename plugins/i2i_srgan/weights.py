@@ -9,13 +9,10 @@ architecture and kwargs from its keys and shapes, so ``--weights FILE`` needs no
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from i2i.artifact import GeneratorMeta
 from i2i.errors import I2IError
 from i2i.zoo import fill_batchnorm_counters, unwrap_state_dict
 
@@ -107,20 +104,14 @@ def detect(sd: StateDict) -> tuple[str, dict[str, Any], StateDict]:
                    f"RRDBNet (ESRGAN / Real-ESRGAN), leftthomas SRGAN, i2i srresnet")
 
 
-def load_weights(path: str | Path, model: str | None = None) -> tuple[nn.Module, GeneratorMeta]:
-    """A published weights file as (generator in eval mode, meta).
-
-    With ``model`` (a zoo name) the zoo entry names the architecture and the converter (exactly
-    ``i2i translate --model NAME --weights FILE``); without it the architecture is recognised from
-    the keys (:func:`detect`).
-    """
-    from i2i.zoo import build_strict, load_state, resolve_model, zoo_meta
-
-    if model:
-        return resolve_model(model, weights=str(path))
-    name, kwargs, sd = detect(load_state(path))
-    module = build_strict(name, kwargs, sd, str(path))
-    return module, zoo_meta(name, kwargs, info={"weights": str(path)})
+def recognises(obj: Any) -> bool:
+    """Whether :func:`detect` knows this layout (the ``identify_weights`` hook asks first)."""
+    try:
+        sd = unwrap(obj)
+    except I2IError:
+        return False
+    return any(k in sd for k in ("RRDB_trunk.0.RDB1.conv1.weight", "body.0.rdb1.conv1.weight", "block1.0.weight",
+                                 "head.0.weight")) or ("body.0.weight" in sd and sd["body.0.weight"].ndim == 4)
 
 
-__all__ = ["unwrap", "xinntao_to_basicsr", "identity", "detect", "load_weights"]
+__all__ = ["unwrap", "xinntao_to_basicsr", "identity", "detect", "recognises"]

@@ -1,0 +1,433 @@
+"""THE one door that opens a generator: ``i2i.load(source)`` -> :class:`Generator`.
+
+(The module is ``loader``, not ``load``: a submodule named like the function would replace
+``i2i.load`` the moment anything imported it.)
+
+Every user path goes through here: ``i2i translate``, ``i2i serve``, both ``i2i eval`` commands,
+``i2i export``, SR's ``init_from`` and the Python API, so a picture gives the same pixels
+whichever door it comes through. ``source`` is any of:
+
+- a zoo name from ``i2i list models`` (``cyclegan_horse2zebra``), or an architecture with a
+  pretrained tag (``resnet_9blocks.horse2zebra``); ``weights=FILE`` uses a local copy;
+- an i2i run folder, checkpoint folder or ``weights.safetensors``;
+- a published ``.pth`` / ``.pt`` / ``.safetensors`` file: its architecture is recognised from its
+  keys by the plugins' ``identify_weights`` hook;
+- an exported ``.onnx`` file, run by onnxruntime (no torch needed).
+
+This module imports neither torch nor onnxruntime at import time: the serving install has no torch.
+:class:`~i2i.artifact.GeneratorMeta` is built here only (:func:`build_meta`).
+
+Example::
+
+    import i2i
+    g = i2i.load("realesr-animevideov3")          # or "runs/my_run", "model.onnx", "x.pth"
+    big = g(np.asarray(Image.open("small.png")))  # uint8 HxWxC in, uint8 out (alpha kept)
+    tiles = g(image, tile=256)                    # bounded memory, same pixels
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .artifact import GeneratorMeta
+from .errors import I2IError
+from .imageproc import Sink, translate_array
+
+__all__ = ["load", "Generator", "build_meta", "parse_device", "DEFAULT_MAX_PIXELS", "plan_tile"]
+
+#: the pixel limit of ``i2i translate`` and ``i2i serve`` (width x height of one input)
+DEFAULT_MAX_PIXELS = 4096 * 4096
+#: the tile side ``i2i translate`` picks when it tiles by itself
+AUTO_TILE = 512
+
+WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
+
+
+class TilingWarning(UserWarning):
+    """Tiles were asked of a generator that does not say whether they match the whole image."""
+
+
+def parse_device(device: str) -> tuple[str, int | None]:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``tensorrt`` -> (kind, index). Torch-free.
+
+    Raises I2IError (one line) for anything else.
+    """
+    text = (device or "auto").strip().lower()
+    kind, _, index = text.partition(":")
+    if kind in ("auto", "cpu", "tensorrt") and not index:
+        return kind, None
+    if kind == "cuda" and (not index or index.isdigit()):
+        return "cuda", int(index) if index else None
+    raise I2IError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N (or tensorrt for .onnx models)")
+
+
+def build_meta(name: str, kwargs: dict[str, Any], *, method: str = "", net: str = "G",
+               info: dict[str, Any] | None = None, module: Any = None, spec: Any = None) -> GeneratorMeta:
+    """The self-description of registered generator ``name`` built with ``kwargs``.
+
+    ``module``, when given, is the built network: its layers decide ``tiling`` for specs that say
+    "auto" (InstanceNorm, GroupNorm or LayerNorm normalise with whole-image statistics).
+    ``spec``: the GeneratorSpec, for one that is not registered (the conformance suite's own).
+    """
+    from . import __version__
+    from .registry import generators
+
+    spec = spec or generators().get(name)
+    tiling = spec.tiling
+    if tiling == "auto":
+        tiling = _tiling_of(module) if module is not None else ""
+    return GeneratorMeta(
+        name=name, kwargs=dict(kwargs), method=method, net=net,
+        in_channels=int(kwargs.get("input_nc", kwargs.get("in_channels", spec.in_channels))),
+        out_channels=int(kwargs.get("output_nc", kwargs.get("out_channels", spec.out_channels))),
+        size_multiple=spec.size_multiple, scale=int(kwargs.get("scale", spec.scale)),
+        value_range=tuple(spec.value_range),  # type: ignore[arg-type]
+        extra_inputs=[{"name": i.name, "channels": i.channels} for i in spec.extra_inputs],
+        tiling=tiling, min_size=spec.min_size, i2i_version=__version__, info=dict(info or {}),
+    )
+
+
+def _tiling_of(module: Any) -> str:
+    """"whole_image" when a layer normalises over the whole image at inference, else "local"."""
+    from torch import nn
+
+    for layer in module.modules():
+        if isinstance(layer, (nn.GroupNorm, nn.LayerNorm)):
+            return "whole_image"
+        if isinstance(layer, nn.modules.instancenorm._InstanceNorm) and not layer.track_running_stats:
+            return "whole_image"
+    return "local"
+
+
+class Generator:
+    """An opened generator: ``meta``, ``run`` on float batches, and ``g(image)`` on 8-bit images.
+
+    Made by :func:`load`; the backend (PyTorch module or onnxruntime session) is an implementation
+    detail behind ``run``.
+    """
+
+    def __init__(self, run: Callable[..., np.ndarray], meta: GeneratorMeta, device: str, *, source: str = "",
+                 static_hw: tuple[int, int] | None = None, module: Any = None, providers: list[str] | None = None) -> None:
+        self._run = run
+        self.meta = meta
+        #: where it runs: "cpu", "cuda:0", or the onnxruntime providers in use
+        self.device = device
+        self.source = source
+        #: (H, W) of an ONNX file exported with a fixed size; inputs are padded and tiled to it
+        self.static_hw = static_hw
+        #: the torch module (None for ONNX files): what ``i2i export`` exports
+        self.module = module
+        self.providers = providers or []
+        self._warned_tiling = False
+
+    def run(self, batch: np.ndarray, *extras: np.ndarray) -> np.ndarray:
+        """float32 N x in_channels x H x W in ``meta.value_range`` (+ extra inputs such as an
+        N x 1 x H x W mask, 1 = hole) -> float32 N x out_channels x H*scale x W*scale.
+
+        H and W must suit the network (multiples of ``meta.size_multiple``); ``__call__`` pads.
+        Raises I2IError when the network cannot take the input.
+        """
+        try:
+            return self._run(batch, *extras)
+        except I2IError:
+            raise
+        except (RuntimeError, ValueError) as exc:  # a shape the network cannot take
+            first = (str(exc).strip().splitlines() or [""])[0][:160]
+            raise I2IError(f"{self.meta.name} cannot take a {batch.shape[-1]}x{batch.shape[-2]} input "
+                           f"({type(exc).__name__}: {first})") from None
+
+    def __call__(self, image: Any, mask: Any = None, tile: int = 0, overlap: int = 32) -> Any:
+        """Translate one image: uint8 HxW or HxWxC (C in 1, 2, 3, 4) numpy array, or a PIL image.
+
+        Returns the same kind (numpy uint8 / PIL), (H*scale)x(W*scale). Grey in gives grey out (a
+        3-channel model's output is turned back to luma), and an alpha channel is passed through,
+        resized with the image (as Real-ESRGAN does). ``mask`` (inpainting models): HxW, non-zero /
+        True / > 0.5 = hole. ``tile`` > 0 runs in tiles of that side with ``overlap`` context pixels:
+        bounded memory, same pixels for "local" generators; refused (I2IError) for generators that
+        normalise with whole-image statistics.
+        """
+        from PIL import Image
+
+        if isinstance(image, Image.Image):
+            return self.translate(_from_pil(image), mask, tile=tile, overlap=overlap, into="pil")
+        return self.translate(np.asarray(image), mask, tile=tile, overlap=overlap)
+
+    def translate(self, image: np.ndarray, mask: Any = None, *, tile: int = 0, overlap: int = 32,
+                  into: str = "array") -> Any:
+        """``__call__`` on a numpy image; ``into="pil"`` builds the result as a PIL image directly
+        (for encoding a large result without a second full-size copy)."""
+        from .imageio import split_alpha, to_channels
+
+        if image.dtype != np.uint8:
+            raise I2IError(f"images are uint8 (0-255), got {image.dtype}")
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
+            raise I2IError(f"an image is HxW or HxWxC with C in 1-4, got shape {image.shape}")
+        colour, alpha = split_alpha(image)
+        grey_in = colour.shape[2] == 1
+        x = to_channels(colour, self.meta.in_channels)
+        h, w = x.shape[:2]
+        hole = self._mask(mask, h, w)
+        tile, overlap = self._plan(h, w, tile, overlap)
+        s, c_out = self.meta.scale, self.meta.out_channels
+        keep_grey = grey_in and c_out == 3
+        fn = self._static_fn() if self.static_hw else self.run
+        if into == "pil":
+            from PIL import Image
+
+            mode = ("L" if keep_grey or c_out == 1 else "RGB") + ("A" if alpha is not None else "")
+            canvas = Image.new(mode, (w * s, h * s))  # pasted tiles take the canvas's mode
+
+            def paste(y: int, x0: int, part: np.ndarray) -> None:
+                part = to_channels(part, 1) if keep_grey else part
+                canvas.paste(Image.fromarray(part[:, :, 0] if part.shape[2] == 1 else part), (x0, y))
+
+            translate_array(fn, x, self.meta, mask=hole, tile=tile, overlap=overlap, sink=paste)
+            if alpha is not None:
+                canvas.putalpha(_resize_alpha(alpha, s))
+            return canvas
+        out = translate_array(fn, x, self.meta, mask=hole, tile=tile, overlap=overlap)
+        assert out is not None
+        if keep_grey:
+            out = to_channels(out, 1)
+        if alpha is not None:
+            out = np.concatenate([out, np.asarray(_resize_alpha(alpha, s))[:, :, None]], axis=2)
+        return out
+
+    def _mask(self, mask: Any, h: int, w: int) -> np.ndarray | None:
+        """Any mask (uint8 0/255, bool, float in [0, 1], HxW or HxWxC) -> float32 HxW in {0, 1}."""
+        if not self.meta.extra_inputs:
+            if mask is not None:
+                raise I2IError(f"{self.meta.name} takes no mask (it is not an inpainting model)")
+            return None
+        if mask is None:
+            names = ", ".join(str(i["name"]) for i in self.meta.extra_inputs)
+            raise I2IError(f"{self.meta.name} needs a {names}: pass a mask (non-zero = hole)")
+        m = np.asarray(mask)
+        if m.ndim == 3:
+            m = m[..., 0]
+        if m.shape != (h, w):
+            raise I2IError(f"the mask is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h}")
+        threshold = 127 if m.dtype == np.uint8 else 0.5
+        return (m > threshold).astype(np.float32)
+
+    def _plan(self, h: int, w: int, tile: int, overlap: int) -> tuple[int, int]:
+        """Check the tiling asked for and add what a fixed-size ONNX file needs."""
+        if tile > 0 and max(h, w) > tile:
+            self.check_tiling("--tile cannot be used")
+        if self.static_hw is not None:
+            sh, sw = self.static_hw
+            if h > sh or w > sw:
+                self.check_tiling(f"it was exported at a fixed {sw}x{sh} and this image is {w}x{h} (export it "
+                                  f"without --static)")
+                overlap = min(overlap, min(sh, sw) // 4)
+                fit = min(sh, sw) - 2 * overlap
+                tile = min(tile, fit) if tile > 0 else fit
+        return tile, overlap
+
+    def check_tiling(self, why: str = "--tile cannot be used") -> None:
+        """Raise I2IError (saying ``why``) when this generator's tiles would not match the whole image;
+        warn once when it does not say (files from an older i2i)."""
+        if self.meta.tiling == "whole_image":
+            raise I2IError(f"{self.meta.name} normalises with whole-image statistics (InstanceNorm), so tiles "
+                           f"would differ in colour: {why}; run the whole image, or make it smaller with --size")
+        if self.meta.tiling != "local" and not self._warned_tiling:
+            self._warned_tiling = True
+            warnings.warn(f"i2i: {self.source or self.meta.name} does not record whether tiles match the whole "
+                          f"image (exported by an older i2i); tile seams may show", TilingWarning, stacklevel=4)
+
+    def _static_fn(self) -> Callable[..., np.ndarray]:
+        """``run`` for a fixed-size file: pad each (already size-multiple) input to the fixed size."""
+        sh, sw = self.static_hw  # type: ignore[misc]
+        s = self.meta.scale
+
+        def run_static(batch: np.ndarray, *extras: np.ndarray) -> np.ndarray:
+            h, w = batch.shape[-2:]
+            out = self.run(_pad_to(batch, sh, sw, False), *(_pad_to(e, sh, sw, True) for e in extras))
+            return out[:, :, : h * s, : w * s]
+
+        return run_static
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /v1/model`` and ``i2i translate`` report: the metadata and where it runs."""
+        return {"meta": asdict(self.meta), "device": self.device, "providers": self.providers,
+                "static_hw": self.static_hw, "source": Path(self.source).name if self.source else ""}
+
+
+def plan_tile(meta: GeneratorMeta, h: int, w: int, tile: int, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+              free_bytes: int | None = None) -> int:
+    """The tile side to translate an HxW image with, given what was asked (``tile``, 0 = whole).
+
+    An image past ``max_pixels``, or whose untiled run is estimated to need more memory than is
+    free, is tiled (``AUTO_TILE``) when the generator allows it; otherwise an I2IError names
+    ``--tile`` / ``--size`` / ``--max-pixels``. Returns ``tile`` unchanged when no limit applies.
+    """
+    if tile > 0:
+        return tile
+    need = estimate_bytes(meta, h, w)
+    free = _free_memory() if free_bytes is None else free_bytes
+    over_pixels = max_pixels is not None and h * w > max_pixels
+    over_memory = free is not None and need > free
+    if not (over_pixels or over_memory):
+        return 0
+    why = (f"{w}x{h} = {h * w} pixels is past the limit of {max_pixels} (--max-pixels)" if over_pixels else
+           f"translating {w}x{h} whole needs about {need / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB free")  # type: ignore[operator]
+    if meta.tiling == "whole_image":
+        raise I2IError(f"{why}, and {meta.name} cannot be tiled (whole-image statistics): make it smaller with "
+                       f"--size, or raise --max-pixels if the memory is there")
+    warnings.warn(f"i2i: {why}: translating in {AUTO_TILE}-pixel tiles (--tile sets the size)", UserWarning, stacklevel=2)
+    return AUTO_TILE
+
+
+def estimate_bytes(meta: GeneratorMeta, h: int, w: int) -> int:
+    """A rough peak of an untiled run: ~2 feature maps of 64 float32 channels at the input size
+    (what the built-in generators keep alive at full resolution) plus the float32 output twice."""
+    pixels = h * w
+    return pixels * 64 * 4 * 2 + pixels * meta.scale**2 * meta.out_channels * 4 * 2
+
+
+def _free_memory() -> int | None:
+    """Bytes the kernel says are available (Linux MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _pad_to(x: np.ndarray, h: int, w: int, constant: bool) -> np.ndarray:
+    ph, pw = h - x.shape[-2], w - x.shape[-1]
+    if ph == 0 and pw == 0:
+        return x
+    widths = [(0, 0), (0, 0), (0, ph), (0, pw)]
+    if constant:
+        return np.pad(x, widths)
+    return np.pad(x, widths, mode="reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "edge")
+
+
+def _from_pil(image: Any) -> np.ndarray:
+    """A PIL image as uint8 HxWxC in L, LA, RGB or RGBA (the modes decode_image gives)."""
+    if image.mode not in ("L", "LA", "RGB", "RGBA"):
+        has_alpha = "A" in image.getbands() or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+    return np.array(image, dtype=np.uint8)
+
+
+def _resize_alpha(alpha: np.ndarray, scale: int) -> Any:
+    """The alpha plane as a PIL "L" image at the output size (bicubic, as for colour upscaling)."""
+    from PIL import Image
+
+    plane = Image.fromarray(alpha, "L")
+    if scale == 1:
+        return plane
+    return plane.resize((alpha.shape[1] * scale, alpha.shape[0] * scale), Image.BICUBIC)
+
+
+# -- opening ------------------------------------------------------------------------------------
+
+
+def load(source: str | Path, *, weights: str | Path | None = None, device: str = "auto", net: str | None = None,
+         ema: bool = True, threads: int = 0) -> Generator:
+    """Open a generator from any source (see the module docstring) on ``device``.
+
+    ``device``: auto (CUDA when there, else CPU), cpu, cuda, cuda:N; tensorrt for .onnx files. A
+    device that is asked for and not there is an I2IError, never a silent fallback.
+    ``weights``: a local weights file for a zoo name. ``net``: which generator of a checkpoint
+    (CycleGAN's G_B); ``ema=False`` takes the raw weights over the EMA copy. ``threads``: onnxruntime
+    intra-op threads (0: its default).
+
+    Raises I2IError (one line) for an unknown name, a missing or damaged file, weights that fit no
+    known architecture, or a device that is not there.
+    """
+    text = str(source)
+    path = Path(text).expanduser()
+    kind, index = parse_device(device)
+    if text.lower().endswith(".onnx"):
+        if weights is not None or net is not None:
+            raise I2IError("an .onnx file holds one generator and its weights: --weights and --net do not apply")
+        return _load_onnx(path, device, threads)
+    if kind == "tensorrt":
+        raise I2IError("--device tensorrt is for .onnx models; export first with `i2i export`, or use cuda")
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:  # a serving install: onnxruntime only
+        raise I2IError(f"opening {text} needs PyTorch (pip install 'i2i[train]'); this install runs .onnx files "
+                       f"(`i2i export` makes one where PyTorch is installed)")
+    if path.exists() or _looks_like_path(text):
+        if weights is not None:
+            raise I2IError("--weights goes with a zoo name (--model NAME); a file or run folder already holds its weights")
+        module, meta = _open_file(path, net=net, ema=ema)
+    else:
+        if net is not None:
+            raise I2IError("--net picks a generator of a checkpoint; a zoo model has one")
+        from .zoo import open_zoo_model
+
+        module, meta = open_zoo_model(text, weights=str(weights) if weights else None)
+    return _torch_generator(module, meta, kind, index, source=text)
+
+
+def _looks_like_path(text: str) -> bool:
+    return "/" in text or "\\" in text or text.lower().endswith(WEIGHT_SUFFIXES)
+
+
+def _open_file(path: Path, net: str | None, ema: bool) -> tuple[Any, GeneratorMeta]:
+    """A run/checkpoint folder or an i2i weights file; else a published weights file."""
+    from .checkpoint import WEIGHTS, has_i2i_meta, open_checkpoint
+
+    if not path.exists():
+        raise I2IError(f"{path} does not exist; pass a zoo name (`i2i list models`), a run or checkpoint folder, "
+                       f"a .pth/.safetensors weights file or an .onnx file")
+    if path.is_dir() or path.name == WEIGHTS or (path.suffix == ".safetensors" and has_i2i_meta(path)):
+        return open_checkpoint(path, net=net, ema=ema)
+    if net is not None:
+        raise I2IError("--net picks a generator of an i2i checkpoint; a published weights file holds one")
+    return _open_published(path)
+
+
+def _open_published(path: Path) -> tuple[Any, GeneratorMeta]:
+    """A published weights file, its architecture recognised by the plugins' identify_weights hook."""
+    from .plugins import manager
+    from .zoo import build_strict, load_state
+
+    state = load_state(path)
+    found = manager().pm.hook.identify_weights(state=state)
+    if found is None:
+        raise I2IError(f"{path}: no plugin recognises these weights; if a zoo entry describes the architecture, "
+                       f"use --model NAME --weights {path} (`i2i list models`)")
+    name, kwargs, sd = found
+    module = build_strict(name, kwargs, sd, str(path))
+    return module, build_meta(name, kwargs, info={"weights": str(path)}, module=module)
+
+
+def _torch_generator(module: Any, meta: GeneratorMeta, kind: str, index: int | None, source: str) -> Generator:
+    import torch
+
+    from .engine.precision import resolve_device
+
+    if not meta.tiling:  # artifacts written before i2i recorded it: read it from the layers
+        meta.tiling = _tiling_of(module)
+    dev = resolve_device(kind if index is None else f"{kind}:{index}")
+    module = module.to(dev).eval()
+
+    @torch.inference_mode()
+    def run(x: np.ndarray, *extras: np.ndarray) -> np.ndarray:
+        args = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(dev) for a in (x, *extras)]
+        return module(*args).float().cpu().numpy()
+
+    return Generator(run, meta, str(dev), source=source, module=module)
+
+
+def _load_onnx(path: Path, device: str, threads: int) -> Generator:
+    try:
+        from i2i_export.runtime import OnnxGenerator
+    except ImportError as exc:
+        raise I2IError(f"running .onnx models needs onnxruntime ({exc}): pip install 'i2i[serve]'") from None
+    og = OnnxGenerator(path, device=device, threads=threads)
+    return Generator(og.run, og.meta, og.device, source=str(path), static_hw=og.static_hw, providers=og.providers)

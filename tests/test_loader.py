@@ -1,0 +1,344 @@
+"""``i2i.load``: the one door that opens a generator, and the faults it ends for every entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import i2i
+from i2i.cli import cli
+from i2i.errors import I2IError
+from i2i.loader import Generator, _torch_generator, build_meta, plan_tile
+from i2i.registry import generators
+from i2i.testing import build, generator_meta
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+VINTAGIFY = SHARED / "weights" / "vintagify_cyclegan" / "G_A2B_epoch33.pth"
+COMPACT = SHARED / "weights" / "realesrgan" / "realesr-animevideov3.pth"
+HORSE = SHARED / "datasets" / "horses" / "n02381460_1019.jpg"
+GENERATORS = [s.name for s in generators().list()]
+
+
+def tiny(name: str) -> Generator:
+    spec = generators().get(name)
+    torch.manual_seed(0)
+    return _torch_generator(build(spec).eval(), generator_meta(spec), "cpu", None, f"tiny {name}")
+
+
+def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(cli, list(args))
+    return res.exit_code, res.output
+
+
+def one_line_error(code: int, output: str, *needles: str) -> None:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert code != 0 and "Traceback" not in output, output
+    assert lines and lines[-1].startswith("Error:"), output
+    for needle in needles:
+        assert needle in lines[-1], output
+
+
+@pytest.fixture(scope="module")
+def resnet_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CycleGAN-style generator (InstanceNorm) saved as an i2i weights file."""
+    from i2i.checkpoint import save_generator
+
+    g = tiny("resnet_9blocks")
+    path = tmp_path_factory.mktemp("run") / "weights.safetensors"
+    meta = build_meta("resnet_9blocks", {"ngf": 8}, method="cyclegan", module=g.module)
+    return save_generator(path, g.module, meta)
+
+
+# -- every family, any size ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_every_generator_takes_tiny_and_odd_sizes(name: str) -> None:
+    g = tiny(name)
+    mask = None
+    for h, w in ((1, 1), (3, 5), (17, 9)):
+        if g.meta.extra_inputs:
+            mask = np.zeros((h, w), np.uint8)
+            mask[: max(1, h // 2)] = 255
+        out = g(rgb(h, w), mask)
+        assert out.shape == (h * g.meta.scale, w * g.meta.scale, 3) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_tiling_is_declared_right(name: str) -> None:
+    # "local" must mean tiles match the whole image; "whole_image" must refuse tiles in one line
+    g = tiny(name)
+    spec = generators().get(name)
+    side = max(64, 2 * (spec.test_size_multiple or spec.size_multiple))
+    image = rgb(side, side, seed=3)
+    mask = None
+    if g.meta.extra_inputs:
+        mask = np.zeros((side, side), np.uint8)
+        mask[side // 4 : side // 2, side // 4 : side // 2] = 255
+    if g.meta.tiling == "whole_image":
+        with pytest.raises(I2IError, match="whole-image statistics"):
+            g(image, mask, tile=side // 2)
+        return
+    assert g.meta.tiling == "local"
+    if spec.size_multiple > 1 or name == "deepfill_v2":
+        return  # a U-Net's receptive field spans the image: tiles are allowed, not exact
+    whole = g(image, mask)
+    tiled = g(image, mask, tile=side // 2, overlap=side // 2)
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
+
+
+def test_instance_norm_generators_refuse_tiles_everywhere(resnet_run: Path, tmp_path: Path) -> None:
+    g = i2i.load(resnet_run, device="cpu")
+    assert g.meta.tiling == "whole_image"
+    with pytest.raises(I2IError, match="whole-image statistics"):
+        g(rgb(64, 48), tile=32)
+    Image.fromarray(rgb(64, 48)).save(tmp_path / "a.png")
+    code, out = invoke("translate", str(tmp_path / "a.png"), "--checkpoint", str(resnet_run), "--tile", "32",
+                       "--out", str(tmp_path / "out"))
+    one_line_error(code, out, "whole-image statistics", "--size")
+    assert not (tmp_path / "out").exists()
+    from i2i_export.exporter import export_onnx
+
+    onnx_path = export_onnx(g.module, g.meta, tmp_path / "r.onnx")
+    assert i2i.load(onnx_path, device="cpu").meta.tiling == "whole_image"  # carried by the export
+    code, out = invoke("translate", str(tmp_path / "a.png"), "--model", str(onnx_path), "--tile", "32",
+                       "--out", str(tmp_path / "out"))
+    one_line_error(code, out, "whole-image statistics")
+
+
+@pytest.mark.skipif(not VINTAGIFY.is_file() or not HORSE.is_file(), reason="shared weights/data not present")
+def test_the_issues_tiled_cyclegan_case_is_refused(tmp_path: Path) -> None:
+    code, out = invoke("translate", str(HORSE), "--model", "cyclegan_resnet_9blocks", "--weights", str(VINTAGIFY),
+                       "--tile", "128", "--overlap", "32", "--out", str(tmp_path / "o"))
+    one_line_error(code, out, "resnet_9blocks normalises with whole-image statistics")
+
+
+# -- devices ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_that_is_not_there_is_one_line(resnet_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(I2IError, match="CUDA is not available"):
+        i2i.load(resnet_run, device="cuda")
+    with pytest.raises(I2IError, match="unknown device 'gpu'"):
+        i2i.load(resnet_run, device="gpu")
+    Image.fromarray(rgb(16, 16)).save(tmp_path / "a.png")
+    for device in ("cuda", "cuda:1"):
+        code, out = invoke("translate", str(tmp_path / "a.png"), "--checkpoint", str(resnet_run), "--device", device)
+        one_line_error(code, out, "CUDA is not available")
+
+
+# -- grey in, grey out; alpha through --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["srvgg_compact", "resnet_9blocks", "unet_128"])
+def test_grey_in_is_grey_out_and_alpha_passes_through(name: str) -> None:
+    g = tiny(name)
+    grey = rgb(20, 30)[:, :, :1]
+    out = g(grey)
+    s = g.meta.scale
+    assert out.shape == (20 * s, 30 * s, 1)
+    assert g(grey[:, :, 0]).shape == (20 * s, 30 * s, 1)
+    rgba = np.concatenate([rgb(20, 30), np.full((20, 30, 1), 7, np.uint8)], axis=2)
+    rgba[0, 0, 3] = 255
+    out = g(rgba)
+    assert out.shape == (20 * s, 30 * s, 4)
+    assert np.array_equal(out[:, :, :3], g(rgba[:, :, :3]))  # colour as without alpha
+    if s == 1:
+        assert np.array_equal(out[:, :, 3], rgba[:, :, 3])
+    pil = g(Image.fromarray(rgba, "RGBA"))
+    assert isinstance(pil, Image.Image) and pil.mode == "RGBA" and np.array_equal(np.asarray(pil), out)
+
+
+@pytest.mark.skipif(not COMPACT.is_file() or not HORSE.is_file(), reason="shared weights/data not present")
+def test_the_issues_grey_photo_comes_back_grey(tmp_path: Path) -> None:
+    Image.open(HORSE).convert("L").resize((120, 100)).save(tmp_path / "grey.png")
+    code, out = invoke("translate", str(tmp_path / "grey.png"), "--model", "realesr-animevideov3",
+                       "--weights", str(COMPACT), "--out", str(tmp_path / "o"))
+    assert code == 0, out
+    with Image.open(tmp_path / "o" / "grey.png") as im:
+        assert im.mode == "L" and im.size == (480, 400)
+
+
+# -- fixed-size ONNX files, tiny images ------------------------------------------------------------
+
+
+def test_fixed_size_onnx_translates_odd_sizes_through_the_cli(tmp_path: Path) -> None:
+    from i2i_export.exporter import export_onnx
+
+    spec = generators().get("srvgg_compact")
+    path = export_onnx(build(spec).eval(), generator_meta(spec), tmp_path / "m.onnx", static_hw=(64, 64))
+    Image.fromarray(rgb(67, 101)).save(tmp_path / "odd.png")
+    for extra in ([], ["--tile", "64"]):
+        code, out = invoke("translate", str(tmp_path / "odd.png"), "--model", str(path), "--out", str(tmp_path / "o"), *extra)
+        assert code == 0, out
+        with Image.open(tmp_path / "o" / "odd.png") as im:
+            assert im.size == (404, 268)
+
+
+# -- limits, folders -------------------------------------------------------------------------------
+
+
+def test_past_the_pixel_limit_the_cli_tiles_or_refuses(tmp_path: Path, resnet_run: Path) -> None:
+    meta = tiny("srvgg_compact").meta
+    with pytest.warns(UserWarning, match="past the limit of 1000 .*512-pixel tiles"):
+        assert plan_tile(meta, 100, 100, 0, max_pixels=1000) == 512
+    assert plan_tile(meta, 100, 100, 0, max_pixels=None, free_bytes=10**12) == 0
+    with pytest.warns(UserWarning, match="more than the"):  # memory, not pixels
+        assert plan_tile(meta, 8000, 8000, 0, max_pixels=None, free_bytes=2**30) == 512
+    assert plan_tile(meta, 8000, 8000, 128, max_pixels=1000) == 128  # asked for: kept
+    whole = i2i.load(resnet_run, device="cpu").meta
+    with pytest.raises(I2IError, match="cannot be tiled .*--size"):
+        plan_tile(whole, 8000, 8000, 0, max_pixels=4096 * 4096)
+    # the issue's case: an 8000x8000 PNG of 200 KB, a generator that cannot be tiled: one line, fast
+    Image.new("RGB", (8000, 8000), (90, 120, 40)).save(tmp_path / "big.png")
+    code, out = invoke("translate", str(tmp_path / "big.png"), "--checkpoint", str(resnet_run))
+    one_line_error(code, out, "64000000 pixels is past the limit", "--size")
+
+
+def test_a_folder_with_bad_files_writes_the_good_ones(tmp_path: Path, resnet_run: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(rgb(16, 16, 1)).save(src / "a.png")
+    Image.fromarray(rgb(16, 20, 2)).save(src / "a.jpg")  # same stem: distinct output names
+    (src / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (src / "c.jpg").write_bytes(b"")
+    (src / "d.webp").write_bytes(b"not an image")
+    code, out = invoke("translate", str(src), "--checkpoint", str(resnet_run), "--out", str(tmp_path / "out"))
+    assert code == 1 and "Traceback" not in out, out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_jpg.png", "a_png.png"]
+    for name in ("b.png", "c.jpg", "d.webp"):
+        assert sum(name in line for line in out.splitlines()) == 1, out
+    assert out.strip().splitlines()[-1] == "Error: 3 of 5 image(s) could not be translated (listed above)"
+
+
+def test_output_names_are_distinct() -> None:
+    from i2i.translate import output_names
+
+    paths = [Path("x/a.png"), Path("x/a.jpg"), Path("y/a.png"), Path("x/b.png")]
+    assert output_names(paths) == ["a_png.png", "a_jpg.png", "a_png_2.png", "b.png"]
+
+
+# -- sources ---------------------------------------------------------------------------------------
+
+
+def test_every_kind_of_source_gives_the_same_pixels(tmp_path: Path, resnet_run: Path) -> None:
+    from i2i.registry import models
+
+    g = i2i.load(resnet_run, device="cpu")
+    image = rgb(24, 36, 4)
+    want = g(image)
+    # the published (junyanz) layout of the same weights, recognised from its keys
+    torch.save(g.module.state_dict(), tmp_path / "G.pth")
+    published = i2i.load(tmp_path / "G.pth", device="cpu")
+    assert published.meta.name == "resnet_9blocks" and np.array_equal(published(image), want)
+    # a zoo entry with local weights, and the architecture.tag spelling of the same entry
+    assert "cyclegan_horse2zebra" in models()
+    for name in ("cyclegan_horse2zebra", "resnet_9blocks.horse2zebra"):
+        zoo = i2i.load(name, weights=tmp_path / "G.pth", device="cpu")
+        assert zoo.meta.info["zoo"] == "cyclegan_horse2zebra" and np.array_equal(zoo(image), want)
+    from i2i_export.exporter import export_onnx
+
+    onnx_g = i2i.load(export_onnx(g.module, g.meta, tmp_path / "g.onnx"), device="cpu")
+    assert np.abs(onnx_g(image).astype(int) - want.astype(int)).max() <= 1
+    with pytest.raises(I2IError, match="no pretrained model 'resnet_9blocks.nothing'"):
+        i2i.load("resnet_9blocks.nothing")
+    with pytest.raises(I2IError, match="does not exist"):
+        i2i.load(tmp_path / "missing.pth")
+    torch.save({"encoder.weight": torch.zeros(2)}, tmp_path / "other.pth")
+    with pytest.raises(I2IError, match="no plugin recognises these weights"):
+        i2i.load(tmp_path / "other.pth")
+
+
+def test_a_wrong_shaped_checkpoint_is_one_line(tmp_path: Path, resnet_run: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from i2i.artifact import META_KEY
+    from safetensors import safe_open
+
+    with safe_open(str(resnet_run), framework="pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(str(resnet_run))
+    key = next(k for k in tensors if k.endswith("weight") and tensors[k].ndim == 4)
+    tensors[key] = torch.zeros(1, 1, 1, 1)
+    bad = tmp_path / "weights.safetensors"
+    save_file(tensors, str(bad), metadata=metadata)
+    assert META_KEY in metadata
+    with pytest.raises(I2IError, match="shape mismatch"):
+        i2i.load(bad)
+    Image.fromarray(rgb(16, 16)).save(tmp_path / "a.png")
+    code, out = invoke("translate", str(tmp_path / "a.png"), "--checkpoint", str(bad))
+    one_line_error(code, out, "shape mismatch")
+
+
+# -- eval: one model per --model, as in translate --------------------------------------------------
+
+
+@pytest.mark.skipif(not COMPACT.is_file() or not (SHARED / "datasets" / "sr" / "Set5").is_dir(),
+                    reason="shared weights/data not present")
+def test_eval_sr_takes_model_and_weights_as_one_model(tmp_path: Path) -> None:
+    data = tmp_path / "set"
+    data.mkdir()
+    for path in sorted((SHARED / "datasets" / "sr" / "Set5").iterdir())[:1]:
+        Image.open(path).convert("RGB").crop((0, 0, 64, 64)).save(data / f"{path.stem}.png")
+    # offline (tests never reach the network): the zoo file must not be fetched when --weights is given
+    code, out = invoke("eval", "sr", "--data", str(data), "--model", "realesr-animevideov3", "--weights", str(COMPACT),
+                       "--device", "cpu", "--mean-only", "--json")
+    assert code == 0, out
+    import json
+
+    doc = json.loads(out[out.index("{"):])
+    assert [m["name"] for m in doc["models"]] == ["bicubic", "realesr-animevideov3"]
+    assert doc["models"][1]["source"] == f"--model realesr-animevideov3 --weights {COMPACT}"
+
+
+def test_onnx_cuda_n_asks_for_that_gpu(tmp_path: Path) -> None:
+    from i2i_export.exporter import export_onnx
+    from i2i_export.runtime import CPU, CUDA, create_session
+
+    spec = generators().get("srvgg_compact")
+    path = export_onnx(build(spec).eval(), generator_meta(spec), tmp_path / "m.onnx")
+    asked = []
+
+    class Gpu:  # onnxruntime-gpu on a machine with that GPU: report what was asked, run on the CPU
+        import onnxruntime as ort
+
+        SessionOptions = ort.SessionOptions
+        GraphOptimizationLevel = ort.GraphOptimizationLevel
+
+        def get_available_providers(self) -> list[str]:
+            return [CUDA, CPU]
+
+        def InferenceSession(self, model, sess_options=None, providers=None):  # noqa: N802
+            asked.append(providers)
+            sess = self.ort.InferenceSession(model, sess_options=sess_options, providers=[CPU])
+            sess.get_providers = lambda: [CUDA, CPU]
+            return sess
+
+    create_session(path, "cuda:1", ort_module=Gpu())
+    assert asked == [[(CUDA, {"device_id": 1}), CPU]]
+
+
+def test_without_torch_a_torch_source_is_one_line_everywhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # a serving install (onnxruntime, no torch) asked for a checkpoint or a zoo name
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(I2IError, match="needs PyTorch .*i2i\\[train\\]"):
+        i2i.load("cyclegan_h2z")
+    Image.fromarray(rgb(8, 8)).save(tmp_path / "a.png")
+    for args in (["translate", str(tmp_path / "a.png"), "--model", "cyclegan_h2z"], ["serve", "--model", "cyclegan_h2z"],
+                 ["export", "--model", "cyclegan_h2z"]):
+        code, out = invoke(*args)
+        one_line_error(code, out, "opening cyclegan_h2z needs PyTorch")
+        assert "serving" not in out
