@@ -83,8 +83,8 @@ def translate_array(
     core is kept: for networks whose receptive field fits in the overlap (and without image-wide
     normalisation, see ``GeneratorMeta.tiling``) the result equals the untiled one. Each tile is
     converted from and to 8 bits on its own and written straight into the output, so memory is the
-    8-bit output plus one tile. ``sink`` receives the tiles instead of a numpy array being returned
-    (e.g. to paste them into a PIL image that is then encoded without another copy).
+    8-bit output plus one tile. ``sink(y, x, tile)`` receives the tiles instead of a new array being
+    returned (e.g. to write them into an output that also holds an alpha channel).
     """
     if image.ndim == 2:
         image = image[:, :, None]

@@ -36,7 +36,7 @@ import numpy as np
 
 from .artifact import GeneratorMeta
 from .errors import I2IError
-from .imageproc import Sink, translate_array
+from .imageproc import translate_array
 
 __all__ = ["load", "Generator", "build_meta", "parse_device", "DEFAULT_MAX_PIXELS", "plan_tile"]
 
@@ -115,7 +115,7 @@ class Generator:
                  static_hw: tuple[int, int] | None = None, module: Any = None, providers: list[str] | None = None) -> None:
         self._run = run
         self.meta = meta
-        #: where it runs: "cpu", "cuda:0", or the onnxruntime providers in use
+        #: where it runs: "cpu", "cuda:0" (PyTorch); "cpu", "cuda", "tensorrt" (onnxruntime, see ``providers``)
         self.device = device
         self.source = source
         #: (H, W) of an ONNX file exported with a fixed size; inputs are padded and tiled to it
@@ -154,13 +154,13 @@ class Generator:
         from PIL import Image
 
         if isinstance(image, Image.Image):
-            return self.translate(_from_pil(image), mask, tile=tile, overlap=overlap, into="pil")
+            out = self.translate(_from_pil(image), mask, tile=tile, overlap=overlap)
+            return Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out)
         return self.translate(np.asarray(image), mask, tile=tile, overlap=overlap)
 
-    def translate(self, image: np.ndarray, mask: Any = None, *, tile: int = 0, overlap: int = 32,
-                  into: str = "array") -> Any:
-        """``__call__`` on a numpy image; ``into="pil"`` builds the result as a PIL image directly
-        (for encoding a large result without a second full-size copy)."""
+    def translate(self, image: np.ndarray, mask: Any = None, *, tile: int = 0, overlap: int = 32) -> np.ndarray:
+        """``__call__`` on a uint8 numpy image: returns uint8 (H*scale)x(W*scale)xC. With ``tile``,
+        memory is the 8-bit output plus one tile."""
         from .imageio import split_alpha, to_channels
 
         if image.dtype != np.uint8:
@@ -173,29 +173,19 @@ class Generator:
         h, w = x.shape[:2]
         hole = self._mask(mask, h, w)
         tile, overlap = self._plan(h, w, tile, overlap)
-        s, c_out = self.meta.scale, self.meta.out_channels
-        keep_grey = grey_in and c_out == 3
         fn = self._static_fn() if self.static_hw else self.run
-        if into == "pil":
-            from PIL import Image
+        channels = self.meta.out_channels
+        keep_grey = grey_in and channels == 3  # grey in, grey out: the colour output back to luma
+        out = np.empty((h * self.meta.scale, w * self.meta.scale, (1 if keep_grey else channels) + (alpha is not None)),
+                       np.uint8)
 
-            mode = ("L" if keep_grey or c_out == 1 else "RGB") + ("A" if alpha is not None else "")
-            canvas = Image.new(mode, (w * s, h * s))  # pasted tiles take the canvas's mode
+        def put(y: int, x0: int, part: np.ndarray) -> None:
+            part = to_channels(part, 1) if keep_grey else part
+            out[y : y + part.shape[0], x0 : x0 + part.shape[1], : part.shape[2]] = part
 
-            def paste(y: int, x0: int, part: np.ndarray) -> None:
-                part = to_channels(part, 1) if keep_grey else part
-                canvas.paste(Image.fromarray(part[:, :, 0] if part.shape[2] == 1 else part), (x0, y))
-
-            translate_array(fn, x, self.meta, mask=hole, tile=tile, overlap=overlap, sink=paste)
-            if alpha is not None:
-                canvas.putalpha(_resize_alpha(alpha, s))
-            return canvas
-        out = translate_array(fn, x, self.meta, mask=hole, tile=tile, overlap=overlap)
-        assert out is not None
-        if keep_grey:
-            out = to_channels(out, 1)
-        if alpha is not None:
-            out = np.concatenate([out, np.asarray(_resize_alpha(alpha, s))[:, :, None]], axis=2)
+        translate_array(fn, x, self.meta, mask=hole, tile=tile, overlap=overlap, sink=put)
+        if alpha is not None:  # passed through, resized with the image (as Real-ESRGAN does)
+            out[:, :, -1] = np.asarray(_resize_alpha(alpha, self.meta.scale))
         return out
 
     def _mask(self, mask: Any, h: int, w: int) -> np.ndarray | None:

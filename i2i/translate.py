@@ -144,7 +144,7 @@ def translate_files(generator: Generator, paths: list[Path], out_dir: Path, size
                 use_tile = plan_tile(meta, image.shape[0], image.shape[1], tile, max_pixels)
             for w in caught:
                 note(f"{path.name}: {w.message}")
-            result = generator.translate(image, hole, tile=use_tile, overlap=overlap, into="pil")
+            result = generator.translate(image, hole, tile=use_tile, overlap=overlap)
             target = write_image(out_dir / name, result)
             del result
             written.append(target)
