@@ -95,7 +95,12 @@ def create_session(
     wanted = choose_providers(device, available)
     kind = parse_device(device)[0]
     explicit = kind in ("cuda", "tensorrt")  # asked for by name: not there is an error, not a fallback
+    missing = [p for p in wanted if p in ACCELERATORS and p not in available]
+    if explicit and missing:  # say it in one line before onnxruntime logs its own warnings about it
+        raise I2IError(f"--device {device}: this onnxruntime has no {', '.join(missing)} (pip install 'i2i[gpu]', or "
+                       f"'i2i[serve-gpu]' for a serving install); use --device cpu, or auto")
     opts = ort_module.SessionOptions()
+    opts.log_severity_level = 3  # errors only: onnxruntime's C++ warnings are not for users (ours are above)
     opts.graph_optimization_level = ort_module.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Idle intra-op threads sleep instead of spinning: as fast or faster here (bench/onnx_latency.py)
     # and they leave the cores to image decoding/encoding and the other requests of a server.

@@ -130,7 +130,8 @@ class Translator:
             self.pending -= 1
             self.served += 1
 
-    async def translate(self, data: bytes, mask: bytes | None, fmt: str, quality: int, deadline: float) -> tuple[bytes, dict[str, str]]:
+    async def translate(self, data: bytes, mask: bytes | None, fmt: str, quality: int, deadline: float,
+                        whole: bool = False) -> tuple[bytes, dict[str, str]]:
         g = self.generator
         loop = asyncio.get_running_loop()
 
@@ -152,10 +153,13 @@ class Translator:
         elif mask is not None:
             raise ServeError(422, f"{g.meta.name} takes no mask (it is not an inpainting model): send the image alone")
         t0 = time.perf_counter()
-        out = await within(self._infer, self.infer_pool, image, hole)
+        out = await within(self._infer, self.infer_pool, image, hole, whole)
         ms = (time.perf_counter() - t0) * 1000
         body = await within(self._encode, self.io_pool, out, fmt, quality)
-        return body, {"X-Inference-Ms": f"{ms:.1f}", "X-Providers": ",".join(g.providers) or g.device}
+        headers = {"X-Inference-Ms": f"{ms:.1f}", "X-Providers": ",".join(g.providers) or g.device}
+        if not whole and g.pair_input(image) is not None:  # as `i2i translate` says once: what was translated
+            headers["X-I2I-Input"] = f"the {g.meta.info['ab_pairs'].get('input', 'left')} half of an A|B pair (?whole=true: all of it)"
+        return body, headers
 
     def _mask(self, data: bytes, size_hw: tuple[int, int]) -> np.ndarray:
         try:
@@ -163,9 +167,9 @@ class Translator:
         except I2IError as exc:
             raise ServeError(422, str(exc)) from None
 
-    def _infer(self, image: np.ndarray, hole: np.ndarray | None) -> np.ndarray:
+    def _infer(self, image: np.ndarray, hole: np.ndarray | None, whole: bool = False) -> np.ndarray:
         try:
-            return self.generator.translate(image, hole, tile=self.tile)
+            return self.generator.translate(image, hole, tile=self.tile, whole=whole)
         except I2IError as exc:  # an image this generator cannot take: the client's, with the reason
             raise ServeError(422, _one_line(exc)) from None
 
@@ -347,7 +351,8 @@ def create_app(
         return info
 
     @app.post("/v1/translate")
-    async def translate(request: Request, format: str | None = None, quality: int = 90) -> Response:  # noqa: A002
+    async def translate(request: Request, format: str | None = None, quality: int = 90,  # noqa: A002
+                        whole: bool = False) -> Response:
         deadline = time.monotonic() + limits.timeout_s
         if not 1 <= quality <= 100:
             raise ServeError(422, "quality must be between 1 and 100")
@@ -366,7 +371,7 @@ def create_app(
                 data, mask = await _parts(request, body, limits)
             else:
                 data = body
-            out, headers = await tr.translate(data, mask, fmt, quality, deadline)
+            out, headers = await tr.translate(data, mask, fmt, quality, deadline, whole)
         finally:
             tr.release()
         return Response(out, media_type=FORMATS[fmt], headers=headers)

@@ -100,6 +100,8 @@ def download(url: str, dest: Path, *, sha256: str | None = None, size: int | Non
     if dest.is_file() and _matches(dest, sha256, size):
         return dest
     hint = f"; {offline_hint}" if offline_hint else ""
+    if dest.is_file():  # a copy was put there, but not the published file: say so, not only "cannot download"
+        hint = f" (the file at {dest} does not match the published size/sha256, so it is not used){hint}"
     if _offline():
         raise I2IError(f"cannot download {url}: I2I_OFFLINE is set{hint}")
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -51,11 +51,11 @@ from .errors import I2IError
 
 #: Suffixes (lower case) that :func:`list_images` picks up.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+    {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
 )
 
 #: The hint at the end of every "cannot read image" error about a file.
-BAD_IMAGE_HINT = "remove or replace it (training: --set skip_bad_images=true skips such files)"
+BAD_IMAGE_HINT = "remove or replace it"
 
 #: What errors call an image given as bytes when the caller gives no ``name``.
 BYTES_LABEL = "the uploaded image"

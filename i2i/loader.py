@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -141,7 +142,7 @@ class Generator:
             raise I2IError(f"{self.meta.name} cannot take a {batch.shape[-1]}x{batch.shape[-2]} input "
                            f"({type(exc).__name__}: {first})") from None
 
-    def __call__(self, image: Any, mask: Any = None, tile: int = 0, overlap: int = 32) -> Any:
+    def __call__(self, image: Any, mask: Any = None, tile: int = 0, overlap: int = 32, whole: bool = False) -> Any:
         """Translate one image: uint8 HxW or HxWxC (C in 1, 2, 3, 4) numpy array, or a PIL image.
 
         Returns the same kind (numpy uint8 / PIL), (H*scale)x(W*scale). Grey in gives grey out (a
@@ -149,16 +150,32 @@ class Generator:
         resized with the image (as Real-ESRGAN does). ``mask`` (inpainting models): HxW, non-zero /
         True / > 0.5 = hole. ``tile`` > 0 runs in tiles of that side with ``overlap`` context pixels:
         bounded memory, same pixels for "local" generators; refused (I2IError) for generators that
-        normalise with whole-image statistics.
+        normalise with whole-image statistics. A model trained on side-by-side A|B files (pix2pix)
+        translates the input half of such a file, as the reference's test step does (see
+        :meth:`pair_input`); ``whole=True`` translates it whole.
         """
         from PIL import Image
 
         if isinstance(image, Image.Image):
-            out = self.translate(_from_pil(image), mask, tile=tile, overlap=overlap)
+            out = self.translate(_from_pil(image), mask, tile=tile, overlap=overlap, whole=whole)
             return Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out)
-        return self.translate(np.asarray(image), mask, tile=tile, overlap=overlap)
+        return self.translate(np.asarray(image), mask, tile=tile, overlap=overlap, whole=whole)
 
-    def translate(self, image: np.ndarray, mask: Any = None, *, tile: int = 0, overlap: int = 32) -> np.ndarray:
+    def pair_input(self, image: np.ndarray) -> np.ndarray | None:
+        """The input half of an A|B pair file when this model was trained on such files, else None.
+
+        A file counts as a pair when its aspect ratio is that of the training pairs (facades: 2:1);
+        the half is the training direction's input (AtoB: left, BtoA: right).
+        """
+        pairs = self.meta.info.get("ab_pairs")
+        h, w = image.shape[:2]
+        if not pairs or abs(w / h - float(pairs.get("aspect", 2.0))) > 0.02:
+            return None
+        half = w // 2
+        return image[:, :half] if pairs.get("input", "left") == "left" else image[:, half : 2 * half]
+
+    def translate(self, image: np.ndarray, mask: Any = None, *, tile: int = 0, overlap: int = 32,
+                  whole: bool = False) -> np.ndarray:
         """``__call__`` on a uint8 numpy image: returns uint8 (H*scale)x(W*scale)xC. With ``tile``,
         memory is the 8-bit output plus one tile."""
         from .imageio import split_alpha, to_channels
@@ -167,6 +184,8 @@ class Generator:
             raise I2IError(f"images are uint8 (0-255), got {image.dtype}")
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
             raise I2IError(f"an image is HxW or HxWxC with C in 1-4, got shape {image.shape}")
+        half = None if whole else self.pair_input(image)
+        image = image if half is None else half
         colour, alpha = split_alpha(image)
         grey_in = colour.shape[2] == 1
         x = to_channels(colour, self.meta.in_channels)
@@ -208,7 +227,7 @@ class Generator:
     def _plan(self, h: int, w: int, tile: int, overlap: int) -> tuple[int, int]:
         """Check the tiling asked for and add what a fixed-size ONNX file needs."""
         if tile > 0 and max(h, w) > tile:
-            self.check_tiling("--tile cannot be used")
+            self.check_tiling()
         if self.static_hw is not None:
             sh, sw = self.static_hw
             if h > sh or w > sw:
@@ -219,12 +238,12 @@ class Generator:
                 tile = min(tile, fit) if tile > 0 else fit
         return tile, overlap
 
-    def check_tiling(self, why: str = "--tile cannot be used") -> None:
+    def check_tiling(self, why: str = "tiling (--tile) cannot be used") -> None:
         """Raise I2IError (saying ``why``) when this generator's tiles would not match the whole image;
         warn once when it does not say (files from an older i2i)."""
         if self.meta.tiling == "whole_image":
             raise I2IError(f"{self.meta.name} normalises with whole-image statistics (InstanceNorm), so tiles "
-                           f"would differ in colour: {why}; run the whole image, or make it smaller with --size")
+                           f"would differ in colour: {why}; run the whole image, or make it smaller (--size)")
         if self.meta.tiling != "local" and not self._warned_tiling:
             self._warned_tiling = True
             warnings.warn(f"i2i: {self.source or self.meta.name} does not record whether tiles match the whole "
@@ -269,8 +288,9 @@ def plan_tile(meta: GeneratorMeta, h: int, w: int, tile: int, max_pixels: int | 
     if meta.tiling == "whole_image":
         raise I2IError(f"{why}, and {meta.name} cannot be tiled (whole-image statistics): make it smaller with "
                        f"--size, or raise --max-pixels if the memory is there")
-    warnings.warn(f"i2i: {why}: translating in {AUTO_TILE}-pixel tiles (--tile sets the size)", UserWarning, stacklevel=2)
-    return AUTO_TILE
+    side = AUTO_TILE if max_pixels is None else max(64, min(AUTO_TILE, math.isqrt(max_pixels)))
+    warnings.warn(f"i2i: {why}: translating in {side}-pixel tiles (--tile sets the size)", UserWarning, stacklevel=2)
+    return side
 
 
 def estimate_bytes(meta: GeneratorMeta, h: int, w: int) -> int:

@@ -86,19 +86,6 @@ def resize_shorter(image: np.ndarray, size: int, nearest: bool = False) -> np.nd
     return out[:, :, None] if squeeze else out
 
 
-def input_half(generator: Generator, image: np.ndarray) -> np.ndarray | None:
-    """The input half of an A|B pair file for a model trained on such pairs (pix2pix), else None.
-
-    A file counts as a pair when its aspect ratio is that of the training pairs (facades: 2:1).
-    """
-    pairs = generator.meta.info.get("ab_pairs")
-    h, w = image.shape[:2]
-    if not pairs or abs(w / h - float(pairs.get("aspect", 2.0))) > 0.02:
-        return None
-    half = w // 2
-    return image[:, :half] if pairs.get("input", "left") == "left" else image[:, half : 2 * half]
-
-
 def translate_files(generator: Generator, paths: list[Path], out_dir: Path, size: int | None = None,
                     mask: str | None = None, tile: int = 0, overlap: int = 32,
                     max_pixels: int | None = DEFAULT_MAX_PIXELS, whole: bool = False,
@@ -125,7 +112,7 @@ def translate_files(generator: Generator, paths: list[Path], out_dir: Path, size
     for path, name in zip(paths, output_names(paths)):
         try:
             image = decode_image(path)
-            half = None if whole else input_half(generator, image)
+            half = None if whole else generator.pair_input(image)
             if half is not None:
                 if not said_half:
                     side = meta.info["ab_pairs"].get("input", "left")
@@ -144,7 +131,7 @@ def translate_files(generator: Generator, paths: list[Path], out_dir: Path, size
                 use_tile = plan_tile(meta, image.shape[0], image.shape[1], tile, max_pixels)
             for w in caught:
                 note(f"{path.name}: {w.message}")
-            result = generator.translate(image, hole, tile=use_tile, overlap=overlap)
+            result = generator.translate(image, hole, tile=use_tile, overlap=overlap, whole=True)  # halved above
             target = write_image(out_dir / name, result)
             del result
             written.append(target)

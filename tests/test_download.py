@@ -172,3 +172,12 @@ def test_extract_not_an_archive(tmp_path: Path) -> None:
     (tmp_path / "x.zip").write_text("html error page")
     with pytest.raises(I2IError, match="not a .zip or .tar"):
         extract(tmp_path / "x.zip", tmp_path / "out")
+
+
+def test_a_copy_that_does_not_match_is_named_when_the_download_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("I2I_OFFLINE", "1")
+    dest = tmp_path / "x.pth"
+    dest.write_bytes(b"another file")
+    with pytest.raises(I2IError, match=r"does not match the published size/sha256, so it is not used\); put it there"):
+        download("http://example.invalid/x.pth", dest, sha256="0" * 64, offline_hint="put it there yourself")
+    assert dest.read_bytes() == b"another file"  # left for the user to look at

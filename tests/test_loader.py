@@ -135,6 +135,14 @@ def test_a_device_that_is_not_there_is_one_line(resnet_run: Path, tmp_path: Path
     for device in ("cuda", "cuda:1"):
         code, out = invoke("translate", str(tmp_path / "a.png"), "--checkpoint", str(resnet_run), "--device", device)
         one_line_error(code, out, "CUDA is not available")
+    from i2i_export.exporter import export_onnx
+
+    g = i2i.load(resnet_run, device="cpu")
+    onnx_path = export_onnx(g.module, g.meta, tmp_path / "r.onnx")
+    for device in ("cuda", "cuda:1", "tensorrt"):  # this onnxruntime (CPU) has no GPU: one line, nothing else
+        code, out = invoke("translate", str(tmp_path / "a.png"), "--model", str(onnx_path), "--device", device)
+        one_line_error(code, out, f"--device {device}: this onnxruntime has no")
+        assert len(out.strip().splitlines()) == 1, out
 
 
 # -- grey in, grey out; alpha through --------------------------------------------------------------
@@ -190,8 +198,10 @@ def test_fixed_size_onnx_translates_odd_sizes_through_the_cli(tmp_path: Path) ->
 
 def test_past_the_pixel_limit_the_cli_tiles_or_refuses(tmp_path: Path, resnet_run: Path) -> None:
     meta = tiny("srvgg_compact").meta
-    with pytest.warns(UserWarning, match="past the limit of 1000 .*512-pixel tiles"):
-        assert plan_tile(meta, 100, 100, 0, max_pixels=1000) == 512
+    with pytest.warns(UserWarning, match="past the limit of 1000 .*64-pixel tiles"):
+        assert plan_tile(meta, 100, 100, 0, max_pixels=1000) == 64  # a tile within the limit
+    with pytest.warns(UserWarning, match="512-pixel tiles"):
+        assert plan_tile(meta, 5000, 5000, 0, max_pixels=4096 * 4096) == 512
     assert plan_tile(meta, 100, 100, 0, max_pixels=None, free_bytes=10**12) == 0
     with pytest.warns(UserWarning, match="more than the"):  # memory, not pixels
         assert plan_tile(meta, 8000, 8000, 0, max_pixels=None, free_bytes=2**30) == 512
@@ -342,3 +352,32 @@ def test_without_torch_a_torch_source_is_one_line_everywhere(monkeypatch: pytest
         code, out = invoke(*args)
         one_line_error(code, out, "opening cyclegan_h2z needs PyTorch")
         assert "serving" not in out
+
+
+def test_the_input_half_of_pairs_is_the_same_through_every_door(tmp_path: Path) -> None:
+    # a pix2pix-like model that records it was trained on A|B files (BtoA: the right half is the input)
+    from i2i.imageio import decode_image, encode_image
+    from i2i_export.exporter import export_onnx
+    from i2i_export.server import create_app, serve_in_thread
+
+    g = tiny("srvgg_compact")
+    g.meta.info["ab_pairs"] = {"input": "right", "aspect": 2.0}
+    pair = rgb(16, 32, 9)
+    want = g(pair[:, 16:], whole=True)
+    assert np.array_equal(g(pair), want) and g(pair).shape == (64, 64, 3)
+    assert g(pair, whole=True).shape == (64, 128, 3)
+    assert g(rgb(16, 20)).shape == (64, 80, 3)  # not a pair's aspect: whole
+    onnx_path = export_onnx(g.module, g.meta, tmp_path / "p.onnx")
+    Image.fromarray(pair).save(tmp_path / "pair.png")
+    code, out = invoke("translate", str(tmp_path / "pair.png"), "--model", str(onnx_path), "--out", str(tmp_path / "o"))
+    assert code == 0 and "right half" in out, out
+    cli_bytes = (tmp_path / "o" / "pair.png").read_bytes()
+    import httpx
+
+    with serve_in_thread(create_app(onnx_path, device="cpu")) as url:
+        r = httpx.post(f"{url}/v1/translate", content=encode_image(pair), headers={"content-type": "image/png"})
+        assert r.status_code == 200 and "right half" in r.headers["x-i2i-input"]
+        assert r.content == cli_bytes
+        r = httpx.post(f"{url}/v1/translate?whole=true", content=encode_image(pair), headers={"content-type": "image/png"})
+        assert decode_image(r.content).shape == (64, 128, 3) and "x-i2i-input" not in r.headers
+    assert np.abs(decode_image(cli_bytes).astype(int) - want.astype(int)).max() <= 1

@@ -75,7 +75,7 @@ class _Images(Dataset):
             return read_image(path, channels)
         except BadImageError as exc:
             if not self.skip_bad:
-                raise
+                raise I2IError(f"{exc} (or --set skip_bad_images=true skips such files)") from None
             if str(path) not in self.bad_files:
                 self.bad_files[str(path)] = exc.reason
                 warnings.warn(f"i2i: skipping unreadable image {path}: {exc.reason}", SkippedImageWarning, stacklevel=2)
