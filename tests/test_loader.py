@@ -381,3 +381,30 @@ def test_the_input_half_of_pairs_is_the_same_through_every_door(tmp_path: Path) 
         r = httpx.post(f"{url}/v1/translate?whole=true", content=encode_image(pair), headers={"content-type": "image/png"})
         assert decode_image(r.content).shape == (64, 128, 3) and "x-i2i-input" not in r.headers
     assert np.abs(decode_image(cli_bytes).astype(int) - want.astype(int)).max() <= 1
+
+
+def test_tiles_are_written_into_an_8_bit_output() -> None:
+    # fault 6: with --tile the whole output must never exist as float32 (4x the 8-bit output), nor be
+    # copied while converting. numpy's allocations are traced by tracemalloc (torch's are not).
+    import tracemalloc
+
+    g = tiny("srvgg_compact")  # x4
+    image = rgb(192, 192, 5)
+    out_bytes = 768 * 768 * 3
+    g(image, tile=32)  # warm up
+    tracemalloc.start()
+    try:
+        out = g(image, tile=32, overlap=8)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (768, 768, 3)
+    tile_float = (32 + 16) ** 2 * 16 * 3 * 4  # one tile's float32 output
+    assert peak < out_bytes + 8 * tile_float, (peak, out_bytes)
+    tracemalloc.start()
+    try:
+        g(image)  # untiled, for contrast: the float32 output exists whole
+        _, untiled = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert untiled > 4 * out_bytes
