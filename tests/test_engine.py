@@ -40,12 +40,13 @@ def weights(run: Path, tag: str = "final") -> dict[str, torch.Tensor]:
 
 
 @needs_facades
-def test_resume_is_bitwise_exact(tmp_path: Path, small_facades: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2])  # 2: the default loader (worker processes, persistent)
+def test_resume_is_bitwise_exact(tmp_path: Path, small_facades: Path, workers: int) -> None:
     # Uninterrupted: 9 steps (an epoch boundary, an LR change, EMA, dropout, random crops).
-    full = train("pix2pix", tiny_cfg(tmp_path, name="full", max_steps=9, ema_decay=0.9))
+    full = train("pix2pix", tiny_cfg(tmp_path, name="full", max_steps=9, ema_decay=0.9, num_workers=workers))
     # Interrupted mid-epoch at step 4, then resumed from its checkpoint to step 9.
-    part = train("pix2pix", tiny_cfg(tmp_path, name="part", max_steps=4, ema_decay=0.9))
-    resumed = train("pix2pix", tiny_cfg(tmp_path, name="part", max_steps=9, ema_decay=0.9),
+    part = train("pix2pix", tiny_cfg(tmp_path, name="part", max_steps=4, ema_decay=0.9, num_workers=workers))
+    resumed = train("pix2pix", tiny_cfg(tmp_path, name="part", max_steps=9, ema_decay=0.9, num_workers=workers),
                     resume_from=part / "checkpoints" / "final")
     a, b = weights(full), weights(resumed)
     assert a.keys() == b.keys() and any(k.startswith("ema.G.") for k in a)

@@ -1,11 +1,21 @@
 """Data loading that resumes exactly: every item's augmentation is seeded by (seed, epoch, position).
 
-Workers, prefetching and a mid-epoch resume therefore never change which crop or flip an item gets.
+Workers, prefetching and a mid-epoch resume therefore never change which crop or flip an item gets;
+and loading never touches the training process's own random state (dropout, the image pool ...),
+which a checkpoint saves and a resume restores:
+
+- items loaded in the main process (``num_workers=0``) run inside a forked RNG state;
+- the DataLoader draws its per-iterator base seed from a generator of its own, not the global one
+  (with persistent workers it draws once per run, not once per epoch, so a resumed run, which draws
+  again, would otherwise fall out of step with an uninterrupted one);
+- workers ignore SIGINT/SIGTERM: the trainer stops them after saving (a Ctrl-C reaches the whole
+  process group, and a worker dying of it would fail the step that has to finish first).
 """
 
 from __future__ import annotations
 
 import random
+import signal
 from typing import Any, Iterator
 
 import numpy as np
@@ -26,10 +36,29 @@ class SeededItems(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, seed = key
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
-        return self.dataset[index]
+        if torch.utils.data.get_worker_info() is not None:  # a worker process: its RNGs are its own
+            _seed_all(seed)
+            return self.dataset[index]
+        py, np_state = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng(devices=[]):
+            _seed_all(seed)
+            try:
+                return self.dataset[index]
+            finally:
+                random.setstate(py)
+                np.random.set_state(np_state)
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _quiet_worker(worker_id: int) -> None:
+    """Loader workers leave SIGINT and SIGTERM to the trainer (see the module docstring)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class ResumableSampler(Sampler[tuple[int, int]]):
@@ -67,5 +96,7 @@ def make_loader(dataset: Dataset, batch_size: int, seed: int, info: DistInfo, nu
         pin_memory=pin_memory,
         persistent_workers=persistent_workers and num_workers > 0,
         drop_last=False,
+        generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=_quiet_worker if num_workers > 0 else None,
     )
     return loader, sampler
