@@ -44,8 +44,10 @@ def resolve(path: str | Path) -> Path:
             return candidate / WEIGHTS
         if (candidate / LATEST).is_file():
             tag = (candidate / LATEST).read_text().strip()
-            if (candidate / tag / WEIGHTS).is_file():
-                return candidate / tag / WEIGHTS
+            # ".old": a save of the same tag was killed between its two renames (write_checkpoint)
+            for name in (tag, tag + ".old"):
+                if (candidate / name / WEIGHTS).is_file():
+                    return candidate / name / WEIGHTS
     raise I2IError(f"no checkpoint found in {path}: expected {WEIGHTS}, or a 'latest' pointer in it or in its checkpoints/ folder")
 
 
@@ -69,7 +71,12 @@ def write_checkpoint(
     meta: dict[str, Any],
     state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint folder atomically and point ``latest`` at it."""
+    """Write a checkpoint folder atomically and point ``latest`` at it.
+
+    Killed at any point (kill -9), the folder ``latest`` names stays loadable: the new checkpoint is
+    complete in ``<tag>.tmp`` before it is renamed into place; an older one of the same tag is
+    renamed to ``<tag>.old`` first, which :func:`resolve` falls back on in the moment between.
+    """
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -88,6 +95,31 @@ def write_checkpoint(
     pointer.write_text(directory.name + "\n")
     os.replace(pointer, directory.parent / LATEST)
     return directory
+
+
+def prune(checkpoints: Path, keep_last: int) -> list[Path]:
+    """Remove all but the newest ``keep_last`` ``step_N`` checkpoints (never the one ``latest``
+    names; other tags such as last, final, interrupted are kept). Returns what was removed.
+
+    A folder is renamed to ``<name>.old`` before it is deleted, so a kill leaves no half-deleted
+    checkpoint under a loadable name.
+    """
+    if keep_last < 1 or not checkpoints.is_dir():
+        return []
+    pointer = checkpoints / LATEST
+    latest = pointer.read_text().strip() if pointer.is_file() else ""
+    steps = sorted((d for d in checkpoints.iterdir() if d.is_dir() and d.name.startswith("step_")
+                    and d.name[5:].isdigit()), key=lambda d: int(d.name[5:]))
+    removed = []
+    for folder in steps[:-keep_last]:
+        if folder.name == latest:
+            continue
+        doomed = folder.with_name(folder.name + ".old")
+        shutil.rmtree(doomed, ignore_errors=True)
+        folder.rename(doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 def generator_state(weights: dict[str, torch.Tensor], net: str, ema: bool = True) -> dict[str, torch.Tensor]:

@@ -237,8 +237,14 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
     if not cfg.name:
         cfg.name = f"{method}_{Path(cfg.data).name}"
     from .engine import train as run_training
+    from .engine.trainer import TrainingInterrupted
 
-    run_dir = run_training(method, cfg, resume_from=resume_dir)
+    try:
+        run_dir = run_training(method, cfg, resume_from=resume_dir)
+    except TrainingInterrupted as exc:
+        if _is_main_process():
+            click.echo(f"i2i: {exc}", err=True)
+        sys.exit(exc.exit_code)
     if _is_main_process():
         click.echo(f"run folder: {run_dir}")
 

@@ -60,6 +60,10 @@ class TrainConfig:
     sample_every: int = 500
     #: keep a checkpoint every N steps (0: only the last, per epoch, and the final)
     save_every: int = 0
+    #: also keep one every N minutes, so no run loses more than that (0: off)
+    save_every_minutes: float = 15.0
+    #: step checkpoints kept (the newest); last, final and interrupted are always kept (0: keep all)
+    keep_last: int = 3
     channels_last: bool = False
     compile: bool = False
     cudnn_benchmark: bool = True

@@ -185,7 +185,9 @@ class PluginHost:
                     _warn(f"plugin {impl.plugin_name!r} skipped in {hook_name}: {why}")
                     continue
                 for spec in staged:
-                    reg.add(spec)
+                    reg.add(spec, clash="disable")  # a clash disables that name, not the whole host
+            for name, claims in reg.clashes.items():
+                _warn(reg.clash_message(name, claims).replace(" is registered twice", " is registered twice and is off"))
             self._registries[kind] = reg
         return self._registries[kind]
 

@@ -88,6 +88,11 @@ class MethodSpec:
 @dataclass(frozen=True)
 class DatasetSpec:
     """A named dataset for ``--data NAME`` (the catalogue)."""
+    #: GAN losses that score logits against the other set's (relativistic): called with
+    #: ``reference=`` the other set's logits, in the discriminator and the generator step.
+    needs_reference: bool = False
+    #: GAN losses that are only sound with a gradient penalty (WGAN-GP): methods refuse gp_weight 0.
+    needs_penalty: bool = False
 
     name: str
     url: str
@@ -138,7 +143,13 @@ S = TypeVar("S")
 
 
 class Registry(Generic[S]):
-    """One kind's names. Clashes are errors naming both plugins; unknown names suggest matches."""
+    """One kind's names; unknown names suggest matches.
+
+    Every entry is also reachable as ``plugin:name`` (``i2i_pix2pix:unet_256``). When two plugins (or
+    one plugin twice) claim a name, :meth:`add` either raises, or (``clash="disable"``, what the plugin
+    host does) disables only that name: using it is a one-line error naming both plugins and their
+    qualified names, and everything else keeps working.
+    """
 
     def __init__(self, kind: str, spec_cls: type[S]) -> None:
         self.kind = kind
@@ -158,33 +169,51 @@ class Registry(Generic[S]):
             cfg["extra_inputs"] = tuple(
                 i if isinstance(i, InputSpec) else InputSpec(**i) for i in cfg["extra_inputs"]
             )
+        #: names claimed more than once -> every claim, in registration order
+        self.clashes: dict[str, list[S]] = {}
         return self.spec_cls(name, *args, plugin=plugin, **cfg)  # type: ignore[call-arg]
 
-    def add(self, spec: S) -> None:
+    def add(self, spec: S, clash: str = "raise") -> None:
+        """Add ``spec``; a name taken already raises (``clash="raise"``) or is disabled (``"disable"``)."""
         name = spec.name  # type: ignore[attr-defined]
-        if name in self._entries:
-            other = self._entries[name].plugin  # type: ignore[attr-defined]
-            raise I2IError(
-                f"{self.kind} name {name!r} is registered twice: by plugin {other!r} and by plugin "
-                f"{spec.plugin!r}; block one of them with I2I_BLOCK_PLUGINS"  # type: ignore[attr-defined]
-            )
+        if name in self._entries or name in self.clashes:
+            claims = self.clashes.get(name) or [self._entries[name]]
+            if clash == "raise":
+                raise I2IError(self.clash_message(name, [*claims, spec]))
+            self.clashes[name] = [*claims, spec]
+            self._entries.pop(name, None)
+            return
         self._entries[name] = spec
 
     def get(self, name: str) -> S:
-        try:
+        if name in self._entries:
             return self._entries[name]
-        except KeyError:
-            raise UnknownNameError(
-                f"unknown {self.kind} {name!r}{did_you_mean(name, self._entries)}; "
-                f"see `i2i list {self.kind}s`"
-            ) from None
+        if name in self.clashes:
+            raise I2IError(self.clash_message(name, self.clashes[name]))
+        plugin, colon, bare = name.partition(":")
+        if colon:  # a qualified name: plugin:name
+            for spec in [*self._entries.values(), *(s for claims in self.clashes.values() for s in claims)]:
+                if spec.name == bare and spec.plugin == plugin:  # type: ignore[attr-defined]
+                    return spec
+        raise UnknownNameError(
+            f"unknown {self.kind} {name!r}{did_you_mean(name, [*self._entries, *self.clashes])}; "
+            f"see `i2i list {plural(self.kind)}`"
+        ) from None
 
     def create(self, name: str, **overrides: Any) -> Any:
         """Build an entry: ``factory(**overrides)``."""
         return self.get(name).factory(**overrides)  # type: ignore[attr-defined]
 
     def list(self, pattern: str = "*") -> list[S]:
-        """Entries whose name matches a shell wildcard (``unet_*``), sorted by name."""
+    def clash_message(self, name: str, claims: list[S]) -> str:
+        plugins = [c.plugin for c in claims]  # type: ignore[attr-defined]
+        by = " and by plugin ".join(repr(p) for p in plugins)
+        qualified = ", ".join(dict.fromkeys(f"{p}:{name}" for p in plugins))
+        return (f"{self.kind} name {name!r} is registered twice: by plugin {by}; name one as {qualified}, "
+                f"or block a plugin with I2I_BLOCK_PLUGINS")
+
+        """Entries whose name matches a shell wildcard (``unet_*``), sorted by name (clashing names
+        are left out: they are reachable only by their qualified names)."""
         return [s for n, s in sorted(self._entries.items()) if fnmatch.fnmatchcase(n, pattern)]
 
     def names(self) -> list[str]:
@@ -225,6 +254,11 @@ def generators() -> Registry[GeneratorSpec]:
 
 def discriminators() -> Registry[DiscriminatorSpec]:
     return registry("discriminator")
+
+def plural(kind: str) -> str:
+    """The plural `i2i list` takes: "loss" -> "losses", "generator" -> "generators"."""
+    return kind + ("es" if kind.endswith("s") else "s")
+
 
 
 def losses() -> Registry[LossSpec]:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from .artifact import GeneratorMeta
 from .errors import I2IError, did_you_mean
 
-__all__ = ["open_zoo_model", "cache_path", "cache_status", "load_state", "build_strict",
+__all__ = ["open_zoo_model", "cache_path", "cache_status", "load_state", "build_strict", "load_strict",
            "unwrap_state_dict", "fill_batchnorm_counters"]
 
 #: keys under which published checkpoints nest the generator's state_dict, most specific first
@@ -131,6 +131,13 @@ def build_strict(generator: str, kwargs: dict[str, Any], state: dict[str, Any], 
     from .registry import create_generator
 
     module = create_generator(generator, **kwargs)
+    load_strict(module, state, f"weights {source}", f"{generator}({kwargs})")
+    return module.eval()
+
+
+def load_strict(module: Any, state: dict[str, Any], source: str, what: str) -> None:
+    """``module.load_state_dict(state, strict=True)``, with missing, unexpected and wrong-shaped
+    tensors said in one line (``"<source> do not fit <what>: ..."``), as an I2IError."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -144,9 +151,8 @@ def build_strict(generator: str, kwargs: dict[str, Any], state: dict[str, Any], 
             parts.append(f"unexpected keys: {_brief(unexpected)}")
         if shapes:
             parts.append(f"shape mismatch: {_brief(shapes, 2)}")
-        raise I2IError(f"weights {source} do not fit {generator}({kwargs}): {'; '.join(parts)}")
+        raise I2IError(f"{source} do not fit {what}: {'; '.join(parts)}")
     module.load_state_dict(state, strict=True)
-    return module.eval()
 
 
 def _fetch(spec) -> Path:

@@ -69,9 +69,15 @@ def test_two_plugins_claiming_one_name_is_an_error_naming_both(monkeypatch: pyte
     a = fake_plugin(monkeypatch, "fake_a", register_generators=gens("shared", "only_a"))
     b = fake_plugin(monkeypatch, "fake_b", register_generators=gens("shared"))
     h = host({"plugin_a": a, "plugin_b": b})
+    with pytest.warns(PluginWarning, match="'shared' is registered twice and is off: by plugin 'plugin_[ab]' and by plugin 'plugin_[ab]'"):
+        reg = h.registry("generator")
+    # only that name is off: everything else works, and each claim is reachable by its qualified name
+    assert reg.names() == ["only_a"] and reg.get("only_a").plugin == "plugin_a"
     with pytest.raises(I2IError) as err:
-        h.registry("generator")
-    assert "'shared'" in str(err.value) and "'plugin_a'" in str(err.value) and "'plugin_b'" in str(err.value)
+        reg.get("shared")
+    assert "'plugin_a'" in str(err.value) and "'plugin_b'" in str(err.value) and "plugin_b:shared" in str(err.value)
+    assert reg.get("plugin_a:shared").plugin == "plugin_a" and reg.get("plugin_b:shared").plugin == "plugin_b"
+    assert reg.get("plugin_a:only_a").name == "only_a"
     # blocking one of them, as the message says, resolves it
     monkeypatch.setenv("I2I_BLOCK_PLUGINS", "plugin_b")
     reg = host({"plugin_a": a, "plugin_b": b}).registry("generator")
@@ -81,8 +87,10 @@ def test_two_plugins_claiming_one_name_is_an_error_naming_both(monkeypatch: pyte
 def test_one_plugin_registering_a_name_twice_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     a = fake_plugin(monkeypatch, "fake_a", register_losses=lambda register: [register("l1", nn.L1Loss, kind="pixel"),
                                                                              register("l1", nn.L1Loss, kind="pixel")])
-    with pytest.raises(I2IError, match="'l1' is registered twice: by plugin 'plugin_a' and by plugin 'plugin_a'"):
-        host({"plugin_a": a}).registry("loss")
+    with pytest.warns(PluginWarning, match="'l1' is registered twice and is off: by plugin 'plugin_a' and by plugin 'plugin_a'"):
+        reg = host({"plugin_a": a}).registry("loss")
+    with pytest.raises(I2IError, match="'l1' is registered twice"):
+        reg.get("l1")
 
 
 def test_registry_records_the_provider_and_an_unknown_name_suggests(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -255,3 +263,34 @@ def test_manager_is_shared_until_reset(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "i2i_srgan" in plugins.manager().info  # the environment is read once per process
     plugins.reset()
     assert "i2i_srgan" not in plugins.manager().info
+
+
+def test_a_plugin_claiming_a_builtin_name_breaks_nothing_else(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A third-party package registers unet_256 again: every command still works; the name itself is a
+    one-line error naming both plugins, and each claim is usable by its qualified name."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from i2i.cli import cli
+
+    clasher = fake_plugin(monkeypatch, "fake_clasher", register_generators=gens("unet_256"))
+    with pytest.warns(PluginWarning, match="'unet_256' is registered twice and is off"):
+        host = PluginHost({**BUILTIN_PLUGINS, "clasher": clasher})
+        host.registry("generator")
+    monkeypatch.setattr(plugins, "_host", host)
+    try:
+        runner = CliRunner()
+        res = runner.invoke(cli, ["list", "generators"])
+        assert res.exit_code == 0 and "unet_128" in res.output and "resnet_9blocks" in res.output
+        assert runner.invoke(cli, ["list", "losses"]).exit_code == 0
+        Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+        from i2i.registry import generators
+
+        assert generators().get("i2i_pix2pix:unet_256").plugin == "i2i_pix2pix"
+        res = runner.invoke(cli, ["train", "pix2pix", "--data", str(tmp_path), "--max-steps", "1",
+                                  "--out-dir", str(tmp_path / "runs")])
+        lines = [line for line in res.output.splitlines() if line.startswith("Error:")]
+        assert res.exit_code != 0 and "Traceback" not in res.output
+        assert lines and "'i2i_pix2pix'" in lines[-1] and "'clasher'" in lines[-1] and "i2i_pix2pix:unet_256" in lines[-1]
+    finally:
+        plugins.reset()

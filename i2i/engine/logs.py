@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ class RunLog:
         self.enabled = enabled
         self.run_dir = run_dir
         self.tty = sys.stderr.isatty()
+        if enabled:
+            _drop_records_after(run_dir / "metrics.jsonl", start_step)
         self.metrics = open(run_dir / "metrics.jsonl", "a") if enabled else None
         self.bar = tqdm(total=total_steps, initial=start_step, unit="it", dynamic_ncols=True, disable=not (enabled and self.tty))
         self.tb = None
@@ -26,7 +29,8 @@ class RunLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(run_dir / "tb"))
+                # purge_step: events a killed run wrote past the checkpoint it resumes from are dropped
+                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
             except Exception:  # tensorboard is optional
                 self.tb = None
 
@@ -61,6 +65,23 @@ class RunLog:
             self.metrics.close()
         if self.tb is not None:
             self.tb.close()
+
+
+def _drop_records_after(path: Path, step: int) -> None:
+    """Keep the records of steps up to ``step`` (where a resumed run goes on from), so each step is
+    logged once; a line a kill cut short is dropped too. Rewritten atomically."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    os.replace(tmp, path)
 
 
 @torch.no_grad()

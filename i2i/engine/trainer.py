@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import signal
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..checkpoint import STATE, WEIGHTS, write_checkpoint
+from ..checkpoint import STATE, WEIGHTS, prune, write_checkpoint
 from ..config import TrainConfig, to_dict
 from ..errors import I2IError
 from ..method import Method
@@ -115,6 +116,57 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class TrainingInterrupted(I2IError):
+    """Training stopped on SIGINT/SIGTERM after saving an ``interrupted`` checkpoint."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        #: what the process should exit with: 128 + the signal's number, as a shell reports it
+        self.exit_code = exit_code
+
+
+class _StopOnSignal:
+    """The first SIGINT/SIGTERM asks the loop to stop after its step; a second aborts at once."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self.on_first: Any = None
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():  # signals only reach the main thread
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:
+            self.uninstall()
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+        if self.on_first:
+            self.on_first(self.signal)
+
+    def uninstall(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.1f} hours"
+
+
 class Trainer:
     def __init__(self, method_name: str, cfg: TrainConfig, resume_from: Path | None = None) -> None:
         self.cfg = cfg
@@ -170,6 +222,10 @@ class Trainer:
 
         # Wrapped views: DDP (and torch.compile) for training; discriminators unwrapped for the G step.
         self.train_nets = {n: self._wrap(net) for n, net in self.raw.items()}
+            if self.step >= self.total_steps:
+                raise I2IError(f"the run in {self.run_dir} is finished at step {self.step} of {self.total_steps}; to "
+                               f"train longer, resume with a larger --max-steps, or more epochs (--set n_epochs=N / "
+                               f"n_epochs_decay=N)")
         self.g_phase_nets = dict(self.train_nets)
         if self.dist.enabled:
             self.g_phase_nets.update({n: self.raw[n] for n in self.D_names})
@@ -203,22 +259,51 @@ class Trainer:
             "rng": rng_state(),
             "extra": self.method.extra_state(),
         }
-        return write_checkpoint(self.run_dir / "checkpoints" / tag, weights, self.checkpoint_meta(), state)
+        path = write_checkpoint(self.run_dir / "checkpoints" / tag, weights, self.checkpoint_meta(), state)
+        if tag.startswith("step_"):
+            prune(self.run_dir / "checkpoints", self.cfg.keep_last)
+        self._saved_at = time.monotonic()
+        return path
 
     def load(self, directory: Path) -> None:
         from safetensors.torch import load_file
 
-        weights = load_file(str(directory / WEIGHTS), device=str(self.device))
+        from ..zoo import load_strict
+
+        weights_file, state_file = directory / WEIGHTS, directory / STATE
+        other = "resume from another checkpoint of the run (--resume-from runs/NAME/checkpoints/TAG)"
+        try:
+            weights = load_file(str(weights_file), device=str(self.device))
+        except (SafetensorError, OSError) as exc:
+            raise I2IError(f"{weights_file} is damaged or unreadable ({_first_line(exc)}); {other}") from None
         for n, net in self.raw.items():
-            net.load_state_dict({k[len(n) + 1:]: v for k, v in weights.items() if k.startswith(n + ".")})
+            load_strict(net, {k[len(n) + 1:]: v for k, v in weights.items() if k.startswith(n + ".")},
+                        f"the {n} weights in {weights_file}", f"this run's {n}")
+        """Restore networks, EMA, optimizers, schedules, RNG and position; any problem is one line."""
+        from safetensors import SafetensorError
         for n, e in self.ema.items():
-            e.load_state_dict({k[len(n) + 5:]: v for k, v in weights.items() if k.startswith(f"ema.{n}.")})
-        state = torch.load(directory / STATE, map_location="cpu", weights_only=True)
-        for k, g in self.groups.items():
-            g.load_state_dict(state["groups"][k])
-        self.step, self.epoch, self.epoch_pos = state["step"], state["epoch"], state["epoch_pos"]
-        self.method.load_extra_state(state.get("extra", {}))
-        set_rng_state(state["rng"])
+            sd = {k[len(n) + 5:]: v for k, v in weights.items() if k.startswith(f"ema.{n}.")}
+            if sd:
+                load_strict(e.module, sd, f"the EMA {n} weights in {weights_file}", f"this run's {n}")
+            else:  # EMA turned on at resume: it starts from the resumed weights
+                e.module.load_state_dict(self.raw[n].state_dict())
+        if not state_file.is_file():
+            raise I2IError(f"{directory} has no {STATE} (weights only: it can be translated or exported, not "
+                           f"resumed); {other}")
+        try:
+            state = torch.load(state_file, map_location="cpu", weights_only=True)
+            for k, g in self.groups.items():
+                g.load_state_dict(state["groups"][k])
+            self.step, self.epoch, self.epoch_pos = state["step"], state["epoch"], state["epoch_pos"]
+            self.method.load_extra_state(state.get("extra", {}))
+            set_rng_state(state["rng"])
+        except I2IError:
+            raise
+        except Exception as exc:  # pickle, zip, key and shape errors come in many types
+            unsafe = "Weights only load failed" in str(exc) or "weights_only" in str(exc)
+            why = ("holds objects that are not plain tensors and containers, which i2i never writes; it is not "
+                   "loaded (unsafe)") if unsafe else f"is damaged ({type(exc).__name__}: {_first_line(exc)})"
+            raise I2IError(f"{state_file} {why}; {other}") from None
 
     # -- the loop ----------------------------------------------------------------------------
     def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -260,12 +345,17 @@ class Trainer:
             import yaml
 
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump({"method": self.method.name, **to_dict(cfg)}, sort_keys=False))
+        self._saved_at = time.monotonic()
+        stop = _StopOnSignal()
         log = RunLog(self.run_dir, self.total_steps, self.step, enabled=main)
         log.info(f"i2i: training {self.method.name} on {self.data_root} ({len(self.loader.dataset)} images) "  # type: ignore[arg-type]
                  f"-> {self.run_dir}; device {self.device}, precision {self.precision}, "
                  f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps"
                  + (f", {self.dist.world_size} processes" if self.dist.enabled else ""))
         for net in self.raw.values():
+        stop.on_first = lambda name: log.info(f"i2i: {name}: stopping after this step to save a checkpoint "
+                                               f"(press Ctrl-C again to abort at once, saving nothing)")
+        first_step, first_tick = self.step, time.perf_counter()
             net.train()
         sums: dict[str, torch.Tensor] = {}
         window, data_time, compute_time, images = 0, 0.0, 0.0, 0
@@ -275,6 +365,7 @@ class Trainer:
                 tick = time.perf_counter()
                 for batch in self.loader:
                     batch = self.method.to_device(batch)
+            stop.install()
                     if cfg.channels_last:
                         batch = {k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, torch.Tensor) and v.ndim == 4 else v for k, v in batch.items()}
                     started = time.perf_counter()
@@ -304,13 +395,18 @@ class Trainer:
                         sums, window, data_time, compute_time, images = {}, 0, 0.0, 0.0, 0
                     if main and cfg.sample_every and self.step % cfg.sample_every == 0:
                         self.sample(batch)
-                    if main and cfg.save_every and self.step % cfg.save_every == 0:
+                    if self.step == first_step + 3:  # the first steps include start-up: time a few
+                        self._say_duration(log, (time.perf_counter() - first_tick) / 3)
+                    due = cfg.save_every_minutes > 0 and time.monotonic() - self._saved_at >= 60 * cfg.save_every_minutes
+                    if main and ((cfg.save_every and self.step % cfg.save_every == 0) or due):
                         self.save(f"step_{self.step:07d}")
                     if self.step >= self.total_steps:
                         break
                 else:  # the epoch ran to its end
                     self.epoch += 1
                     self.epoch_pos = 0
+                    if D.any_rank(stop.signal is not None, self.dist, self.device):  # every rank stops at this step
+                        self._interrupted(log, stop.signal or "a signal on another rank")
                     for g in self.groups.values():
                         g.scheduler.step()
                     if main:
@@ -327,9 +423,29 @@ class Trainer:
         return self.run_dir
 
 
+            stop.uninstall()
 def train(method_name: str, cfg: TrainConfig, resume_from: Path | None = None) -> Path:
     """Train ``method_name`` with ``cfg``; returns the run directory."""
     return Trainer(method_name, cfg, resume_from).fit()
 
+    def _interrupted(self, log: RunLog, why: str) -> None:
+        """Save ``interrupted`` (rank 0) and stop with TrainingInterrupted, saying how to resume."""
+        path = self.save("interrupted") if self.dist.is_main else None
+        out = "" if Path(self.cfg.out_dir) == Path("runs") else f" --out-dir {self.cfg.out_dir}"
+        raise TrainingInterrupted(
+            f"{why} at step {self.step} of {self.total_steps}: saved {path}; resume with "
+            f"`i2i train {self.method.name} --name {self.cfg.name}{out} --resume`",
+            exit_code=143 if "SIGTERM" in why else 130)
 
-__all__ = ["Trainer", "train", "build_method"]
+    def _say_duration(self, log: RunLog, seconds_per_step: float) -> None:
+        """The expected duration from the first steps; on a CPU with hours to go, how to get a quick look."""
+        left = (self.total_steps - self.step) * seconds_per_step
+        log.info(f"i2i: {seconds_per_step:.2f} s/step here: {self.total_steps - self.step} steps to go take about "
+                 f"{_duration(left)}")
+        if self.device.type == "cpu" and left > 2 * 3600:
+            quick = (f"`--config {self.method.name}_facades_quick` trains facades in ~15 minutes here"
+                     if self.method.name == "pix2pix" else "--max-steps or a smaller crop_size make a shorter run")
+            log.info(f"i2i: that is a GPU-sized job on this CPU (a GPU runs it tens of times faster); {quick}")
+
+
+__all__ = ["Trainer", "TrainingInterrupted", "train", "build_method"]

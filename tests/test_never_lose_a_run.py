@@ -1,0 +1,295 @@
+"""Never lose a run: signals save, checkpoints survive kills, resume is exact, problems are one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file, save_file
+
+import tiny_pix2pix
+from i2i.cli import cli
+from i2i.engine import train
+from i2i.errors import I2IError
+from tiny_pix2pix import copy_facades, needs_facades, tiny_config
+
+TINY = [*tiny_pix2pix.TINY, "n_epochs=3", "n_epochs_decay=3", "save_every_minutes=0"]
+
+
+def cfg(tmp_path: Path, **overrides):
+    return tiny_config(TINY, **{"data": tmp_path / "facades", "out_dir": tmp_path / "runs", "name": "t", **overrides})
+
+
+@pytest.fixture
+def facades(tmp_path: Path) -> Path:
+    return copy_facades(tmp_path / "facades", 6)
+
+
+def final_weights(run: Path, tag: str = "final") -> dict[str, torch.Tensor]:
+    return load_file(str(run / "checkpoints" / tag / "weights.safetensors"))
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def one_line(result, *needles: str) -> None:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    assert lines and lines[-1].startswith("Error:"), result.output
+    for needle in needles:
+        assert needle in lines[-1], result.output
+
+
+# -- signals -----------------------------------------------------------------------------------------
+
+
+@needs_facades
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, workers", [(signal.SIGINT, 0), (signal.SIGTERM, 2)])
+def test_a_signal_saves_and_the_resumed_run_is_bitwise_the_uninterrupted_one(tmp_path: Path, facades: Path,
+                                                                              sig: int, workers: int) -> None:
+    settings = [f"num_workers={workers}", "ema_decay=0.9"]
+    command = ["train", "pix2pix", "--data", str(facades), "--out-dir", str(tmp_path / "runs"), "--max-steps", "30",
+               *sum((["--set", s] for s in TINY + settings), [])]
+    assert CliRunner().invoke(cli, [*command, "--name", "full"]).exit_code == 0
+    full = tmp_path / "runs" / "full"
+    args = [sys.executable, "-m", "i2i.cli", *command, "--name", "cut"]
+    # the same threads as this process: a different count may sum convolutions in another order
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "runs" / "cut" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 128 + sig, err[-2000:]
+    assert "saved" in err and "--name cut" in err and "--resume" in err, err[-2000:]
+    ckpts = tmp_path / "runs" / "cut" / "checkpoints"
+    assert (ckpts / "latest").read_text().strip() == "interrupted"
+    state = torch.load(ckpts / "interrupted" / "state.pt", weights_only=True)
+    assert 3 <= state["step"] < 30
+    result = CliRunner().invoke(cli, ["train", "pix2pix", "--name", "cut", "--out-dir", str(tmp_path / "runs"), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert same(final_weights(tmp_path / "runs" / "cut"), final_weights(full))
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == list(range(1, 31))  # each step once, though the signal came after records past the save
+
+
+# -- kills -------------------------------------------------------------------------------------------
+
+
+def test_a_kill_at_any_point_of_a_save_leaves_latest_loadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill -9 can land between any two filesystem operations of a save: crash at each in turn."""
+    import i2i.checkpoint as ck
+
+    folder = tmp_path / "checkpoints"
+    meta = {"format": 1, "main": "G", "generators": {}, "step": 0}
+
+    def save(tag: str, value: float) -> None:
+        ck.write_checkpoint(folder / tag, {"G.w": torch.full((2,), value)}, meta, {"step": int(value)})
+
+    save("last", 1.0)
+    ops = ["rename", "rmtree", "write_text", "replace", "save_file", "torch_save"]
+    crashed_at = []
+    for op in ops:
+        for nth in range(3):
+            calls = {"n": 0}
+
+            class Killed(BaseException):
+                pass
+
+            def dying(real):
+                def wrapper(*a, **k):
+                    calls["n"] += 1
+                    if calls["n"] > nth:
+                        raise Killed
+                    return real(*a, **k)
+                return wrapper
+
+            with monkeypatch.context() as m:
+                if op == "rename":
+                    m.setattr(Path, "rename", dying(Path.rename))
+                elif op == "rmtree":
+                    m.setattr(ck.shutil, "rmtree", dying(ck.shutil.rmtree))
+                elif op == "write_text":
+                    m.setattr(Path, "write_text", dying(Path.write_text))
+                elif op == "replace":
+                    m.setattr(ck.os, "replace", dying(ck.os.replace))
+                elif op == "save_file":
+                    m.setattr(ck, "save_file", dying(ck.save_file))
+                else:
+                    m.setattr(ck.torch, "save", dying(ck.torch.save))
+                try:
+                    save("last", 2.0 + nth)
+                except Killed:
+                    crashed_at.append((op, nth))
+            weights = ck.resolve(folder)  # what `latest` names is complete and loadable
+            value = float(load_file(str(weights))["G.w"][0])
+            assert value in (1.0, 2.0, 3.0, 4.0)
+            assert torch.load(weights.parent / "state.pt", weights_only=True)["step"] == int(value)
+    # every operation of a save (save_file, torch.save, both renames, both rmtrees, the pointer and its replace)
+    assert {op for op, _ in crashed_at} == set(ops) and len(crashed_at) >= 9
+
+
+@needs_facades
+@pytest.mark.slow
+def test_kill_9_during_training_never_leaves_latest_unloadable(tmp_path: Path, facades: Path) -> None:
+    import random
+
+    from i2i.checkpoint import read_meta, resolve
+
+    args = [sys.executable, "-m", "i2i.cli", "train", "pix2pix", "--data", str(facades), "--out-dir",
+            str(tmp_path / "runs"), "--name", "k", "--max-steps", "400",
+            *sum((["--set", s] for s in TINY + ["save_every=1", "keep_last=2", "log_every=1", "n_epochs=100"]), [])]
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
+    ckpts = tmp_path / "runs" / "k" / "checkpoints"
+    rng = random.Random(0)
+    kills = 0
+    for attempt in range(10):
+        proc = subprocess.Popen(args + (["--resume"] if (ckpts / "latest").is_file() else []), env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        metrics = tmp_path / "runs" / "k" / "metrics.jsonl"
+        lines = lambda: len(metrics.read_text().splitlines()) if metrics.is_file() else 0  # noqa: E731
+        before = lines()
+        while time.monotonic() < deadline and proc.poll() is None and lines() < before + 2:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))  # somewhere in the middle of the next steps and saves
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode in (0, -signal.SIGKILL), err[-1500:]
+        weights = resolve(tmp_path / "runs" / "k")
+        assert read_meta(weights)["step"] >= 1
+        load_file(str(weights))
+        torch.load(weights.parent / "state.pt", weights_only=True)
+    assert kills >= 8
+    steps = sorted(p.name for p in ckpts.glob("step_*"))
+    assert len(steps) <= 3  # keep_last=2, plus at most one the kill caught before its pruning
+
+
+# -- resume ------------------------------------------------------------------------------------------
+
+
+@needs_facades
+def test_resuming_a_finished_run_says_so_and_extending_works(tmp_path: Path, facades: Path) -> None:
+    run = train("pix2pix", cfg(tmp_path, max_steps=3))
+    base = ["train", "pix2pix", "--name", "t", "--out-dir", str(tmp_path / "runs"), "--resume"]
+    one_line(CliRunner().invoke(cli, base), "finished at step 3 of 3", "--max-steps")
+    result = CliRunner().invoke(cli, [*base, "--max-steps", "5"])
+    assert result.exit_code == 0, result.output
+    assert torch.load(run / "checkpoints" / "final" / "state.pt", weights_only=True)["step"] == 5
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
+
+
+@needs_facades
+def test_metrics_of_a_killed_run_are_not_repeated(tmp_path: Path, facades: Path) -> None:
+    run = train("pix2pix", cfg(tmp_path, max_steps=4, save_every=2))
+    metrics = run / "metrics.jsonl"
+    # what a kill after step 4 leaves: records past the checkpoint step_0000002, and half a line
+    with metrics.open("a") as f:
+        f.write('{"step": 5, "epoch": 0')
+    result = CliRunner().invoke(cli, ["train", "pix2pix", "--name", "t", "--out-dir", str(tmp_path / "runs"),
+                                      "--resume-from", str(run / "checkpoints" / "step_0000002"), "--max-steps", "6"])
+    assert result.exit_code == 0, result.output
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+@needs_facades
+def test_pruning_keeps_exactly_what_it_promises(tmp_path: Path, facades: Path) -> None:
+    run = train("pix2pix", cfg(tmp_path, max_steps=9, save_every=1, keep_last=2))
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["final", "last", "latest", "step_0000008", "step_0000009"]
+    from i2i.checkpoint import prune
+
+    assert prune(run / "checkpoints", 0) == []  # 0 keeps all
+    (run / "checkpoints" / "latest").write_text("step_0000008\n")  # never the one latest names
+    assert prune(run / "checkpoints", 1) == []
+
+
+# -- checkpoint problems: one line each --------------------------------------------------------------
+
+
+@needs_facades
+def test_checkpoint_problems_are_one_line(tmp_path: Path, facades: Path) -> None:
+    run = train("pix2pix", cfg(tmp_path, max_steps=2))
+    good = run / "checkpoints" / "final"
+
+    def variant(name: str) -> Path:
+        import shutil
+
+        dest = tmp_path / "bad" / name
+        shutil.copytree(good, dest)
+        return dest
+
+    def resume(path: Path, *extra: str):
+        return CliRunner().invoke(cli, ["train", "pix2pix", "--name", "r", "--out-dir", str(tmp_path / "runs"),
+                                        "--resume-from", str(path), "--max-steps", "4", *extra])
+
+    damaged = variant("damaged")
+    (damaged / "state.pt").write_bytes(b"PK\x03\x04 not a zip")
+    one_line(resume(damaged), "state.pt is damaged", "another checkpoint")
+    unsafe = variant("unsafe")
+    torch.save({"step": 2, "where": Path("/tmp")}, unsafe / "state.pt")
+    result = resume(unsafe)
+    one_line(result, "unsafe")
+    assert "weights_only=False" not in result.output
+    nostate = variant("nostate")
+    (nostate / "state.pt").unlink()
+    one_line(resume(nostate), "has no state.pt")
+    renamed = variant("renamed")
+    tensors = load_file(str(renamed / "weights.safetensors"))
+    from safetensors import safe_open
+
+    with safe_open(str(good / "weights.safetensors"), framework="pt") as f:
+        metadata = f.metadata()
+    key = next(k for k in tensors if k.startswith("G."))
+    tensors["G.renamed"] = tensors.pop(key)
+    save_file(tensors, str(renamed / "weights.safetensors"), metadata=metadata)
+    one_line(resume(renamed), "missing keys", "unexpected keys: renamed")
+    one_line(resume(good, "--set", "generator_kwargs.ngf=16"), "shape mismatch")  # another generator's weights
+    truncated = variant("truncated")
+    data = (truncated / "weights.safetensors").read_bytes()
+    (truncated / "weights.safetensors").write_bytes(data[: len(data) // 2])
+    one_line(resume(truncated), "weights.safetensors")
+    one_line(CliRunner().invoke(cli, ["train", "cyclegan", "--resume-from", str(good)]), "trained with 'pix2pix'")
+
+
+# -- the CPU is honest about time --------------------------------------------------------------------
+
+
+@needs_facades
+def test_the_expected_duration_is_said_from_the_first_steps(tmp_path: Path, facades: Path, capsys) -> None:
+    train("pix2pix", cfg(tmp_path, max_steps=5))
+    err = capsys.readouterr().err
+    assert "s/step here: 2 steps to go take about" in err and "GPU-sized" not in err
+    # the full recipe on this CPU: thousands of steps of seconds each
+    from i2i.engine.logs import RunLog
+    from i2i.engine.trainer import Trainer
+
+    trainer = Trainer("pix2pix", cfg(tmp_path, name="long", n_epochs=100, n_epochs_decay=100, device="cpu"))
+    said: list[str] = []
+    log = RunLog(tmp_path, trainer.total_steps, 0, enabled=False)
+    log.info = said.append  # type: ignore[method-assign]
+    trainer._say_duration(log, 10.0)  # 1200 steps
+    assert "steps to go take about" in said[0] and "GPU-sized job on this CPU" in said[1]
+    assert "--config pix2pix_facades_quick" in said[1]
