@@ -1,13 +1,13 @@
-"""i2i's CPU convolution layers against torch's, layer by layer: forward and forward + backward.
+"""The i2i_cpu plugin's layers against torch's, layer by layer: forward and forward + backward.
 
     NO_ALBUMENTATIONS_UPDATE=1 python bench/conv_kernels.py [--threads N] [--repeat 15]
 
-The layers are the ones the built-in networks use them for, at batch 1 and 256x256 input:
-the U-Net's inner levels (``SmallMapConv2d``/``SmallMapConvTranspose2d``: maps of 8x8 and less as
-one GEMM) and a ResNet block's 3x3 wide convolutions (``WinogradConv2d``: Winograd F(4x4, 3x3)). Each pair
-runs interleaved, median of ``--repeat``; the i2i layer's outputs are checked against torch's first.
-Use it to re-check the thresholds in ``i2i/nn.py`` on another CPU; ``--winograd-grid`` times the
-Winograd layer (forced on, thresholds off) over channels x map sizes, the grid its thresholds come from.
+The layers are the built-in networks' own, at batch 1 and 256x256 input: the U-Net's inner levels
+(maps of 8x8 and less as one GEMM) and a ResNet block's 3x3 wide convolutions (Winograd F(4x4, 3x3)).
+Each plain ``nn.Conv2d``/``nn.ConvTranspose2d`` is timed against a copy swapped by the plugin
+(``i2i_cpu.layers.accelerate``), interleaved, median of ``--repeat``; outputs are checked first.
+Use it to re-check the thresholds in ``i2i_cpu/layers.py`` on another CPU; ``--winograd-grid`` times
+the Winograd path (forced on, thresholds off) over channels x map sizes, the grid its thresholds come from.
 """
 
 from __future__ import annotations
@@ -23,22 +23,22 @@ from datetime import datetime, timezone
 import torch
 from torch import nn
 
-import i2i.nn as inn
-from i2i.nn import SmallMapConv2d, SmallMapConvTranspose2d, WinogradConv2d, plain_convs
+import i2i_cpu.layers as cpu_layers
+from i2i_cpu.layers import accelerate
 
-#: (label, i2i layer, input shape)
+#: (label, plain torch layer, input shape)
 LAYERS = [
-    ("unet conv 512->512, 16x16 in", lambda: SmallMapConv2d(512, 512, 4, 2, 1, bias=False), (1, 512, 16, 16)),
-    ("unet conv 512->512, 8x8 in", lambda: SmallMapConv2d(512, 512, 4, 2, 1, bias=False), (1, 512, 8, 8)),
-    ("unet conv 512->512, 4x4 in", lambda: SmallMapConv2d(512, 512, 4, 2, 1, bias=False), (1, 512, 4, 4)),
-    ("unet conv 512->512, 2x2 in", lambda: SmallMapConv2d(512, 512, 4, 2, 1, bias=False), (1, 512, 2, 2)),
-    ("unet convT 512->512, 1x1 in", lambda: SmallMapConvTranspose2d(512, 512, 4, 2, 1, bias=False), (1, 512, 1, 1)),
-    ("unet convT 1024->512, 2x2 in", lambda: SmallMapConvTranspose2d(1024, 512, 4, 2, 1, bias=False), (1, 1024, 2, 2)),
-    ("unet convT 1024->512, 4x4 in", lambda: SmallMapConvTranspose2d(1024, 512, 4, 2, 1, bias=False), (1, 1024, 4, 4)),
-    ("unet convT 1024->512, 8x8 in", lambda: SmallMapConvTranspose2d(1024, 512, 4, 2, 1, bias=False), (1, 1024, 8, 8)),
-    ("resnet conv3x3 256->256, 66x66 in", lambda: WinogradConv2d(256, 256, 3), (1, 256, 66, 66)),
-    ("resnet conv3x3 256->256, 34x34 in", lambda: WinogradConv2d(256, 256, 3), (1, 256, 34, 34)),
-    ("resnet conv3x3 128->128, 34x34 in", lambda: WinogradConv2d(128, 128, 3), (1, 128, 34, 34)),
+    ("unet conv 512->512, 16x16 in", lambda: nn.Conv2d(512, 512, 4, 2, 1, bias=False), (1, 512, 16, 16)),
+    ("unet conv 512->512, 8x8 in", lambda: nn.Conv2d(512, 512, 4, 2, 1, bias=False), (1, 512, 8, 8)),
+    ("unet conv 512->512, 4x4 in", lambda: nn.Conv2d(512, 512, 4, 2, 1, bias=False), (1, 512, 4, 4)),
+    ("unet conv 512->512, 2x2 in", lambda: nn.Conv2d(512, 512, 4, 2, 1, bias=False), (1, 512, 2, 2)),
+    ("unet convT 512->512, 1x1 in", lambda: nn.ConvTranspose2d(512, 512, 4, 2, 1, bias=False), (1, 512, 1, 1)),
+    ("unet convT 1024->512, 2x2 in", lambda: nn.ConvTranspose2d(1024, 512, 4, 2, 1, bias=False), (1, 1024, 2, 2)),
+    ("unet convT 1024->512, 4x4 in", lambda: nn.ConvTranspose2d(1024, 512, 4, 2, 1, bias=False), (1, 1024, 4, 4)),
+    ("unet convT 1024->512, 8x8 in", lambda: nn.ConvTranspose2d(1024, 512, 4, 2, 1, bias=False), (1, 1024, 8, 8)),
+    ("resnet conv3x3 256->256, 66x66 in", lambda: nn.Conv2d(256, 256, 3), (1, 256, 66, 66)),
+    ("resnet conv3x3 256->256, 34x34 in", lambda: nn.Conv2d(256, 256, 3), (1, 256, 34, 34)),
+    ("resnet conv3x3 128->128, 34x34 in", lambda: nn.Conv2d(128, 128, 3), (1, 128, 34, 34)),
 ]
 
 
@@ -50,8 +50,8 @@ def timed(fn) -> float:
 
 def winograd_grid() -> list[tuple]:
     """3x3 stride-1 convolutions, C -> C channels, on (map + 2)^2 inputs without padding."""
-    inn.WINOGRAD_MIN_CHANNELS = inn.WINOGRAD_MIN_PIXELS = 0  # time the Winograd path everywhere
-    return [(f"winograd {c}->{c}, {hw}x{hw} out", lambda c=c: WinogradConv2d(c, c, 3), (1, c, hw + 2, hw + 2))
+    cpu_layers.WINOGRAD_MIN_CHANNELS = cpu_layers.WINOGRAD_MIN_PIXELS = 0  # time the Winograd path everywhere
+    return [(f"winograd {c}->{c}, {hw}x{hw} out", lambda c=c: nn.Conv2d(c, c, 3), (1, c, hw + 2, hw + 2))
             for c in (64, 96, 128, 192, 256) for hw in (8, 16, 24, 32, 48, 64, 96, 128)]
 
 
@@ -67,8 +67,9 @@ def main() -> None:
     print(f"{'layer':36s} {'torch fwd':>10s} {'i2i fwd':>8s} {'torch f+b':>10s} {'i2i f+b':>8s} {'f+b ratio':>10s}")
     for label, make, shape in winograd_grid() if args.winograd_grid else LAYERS:
         torch.manual_seed(0)
-        fast = make()
-        stock = plain_convs(nn.Sequential(copy.deepcopy(fast)))[0]
+        stock = make()
+        fast = copy.deepcopy(stock)
+        assert accelerate(fast) == 1, label
         x = torch.randn(shape, requires_grad=True)
         with torch.no_grad():
             want, got = stock(x), fast(x)

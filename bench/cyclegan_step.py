@@ -1,13 +1,16 @@
 """CycleGAN training-step benchmark: 2 x resnet_9blocks + 2 x 70x70 PatchGAN (InstanceNorm), LSGAN,
 cycle 10 + identity 0.5, image pool 50, 256x256, batch 1 (the reference setup).
 
-Times the i2i engine's step (``Trainer.train_step`` on the ``cyclegan`` method) against a faithful
-replica of the reference implementation's step (junyanz/pytorch-CycleGAN-and-pix2pix
+Times, side by side in one process (interleaved, so machine noise hits all alike): a faithful replica
+of the reference implementation's step (junyanz/pytorch-CycleGAN-and-pix2pix
 ``CycleGANModel.optimize_parameters``: same networks, losses, pool and order: G step, then D_A and
-D_B), interleaved in one process so machine noise hits both alike. Prints seconds per iteration,
-the ratio to the replica, and the ratio to the reference's published figure on this CPU (~18 s/it).
+D_B), the i2i engine's step (``Trainer.train_step`` on the ``cyclegan`` method) on the plain built-in
+networks, and on CPU in fp32 the engine with the opt-in CPU kernels (``--set cpu_kernels=true``: the
+i2i_cpu plugin's Winograd residual convolutions). Prints seconds per iteration, the ratio to the
+replica, and the ratio to the reference's published figure on this CPU (~18 s/it).
 
     NO_ALBUMENTATIONS_UPDATE=1 python bench/cyclegan_step.py              # CPU, fp32, 256x256
+    NO_ALBUMENTATIONS_UPDATE=1 python bench/cyclegan_step.py --iters 1 --rounds 2   # shorter
     NO_ALBUMENTATIONS_UPDATE=1 python bench/cyclegan_step.py --size 128 --iters 1   # a quick look
     python bench/cyclegan_step.py --device cuda --precision fp16 --channels-last
 
@@ -26,6 +29,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,7 +39,6 @@ import torch
 from torch import nn
 
 from i2i.engine import Trainer
-from i2i.nn import plain_convs
 from step_harness import batches, channels_last_step, print_memory, time_interleaved
 from step_harness import make_trainer as harness_trainer  # the shared builder; this file's make_trainer adds the recipe
 
@@ -70,7 +73,7 @@ class ReferencePool:
 
 def reference_step(trainer: Trainer) -> Callable[[dict[str, Any]], None]:
     """The reference's optimize_parameters on copies of the same networks (state is not shared)."""
-    G_A, G_B, D_A, D_B = (plain_convs(copy.deepcopy(trainer.raw[n])) for n in ("G_A", "G_B", "D_A", "D_B"))  # stock torch layers
+    G_A, G_B, D_A, D_B = (copy.deepcopy(trainer.raw[n]) for n in ("G_A", "G_B", "D_A", "D_B"))  # plain torch layers
     opt_G = torch.optim.Adam(itertools.chain(G_A.parameters(), G_B.parameters()), lr=2e-4, betas=(0.5, 0.999))
     opt_D = torch.optim.Adam(itertools.chain(D_A.parameters(), D_B.parameters()), lr=2e-4, betas=(0.5, 0.999))
     mse, l1 = nn.MSELoss(), nn.L1Loss()
@@ -132,8 +135,7 @@ def main() -> None:
     ap.add_argument("--channels-last", action="store_true", help="also time the engine with channels_last")
     ap.add_argument("--also", action="append", default=[], metavar="KEY=VALUE",
                     help="also time the engine with this config override (repeatable), e.g. lambda_identity=0")
-    ap.add_argument("--stock-layers", action="store_true",
-                    help="also time the engine with torch's conv layers instead of i2i's CPU kernels")
+    ap.add_argument("--no-cpu-kernels", action="store_true", help="skip the engine with cpu_kernels=true")
     ap.add_argument("--no-reference", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -152,15 +154,12 @@ def main() -> None:
     if not args.no_reference:
         variants["reference replica (fp32)"] = reference_step(engine)
     variants[f"i2i engine ({engine.precision})"] = engine.train_step
+    if not args.no_cpu_kernels and args.device == "cpu" and engine.precision == "fp32":
+        t = make_trainer(tmp / "data", tmp / "runs", args.device, args.precision, args.size, ["cpu_kernels=true"])
+        variants[f"i2i engine ({t.precision}, cpu_kernels)"] = t.train_step
     if args.channels_last:
         t = make_trainer(tmp / "data", tmp / "runs", args.device, args.precision, args.size, ["channels_last=true"])
         variants[f"i2i engine ({t.precision}, channels_last)"] = channels_last_step(t)
-
-    if args.stock_layers:  # the engine on torch's own conv layers: what i2i's CPU kernels save
-        t = make_trainer(tmp / "data", tmp / "runs", args.device, args.precision, args.size, [])
-        for net in t.raw.values():
-            plain_convs(net)
-        variants[f"i2i engine ({t.precision}, stock layers)"] = t.train_step
 
     for item in args.also:
         t = make_trainer(tmp / "data", tmp / "runs", args.device, args.precision, args.size, [item])
@@ -169,7 +168,7 @@ def main() -> None:
     times = time_interleaved(variants, feed[: args.iters], args.device, feed[: args.warmup], args.rounds)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"CycleGAN 2 x resnet_9blocks + 2 x patch_70 (instance), {args.size}x{args.size}, batch 1; device "
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; CycleGAN 2 x resnet_9blocks + 2 x patch_70 (instance), {args.size}x{args.size}, batch 1; device "
           f"{args.device}; torch {torch.__version__}; {platform.processor() or platform.machine()}, {os.cpu_count()} "
           f"CPUs, {torch.get_num_threads()} threads; load average at the end {load:.1f}; "
           f"{args.rounds} rounds x {args.iters} iterations (median)")

@@ -1,11 +1,14 @@
 """pix2pix training-step benchmark: unet_256 + 70x70 PatchGAN at 256x256, batch 1 (the reference setup).
 
-Times the i2i engine's step (``Trainer.train_step``) against a faithful replica of the reference
-implementation's step (junyanz/pytorch-CycleGAN-and-pix2pix ``Pix2PixModel.optimize_parameters``:
-same networks, same losses, same order), interleaved in one process so machine noise hits both
-alike, and prints seconds per iteration, images/s, the ratio, and peak memory.
+Times, side by side in one process (interleaved, so machine noise hits all alike): a faithful replica
+of the reference implementation's step (junyanz/pytorch-CycleGAN-and-pix2pix
+``Pix2PixModel.optimize_parameters``: same networks, same losses, same order), the i2i engine's step
+(``Trainer.train_step``) on the plain built-in networks, and on CPU in fp32 the engine with the
+opt-in CPU kernels (``--set cpu_kernels=true``: the i2i_cpu plugin). Prints seconds per iteration,
+images/s, the ratio to the reference, and peak memory.
 
-    python bench/train_step.py                       # CPU, fp32, reference + engine variants
+    python bench/train_step.py                       # CPU, fp32: reference, plain, cpu_kernels
+    python bench/train_step.py --iters 1 --rounds 2  # a quick look
     python bench/train_step.py --device cuda --precision fp16 --channels-last --compile
 
 The data is real: the first images of ../shared/datasets/facades/train (or --data DIR).
@@ -15,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shutil
 import statistics
 import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,7 +33,6 @@ import torch
 from torch import nn
 
 from i2i.engine import Trainer
-from i2i.nn import plain_convs
 from step_harness import batches, channels_last_step, print_memory, time_interleaved
 from step_harness import make_trainer as harness_trainer  # the shared builder; this file's make_trainer adds the recipe
 
@@ -41,7 +45,7 @@ def reference_step(trainer: Trainer) -> Callable[[dict[str, Any]], None]:
     """The reference's optimize_parameters on the same networks (a fresh copy, so state is not shared)."""
     import copy
 
-    G = plain_convs(copy.deepcopy(trainer.raw["G"]))  # the reference's nn.Conv2d/nn.ConvTranspose2d
+    G = copy.deepcopy(trainer.raw["G"])  # plain nn.Conv2d/nn.ConvTranspose2d, as the reference builds them
     Dn = copy.deepcopy(trainer.raw["D"])
     opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_D = torch.optim.Adam(Dn.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -86,6 +90,7 @@ def main() -> None:
     ap.add_argument("--channels-last", action="store_true", help="also time the engine with channels_last")
     ap.add_argument("--compile", action="store_true", help="also time the engine with torch.compile")
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--no-cpu-kernels", action="store_true", help="skip the engine with cpu_kernels=true")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="i2i-bench-"))
@@ -101,6 +106,9 @@ def main() -> None:
     if not args.no_reference:
         variants["reference (fp32)"] = reference_step(engine)
     variants[f"i2i engine ({engine.precision})"] = engine.train_step
+    if not args.no_cpu_kernels and args.device == "cpu" and engine.precision == "fp32":
+        t = make_trainer(data.parent, tmp / "runs", args.device, args.precision, ["cpu_kernels=true"])
+        variants[f"i2i engine ({t.precision}, cpu_kernels)"] = t.train_step
     if args.channels_last:
         t = make_trainer(data.parent, tmp / "runs", args.device, args.precision, ["channels_last=true"])
         variants[f"i2i engine ({t.precision}, channels_last)"] = channels_last_step(t)
@@ -110,8 +118,11 @@ def main() -> None:
 
     times = time_interleaved(variants, feed, args.device, feed[: args.warmup], args.rounds)
 
-    print(f"pix2pix unet_256 + patch_70, 256x256, batch 1; device {args.device}; torch {torch.__version__}; "
-          f"threads {torch.get_num_threads()}; {args.rounds} rounds x {args.iters} iterations (median)")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; pix2pix unet_256 + patch_70, 256x256, batch 1; device "
+          f"{args.device}; torch {torch.__version__}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"{torch.get_num_threads()} threads; load average at the end {load:.1f}; {args.rounds} rounds x {args.iters} "
+          f"iterations (median)")
     base = statistics.median(times["reference (fp32)"]) if "reference (fp32)" in times else None
     print(f"{'variant':42s} {'s/it':>8s} {'img/s':>8s} {'vs reference':>13s}")
     for name, ts in times.items():

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from i2i.errors import I2IError
-from i2i.nn import WinogradConv2d, conv_bias, init_weights, norm_layer
+from i2i.nn import conv_bias, init_weights, norm_layer
 
 #: norms this generator takes: i2i.nn's choices plus InstanceNorm with a learned scale and shift
 #: (what several community CycleGAN checkpoints, e.g. vintagify, were trained with).
@@ -53,11 +53,11 @@ class ResnetBlock(nn.Module):
         norm_fn = make_norm(norm)
         layers: list[nn.Module] = []
         pad, p = _pad(padding_type)
-        layers += pad + [WinogradConv2d(dim, dim, 3, padding=p, bias=use_bias), norm_fn(dim), nn.ReLU(True)]
+        layers += pad + [nn.Conv2d(dim, dim, 3, padding=p, bias=use_bias), norm_fn(dim), nn.ReLU(True)]
         if use_dropout:
             layers.append(nn.Dropout(0.5))
         pad, p = _pad(padding_type)
-        layers += pad + [WinogradConv2d(dim, dim, 3, padding=p, bias=use_bias), norm_fn(dim)]
+        layers += pad + [nn.Conv2d(dim, dim, 3, padding=p, bias=use_bias), norm_fn(dim)]
         self.conv_block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from i2i.nn import SmallMapConv2d, SmallMapConvTranspose2d, conv_bias, init_weights, norm_layer
+from i2i.nn import conv_bias, init_weights, norm_layer
 
 
 class UnetSkipConnectionBlock(nn.Module):
@@ -31,17 +31,17 @@ class UnetSkipConnectionBlock(nn.Module):
         make_norm = norm_layer(norm)
         bias = conv_bias(norm)
         input_nc = outer_nc if input_nc is None else input_nc
-        downconv = SmallMapConv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+        downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias)
         downrelu = nn.LeakyReLU(0.2)
         uprelu = nn.ReLU()
         if outermost:
-            upconv = SmallMapConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1)
+            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1)
             layers = [downconv, submodule, uprelu, upconv, nn.Tanh()]
         elif innermost:
-            upconv = SmallMapConvTranspose2d(inner_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+            upconv = nn.ConvTranspose2d(inner_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias)
             layers = [downrelu, downconv, uprelu, upconv, make_norm(outer_nc)]
         else:
-            upconv = SmallMapConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias)
             layers = [downrelu, downconv, make_norm(inner_nc), submodule, uprelu, upconv, make_norm(outer_nc)]
             if use_dropout:
                 layers.append(nn.Dropout(0.5))

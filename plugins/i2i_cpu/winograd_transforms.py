@@ -3,8 +3,9 @@ Neural Networks", 2016, section 4.2), for a 4x4 output tile from a 6x6 input til
 
     Y = A^T [(G g G^T) * (B^T d B)] A
 
-Shared by the training layers (i2i/winograd.py) and the ONNX rewrite (export/cpu_graph.py); plain
-Python, so that the torch-free serving runtime can read them.
+Used by :mod:`i2i_cpu.winograd`. ``i2i export --optimize cpu`` (``i2i_export/cpu_graph.py``) keeps its
+own copy, so that exporting never depends on this plugin; each is checked against the direct
+convolution by its own tests.
 """
 
 BT = ((4, 0, -5, 0, 1, 0),

@@ -1,0 +1,35 @@
+"""Opt-in CPU kernels for the PyTorch path: faster convolutions for fp32 on the CPU, no network changed.
+
+The built-in networks are plain ``torch.nn`` modules. When a user asks for CPU kernels
+(``i2i train ... --set cpu_kernels=true``, ``i2i translate --cpu-kernels``,
+``i2i.load(source, cpu_kernels=True)``), the host hands each generator to every plugin's
+``accelerate`` hook, and this one swaps eligible ``nn.Conv2d`` / ``nn.ConvTranspose2d`` layers for
+subclasses with other kernels, in place, with the same parameters and state_dict keys
+(:mod:`i2i_cpu.layers`):
+
+- convolutions and transposed convolutions on small maps (a U-Net's inner levels) as one GEMM;
+- wide 3x3 stride-1 convolutions (a ResNet generator's residual blocks) as Winograd F(4x4, 3x3),
+  forward and backward (:mod:`i2i_cpu.winograd`; first derivatives only).
+
+Only on the CPU in fp32: anything else (CUDA, autocast, tracing, ONNX export) keeps the standard
+operators. Block it like any plugin: ``I2I_BLOCK_PLUGINS=i2i_cpu``. The ONNX counterpart is an
+export-time choice of the export package: ``i2i export --optimize cpu``.
+"""
+
+from __future__ import annotations
+
+import i2i
+
+# torch is imported inside the hook: `i2i --help` and a torch-free `i2i serve` load this plugin.
+
+
+@i2i.hookimpl
+def accelerate(module, device, precision: str) -> int:
+    """Swap ``module``'s eligible convolutions for the CPU layers when it runs in fp32 on the CPU."""
+    import torch
+
+    if torch.device(device).type != "cpu" or precision != "fp32":
+        return 0
+    from .layers import accelerate as swap
+
+    return swap(module)

@@ -1,0 +1,152 @@
+"""The CPU layers: ``nn.Conv2d`` / ``nn.ConvTranspose2d`` subclasses that pick faster kernels for
+what oneDNN does slowly, and :func:`accelerate` / :func:`restore`, which swap them in and out of a
+built network in place.
+
+A swap changes only a layer's class (``module.__class__``): parameters, buffers and state_dict keys
+stay what they were, so checkpoints, EMA copies and exports are unaffected. Each layer decides per
+call; anything but a float32 4-D CPU tensor in eager mode (autocast, tracing, scripting, ONNX export,
+other devices and dtypes) takes the standard ``nn.Conv2d`` path, so an accelerated network still
+exports the standard operators.
+
+**Convolutions on small maps as one GEMM.** With batch 1, a U-Net's innermost layers see 1x1 to 8x8
+maps but hold most of its weights (512-1024 channels, 4x4 kernels: up to 33 MB each). oneDNN then
+spends its time reordering those weights into its blocked layout on every call, forward and backward
+(3-30 GFLOP/s measured on a 2-core EPYC against ~100 for the outer layers). Written as one matrix
+product (unfold/fold around an MKL GEMM) the same sums run up to 2-3x faster there
+(bench/conv_kernels.py). Only the kernel and the summation order differ.
+
+**Wide 3x3 convolutions as Winograd F(4x4, 3x3)** (:mod:`i2i_cpu.winograd`), forward and both
+gradients with a quarter of the multiplications: a ResNet generator spends ~70% of a CPU training
+step in its 3x3 256-channel residual convolutions. First derivatives only: a second derivative
+through such a layer (a gradient penalty) raises instead of being wrong. Rounding differs from the
+direct sum by ~1e-5 relative; the layer keeps its transformed input (2.25x the input) for the weight
+gradient, so a CycleGAN generator step holds ~50% more activation memory.
+
+The thresholds below were measured on a 2-core AVX2 EPYC (BENCHMARKS.md); re-check them on another
+CPU with ``bench/conv_kernels.py`` (``--winograd-grid`` for the Winograd ones).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .winograd import winograd_conv3x3
+
+#: Largest GEMM width (batch x output positions) computed as a matrix product; larger maps keep oneDNN.
+SMALL_MAP_COLUMNS = 64
+#: Below this GEMM width (but above 1) MKL's GEMMs turn erratic: the transposed convolution multiplies
+#: with the map on the left, the convolution stays with oneDNN.
+SKINNY_COLUMNS = 8
+#: Winograd: narrower convolutions gain too little from the 36 GEMMs to pay for the transforms.
+WINOGRAD_MIN_CHANNELS = 128
+#: Winograd: smaller input maps stay direct, the transforms' fixed costs dominate there (8x8: 3-4x slower).
+WINOGRAD_MIN_PIXELS = 32 * 32
+
+
+def _cpu_fp32_eager(x: torch.Tensor) -> bool:
+    """Whether a CPU kernel may run: a 4-D float32 CPU tensor, no autocast, and no tracing, scripting
+    or ONNX export (those keep the standard Conv/ConvTranspose operators in the graph)."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+        return False
+    return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and not torch.is_autocast_enabled("cpu")
+
+
+def _use_gemm(x: torch.Tensor, columns: int, skinny: bool = True) -> bool:
+    """Whether to compute a layer as one GEMM of ``columns`` columns (``skinny``: also 2-7 of them)."""
+    return _cpu_fp32_eager(x) and columns <= SMALL_MAP_COLUMNS and (skinny or not 1 < columns < SKINNY_COLUMNS)
+
+
+def _use_winograd(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    return (
+        conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+        and min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
+        and _cpu_fp32_eager(x) and x.shape[-2] * x.shape[-1] >= WINOGRAD_MIN_PIXELS
+    )
+
+
+def _plain_conv(m: nn.Conv2d) -> bool:
+    """Ungrouped, undilated, zero-padded with explicit padding: what both CPU paths compute."""
+    return (m.groups == 1 and m.dilation == (1, 1) and m.padding_mode == "zeros"
+            and not isinstance(m.padding, str))
+
+
+def _plain_conv_transpose(m: nn.ConvTranspose2d) -> bool:
+    return m.groups == 1 and m.dilation == (1, 1) and m.output_padding == (0, 0) and m.padding_mode == "zeros"
+
+
+class CpuConv2d(nn.Conv2d):
+    """``nn.Conv2d`` that runs wide 3x3 convolutions as Winograd F(4x4, 3x3) and small maps as one
+    GEMM on the CPU (same parameters, same maths). Made by :func:`accelerate`, not built directly."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            return super().forward(x)
+        if _use_winograd(self, x):
+            return winograd_conv3x3(x, self.weight, self.bias, self.padding)  # type: ignore[arg-type]
+        n, _, h, w = x.shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding  # type: ignore[misc]
+        ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        # 2-7 columns: MKL's skinny GEMMs in the backward pass make this 2x slower than oneDNN
+        # (bench/conv_kernels.py: 512->512 on a 4x4 map, 27 vs 14 ms forward + backward).
+        if not _use_gemm(x, n * ho * wo, skinny=False):
+            return super().forward(x)
+        cols = F.unfold(x, (kh, kw), padding=(ph, pw), stride=(sh, sw))  # n, c*kh*kw, ho*wo
+        cols = cols.transpose(0, 1).reshape(cols.shape[1], -1)  # one GEMM over the whole batch
+        out = self.weight.reshape(self.out_channels, -1) @ cols  # out, n*ho*wo
+        if self.bias is not None:
+            out = out + self.bias[:, None]
+        return out.reshape(self.out_channels, n, ho, wo).transpose(0, 1).contiguous()
+
+
+class CpuConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` that computes small input maps on the CPU as one GEMM and a fold."""
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        n, _, h, w = x.shape if x.dim() == 4 else (0, 0, 0, 0)
+        if output_size is not None or not _use_gemm(x, n * h * w):
+            return super().forward(x, output_size)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding  # type: ignore[misc]
+        ho, wo = (h - 1) * sh - 2 * ph + kh, (w - 1) * sw - 2 * pw + kw
+        weight = self.weight.reshape(self.in_channels, -1)  # in, out*kh*kw
+        if n * h * w < SKINNY_COLUMNS:
+            # A handful of positions: MKL is several times faster with the skinny operand on the left.
+            cols = (x.reshape(n, self.in_channels, h * w).transpose(1, 2) @ weight).transpose(1, 2)
+        else:
+            cols = weight.t() @ x.transpose(0, 1).reshape(self.in_channels, n * h * w)  # out*kh*kw, n*h*w
+            cols = cols.reshape(cols.shape[0], n, h * w).transpose(0, 1)
+        out = F.fold(cols, (ho, wo), (kh, kw), padding=(ph, pw), stride=(sh, sw))
+        if self.bias is not None:
+            out = out + self.bias[:, None, None]
+        return out
+
+
+#: torch class -> (CPU class, which of its layers the CPU class computes)
+_SWAPS = {nn.Conv2d: (CpuConv2d, _plain_conv), nn.ConvTranspose2d: (CpuConvTranspose2d, _plain_conv_transpose)}
+_PLAIN = {cpu: torch_cls for torch_cls, (cpu, _) in _SWAPS.items()}
+
+
+def accelerate(module: nn.Module) -> int:
+    """Swap every plain ``nn.Conv2d`` / ``nn.ConvTranspose2d`` of ``module`` (exactly those classes:
+    a subclass, or a layer another accelerator took, is left alone) for its CPU layer, in place.
+    Returns how many layers were swapped."""
+    count = 0
+    for m in module.modules():
+        swap = _SWAPS.get(type(m))
+        if swap is not None and swap[1](m):  # type: ignore[operator]
+            m.__class__ = swap[0]
+            count += 1
+    return count
+
+
+def restore(module: nn.Module) -> int:
+    """Turn the CPU layers of ``module`` back into ``nn.Conv2d`` / ``nn.ConvTranspose2d``, in place;
+    returns how many."""
+    count = 0
+    for m in module.modules():
+        plain = _PLAIN.get(type(m))
+        if plain is not None:
+            m.__class__ = plain
+            count += 1
+    return count

@@ -1,0 +1,414 @@
+"""The i2i_cpu plugin: each swapped layer computes what the plain torch layer computes, forward and
+backward; the hook swaps only on request, only fp32 on the CPU, keeping every state_dict key; and
+with the plugin blocked everything runs on the plain layers."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import i2i
+import i2i_cpu.layers as layers
+from i2i import plugins
+from i2i.accelerate import AccelerateWarning, cpu_kernels
+from i2i.errors import I2IError
+from i2i_cpu.layers import CpuConv2d, CpuConvTranspose2d, accelerate, restore
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _cpu(layer: nn.Module) -> nn.Module:
+    """``layer`` swapped in place as the plugin swaps it."""
+    assert accelerate(layer) == 1
+    return layer
+
+
+def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    got, want = got.detach(), want.detach()
+    return float((got - want).abs().max() / want.abs().max())
+
+
+def _grads(module: nn.Module, forward, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    x = x.clone().requires_grad_()
+    y = forward(x)
+    g = torch.linspace(-1, 1, y.numel()).reshape(y.shape)
+    return y.detach(), list(torch.autograd.grad(y, [x, *module.parameters()], g))
+
+
+def _assert_matches_plain(layer: nn.Module, plain: type, x: torch.Tensor, rtol: float, atol: float) -> None:
+    """Output, input gradient and parameter gradients of ``layer`` against ``plain.forward`` on it."""
+    y, grads = _grads(layer, layer, x)
+    y_ref, grads_ref = _grads(layer, lambda t: plain.forward(layer, t), x)
+    assert y.shape == y_ref.shape
+    torch.testing.assert_close(y, y_ref, rtol=rtol, atol=atol)
+    for got, want in zip(grads, grads_ref):
+        torch.testing.assert_close(got, want, rtol=10 * rtol, atol=atol)
+
+
+@pytest.fixture
+def winograd_calls(record_true) -> list[tuple]:
+    """The (conv, input) of each layer that took the Winograd path."""
+    return record_true(layers, "_use_winograd")
+
+
+@pytest.fixture
+def gemm_calls(record_true) -> list[tuple]:
+    """The (input, columns) of each layer that took the GEMM path."""
+    return record_true(layers, "_use_gemm")
+
+
+@pytest.fixture
+def any_map_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Winograd maths on small maps: the speed threshold on the map size off."""
+    monkeypatch.setattr(layers, "WINOGRAD_MIN_PIXELS", 0)
+
+
+# --------------------------------------------------------------------------- Winograd F(4x4, 3x3)
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2, 3, (1, 0)])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(1, 11, 9), (2, 8, 8)])
+@pytest.mark.usefixtures("any_map_size")
+def test_winograd_output_and_gradients_match_nn_conv2d(padding: int | tuple[int, int], bias: bool,
+                                                       shape: tuple[int, int, int], winograd_calls: list[tuple]) -> None:
+    torch.manual_seed(0)
+    conv = _cpu(nn.Conv2d(128, 128, 3, padding=padding, bias=bias))
+    n, h, w = shape
+    # Winograd rounds differently from the direct sum: ~1e-5 relative, far from a wrong result
+    # (a transposed or misaligned kernel gives errors of order 1).
+    x = torch.randn(n, 128, h, w)
+    y, grads = _grads(conv, conv, x)
+    assert winograd_calls, "the Winograd path was not taken"
+    y_ref, grads_ref = _grads(conv, lambda t: nn.Conv2d.forward(conv, t), x)
+    assert y.shape == y_ref.shape and _relative_error(y, y_ref) < 1e-4
+    for got, want in zip(grads, grads_ref):
+        assert _relative_error(got, want) < 1e-4
+
+
+def test_winograd_only_on_maps_of_32x32_and_more(winograd_calls: list[tuple]) -> None:
+    conv = _cpu(nn.Conv2d(128, 128, 3, padding=1))
+    conv(torch.randn(1, 128, 16, 16))
+    assert winograd_calls == []
+    conv(torch.randn(1, 128, 32, 32))
+    assert len(winograd_calls) == 1
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")
+@pytest.mark.usefixtures("any_map_size")
+def test_narrow_strided_autocast_float64_and_traced_convolutions_take_the_standard_path(
+        winograd_calls: list[tuple]) -> None:
+    _cpu(nn.Conv2d(64, 64, 3, padding=1))(torch.randn(1, 64, 12, 12))  # below WINOGRAD_MIN_CHANNELS
+    _cpu(nn.Conv2d(128, 128, 3, stride=2, padding=1))(torch.randn(1, 128, 20, 20))
+    _cpu(nn.Conv2d(128, 128, 3, padding=1)).double()(torch.randn(1, 128, 12, 12, dtype=torch.float64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _cpu(nn.Conv2d(128, 128, 3, padding=1))(torch.randn(1, 128, 12, 12))
+    traced = torch.jit.trace(_cpu(nn.Conv2d(128, 128, 3)), torch.randn(1, 128, 12, 12), check_trace=False)
+    assert winograd_calls == []
+    assert "aten::_convolution" in str(traced.inlined_graph)
+
+
+@pytest.mark.usefixtures("any_map_size")
+def test_winograd_gradients_for_the_weights_alone_and_the_input_alone() -> None:
+    """A first layer's input needs no gradient, a frozen layer's weights none: each is left out."""
+    torch.manual_seed(0)
+    conv = _cpu(nn.Conv2d(128, 128, 3, padding=1))
+    x = torch.randn(1, 128, 12, 12)
+    conv(x).sum().backward()
+    want = torch.autograd.grad(nn.Conv2d.forward(conv, x).sum(), conv.weight)[0]
+    assert _relative_error(conv.weight.grad, want) < 1e-4
+
+    conv.requires_grad_(False)
+    xi = x.clone().requires_grad_()
+    conv(xi).sum().backward()
+    want = torch.autograd.grad(nn.Conv2d.forward(conv, xi).sum(), xi)[0]
+    assert _relative_error(xi.grad, want) < 1e-4
+
+
+def test_winograd_conv3x3_rejects_other_kernels() -> None:
+    from i2i_cpu.winograd import winograd_conv3x3
+
+    with pytest.raises(ValueError, match="3x3 kernel"):
+        winograd_conv3x3(torch.randn(1, 4, 8, 8), torch.randn(4, 4, 5, 5))
+
+
+@pytest.mark.usefixtures("any_map_size")
+def test_winograd_takes_channels_last_input(winograd_calls: list[tuple]) -> None:
+    """The engine's channels_last switch hands the layer NHWC-strided tensors; same results."""
+    torch.manual_seed(0)
+    conv = _cpu(nn.Conv2d(128, 128, 3, padding=1))
+    x = torch.randn(2, 128, 10, 10)
+    xi = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = conv(xi)
+    assert winograd_calls
+    assert _relative_error(y, nn.Conv2d.forward(conv, x)) < 1e-4
+    g = torch.randn_like(y).contiguous(memory_format=torch.channels_last)
+    (grad_x,) = torch.autograd.grad(y, xi, g)
+    xr = x.clone().requires_grad_()
+    (want,) = torch.autograd.grad(nn.Conv2d.forward(conv, xr), xr, g)
+    assert _relative_error(grad_x, want) < 1e-4
+
+
+@pytest.mark.usefixtures("any_map_size")
+def test_winograd_second_derivatives_are_refused_not_wrong() -> None:
+    """A gradient penalty through the layer needs double backward, which the Winograd backward does
+    not provide: it must raise rather than return a wrong derivative (hence generators only)."""
+    conv = _cpu(nn.Conv2d(128, 128, 3, padding=1))
+    x = torch.randn(1, 128, 8, 8, requires_grad=True)
+    (grad_x,) = torch.autograd.grad(conv(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        grad_x.square().sum().backward()
+
+
+# --------------------------------------------------------------------------- small maps as one GEMM
+
+
+@pytest.mark.parametrize("batch,side", [(1, 2), (1, 8), (1, 16), (3, 8), (2, 8)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_small_map_conv_matches_nn_conv2d(batch: int, side: int, bias: bool, gemm_calls: list[tuple]) -> None:
+    torch.manual_seed(0)
+    conv = _cpu(nn.Conv2d(12, 10, kernel_size=4, stride=2, padding=1, bias=bias))
+    _assert_matches_plain(conv, nn.Conv2d, torch.randn(batch, 12, side, side), rtol=1e-5, atol=1e-5)
+    assert gemm_calls, "the GEMM path was not taken"
+
+
+@pytest.mark.parametrize("batch,side", [(1, 1), (1, 2), (1, 4), (1, 8), (4, 1), (3, 2), (2, 4)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_small_map_transposed_conv_matches_nn_conv_transpose2d(batch: int, side: int, bias: bool,
+                                                               gemm_calls: list[tuple]) -> None:
+    # (1, 1), (1, 2), (4, 1) and (3, 2) take the skinny orientation; the others the plain one.
+    torch.manual_seed(0)
+    conv = _cpu(nn.ConvTranspose2d(12, 10, kernel_size=4, stride=2, padding=1, bias=bias))
+    _assert_matches_plain(conv, nn.ConvTranspose2d, torch.randn(batch, 12, side, side), rtol=1e-5, atol=1e-5)
+    assert gemm_calls, "the GEMM path was not taken"
+
+
+def test_large_maps_and_other_inputs_take_the_standard_path(gemm_calls: list[tuple]) -> None:
+    conv = _cpu(nn.Conv2d(4, 4, 4, stride=2, padding=1))
+    conv(torch.randn(1, 4, 64, 64))  # 1024 columns
+    conv(torch.randn(1, 4, 4, 4))  # 4 columns: oneDNN is faster
+    conv(torch.randn(4, 8, 8))  # unbatched input
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        conv(torch.randn(1, 4, 8, 8))
+    copy.deepcopy(conv).double()(torch.randn(1, 4, 8, 8, dtype=torch.float64))
+    _cpu(nn.ConvTranspose2d(4, 4, 4, stride=2, padding=1))(torch.randn(4, 2, 2))  # unbatched input
+    assert gemm_calls == []
+
+
+def test_layers_neither_kernel_computes_are_not_swapped() -> None:
+    net = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, dilation=2), nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"),
+                        nn.Conv2d(4, 4, 3, groups=2), nn.Conv2d(4, 4, 3, padding="same"),
+                        nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1))
+    assert accelerate(net) == 0
+    assert [type(m) for m in net] == [nn.Conv2d] * 4 + [nn.ConvTranspose2d]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")
+def test_tracing_keeps_the_standard_operators(gemm_calls: list[tuple]) -> None:
+    net = nn.Sequential(nn.Conv2d(4, 8, 4, 2, 1), nn.ConvTranspose2d(8, 4, 4, 2, 1))
+    accelerate(net)
+    traced = torch.jit.trace(net, torch.randn(1, 4, 4, 4), check_trace=False)
+    assert gemm_calls == []
+    graph = str(traced.inlined_graph)
+    assert "aten::_convolution" in graph and "aten::im2col" not in graph and "aten::col2im" not in graph
+
+
+# --------------------------------------------------------------------------- whole generators
+
+
+def test_swapping_keeps_the_parameters_and_restore_undoes_it() -> None:
+    net = nn.Sequential(nn.Conv2d(4, 8, 4, 2, 1), nn.ConvTranspose2d(8, 4, 4, 2, 1), nn.Linear(2, 2))
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    assert accelerate(net) == 2 and accelerate(net) == 0  # a layer is swapped once
+    assert [type(m) for m in net] == [CpuConv2d, CpuConvTranspose2d, nn.Linear]
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items()) and net.state_dict().keys() == state.keys()
+    assert restore(net) == 2
+    assert [type(m) for m in net] == [nn.Conv2d, nn.ConvTranspose2d, nn.Linear]
+
+
+@pytest.mark.usefixtures("any_map_size")
+def test_resnet_generator_trains_like_the_plain_layers(winograd_calls: list[tuple]) -> None:
+    """resnet_6blocks at ngf 32: its 12 residual convolutions (128 channels) on the Winograd path."""
+    from i2i_cyclegan.networks import ResnetGenerator
+
+    torch.manual_seed(0)
+    plain = ResnetGenerator(3, 3, ngf=32, n_blocks=6)
+    fast = copy.deepcopy(plain)
+    assert accelerate(fast) == 16  # every Conv2d; the two upsamplers have output_padding
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    y_fast, y_plain = fast(x), plain(x)
+    assert len(winograd_calls) == 12
+    assert (y_fast - y_plain).abs().max() < 1e-4
+    y_fast.square().mean().backward()
+    y_plain.square().mean().backward()
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
+        assert a.grad is not None and b.grad is not None
+        # A bias before InstanceNorm has a zero gradient in theory (~1e-8 here): hence the floor.
+        assert (a.grad - b.grad).abs().max() <= 1e-3 * b.grad.abs().max() + 1e-6, name
+
+
+def test_unet_256_output_and_gradients_unchanged_by_the_gemm_path(gemm_calls: list[tuple]) -> None:
+    """The full pix2pix generator (every inner level takes the GEMM path) against the plain layers."""
+    from i2i_pix2pix.networks import UnetGenerator
+
+    torch.manual_seed(0)
+    plain = UnetGenerator(3, 3, num_downs=8, ngf=8, norm="batch", use_dropout=False)
+    fast = copy.deepcopy(plain)
+    assert accelerate(fast) == 16
+    x = torch.randn(1, 3, 256, 256)
+    y_fast, y_plain = fast(x), plain(x)
+    assert gemm_calls
+    torch.testing.assert_close(y_fast, y_plain, rtol=1e-4, atol=1e-5)
+    y_fast.square().mean().backward()
+    y_plain.square().mean().backward()
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-6, msg=name)
+
+
+# --------------------------------------------------------------------------- the hook and the host
+
+
+@pytest.mark.usefixtures("clean_plugin_env")
+def test_the_hook_swaps_only_for_fp32_on_the_cpu() -> None:
+    net = nn.Sequential(nn.Conv2d(4, 8, 4, 2, 1))
+    hook = plugins.manager().pm.hook.accelerate
+    assert hook(module=net, device=torch.device("cuda"), precision="fp32") == [0]
+    assert hook(module=net, device=torch.device("cpu"), precision="bf16") == [0]
+    assert type(net[0]) is nn.Conv2d
+    assert hook(module=net, device=torch.device("cpu"), precision="fp32") == [1]
+    assert type(net[0]) is CpuConv2d
+
+
+@pytest.mark.usefixtures("clean_plugin_env")
+def test_cpu_kernels_off_the_cpu_or_outside_fp32_warn_and_change_nothing() -> None:
+    net = nn.Sequential(nn.Conv2d(4, 8, 4, 2, 1))
+    with pytest.warns(AccelerateWarning, match="fp32 on the CPU"):
+        assert cpu_kernels(net, "cuda") == 0
+    with pytest.warns(AccelerateWarning, match="fp32 on the CPU"):
+        assert cpu_kernels(net, "cpu", "bf16") == 0
+    assert type(net[0]) is nn.Conv2d
+
+
+@pytest.mark.usefixtures("clean_plugin_env")
+def test_blocked_plugin_leaves_the_plain_layers_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("I2I_BLOCK_PLUGINS", "i2i_cpu")
+    plugins.reset()
+    assert "i2i_cpu" not in plugins.manager().info
+    net = nn.Sequential(nn.Conv2d(4, 8, 4, 2, 1))
+    with pytest.warns(AccelerateWarning, match="I2I_BLOCK_PLUGINS"):
+        assert cpu_kernels(net, "cpu") == 0
+    assert type(net[0]) is nn.Conv2d
+
+
+@pytest.mark.usefixtures("clean_plugin_env")
+def test_a_third_party_accelerator_gets_the_layers_the_builtin_leaves() -> None:
+    """Plugins are asked in registration order; each takes only layers of the exact torch classes, so a
+    layer is never claimed twice, and a broken accelerator is a warning, not a failed run."""
+
+    class Linears:  # another package's accelerator: it only knows nn.Linear
+        @i2i.hookimpl
+        def accelerate(self, module, device, precision):
+            swapped = [m for m in module.modules() if type(m) is nn.Linear]
+            for m in swapped:
+                m.__class__ = FastLinear
+            return len(swapped)
+
+    class FastLinear(nn.Linear):
+        pass
+
+    class Broken:
+        @i2i.hookimpl
+        def accelerate(self, module, device, precision):
+            raise RuntimeError("no kernels for this CPU")
+
+    pm = plugins.manager().pm
+    pm.register(Linears(), name="linears")
+    pm.register(Broken(), name="broken")
+    net = nn.Sequential(nn.Conv2d(4, 8, 4, 2, 1), nn.Flatten(), nn.Linear(8, 2))
+    with pytest.warns(AccelerateWarning, match="'broken' skipped in accelerate: RuntimeError: no kernels"):
+        assert cpu_kernels(net, "cpu") == 2
+    assert [type(m) for m in net] == [CpuConv2d, nn.Flatten, FastLinear]
+
+
+# --------------------------------------------------------------------------- the doors: engine, loader, CLI
+
+
+@pytest.mark.usefixtures("clean_plugin_env")
+def test_the_engine_swaps_the_generators_only_and_checkpoints_keep_their_keys(tmp_path: Path) -> None:
+    from tiny_pix2pix import FACADES, TINY, copy_facades, tiny_config
+
+    from i2i.engine import Trainer
+
+    if not FACADES.is_dir():
+        pytest.skip("../shared/datasets/facades not present")
+    data = copy_facades(tmp_path / "facades", 1)
+
+    def trainer(name: str, *extra: str) -> Trainer:
+        cfg = tiny_config([*TINY, "threads=1", "max_steps=1", "generator_kwargs.use_dropout=false", *extra],
+                          data=data, out_dir=tmp_path / "runs", name=name, device="cpu")
+        return Trainer("pix2pix", cfg)
+
+    fast, plain = trainer("fast", "cpu_kernels=true"), trainer("plain")
+    assert CpuConv2d in {type(m) for m in fast.raw["G"].modules()}
+    assert {type(m) for m in fast.raw["D"].modules()} == {type(m) for m in plain.raw["D"].modules()}
+    assert not {CpuConv2d, CpuConvTranspose2d} & {type(m) for m in plain.raw["G"].modules()}
+    batch = next(iter(plain.loader))
+    fast.train_step(fast.method.to_device(batch))
+    plain.train_step(plain.method.to_device(batch))
+    a, b = fast.raw["G"].state_dict(), plain.raw["G"].state_dict()
+    assert a.keys() == b.keys()  # what the checkpoint stores
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-3
+
+
+@pytest.fixture
+def resnet_pth(tmp_path: Path) -> Path:
+    """A published-style .pth of resnet_6blocks at ngf 32 (the reference's layout)."""
+    from i2i.registry import create_generator
+
+    torch.manual_seed(0)
+    path = tmp_path / "resnet.pth"
+    torch.save(create_generator("resnet_6blocks", ngf=32).state_dict(), path)
+    return path
+
+
+@pytest.mark.usefixtures("clean_plugin_env")
+def test_load_with_cpu_kernels_gives_the_plain_pixels(resnet_pth: Path) -> None:
+    import numpy as np
+
+    plain = i2i.load(resnet_pth, device="cpu")
+    fast = i2i.load(resnet_pth, device="cpu", cpu_kernels=True)
+    assert CpuConv2d not in {type(m) for m in plain.module.modules()}
+    assert CpuConv2d in {type(m) for m in fast.module.modules()}
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 128, 128)).astype(np.float32)  # 32x32 residual maps
+    assert np.abs(fast.run(x) - plain.run(x)).max() < 1e-4
+
+
+def test_cpu_kernels_is_refused_for_onnx_files(tmp_path: Path) -> None:
+    with pytest.raises(I2IError, match="i2i export --optimize cpu"):
+        i2i.load(tmp_path / "model.onnx", cpu_kernels=True)
+
+
+@pytest.mark.usefixtures("clean_plugin_env")
+def test_translate_cpu_kernels_flag(resnet_pth: Path, tmp_path: Path) -> None:
+    import numpy as np
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from i2i.cli import cli
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    outs = {}
+    for flag in ([], ["--cpu-kernels"]):
+        out = tmp_path / f"out{len(flag)}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", AccelerateWarning)
+            result = CliRunner().invoke(cli, ["translate", str(tmp_path / "in.png"), "--model", str(resnet_pth),
+                                              "--device", "cpu", "--out", str(out), *flag])
+        assert result.exit_code == 0, result.output
+        outs[len(flag)] = np.asarray(Image.open(out / "in.png")).astype(int)
+    assert np.abs(outs[0] - outs[1]).max() <= 1
