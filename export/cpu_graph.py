@@ -1,42 +1,38 @@
-"""Rewrites of an ONNX graph that make onnxruntime's CPU provider faster, with standard operators only.
+"""``i2i export --optimize cpu``: an ONNX graph rewritten for onnxruntime's CPU provider, standard operators only.
 
-``optimize_for_cpu(model)`` applies all three; the CPU runtime (``create_session``) does so when it loads a file
-and caches the result (``i2i_export.runtime``).
+``optimize_for_cpu(model)`` returns the rewritten model and how many convolutions it rewrote:
 
-**Wide 3x3 convolutions as Winograd F(4x4, 3x3)** (``rewrite_conv3x3``). onnxruntime computes
-convolutions directly (MLAS); it has no Winograd kernels. For a ResNet generator, whose time is ~70%
-in 3x3 256-channel residual convolutions, that leaves it barely ahead of PyTorch. F(4x4, 3x3)
-computes each 4x4 output tile from a 6x6 input tile with 36 multiplications per (input, output)
-channel pair instead of 144: the convolution becomes
+1. **onnxscript's optimizer** (``onnxscript.optimizer.optimize``): constant folding, dead code, and
+   its default rewrite rules (BatchNorm folded into a preceding ConvTranspose, the reflection pads'
+   shape arithmetic folded to constants). On its own it is within noise for the built-in generators
+   in onnxruntime, which does the same at load time (BENCHMARKS.md); it leaves plain initializers
+   behind every convolution for the passes below, and a file that reads cleanly.
+2. **Wide 3x3 convolutions as Winograd F(4x4, 3x3)** (``rewrite_conv3x3``). onnxruntime computes
+   convolutions directly (MLAS); it has no Winograd kernels. For a ResNet generator, whose time is
+   ~70% in 3x3 256-channel residual convolutions, that leaves it barely ahead of PyTorch. F(4x4, 3x3)
+   computes each 4x4 output tile from a 6x6 input tile with 36 multiplications per (input, output)
+   channel pair instead of 144: the convolution becomes
 
-    input transform   V = B^T d B    a depthwise Conv: 36 fixed 6x6 kernels per channel, stride 4
-    36 channel GEMMs  M = U . V      one batched MatMul with U = G g G^T precomputed from the weights
-    output transform  Y = A^T M A    a MatMul with the 16x36 transform, DepthToSpace(4) back to the image
+       input transform   V = B^T d B    a depthwise Conv: 36 fixed 6x6 kernels per channel, stride 4
+       36 channel GEMMs  M = U . V      one batched MatMul with U = G g G^T precomputed from the weights
+       output transform  Y = A^T M A    a MatMul with the 16x36 transform, DepthToSpace(4) back to the image
 
-(Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016). Maps of any size work:
-the input is padded by 3 on the bottom and right inside the depthwise Conv (so ceil(H/4) tiles cover
-H outputs) and the output is sliced back to the convolution's size. Rounding differs from the direct
-sum by ~1e-5 relative.
+   (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016). Maps of any size work:
+   the input is padded by 3 on the bottom and right inside the depthwise Conv (so ceil(H/4) tiles
+   cover H outputs) and the output is sliced back to the convolution's size. Rounding differs from
+   the direct sum by ~1e-5 relative.
+3. **Large kernels with few outputs through space-to-depth** (``rewrite_narrow_conv``). A generator's
+   last layer (7x7, 64 -> 3 channels) runs badly in MLAS, which pads 3 output channels to 8 and gets
+   little reuse from 64 inputs. SpaceToDepth(2) turns it into a 4x4 convolution from 256 to 12
+   channels on a quarter of the pixels, and DepthToSpace(2) puts the 2x2 output blocks back: the
+   same sums, arranged for the GEMM.
 
-**Large kernels with few outputs through space-to-depth** (``rewrite_narrow_conv``). A generator's
-last layer (7x7, 64 -> 3 channels) runs badly in MLAS, which pads 3 output channels to 8 and gets
-little reuse from 64 inputs: 48 ms for 0.6 GFLOP. SpaceToDepth(2) turns it into a 4x4 convolution
-from 256 to 12 channels on a quarter of the pixels, and DepthToSpace(2) puts the 2x2 output blocks
-back: the same sums, arranged for the GEMM.
-
-**Transposed convolutions as one convolution over their phases** (``rewrite_conv_transpose``).
-onnxruntime computes a ConvTranspose as a GEMM into a column buffer of k*k taps per output channel
-and then scatters that buffer into the image on one thread (col2im). When the kernel is a multiple of
-the stride s (a U-Net's 4x4, stride 2), each of the s*s output phases (ry, rx) is an ordinary
-convolution of the input with k/s x k/s of the taps; one Conv computes all phases as its output
-channels, with the same multiplications, and runs in onnxruntime's blocked (NCHWc) kernels. The
-phases are interleaved channels-last, where it costs least: the Transpose to NHWC folds into the
-Conv's own output reorder, rx is then already beside its pixel, and ry moves whole rows. unet_256
-runs ~4% faster (-3% to +7% in six comparisons, BENCHMARKS.md): the big upsamplers gain ~3-4 ms each,
-while on the smallest maps (2x2 to 8x8), bound by reading the weights, the Conv is up to ~1 ms slower.
+Passes 2 and 3 are i2i's own: neither onnxscript's rules nor onnxslim's have them. The transposed
+convolutions are left as they are (a phase rewrite measured ~4%, inside the noise).
 
 The rewritten graph reads in any runtime, but pays off only on CPUs: GPU runtimes (cuDNN, TensorRT)
-choose their own algorithms and run the plain graph faster, so files on disk stay plain.
+choose their own algorithms and run the plain graph faster, which is why it is an export-time choice
+and files stay plain by default.
 """
 
 from __future__ import annotations
@@ -46,12 +42,27 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from i2i import winograd_transforms as transforms
-
 if TYPE_CHECKING:
     import onnx
 
-BT, G, AT = (np.array(m, np.float64) for m in (transforms.BT, transforms.G, transforms.AT))
+# The Winograd F(4x4, 3x3) transforms (Lavin & Gray 2016, section 4.2): Y = A^T [(G g G^T) * (B^T d B)] A.
+# The i2i_cpu plugin has its own copy for its PyTorch layers; exporting does not depend on that plugin.
+BT = np.array([[4, 0, -5, 0, 1, 0],
+               [0, -4, -4, 1, 1, 0],
+               [0, 4, -4, -1, 1, 0],
+               [0, -2, -1, 2, 1, 0],
+               [0, 2, -1, -2, 1, 0],
+               [0, 4, 0, -5, 0, 1]], np.float64)
+G = np.array([[1 / 4, 0, 0],
+              [-1 / 6, -1 / 6, -1 / 6],
+              [-1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6],
+              [1 / 24, -1 / 12, 1 / 6],
+              [0, 0, 1]], np.float64)
+AT = np.array([[1, 1, 1, 1, 1, 0],
+               [0, 1, -1, 2, -2, 0],
+               [0, 1, 1, 4, 4, 0],
+               [0, 1, -1, 8, -8, 1]], np.float64)
 
 #: Narrower convolutions gain too little from the GEMMs to pay for the transforms.
 MIN_CHANNELS = 128
@@ -59,12 +70,17 @@ MIN_CHANNELS = 128
 NARROW_MAX_OUT, NARROW_MIN_KERNEL = 4, 5
 
 
-def optimize_for_cpu(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS) -> int:
-    """Apply the three rewrites in place; returns how many convolutions were rewritten.
+def optimize_for_cpu(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS) -> tuple[onnx.ModelProto, int]:
+    """onnxscript's optimizer, then the Winograd and space-to-depth rewrites; returns the new model and
+    how many convolutions were rewritten. ``model`` itself is left as it was.
 
-    ``min_channels`` is the Winograd rewrite's width threshold (the conformance suite passes 1 to
-    rewrite every 3x3 convolution of its tiny networks)."""
-    return rewrite_conv3x3(model, min_channels) + rewrite_narrow_conv(model) + rewrite_conv_transpose(model)
+    ``min_channels`` is the Winograd rewrite's width threshold (tests pass 1 to rewrite every 3x3
+    convolution of a tiny network)."""
+    import onnxscript.optimizer
+
+    optimized = onnxscript.optimizer.optimize(model)
+    count = rewrite_conv3x3(optimized, min_channels) + rewrite_narrow_conv(optimized)
+    return optimized, count
 
 
 def rewrite_conv3x3(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS) -> int:
@@ -87,24 +103,10 @@ def rewrite_narrow_conv(model: onnx.ModelProto, max_out: int = NARROW_MAX_OUT, m
     return _rewrite_convs(model, "narrow", eligible, _space_to_depth_nodes)
 
 
-def rewrite_conv_transpose(model: onnx.ModelProto) -> int:
-    """Replace every float32 ungrouped, undilated ConvTranspose with strides (s, s), s >= 2, whose kernel
-    is a multiple of s by a Conv over its s*s phases, interleaved channels-last; in place. Returns how
-    many were replaced."""
-
-    def eligible(dims: list[int], attrs: dict) -> bool:
-        strides = list(attrs.get("strides", [1, 1]))
-        return (len(set(strides)) == 1 and strides[0] >= 2 and dims[2] % strides[0] == 0 and dims[3] % strides[0] == 0
-                and attrs.get("group", 1) == 1 and list(attrs.get("dilations", [1, 1])) == [1, 1]
-                and "output_shape" not in attrs and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"))
-
-    return _rewrite_convs(model, "convT", eligible, _phase_conv_nodes, op_type="ConvTranspose")
-
-
 @dataclass
 class _Conv:
-    """A Conv or ConvTranspose a rewrite replaces: input and output names, constant weights and bias,
-    pads, and the node's other attributes."""
+    """A Conv a rewrite replaces: input and output names, constant weights and bias, pads, and the
+    node's other attributes."""
 
     x: str
     y: str
@@ -119,8 +121,8 @@ Const = Callable[[str, np.ndarray], str]
 
 
 def _rewrite_convs(model: onnx.ModelProto, prefix: str, eligible: Callable[[list[int], dict], bool],
-                   emit: Callable[[_Conv, str, Const], list[Any]], op_type: str = "Conv") -> int:
-    """Replace each ``op_type`` node with constant float32 4-D weights and a constant bias, if any,
+                   emit: Callable[[_Conv, str, Const], list[Any]]) -> int:
+    """Replace each Conv node with constant float32 4-D weights and a constant bias, if any,
     that is ``eligible(weight_dims, attributes)`` by the nodes ``emit(conv, name_prefix, const)``
     returns; in place. Returns how many were replaced."""
     from onnx import TensorProto, helper, numpy_helper
@@ -130,7 +132,7 @@ def _rewrite_convs(model: onnx.ModelProto, prefix: str, eligible: Callable[[list
     nodes: list[Any] = []
     count = 0
     for node in graph.node:
-        weight = constants.get(node.input[1]) if node.op_type == op_type and len(node.input) > 1 else None
+        weight = constants.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
         bias_name = node.input[2] if len(node.input) > 2 else ""
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if (weight is None or weight.data_type != TensorProto.FLOAT or len(weight.dims) != 4
@@ -139,8 +141,7 @@ def _rewrite_convs(model: onnx.ModelProto, prefix: str, eligible: Callable[[list
             nodes.append(node)
             continue
         w = numpy_helper.to_array(weight)
-        out_ch = w.shape[1] if op_type == "ConvTranspose" else w.shape[0]  # ungrouped: (in, out, k, k)
-        bias = numpy_helper.to_array(constants[bias_name]) if bias_name else np.zeros(out_ch)
+        bias = numpy_helper.to_array(constants[bias_name]) if bias_name else np.zeros(w.shape[0])
         pt, pl, pb, pr = (list(attrs.get("pads", [0, 0, 0, 0])) + [0] * 4)[:4]
         p = f"{prefix}{count}_"
         count += 1
@@ -219,47 +220,6 @@ def _space_to_depth_nodes(conv: _Conv, p: str, const: Const) -> list[Any]:
                          [p + "ys"], kernel_shape=[k2, k2]),
         helper.make_node("DepthToSpace", [p + "ys"], [p + "yfull"], blocksize=2, mode="CRD"),
         *_crop_to_conv_size(conv, p, const, p + "yfull"),
-    ]
-
-
-def _phase_conv_nodes(conv: _Conv, p: str, const: Const) -> list[Any]:
-    from onnx import helper
-
-    w = conv.weight  # (in, out, kh, kw)
-    in_ch, out_ch, kh, kw = w.shape
-    s = conv.attrs["strides"][0]
-    uh, uw = kh // s, kw // s  # taps per phase
-    # The unpadded output pixel (s*q + ry, s*q' + rx) is phase (ry, rx) at (q, q'): the sum over taps
-    # (uy, ux) of input (q - uy, q' - ux) times weight (ry + s*uy, rx + s*ux). As a correlation, the
-    # taps flip and the input is padded by u - 1; the phases are the Conv's output channels, (ry, rx, c).
-    by_phase = np.ascontiguousarray(w.reshape(in_ch, out_ch, uh, s, uw, s).transpose(3, 5, 0, 1, 2, 4)[..., ::-1, ::-1])
-    w2 = np.ascontiguousarray(by_phase.transpose(0, 1, 3, 2, 4, 5))  # ry rx out in uy ux (two copies: 2x faster than one)
-    pt, pl, pb, pr = conv.pads
-    oph, opw = (list(conv.attrs.get("output_padding", [0, 0])) + [0, 0])[:2]
-    # Rows past the last phase output (only output_padding reaches them) hold just the bias: pad for them.
-    extra_h, extra_w = -(-max(0, oph - pb) // s), -(-max(0, opw - pr) // s)
-    # The output is the unpadded one from (pt, pl) on; its end, counted back from the end of the
-    # interleaved phases, is a constant: s*(H + u - 1 + extra) - (s*(H - 1) + k + op - pb) with k = s*u.
-    end_h, end_w = oph - pb - s * extra_h, opw - pr - s * extra_w
-    big = np.iinfo(np.int64).max
-    return [
-        helper.make_node("Conv", [conv.x, const("w", w2.reshape(s * s * out_ch, in_ch, uh, uw)),
-                                  const("b", np.tile(conv.bias, s * s).astype(np.float32))], [p + "z"],
-                         kernel_shape=[uh, uw], pads=[uh - 1, uw - 1, uh - 1 + extra_h, uw - 1 + extra_w]),
-        # Interleaving the phases is cheap channels-last: onnxruntime fuses this Transpose into the
-        # convolution's own reorder, then rx is already next to the pixel and ry moves whole rows.
-        helper.make_node("Transpose", [p + "z"], [p + "zt"], perm=[0, 2, 3, 1]),                 # N H W (ry rx C)
-        helper.make_node("Reshape", [p + "zt", const("s5", np.array([0, 0, 0, s, s * out_ch], np.int64))], [p + "z5"]),
-        helper.make_node("Transpose", [p + "z5"], [p + "rows"], perm=[0, 1, 3, 2, 4]),            # N H ry W (rx C)
-        *_spatial_size(p + "z", p, const),
-        helper.make_node("Mul", [p + "xhw", const("stride", np.array([s, s], np.int64))], [p + "fullhw"]),
-        helper.make_node("Concat", [const("n", np.array([0], np.int64)), p + "fullhw",
-                                    const("c", np.array([out_ch], np.int64))], [p + "s4"], axis=0),
-        helper.make_node("Reshape", [p + "rows", p + "s4"], [p + "full"]),                      # N sH sW C
-        helper.make_node("Slice", [p + "full", const("starts", np.array([pt, pl], np.int64)),
-                                   const("ends", np.array([end_h or big, end_w or big], np.int64)),
-                                   const("axes", np.array([1, 2], np.int64))], [p + "y"]),
-        helper.make_node("Transpose", [p + "y"], [conv.y], perm=[0, 3, 1, 2]),
     ]
 
 

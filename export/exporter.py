@@ -32,6 +32,8 @@ from i2i.errors import I2IError
 #: a model past this many bytes of weights is written with one external data file (protobuf limit 2 GiB)
 EXTERNAL_DATA_BYTES = 1_900_000_000
 EXPORTERS = ("auto", "torchscript", "dynamo")
+#: ``optimize=`` targets: graph rewrites for one runtime, made once at export (``i2i_export.cpu_graph``)
+OPTIMIZE_TARGETS = ("cpu",)
 
 
 class ExportError(I2IError):
@@ -136,6 +138,7 @@ def export_onnx(
     fp16: bool = False,
     exporter: str = "auto",
     check: bool = True,
+    optimize: str | None = None,
 ) -> Path:
     """Export ``module`` (in eval mode) to ``path`` with ``meta`` embedded; returns the path.
 
@@ -144,11 +147,15 @@ def export_onnx(
     the smallest valid side >= 32). ``fp16`` stores and runs the network in float16 with float32
     inputs and outputs. The file is a single protobuf unless the weights pass ~1.9 GB, then the
     weights go to one ``<name>.data`` file beside it. ``check`` runs ``onnx.checker``.
+    ``optimize="cpu"`` rewrites the graph for onnxruntime's CPU provider (:mod:`i2i_export.cpu_graph`;
+    it pays off only there: keep the plain file for GPUs); the metadata says so (``info["onnx"]["optimize"]``).
     """
     import onnx
 
     if exporter not in EXPORTERS:
         raise I2IError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
+    if optimize is not None and optimize not in OPTIMIZE_TARGETS:
+        raise I2IError(f"unknown optimize target {optimize!r}; choose one of {', '.join(OPTIMIZE_TARGETS)}")
     path = Path(path)
     if path.suffix != ".onnx":
         raise I2IError(f"export path {path} should end in .onnx")
@@ -196,8 +203,15 @@ def export_onnx(
                 except Exception as exc:  # noqa: BLE001
                     raise ExportError(f"ONNX export of {meta.name} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
         model = onnx.load(str(raw), load_external_data=True)
+        optimized = None
+        if optimize == "cpu":
+            from .cpu_graph import optimize_for_cpu
+
+            model, rewritten = optimize_for_cpu(model)
+            optimized = {"target": "cpu", "convs_rewritten": rewritten}
         info = dict(meta.info)
-        info["onnx"] = {"opset": opset, "fp16": fp16, "dynamic": dynamic, "static_hw": list(hw) if (static_hw or not dynamic) else None, "exporter": used}
+        info["onnx"] = {"opset": opset, "fp16": fp16, "dynamic": dynamic, "static_hw": list(hw) if (static_hw or not dynamic) else None,
+                        "exporter": used, "optimize": optimized}
         full = replace(meta, info=info, i2i_version=meta.i2i_version or _version())
         del model.metadata_props[:]
         onnx.helper.set_model_props(model, {META_KEY: full.to_json()})

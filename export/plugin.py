@@ -62,9 +62,13 @@ def _label(meta) -> str:  # noqa: ANN001 - GeneratorMeta, imported lazily
 @click.option("--no-verify", is_flag=True, help="Skip the onnxruntime-vs-PyTorch check.")
 @click.option("--exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default="auto", show_default=True,
               help="torch.onnx exporter; auto = TorchScript (fast here), dynamo if it fails.")
+@click.option("--optimize", type=click.Choice(["cpu"]), default=None,
+              help="Rewrite the graph for onnxruntime's CPU provider (Winograd 3x3 convolutions, space-to-depth): "
+                   "for serving on CPUs; GPUs should get the plain file.")
 def export_cmd(
     checkpoint: Path | None, model_name: str | None, weights: Path | None, output: Path | None, opset: int,
     fp16: bool, static: str | None, net: str | None, no_ema: bool, tolerance: float | None, no_verify: bool, exporter: str,
+    optimize: str | None,
 ) -> None:
     """Export a generator to ONNX (CHECKPOINT: a run folder, checkpoint folder or weights file).
 
@@ -100,7 +104,8 @@ def export_cmd(
     module, meta = generator.module, generator.meta
     module = module.cpu().float().eval()
     out = output or _default_output(source, fp16)
-    path = export_onnx(module, meta, out, opset=opset, static_hw=static_hw, fp16=fp16, exporter=exporter)
+    path = export_onnx(module, meta, out, opset=opset, static_hw=static_hw, fp16=fp16, exporter=exporter,
+                       optimize=optimize)
     size = path.stat().st_size + sum(f.stat().st_size for f in path.parent.glob(path.name + ".data"))
     from .runtime import read_meta as read_onnx_meta
 
@@ -111,6 +116,8 @@ def export_cmd(
         f"({size / 1e6:.1f} MB, opset {opset}, {'float16' if fp16 else 'float32'}, dynamic {axes}"
         f"{f', {static_hw[0]}x{static_hw[1]}' if static_hw else ''}, {info['exporter']} exporter)"
     )
+    if info.get("optimize"):
+        click.echo(f"optimized for onnxruntime's CPU: {info['optimize']['convs_rewritten']} convolution(s) rewritten")
     click.echo("onnx.checker: ok")
     if no_verify:
         return

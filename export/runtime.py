@@ -12,10 +12,7 @@ accelerator was asked for and is not in use we warn once, clearly, and run on CP
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -77,15 +74,11 @@ def create_session(
     *,
     threads: int = 0,
     ort_module: Any = None,
-    rewrite_for_cpu: bool = True,
 ) -> Any:
     """An ``InferenceSession`` on the best provider that actually loads, warning on fallback.
 
-    On the CPU provider the graph is rewritten for speed (``i2i_export.cpu_graph``: wide 3x3
-    convolutions as Winograd, few-output large kernels through space-to-depth, transposed convolutions
-    by phase) unless ``rewrite_for_cpu=False``. The file is left as it is; the rewritten graph is
-    cached under ``cache_dir("cpu-graphs")``, so only the first session on a file pays the ~1 s of
-    rewriting a full-size generator.
+    The file runs as it is: a graph rewritten for onnxruntime's CPU is made at export time
+    (``i2i export --optimize cpu``), so opening a model never imports ``onnx`` or rewrites anything.
     ``ort_module`` replaces the ``onnxruntime`` module (tests use a fake one to exercise the CUDA
     and TensorRT paths on a CPU-only machine).
     """
@@ -110,19 +103,8 @@ def create_session(
     index = parse_device(device)[1]
     providers = [(p, options) if (options := _provider_options(p, index)) else p for p in wanted]
     fell_back = False
-
-    def cpu_session(cpu_providers: list[Any]) -> Any:
-        model = _cpu_graph(path) if rewrite_for_cpu else str(path)
-        try:
-            return _session(ort_module, path, opts, cpu_providers, model)
-        except Exception:
-            if not isinstance(model, str) or model == str(path):
-                raise
-            Path(model).unlink(missing_ok=True)  # a damaged cache entry: drop it, run the file itself
-            return _session(ort_module, path, opts, cpu_providers, str(path))
-
     try:
-        sess = cpu_session(providers) if wanted == [CPU] else _session(ort_module, path, opts, providers, str(path))
+        sess = _session(ort_module, path, opts, providers)
     except I2IError:
         raise
     except Exception as exc:  # noqa: BLE001 - a GPU provider that fails to initialise
@@ -134,7 +116,7 @@ def create_session(
                            f"({reason}); use --device cpu, or auto to take the GPU only when it works") from None
         warnings.warn(f"i2i: onnxruntime could not start {', '.join(p for p in wanted if p != CPU)} ({reason}); "
                       f"running on CPU", ProviderWarning, stacklevel=2)
-        sess = cpu_session([CPU])  # rewritten like any CPU session
+        sess = _session(ort_module, path, opts, [CPU])
         fell_back = True  # warned above
     active = list(sess.get_providers())
     asked = [p for p in wanted if p in ACCELERATORS]
@@ -149,83 +131,10 @@ def create_session(
     return sess
 
 
-def _cpu_graph(path: str | Path) -> str | bytes:
-    """What to hand the CPU provider: the graph rewritten by ``cpu_graph.optimize_for_cpu`` (1.5x
-    faster for a ResNet generator, ~4% for a U-Net, bench/onnx_latency.py), from the cache when it is
-    there; or the file as it is when there is nothing to rewrite, the ``onnx`` package is missing (a
-    serving install), or the model is too large to reserialise."""
-    if importlib.util.find_spec("onnx") is None:
-        return str(path)
-    from . import cpu_graph  # numpy only; ``import onnx`` (~70 ms) waits for a cache miss
-
-    entry = _cache_entry(path, [cpu_graph.__file__, cpu_graph.transforms.__file__])
-    if entry is not None and entry.exists():
-        return str(entry)
-    if entry is not None and entry.with_suffix(".plain").exists():
-        return str(path)
-    import onnx
-
+def _session(ort_module: Any, path: str | Path, opts: Any, providers: list[Any]) -> Any:
+    """A session on the file at ``path``; an unreadable file is a one-line I2IError."""
     try:
-        model = onnx.load(str(path))
-    except Exception:  # noqa: BLE001 - unreadable: onnxruntime reports it in its own words below
-        return str(path)
-    try:
-        if cpu_graph.optimize_for_cpu(model) == 0 or model.ByteSize() > 1_900_000_000:
-            _store(entry, None)
-            return str(path)
-        data = model.SerializeToString()
-    except Exception as exc:  # noqa: BLE001 - a graph the rewrite does not understand: run it as it is
-        warnings.warn(f"i2i: could not rewrite {Path(path).name} for the CPU ({type(exc).__name__}: {exc}); "
-                      "running the graph as it is", ProviderWarning, stacklevel=3)
-        return str(path)
-    _store(entry, data)
-    return data
-
-
-def _cache_entry(path: str | Path, rewrite_sources: list[str]) -> Path | None:
-    """Where the CPU graph of this version of ``path`` is cached: named by the file's real path, and
-    by its size, modification time and the rewrite's own source files, so a changed model or a
-    changed rewrite misses. None when the file cannot be stat'ed or there is nowhere to cache."""
-    try:
-        real = os.path.realpath(path)
-        st = os.stat(real)
-        code = b"".join(Path(source).read_bytes() for source in rewrite_sources)
-        folder = cache_dir("cpu-graphs")
-    except (OSError, I2IError):  # I2IError: no home directory to put the cache in (a bare container)
-        return None
-    which = hashlib.sha256(real.encode()).hexdigest()[:16]
-    version = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}:".encode() + code).hexdigest()[:16]
-    return folder / f"{which}-{version}.onnx"
-
-
-def _store(entry: Path | None, data: bytes | None) -> None:
-    """Cache ``data`` (None: a marker that the file has nothing to rewrite) at ``entry``, replacing the
-    entries of earlier versions of the same file. Best effort: an unwritable cache is skipped."""
-    if entry is None:
-        return
-    target = entry if data is not None else entry.with_suffix(".plain")
-    tmp = ""
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        which = entry.name.split("-")[0] + "-"
-        for old in entry.parent.glob(which + "*"):  # earlier versions, and parts an interrupted run left
-            old.unlink(missing_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=which, suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data or b"")
-        os.replace(tmp, target)  # atomic: a concurrent reader sees the whole file or none
-        tmp = ""
-    except OSError:
-        pass
-    finally:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-
-
-def _session(ort_module: Any, path: str | Path, opts: Any, providers: list[Any], model: str | bytes) -> Any:
-    """A session on ``model`` (the file's path or the rewritten graph's bytes); ``path`` names it in errors."""
-    try:
-        return ort_module.InferenceSession(model, sess_options=opts, providers=providers)
+        return ort_module.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as exc:  # noqa: BLE001
         msg = str(exc)
         if "INVALID_PROTOBUF" in msg or "NO_SUCHFILE" in msg or "INVALID_GRAPH" in msg:

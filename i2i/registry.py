@@ -74,6 +74,11 @@ class LossSpec:
     kind: str = "gan"
     test_kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: GAN losses that score logits against the other set's (relativistic): called with
+    #: ``reference=`` the other set's logits, in the discriminator and the generator step.
+    needs_reference: bool = False
+    #: GAN losses that are only sound with a gradient penalty (WGAN-GP): methods refuse gp_weight 0.
+    needs_penalty: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,11 +93,6 @@ class MethodSpec:
 @dataclass(frozen=True)
 class DatasetSpec:
     """A named dataset for ``--data NAME`` (the catalogue)."""
-    #: GAN losses that score logits against the other set's (relativistic): called with
-    #: ``reference=`` the other set's logits, in the discriminator and the generator step.
-    needs_reference: bool = False
-    #: GAN losses that are only sound with a gradient penalty (WGAN-GP): methods refuse gp_weight 0.
-    needs_penalty: bool = False
 
     name: str
     url: str
@@ -155,6 +155,8 @@ class Registry(Generic[S]):
         self.kind = kind
         self.spec_cls = spec_cls
         self._entries: dict[str, S] = {}
+        #: names claimed more than once -> every claim, in registration order
+        self.clashes: dict[str, list[S]] = {}
 
     def make_spec(self, plugin: str, name: str, *args: Any, **cfg: Any) -> S:
         """Build the spec for one ``register(name, ...)`` call; bad fields are a clear error."""
@@ -169,8 +171,6 @@ class Registry(Generic[S]):
             cfg["extra_inputs"] = tuple(
                 i if isinstance(i, InputSpec) else InputSpec(**i) for i in cfg["extra_inputs"]
             )
-        #: names claimed more than once -> every claim, in registration order
-        self.clashes: dict[str, list[S]] = {}
         return self.spec_cls(name, *args, plugin=plugin, **cfg)  # type: ignore[call-arg]
 
     def add(self, spec: S, clash: str = "raise") -> None:
@@ -184,6 +184,13 @@ class Registry(Generic[S]):
             self._entries.pop(name, None)
             return
         self._entries[name] = spec
+
+    def clash_message(self, name: str, claims: list[S]) -> str:
+        plugins = [c.plugin for c in claims]  # type: ignore[attr-defined]
+        by = " and by plugin ".join(repr(p) for p in plugins)
+        qualified = ", ".join(dict.fromkeys(f"{p}:{name}" for p in plugins))
+        return (f"{self.kind} name {name!r} is registered twice: by plugin {by}; name one as {qualified}, "
+                f"or block a plugin with I2I_BLOCK_PLUGINS")
 
     def get(self, name: str) -> S:
         if name in self._entries:
@@ -205,13 +212,6 @@ class Registry(Generic[S]):
         return self.get(name).factory(**overrides)  # type: ignore[attr-defined]
 
     def list(self, pattern: str = "*") -> list[S]:
-    def clash_message(self, name: str, claims: list[S]) -> str:
-        plugins = [c.plugin for c in claims]  # type: ignore[attr-defined]
-        by = " and by plugin ".join(repr(p) for p in plugins)
-        qualified = ", ".join(dict.fromkeys(f"{p}:{name}" for p in plugins))
-        return (f"{self.kind} name {name!r} is registered twice: by plugin {by}; name one as {qualified}, "
-                f"or block a plugin with I2I_BLOCK_PLUGINS")
-
         """Entries whose name matches a shell wildcard (``unet_*``), sorted by name (clashing names
         are left out: they are reachable only by their qualified names)."""
         return [s for n, s in sorted(self._entries.items()) if fnmatch.fnmatchcase(n, pattern)]
@@ -241,6 +241,11 @@ KINDS: dict[str, tuple[str, type]] = {
 }
 
 
+def plural(kind: str) -> str:
+    """The plural `i2i list` takes: "loss" -> "losses", "generator" -> "generators"."""
+    return kind + ("es" if kind.endswith("s") else "s")
+
+
 def registry(kind: str) -> Registry[Any]:
     """The registry of one kind ("generator", "loss", ...), filled from the loaded plugins."""
     from .plugins import manager
@@ -254,11 +259,6 @@ def generators() -> Registry[GeneratorSpec]:
 
 def discriminators() -> Registry[DiscriminatorSpec]:
     return registry("discriminator")
-
-def plural(kind: str) -> str:
-    """The plural `i2i list` takes: "loss" -> "losses", "generator" -> "generators"."""
-    return kind + ("es" if kind.endswith("s") else "s")
-
 
 
 def losses() -> Registry[LossSpec]:

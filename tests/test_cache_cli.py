@@ -9,8 +9,8 @@ from i2i.download import cache_dir
 
 
 def _fill() -> None:
-    (cache_dir("cpu-graphs")).mkdir(parents=True)
-    (cache_dir("cpu-graphs") / "a-1.onnx").write_bytes(b"\0" * 3_000_000)
+    (cache_dir("tensorrt")).mkdir(parents=True)
+    (cache_dir("tensorrt") / "model.engine").write_bytes(b"\0" * 3_000_000)
     (cache_dir("models") / "example.org").mkdir(parents=True)
     (cache_dir("models") / "example.org" / "w.pth").write_bytes(b"weights")
 
@@ -20,15 +20,15 @@ def test_show_lists_every_kind_with_its_size() -> None:
     result = CliRunner().invoke(cli, ["cache"])
     assert result.exit_code == 0, result.output
     rows = {line.split()[0]: line.split()[1:3] for line in result.output.splitlines()[3:]}
-    assert rows["cpu-graphs"] == ["1", "3.0"] and rows["models"] == ["1", "7"] and rows["datasets"] == ["0", "0"]
+    assert rows["tensorrt"] == ["1", "3.0"] and rows["models"] == ["1", "7"] and rows["datasets"] == ["0", "0"]
     assert str(cache_dir("").resolve()) in result.output.splitlines()[0]
 
 
 def test_clear_one_kind_leaves_the_others() -> None:
     _fill()
-    result = CliRunner().invoke(cli, ["cache", "clear", "cpu-graphs"])
+    result = CliRunner().invoke(cli, ["cache", "clear", "tensorrt"])
     assert result.exit_code == 0, result.output
-    assert not cache_dir("cpu-graphs").exists() and (cache_dir("models") / "example.org" / "w.pth").exists()
+    assert not cache_dir("tensorrt").exists() and (cache_dir("models") / "example.org" / "w.pth").exists()
 
 
 def test_downloads_are_cleared_only_when_confirmed() -> None:
@@ -38,15 +38,15 @@ def test_downloads_are_cleared_only_when_confirmed() -> None:
     assert result.exit_code != 0 and cache_dir("models").exists()
     result = runner.invoke(cli, ["cache", "clear", "all", "--yes"])
     assert result.exit_code == 0, result.output
-    assert not cache_dir("models").exists() and not cache_dir("cpu-graphs").exists()
+    assert not cache_dir("models").exists() and not cache_dir("tensorrt").exists()
 
 
 def test_bad_requests_get_one_line_errors() -> None:
     runner = CliRunner()
     result = runner.invoke(cli, ["cache", "clear"])
     assert result.exit_code != 0 and "name what to clear" in result.output and "Traceback" not in result.output
-    result = runner.invoke(cli, ["cache", "clear", "cpu-graph"])
-    assert result.exit_code != 0 and "did you mean: cpu-graphs?" in result.output
+    result = runner.invoke(cli, ["cache", "clear", "tensorrts"])
+    assert result.exit_code != 0 and "did you mean: tensorrt?" in result.output
 
 
 def test_no_home_directory_is_a_one_line_error(no_home) -> None:

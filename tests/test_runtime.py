@@ -76,6 +76,36 @@ def test_runtime_works_with_torch_unimportable(models: dict[str, Path]) -> None:
     assert res.stdout.split() == ["ok", "(100,", "70,", "3)", "uint8", "cpu"]
 
 
+def test_loading_an_onnx_file_does_not_import_onnx(models: dict[str, Path], tmp_path: Path) -> None:
+    """The runtime runs files as they are: opening one (plain or ``--optimize cpu``) needs onnxruntime only."""
+    module, meta = tiny("unet_128")
+    optimized = export_onnx(module, meta, tmp_path / "optimized.onnx", optimize="cpu")
+    script = textwrap.dedent(f"""
+        import sys
+        class NoOnnx:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("onnx", "onnxscript", "onnx_ir"):
+                    raise ImportError(name + " is blocked in this test")
+        sys.meta_path.insert(0, NoOnnx())
+        try:
+            import onnx
+            raise SystemExit("onnx import was not blocked")
+        except ImportError:
+            pass
+        import numpy as np
+        import i2i
+        for path in ({str(models['unet_128'])!r}, {str(optimized)!r}):
+            g = i2i.load(path, device="cpu")
+            out = g(np.full((100, 70, 3), 128, np.uint8))
+        assert not any(m.split(".")[0] == "onnx" for m in sys.modules), "onnx got imported"
+        print("ok", out.shape)
+    """)
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["ok", "(100,", "70,", "3)"]
+
+
 def test_padding_to_size_multiple_matches_pytorch(models: dict[str, Path]) -> None:
     # 100x70 is not a multiple of 128: the runtime pads, runs, crops back - same pixels as the PyTorch path.
     from i2i.loader import Generator, _torch_generator

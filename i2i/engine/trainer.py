@@ -217,15 +217,15 @@ class Trainer:
         self.run_dir = Path(cfg.out_dir) / cfg.name
         if resume_from is not None:
             self.load(resume_from)
+            if self.step >= self.total_steps:
+                raise I2IError(f"the run in {self.run_dir} is finished at step {self.step} of {self.total_steps}; to "
+                               f"train longer, resume with a larger --max-steps, or more epochs (--set n_epochs=N / "
+                               f"n_epochs_decay=N)")
         if self.dist.enabled:  # different dropout masks per rank; identical weights come from DDP's broadcast
             torch.manual_seed(cfg.seed + 1000 * self.dist.rank + self.step)
 
         # Wrapped views: DDP (and torch.compile) for training; discriminators unwrapped for the G step.
         self.train_nets = {n: self._wrap(net) for n, net in self.raw.items()}
-            if self.step >= self.total_steps:
-                raise I2IError(f"the run in {self.run_dir} is finished at step {self.step} of {self.total_steps}; to "
-                               f"train longer, resume with a larger --max-steps, or more epochs (--set n_epochs=N / "
-                               f"n_epochs_decay=N)")
         self.g_phase_nets = dict(self.train_nets)
         if self.dist.enabled:
             self.g_phase_nets.update({n: self.raw[n] for n in self.D_names})
@@ -266,6 +266,8 @@ class Trainer:
         return path
 
     def load(self, directory: Path) -> None:
+        """Restore networks, EMA, optimizers, schedules, RNG and position; any problem is one line."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         from ..zoo import load_strict
@@ -279,8 +281,6 @@ class Trainer:
         for n, net in self.raw.items():
             load_strict(net, {k[len(n) + 1:]: v for k, v in weights.items() if k.startswith(n + ".")},
                         f"the {n} weights in {weights_file}", f"this run's {n}")
-        """Restore networks, EMA, optimizers, schedules, RNG and position; any problem is one line."""
-        from safetensors import SafetensorError
         for n, e in self.ema.items():
             sd = {k[len(n) + 5:]: v for k, v in weights.items() if k.startswith(f"ema.{n}.")}
             if sd:
@@ -340,32 +340,32 @@ class Trainer:
 
     def fit(self) -> Path:
         cfg, main = self.cfg, self.dist.is_main
+        self._saved_at = time.monotonic()
+        stop = _StopOnSignal()
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             import yaml
 
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump({"method": self.method.name, **to_dict(cfg)}, sort_keys=False))
-        self._saved_at = time.monotonic()
-        stop = _StopOnSignal()
         log = RunLog(self.run_dir, self.total_steps, self.step, enabled=main)
+        stop.on_first = lambda name: log.info(f"i2i: {name}: stopping after this step to save a checkpoint "
+                                               f"(press Ctrl-C again to abort at once, saving nothing)")
+        first_step, first_tick = self.step, time.perf_counter()
         log.info(f"i2i: training {self.method.name} on {self.data_root} ({len(self.loader.dataset)} images) "  # type: ignore[arg-type]
                  f"-> {self.run_dir}; device {self.device}, precision {self.precision}, "
                  f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps"
                  + (f", {self.dist.world_size} processes" if self.dist.enabled else ""))
         for net in self.raw.values():
-        stop.on_first = lambda name: log.info(f"i2i: {name}: stopping after this step to save a checkpoint "
-                                               f"(press Ctrl-C again to abort at once, saving nothing)")
-        first_step, first_tick = self.step, time.perf_counter()
             net.train()
         sums: dict[str, torch.Tensor] = {}
         window, data_time, compute_time, images = 0, 0.0, 0.0, 0
         try:
+            stop.install()
             while self.epoch < self.total_epochs and self.step < self.total_steps:
                 self.sampler.set_position(self.epoch, self.epoch_pos)
                 tick = time.perf_counter()
                 for batch in self.loader:
                     batch = self.method.to_device(batch)
-            stop.install()
                     if cfg.channels_last:
                         batch = {k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, torch.Tensor) and v.ndim == 4 else v for k, v in batch.items()}
                     started = time.perf_counter()
@@ -400,13 +400,13 @@ class Trainer:
                     due = cfg.save_every_minutes > 0 and time.monotonic() - self._saved_at >= 60 * cfg.save_every_minutes
                     if main and ((cfg.save_every and self.step % cfg.save_every == 0) or due):
                         self.save(f"step_{self.step:07d}")
+                    if D.any_rank(stop.signal is not None, self.dist, self.device):  # every rank stops at this step
+                        self._interrupted(log, stop.signal or "a signal on another rank")
                     if self.step >= self.total_steps:
                         break
                 else:  # the epoch ran to its end
                     self.epoch += 1
                     self.epoch_pos = 0
-                    if D.any_rank(stop.signal is not None, self.dist, self.device):  # every rank stops at this step
-                        self._interrupted(log, stop.signal or "a signal on another rank")
                     for g in self.groups.values():
                         g.scheduler.step()
                     if main:
@@ -418,15 +418,10 @@ class Trainer:
                 path = self.save("final")
                 log.info(f"i2i: done at step {self.step}; checkpoint {path}")
         finally:
+            stop.uninstall()
             log.close()
             D.cleanup(self.dist)
         return self.run_dir
-
-
-            stop.uninstall()
-def train(method_name: str, cfg: TrainConfig, resume_from: Path | None = None) -> Path:
-    """Train ``method_name`` with ``cfg``; returns the run directory."""
-    return Trainer(method_name, cfg, resume_from).fit()
 
     def _interrupted(self, log: RunLog, why: str) -> None:
         """Save ``interrupted`` (rank 0) and stop with TrainingInterrupted, saying how to resume."""
@@ -446,6 +441,11 @@ def train(method_name: str, cfg: TrainConfig, resume_from: Path | None = None) -
             quick = (f"`--config {self.method.name}_facades_quick` trains facades in ~15 minutes here"
                      if self.method.name == "pix2pix" else "--max-steps or a smaller crop_size make a shorter run")
             log.info(f"i2i: that is a GPU-sized job on this CPU (a GPU runs it tens of times faster); {quick}")
+
+
+def train(method_name: str, cfg: TrainConfig, resume_from: Path | None = None) -> Path:
+    """Train ``method_name`` with ``cfg``; returns the run directory."""
+    return Trainer(method_name, cfg, resume_from).fit()
 
 
 __all__ = ["Trainer", "TrainingInterrupted", "train", "build_method"]

@@ -1,0 +1,181 @@
+"""``i2i export --optimize cpu``: onnxscript's optimizer and the CPU rewrites of the graph (Winograd,
+space-to-depth) compute what the plain graph computes, at any size; the file says it was optimised,
+and the runtime runs it as it is."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from i2i.artifact import GeneratorMeta
+from i2i_export.cpu_graph import optimize_for_cpu, rewrite_conv3x3, rewrite_narrow_conv
+from i2i_export.exporter import export_onnx
+from i2i_export.runtime import OnnxGenerator, read_meta
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _session(model: str | bytes) -> ort.InferenceSession:
+    return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+
+
+def _export(net: nn.Module, sample: torch.Tensor, path: Path) -> Path:
+    """The legacy TorchScript exporter, as ``export_onnx`` uses it, without its deprecation notices."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, (sample,), str(path), input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}}, dynamo=False)
+    return path
+
+
+def _run(sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def _rewritten(path: Path, rewrite=rewrite_conv3x3) -> tuple[int, bytes]:
+    model = onnx.load(str(path))
+    count = rewrite(model)
+    onnx.checker.check_model(model, full_check=True)
+    return count, model.SerializeToString()
+
+
+def _assert_agrees(net: nn.Module, model: bytes, x: np.ndarray, rtol: float) -> None:
+    """The rewritten ``model`` gives ``net``'s output shape and values, within ``rtol`` of its largest."""
+    want = net(torch.from_numpy(x)).detach().numpy()
+    got = _run(_session(model), x)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() / np.abs(want).max() < rtol
+
+
+@pytest.fixture(scope="module")
+def resnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A resnet_6blocks generator at ngf 32: 12 residual 3x3 convolutions of 128 channels."""
+    from i2i_cyclegan.networks import ResnetGenerator
+
+    torch.manual_seed(0)
+    net = ResnetGenerator(3, 3, ngf=32, n_blocks=6).eval()
+    return export_onnx(net, GeneratorMeta(name="resnet_6blocks", size_multiple=4),
+                       tmp_path_factory.mktemp("winograd") / "resnet.onnx")
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 32, 32), (2, 3, 36, 44), (1, 3, 20, 28)])
+def test_resnet_generator_rewritten_agrees_with_the_plain_graph(resnet: Path, shape: tuple[int, ...]) -> None:
+    # 20x28 and 36x44 give 5x7 and 9x11 maps: tiles that overhang the map and are sliced off.
+    optimized, count = optimize_for_cpu(onnx.load(str(resnet)))
+    assert count == 13  # 12 residual convolutions + the last 7x7 32 -> 3 layer
+    onnx.checker.check_model(optimized, full_check=True)
+    model = optimized.SerializeToString()
+    x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+    plain, fast = _run(_session(str(resnet)), x), _run(_session(model), x)
+    assert fast.shape == plain.shape == shape
+    assert np.abs(fast - plain).max() < 1e-4
+
+
+@pytest.mark.parametrize("padding,bias", [(0, True), (1, True), (2, False), (1, False)])
+def test_zero_padded_convolutions_with_and_without_bias(tmp_path: Path, padding: int, bias: bool) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(128, 128, 3, padding=padding, bias=bias), nn.ReLU(),
+                        nn.Conv2d(128, 160, 3, padding=1)).eval()
+    path = _export(net, torch.randn(1, 128, 9, 9), tmp_path / "convs.onnx")
+    count, model = _rewritten(path)
+    assert count == 2
+    x = np.random.default_rng(1).standard_normal((2, 128, 11, 6)).astype(np.float32)
+    _assert_agrees(net, model, x, 1e-4)
+
+
+def test_narrow_strided_and_grouped_convolutions_are_left_alone(tmp_path: Path) -> None:
+    net = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.Conv2d(64, 128, 3, stride=2),
+                        nn.Conv2d(128, 128, 3, groups=2), nn.Conv2d(128, 128, 1)).eval()
+    path = _export(net, torch.randn(1, 64, 16, 16), tmp_path / "other.onnx")
+    model = onnx.load(str(path))
+    assert rewrite_conv3x3(model) == 0
+    assert [n.op_type for n in model.graph.node] == ["Conv"] * 4
+
+
+@pytest.mark.parametrize("kernel,padding,bias,hw", [(7, 0, True, (20, 26)), (7, 3, True, (21, 17)), (5, 2, False, (9, 12)),
+                                                   (6, 1, True, (15, 15))])
+def test_narrow_large_kernel_convolution_through_space_to_depth(tmp_path: Path, kernel: int, padding: int,
+                                                                 bias: bool, hw: tuple[int, int]) -> None:
+    # Odd padded sizes (21 + 6, 17 + 6, 15 + 2) take the extra row/column; 6x6 is an even kernel.
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(16, 3, kernel, padding=padding, bias=bias)).eval()
+    path = _export(net, torch.randn(1, 16, 24, 24), tmp_path / "narrow.onnx")
+    count, model = _rewritten(path, rewrite_narrow_conv)
+    assert count == 1
+    assert {n.op_type for n in onnx.load_from_string(model).graph.node} >= {"SpaceToDepth", "DepthToSpace"}
+    x = np.random.default_rng(3).standard_normal((2, 16) + hw).astype(np.float32)
+    _assert_agrees(net, model, x, 1e-5)
+
+
+def test_wide_or_small_kernel_convolutions_keep_their_form(tmp_path: Path) -> None:
+    net = nn.Sequential(nn.Conv2d(16, 8, 7), nn.Conv2d(8, 3, 3), nn.Conv2d(3, 3, 7, stride=2)).eval()
+    path = _export(net, torch.randn(1, 16, 40, 40), tmp_path / "other2.onnx")
+    model = onnx.load(str(path))
+    assert rewrite_narrow_conv(model) == 0
+
+
+# --------------------------------------------------------------------------- export_onnx(optimize="cpu") and the CLI
+
+
+def test_export_optimize_cpu_writes_a_rewritten_file_the_runtime_runs_as_it_is(tmp_path: Path) -> None:
+    from i2i_cyclegan.networks import ResnetGenerator
+
+    torch.manual_seed(0)
+    net = ResnetGenerator(3, 3, ngf=32, n_blocks=6).eval()
+    meta = GeneratorMeta(name="resnet_6blocks", size_multiple=4)
+    plain = export_onnx(net, meta, tmp_path / "plain.onnx")
+    fast = export_onnx(net, meta, tmp_path / "fast.onnx", optimize="cpu")
+    assert read_meta(plain).info["onnx"]["optimize"] is None
+    assert read_meta(fast).info["onnx"]["optimize"] == {"target": "cpu", "convs_rewritten": 13}
+    ops = {n.op_type for n in onnx.load(str(fast)).graph.node}
+    assert {"MatMul", "DepthToSpace", "SpaceToDepth"} <= ops
+    assert "MatMul" not in {n.op_type for n in onnx.load(str(plain)).graph.node}
+    x = np.random.default_rng(8).uniform(-1, 1, (2, 3, 36, 44)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    got = OnnxGenerator(fast, device="cpu").run(x)
+    assert np.abs(got - want).max() < 1e-4
+
+
+def test_onnxscripts_optimizer_folds_the_unets_batchnorms(tmp_path: Path) -> None:
+    """The U-Net's upsamplers are ConvTranspose + BatchNorm: onnxscript folds the BatchNorm away."""
+    from i2i_pix2pix.networks import UnetGenerator
+
+    torch.manual_seed(0)
+    net = UnetGenerator(3, 3, num_downs=7, ngf=8).eval()
+    path = export_onnx(net, GeneratorMeta(name="unet_128", size_multiple=128), tmp_path / "unet.onnx", optimize="cpu")
+    assert "BatchNormalization" not in {n.op_type for n in onnx.load(str(path)).graph.node}
+    x = np.random.default_rng(9).uniform(-1, 1, (1, 3, 128, 256)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    assert np.abs(OnnxGenerator(path, device="cpu").run(x) - want).max() < 1e-4
+
+
+def test_unknown_optimize_target_is_a_one_line_error(tmp_path: Path) -> None:
+    from i2i.errors import I2IError
+
+    with pytest.raises(I2IError, match="unknown optimize target 'gpu'; choose one of cpu"):
+        export_onnx(nn.Conv2d(3, 3, 1), GeneratorMeta(name="x"), tmp_path / "x.onnx", optimize="gpu")
+
+
+def test_export_command_optimize_cpu(tmp_path: Path) -> None:
+    """`i2i export x.pth --optimize cpu`: the rewritten graph is what gets verified against PyTorch."""
+    from i2i.cli import cli
+    from i2i.registry import create_generator
+
+    torch.manual_seed(0)
+    torch.save(create_generator("resnet_6blocks", ngf=32).state_dict(), tmp_path / "resnet.pth")
+    out = tmp_path / "resnet.onnx"
+    result = CliRunner().invoke(cli, ["export", str(tmp_path / "resnet.pth"), "-o", str(out), "--optimize", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "optimized for onnxruntime's CPU: 13 convolution(s) rewritten" in result.output
+    assert "onnxruntime vs PyTorch" in result.output
+    assert read_meta(out).info["onnx"]["optimize"]["target"] == "cpu"
