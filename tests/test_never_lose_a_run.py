@@ -279,7 +279,7 @@ def test_checkpoint_problems_are_one_line(tmp_path: Path, facades: Path) -> None
 
 @needs_facades
 def test_the_expected_duration_is_said_from_the_first_steps(tmp_path: Path, facades: Path, capsys) -> None:
-    train("pix2pix", cfg(tmp_path, max_steps=5))
+    train("pix2pix", cfg(tmp_path, max_steps=7))
     err = capsys.readouterr().err
     assert "s/step here: 2 steps to go take about" in err and "GPU-sized" not in err
     # the full recipe on this CPU: thousands of steps of seconds each

@@ -395,7 +395,9 @@ class Trainer:
                         sums, window, data_time, compute_time, images = {}, 0, 0.0, 0.0, 0
                     if main and cfg.sample_every and self.step % cfg.sample_every == 0:
                         self.sample(batch)
-                    if self.step == first_step + 3:  # the first steps include start-up: time a few
+                    if self.step == first_step + 2:  # the first steps include start-up (workers, caches)
+                        first_tick = time.perf_counter()
+                    elif self.step == first_step + 5:  # so time the next three
                         self._say_duration(log, (time.perf_counter() - first_tick) / 3)
                     due = cfg.save_every_minutes > 0 and time.monotonic() - self._saved_at >= 60 * cfg.save_every_minutes
                     if main and ((cfg.save_every and self.step % cfg.save_every == 0) or due):
