@@ -51,6 +51,13 @@ class GeneratorSpec:
     #: size multiple of the tiny instance, when it differs from size_multiple.
     test_size_multiple: int | None = None
     description: str = ""
+    #: How a method asks the factory for "in_channels", "out_channels" and "scale": the factory's
+    #: keyword for each (``{"in_channels": "input_nc"}``), or None where the value is fixed at the
+    #: field above. Names left out are read from the factory's signature: a parameter of exactly
+    #: that name is the keyword, else the value is fixed (see :mod:`i2i.contract`).
+    kwarg_names: dict[str, str | None] = field(default_factory=dict)
+    #: The scales the factory builds when scale is a keyword (empty: any).
+    scales: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,13 @@ class DiscriminatorSpec:
     #: channels of the tiny test instance's input (pix2pix conditions on A+B: 6).
     test_in_channels: int = 3
     description: str = ""
+    #: Input channels when the factory is not asked for others (or cannot be: no keyword).
+    in_channels: int = 3
+    #: How a method asks the factory for "in_channels" and "norm": the factory's keyword for each,
+    #: or None (fixed / no norm choice). Names left out are read from the factory's signature.
+    kwarg_names: dict[str, str | None] = field(default_factory=dict)
+    #: The norm choices when norm is a keyword (empty: whatever the factory itself accepts).
+    norms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

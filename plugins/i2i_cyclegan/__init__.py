@@ -17,10 +17,11 @@ def register_generators(register) -> None:
     from .networks import resnet_6blocks, resnet_9blocks
 
     tiny = {"ngf": 8}
+    channels = {"in_channels": "input_nc", "out_channels": "output_nc"}  # the reference's keywords
     register("resnet_6blocks", resnet_6blocks, size_multiple=4, min_size=8, test_kwargs=tiny, test_size=32,
-             description="ResNet, 6 residual blocks (CycleGAN at 128x128; reference layout)")
+             kwarg_names=channels, description="ResNet, 6 residual blocks (CycleGAN at 128x128; reference layout)")
     register("resnet_9blocks", resnet_9blocks, size_multiple=4, min_size=8, test_kwargs=tiny, test_size=32,
-             description="ResNet, 9 residual blocks (CycleGAN at 256x256; official models load strictly)")
+             kwarg_names=channels, description="ResNet, 9 residual blocks (CycleGAN at 256x256; official models load strictly)")
 
 
 @i2i.hookimpl

@@ -22,7 +22,7 @@ import torch
 from i2i.config import TrainConfig
 from i2i.errors import I2IError
 from i2i.method import Batch, Method
-from i2i.registry import create_loss
+from i2i.registry import DiscriminatorSpec, GeneratorSpec, create_loss
 
 from .pool import ImagePool
 
@@ -33,9 +33,13 @@ class CycleGANConfig(TrainConfig):
     #: e.g. {"ngf": 64, "norm": "instance", "use_dropout": false}
     generator_kwargs: dict[str, Any] = field(default_factory=dict)
     discriminator: str = "patch_70"
-    discriminator_kwargs: dict[str, Any] = field(default_factory=lambda: {"norm": "instance"})
-    #: any registered GAN loss; the reference uses least squares
+    #: e.g. {"ndf": 64, "n_layers": 3}; the method asks for InstanceNorm (the reference's) where the
+    #: discriminator offers it, unless a norm is set here
+    discriminator_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: any registered GAN loss; the reference uses least squares (wgan-gp with gp_weight; ragan)
     gan_loss: str = "lsgan"
+    #: WGAN-GP gradient penalty weight for both discriminators (0: off; wgan-gp needs it)
+    gp_weight: float = 0.0
     #: cycle-consistency weights: A -> B -> A and B -> A -> B
     lambda_A: float = 10.0
     lambda_B: float = 10.0
@@ -68,12 +72,13 @@ class CycleGAN(Method):
                            f"{cfg.out_channels}); use --set lambda_identity=0")
         self.check_crop_fits(cfg.generator, cfg.crop_size)
         a, b = cfg.in_channels, cfg.out_channels
-        self.make_generator("G_A", cfg.generator, **{"input_nc": a, "output_nc": b, **cfg.generator_kwargs})
-        self.make_generator("G_B", cfg.generator, **{"input_nc": b, "output_nc": a, **cfg.generator_kwargs})
-        self.make_discriminator("D_A", cfg.discriminator, **{"input_nc": b, **cfg.discriminator_kwargs})
-        self.make_discriminator("D_B", cfg.discriminator, **{"input_nc": a, **cfg.discriminator_kwargs})
+        g = {"scale": 1, "extra_inputs": ()}
+        self.make_generator("G_A", cfg.generator, cfg.generator_kwargs, in_channels=a, out_channels=b, **g)
+        self.make_generator("G_B", cfg.generator, cfg.generator_kwargs, in_channels=b, out_channels=a, **g)
+        self.make_discriminator("D_A", cfg.discriminator, cfg.discriminator_kwargs, in_channels=b, norm="instance")
+        self.make_discriminator("D_B", cfg.discriminator, cfg.discriminator_kwargs, in_channels=a, norm="instance")
         self.main_generator = "G_A"
-        self.gan = create_loss(cfg.gan_loss)
+        self.adversarial = self.make_adversarial(cfg.gan_loss, gp_weight=cfg.gp_weight)
         self.l1 = create_loss("l1")
         # separate streams, so the two pools never depend on each other's draws
         self.pool_A = ImagePool(cfg.pool_size, seed=cfg.seed * 2 + 1)  # fakes of domain A (G_B's)
@@ -90,37 +95,59 @@ class CycleGAN(Method):
         )
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        G_A, G_B = self.nets["G_A"], self.nets["G_B"]
-        fake_B = G_A(batch["A"])
-        fake_A = G_B(batch["B"])
-        return {"fake_B": fake_B, "rec_A": G_B(fake_B), "fake_A": fake_A, "rec_B": G_A(fake_A)}
+        fake_B = self.generate("G_A", batch["A"])
+        fake_A = self.generate("G_B", batch["B"])
+        return {"fake_B": fake_B, "rec_A": self.generate("G_B", fake_B), "fake_A": fake_A,
+                "rec_B": self.generate("G_A", fake_A)}
 
     def discriminator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        D_A, D_B = self.nets["D_A"], self.nets["D_B"]
         fake_B = self.pool_B.query(out["fake_B"].detach())
         fake_A = self.pool_A.query(out["fake_A"].detach())
-        return {
-            "D_A": 0.5 * (self.gan(D_A(batch["B"]), True) + self.gan(D_A(fake_B), False)),
-            "D_B": 0.5 * (self.gan(D_B(batch["A"]), True) + self.gan(D_B(fake_A), False)),
-        }
+        losses = {}
+        for name, real, fake in (("D_A", batch["B"], fake_B), ("D_B", batch["A"], fake_A)):
+            terms = self.adversarial.discriminator_terms(self.nets[name], real, fake)
+            losses[name] = 0.5 * (terms["real"] + terms["fake"])
+            if "gp" in terms:
+                losses[f"{name}_gp"] = terms["gp"]
+        return losses
 
     def generator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         real_A, real_B = batch["A"], batch["B"]
+        adv = self.adversarial.generator_term
         losses = {
-            "G_A": self.gan(self.nets["D_A"](out["fake_B"]), True, for_discriminator=False),
-            "G_B": self.gan(self.nets["D_B"](out["fake_A"]), True, for_discriminator=False),
+            "G_A": adv(self.nets["D_A"], out["fake_B"], real_B),
+            "G_B": adv(self.nets["D_B"], out["fake_A"], real_A),
             "cycle_A": cfg.lambda_A * self.l1(out["rec_A"], real_A),
             "cycle_B": cfg.lambda_B * self.l1(out["rec_B"], real_B),
         }
         if cfg.lambda_identity > 0:
             # G_A should leave an image that is already in domain B unchanged, and G_B likewise for A
-            losses["idt_A"] = cfg.lambda_identity * cfg.lambda_B * self.l1(self.nets["G_A"](real_B), real_B)
-            losses["idt_B"] = cfg.lambda_identity * cfg.lambda_A * self.l1(self.nets["G_B"](real_A), real_A)
+            losses["idt_A"] = cfg.lambda_identity * cfg.lambda_B * self.l1(self.generate("G_A", real_B), real_B)
+            losses["idt_B"] = cfg.lambda_identity * cfg.lambda_A * self.l1(self.generate("G_B", real_A), real_A)
         return losses
 
     def visuals(self, batch: Batch, out: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        return [batch["A"], out["fake_B"], out["rec_A"], batch["B"], out["fake_A"], out["rec_B"]]
+        return [self.to_net(t) for t in (batch["A"], out["fake_B"], out["rec_A"], batch["B"], out["fake_A"], out["rec_B"])]
+
+    @classmethod
+    def conformance_config(cls, generator: GeneratorSpec | None = None,
+                           discriminator: DiscriminatorSpec | None = None) -> dict[str, Any]:
+        from i2i.contract import tiny_kwargs
+
+        size = generator.test_size if generator else 32
+        out: dict[str, Any] = {"generator": "resnet_6blocks", "generator_kwargs": {"ngf": 8}, "crop_size": size,
+                               "load_size": size, "discriminator_kwargs": {"ndf": 8}}
+        if generator:
+            out.update(generator=generator.name, generator_kwargs=tiny_kwargs(generator))
+        if discriminator:
+            out.update(discriminator=discriminator.name, discriminator_kwargs=tiny_kwargs(discriminator))
+        return out
+
+    def example_batch(self, batch_size: int = 2) -> Batch:
+        cfg, s = self.cfg, self.cfg.crop_size
+        return {"A": torch.rand(batch_size, cfg.in_channels, s, s) * 2 - 1,
+                "B": torch.rand(batch_size, cfg.out_channels, s, s) * 2 - 1}
 
     def extra_state(self) -> dict[str, Any]:
         return {"pool_A": self.pool_A.state_dict(), "pool_B": self.pool_B.state_dict()}

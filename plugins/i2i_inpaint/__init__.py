@@ -26,6 +26,7 @@ def register_generators(register) -> None:
 
     register("deepfill_v2", deepfill_v2, size_multiple=4, extra_inputs=[InputSpec("mask", 1, "1 = hole")],
              test_kwargs={"cnum": 8}, test_size=32,
+             kwarg_names={"in_channels": "in_channels", "out_channels": "out_channels"},  # factory takes **kwargs
              description="DeepFill v2 gated convolutions, coarse + refine (inpainting; input image + mask)")
 
 
@@ -34,6 +35,7 @@ def register_discriminators(register) -> None:
     from .networks import SNPatchDiscriminator
 
     register("sn_patch", SNPatchDiscriminator, test_kwargs={"ndf": 8, "n_layers": 4}, test_in_channels=4,
+             in_channels=4, kwarg_names={"in_channels": "input_nc"},  # spectral norm: no norm choice
              description="SN-PatchGAN (DeepFill v2): spectral norm, 5x5 stride 2; input image + mask")
 
 

@@ -4,7 +4,8 @@ Losses (Yu et al. 2019; weights default to the paper's: plain L1 on both stages 
 
 - ``G_hole`` / ``G_valid``: L1 of the refined prediction inside / outside the hole, each a mean
   over all pixels (so with both weights 1 their sum is the paper's plain L1);
-- ``G_coarse``: the same weighted L1 for the coarse stage, times ``coarse_weight``;
+- ``G_coarse``: the same weighted L1 for the coarse stage, times ``coarse_weight`` (a generator
+  without a coarse stage, i.e. whose forward takes no ``return_stages``, needs coarse_weight 0);
 - ``G_GAN``: hinge generator loss on D(composited output, mask), times ``gan_weight``;
 - ``G_perceptual`` (``perceptual_weight`` > 0): a registered loss (``perceptual_loss``) on the output;
 - ``D_real`` / ``D_fake``: hinge discriminator loss;
@@ -13,6 +14,7 @@ Losses (Yu et al. 2019; weights default to the paper's: plain L1 on both stages 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +24,7 @@ from torch.utils.data import Dataset
 from i2i.config import TrainConfig
 from i2i.errors import I2IError
 from i2i.method import Batch, Method
-from i2i.registry import create_loss
+from i2i.registry import DiscriminatorSpec, GeneratorSpec, create_loss, generators
 
 from .data import InpaintDataset
 from .files import DEFAULT_HOLDOUT, image_files, split_files
@@ -46,14 +48,22 @@ class InpaintConfig(TrainConfig):
     mask_kwargs: dict[str, Any] = field(default_factory=dict)
     #: seed of the fixed masks of the eval split
     eval_seed: int = 0
+    #: any registered generator that takes a mask (forward(image, mask)), and its kwargs
     generator: str = "deepfill_v2"
-    #: the generator's base width (paper: 48)
-    cnum: int = 48
+    generator_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: shorthand for generator_kwargs.cnum: deepfill_v2's base width (None: its default, the paper's 48)
+    cnum: int | None = None
+    #: any registered discriminator (it sees image + mask: 4 channels), and its kwargs
     discriminator: str = "sn_patch"
-    ndf: int = 64
-    d_layers: int = 6
+    discriminator_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: shorthands for discriminator_kwargs.ndf / .n_layers (None: the network's default; sn_patch: 64, 6)
+    ndf: int | None = None
+    d_layers: int | None = None
+    #: any registered GAN loss (hinge as the paper; wgan-gp with gp_weight; ragan ...)
     gan_mode: str = "hinge"
     gan_weight: float = 1.0
+    #: WGAN-GP gradient penalty weight (0: off; wgan-gp needs it)
+    gp_weight: float = 0.0
     #: L1 weights inside the hole and on the known pixels (partial conv uses 6 and 1)
     hole_weight: float = 1.0
     valid_weight: float = 1.0
@@ -76,10 +86,21 @@ class Inpaint(Method):
     def build_networks(self) -> None:
         c = self.cfg
         check_config(c)
-        self.make_generator("G", c.generator, cnum=c.cnum)
+        if c.gan_weight == 0:
+            self.refuse_unused(["discriminator", "discriminator_kwargs", "ndf", "d_layers", "gan_mode", "gp_weight",
+                                "lr_D"], "gan_weight is 0, so inpaint builds no discriminator")
+        if c.perceptual_weight == 0:
+            self.refuse_unused(["perceptual_loss", "perceptual_kwargs"], "perceptual_weight is 0")
+        gk = _shorthands(c, "generator", {"cnum": c.cnum}, c.generator_kwargs)
+        G = self.make_generator("G", c.generator, gk, in_channels=3, out_channels=3, scale=1, extra_inputs=("mask",))
+        self.stages = has_stages(G)
+        if not self.stages and c.coarse_weight > 0:
+            raise I2IError(f"coarse_weight={c.coarse_weight} does nothing: generator {c.generator} has no coarse stage "
+                           f"(its forward takes no return_stages); --set coarse_weight=0")
         if c.gan_weight > 0:
-            self.make_discriminator("D", c.discriminator, input_nc=4, ndf=c.ndf, n_layers=c.d_layers)
-            self.gan_loss = create_loss(c.gan_mode)
+            dk = _shorthands(c, "discriminator", {"ndf": c.ndf, "n_layers": c.d_layers}, c.discriminator_kwargs)
+            self.make_discriminator("D", c.discriminator, dk, in_channels=4)  # image + mask
+            self.adversarial = self.make_adversarial(c.gan_mode, gp_weight=c.gp_weight, source="gan_mode")
         self.perceptual = create_loss(c.perceptual_loss, **c.perceptual_kwargs) if c.perceptual_weight > 0 else None
 
     def mask_generator(self):
@@ -93,7 +114,10 @@ class Inpaint(Method):
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         image, mask = batch["image"], batch["mask"]
-        output, coarse, refined = self.nets["G"](image, mask, return_stages=True)
+        if not self.stages:  # one prediction: the L1 terms read the output itself
+            output = self.generate("G", image, mask)
+            return {"output": output, "coarse": output, "refined": output}
+        output, coarse, refined = self.generate("G", image, mask, return_stages=True)
         return {"output": output, "coarse": coarse, "refined": refined}
 
     def _weighted_l1(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,10 +130,13 @@ class Inpaint(Method):
         return torch.cat([image, mask.to(image.dtype)], dim=1)
 
     def discriminator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        mask, D = batch["mask"], self.nets["D"]
-        real = D(self._d_input(batch["image"], mask))
-        fake = D(self._d_input(out["output"].detach(), mask))
-        return {"D_real": self.gan_loss(real, True), "D_fake": self.gan_loss(fake, False)}
+        mask = batch["mask"]
+        terms = self.adversarial.discriminator_terms(
+            self.nets["D"], self._d_input(batch["image"], mask), self._d_input(out["output"].detach(), mask))
+        losses = {"D_real": terms["real"], "D_fake": terms["fake"]}
+        if "gp" in terms:
+            losses["D_gp"] = terms["gp"]
+        return losses
 
     def generator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c, image, mask = self.cfg, batch["image"], batch["mask"]
@@ -119,8 +146,9 @@ class Inpaint(Method):
             ch, cv = self._weighted_l1(out["coarse"], image, mask)
             losses["G_coarse"] = c.coarse_weight * (ch + cv)
         if c.gan_weight > 0:
-            pred = self.nets["D"](self._d_input(out["output"], mask))
-            losses["G_GAN"] = c.gan_weight * self.gan_loss(pred, True, for_discriminator=False)
+            adv = self.adversarial.generator_term(self.nets["D"], self._d_input(out["output"], mask),
+                                                  self._d_input(image, mask))
+            losses["G_GAN"] = c.gan_weight * adv
         if self.perceptual is not None:  # perceptual losses take images in [0, 1]
             self.perceptual.to(image.device)
             losses["G_perceptual"] = c.perceptual_weight * self.perceptual((out["output"] + 1) / 2, (image + 1) / 2)
@@ -134,7 +162,58 @@ class Inpaint(Method):
         mask = batch["mask"].to(batch["image"].dtype)
         masked = batch["image"] * (1 - mask) + mask
         coarse = out["coarse"] * mask + batch["image"] * (1 - mask)
-        return [masked, coarse.detach(), out["output"].detach(), batch["image"]]
+        return [self.to_net(t) for t in (masked, coarse.detach(), out["output"].detach(), batch["image"])]
+
+    @classmethod
+    def conformance_config(cls, generator: GeneratorSpec | None = None,
+                           discriminator: DiscriminatorSpec | None = None) -> dict[str, Any]:
+        from i2i.contract import tiny_kwargs
+
+        spec = generator or generators().get("deepfill_v2")
+        kwargs = tiny_kwargs(spec)
+        out: dict[str, Any] = {"generator": spec.name, "generator_kwargs": kwargs, "crop_size": spec.test_size,
+                               "discriminator_kwargs": {"ndf": 8, "n_layers": 3}, "perceptual_weight": 0.0}
+        if not has_stages(spec.factory(**kwargs)):
+            out["coarse_weight"] = 0.0
+        if discriminator:
+            out.update(discriminator=discriminator.name, discriminator_kwargs=tiny_kwargs(discriminator))
+        return out
+
+    def example_batch(self, batch_size: int = 2) -> Batch:
+        s = self.cfg.crop_size
+        mask = torch.zeros(batch_size, 1, s, s)
+        mask[:, :, s // 4 : s // 2, s // 4 : 3 * s // 4] = 1.0  # a box: some hole, some known pixels
+        return {"image": torch.rand(batch_size, 3, s, s) * 2 - 1, "mask": mask}
+
+
+def has_stages(generator: torch.nn.Module) -> bool:
+    """Whether the generator's forward gives its coarse and refined predictions (``return_stages``)."""
+    try:
+        return "return_stages" in inspect.signature(generator.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _shorthands(cfg: InpaintConfig, kind: str, values: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with the config's shorthand keys (cnum; ndf, d_layers) that are set; a key set both
+    ways must agree, and a network that does not take it is refused naming the shorthand."""
+    from i2i.contract import _parameters
+    from i2i.registry import registry
+
+    out = dict(kwargs)
+    spec = registry(kind).get(getattr(cfg, kind))
+    names, var_kw = _parameters(spec.factory)
+    config_key = {"cnum": "cnum", "ndf": "ndf", "n_layers": "d_layers"}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if not var_kw and key not in names:
+            raise I2IError(f"{config_key[key]}={value} is a setting of deepfill_v2 / sn_patch; {kind} {spec.name!r} "
+                           f"does not take {key!r} (use {kind}_kwargs)")
+        if key in out and out[key] != value:
+            raise I2IError(f"{config_key[key]}={value} and {kind}_kwargs.{key}={out[key]!r} disagree; set one of them")
+        out[key] = value
+    return out
 
 
 def hole_l1(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

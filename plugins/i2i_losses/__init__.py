@@ -16,6 +16,7 @@ def register_losses(register) -> None:
     register("vanilla", VanillaGANLoss, kind="gan", description="BCE with logits (the original GAN objective)")
     register("lsgan", LSGANLoss, kind="gan", description="least-squares GAN (CycleGAN's default)")
     register("hinge", HingeLoss, kind="gan", description="hinge loss (SN-GAN, SN-PatchGAN)")
-    register("wgan-gp", WGANLoss, kind="gan", description="Wasserstein loss; pair with gp_weight > 0")
+    register("wgan-gp", WGANLoss, kind="gan", needs_penalty=True,
+             description="Wasserstein loss with gradient penalty (needs gp_weight > 0, e.g. 10)")
     register("l1", L1Loss, kind="pixel", description="mean absolute error")
     register("mse", MSELoss, kind="pixel", description="mean squared error")

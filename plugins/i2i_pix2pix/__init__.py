@@ -13,20 +13,25 @@ def register_generators(register) -> None:
     from .networks import unet_128, unet_256
 
     tiny = {"ngf": 8}
-    register("unet_128", unet_128, size_multiple=128, test_kwargs=tiny, test_size=128,
+    channels = {"in_channels": "input_nc", "out_channels": "output_nc"}  # the reference's keywords
+    register("unet_128", unet_128, size_multiple=128, test_kwargs=tiny, test_size=128, kwarg_names=channels,
              description="U-Net, 7 downsamplings (pix2pix, 128x128)")
-    register("unet_256", unet_256, size_multiple=256, test_kwargs=tiny, test_size=256,
+    register("unet_256", unet_256, size_multiple=256, test_kwargs=tiny, test_size=256, kwarg_names=channels,
              description="U-Net, 8 downsamplings (pix2pix, 256x256)")
 
 
 @i2i.hookimpl
 def register_discriminators(register) -> None:
+    from i2i.nn import NORMS
+
     from .networks import NLayerDiscriminator, PixelDiscriminator
 
+    contract = {"kwarg_names": {"in_channels": "input_nc", "norm": "norm"}, "norms": NORMS}
     register("patch_70", NLayerDiscriminator, test_kwargs={"ndf": 8, "input_nc": 6}, test_in_channels=6,
-             description="70x70 PatchGAN (n_layers=3)")
-    register("patch", NLayerDiscriminator, test_kwargs={"ndf": 8, "n_layers": 2}, description="PatchGAN with n_layers")
-    register("pixel", PixelDiscriminator, test_kwargs={"ndf": 8}, description="1x1 PixelGAN")
+             **contract, description="70x70 PatchGAN (n_layers=3)")
+    register("patch", NLayerDiscriminator, test_kwargs={"ndf": 8, "n_layers": 2}, **contract,
+             description="PatchGAN with n_layers")
+    register("pixel", PixelDiscriminator, test_kwargs={"ndf": 8}, **contract, description="1x1 PixelGAN")
 
 
 @i2i.hookimpl

@@ -9,10 +9,9 @@ import torch
 
 from i2i.artifact import GeneratorMeta
 from i2i.config import TrainConfig
-from i2i.engine.penalties import gradient_penalty
 from i2i.errors import I2IError
 from i2i.method import Batch, Method
-from i2i.registry import create_loss
+from i2i.registry import DiscriminatorSpec, GeneratorSpec, create_loss
 
 
 @dataclass
@@ -22,12 +21,13 @@ class Pix2PixConfig(TrainConfig):
     generator_kwargs: dict[str, Any] = field(default_factory=dict)
     discriminator: str = "patch_70"
     discriminator_kwargs: dict[str, Any] = field(default_factory=dict)
-    #: any registered GAN loss: vanilla, lsgan, hinge, wgan-gp
+    #: any registered GAN loss: vanilla, lsgan, hinge, wgan-gp (with gp_weight), ragan
     gan_loss: str = "vanilla"
-    #: one-sided label smoothing: the discriminator's target for real images
+    #: one-sided label smoothing: the discriminator's target for real images (losses with real_label:
+    #: vanilla, lsgan; refused with the others)
     real_label: float = 1.0
     lambda_l1: float = 100.0
-    #: WGAN-GP gradient penalty weight (0: off)
+    #: WGAN-GP gradient penalty weight (0: off; wgan-gp needs it)
     gp_weight: float = 0.0
     #: AtoB or BtoA (facades: BtoA turns label maps into photos)
     direction: str = "AtoB"
@@ -47,14 +47,14 @@ class Pix2Pix(Method):
         cfg = self.cfg
         if cfg.direction not in ("AtoB", "BtoA"):
             raise I2IError(f"direction must be AtoB or BtoA, got {cfg.direction!r}")
-        gk = {"input_nc": cfg.in_channels, "output_nc": cfg.out_channels, **cfg.generator_kwargs}
-        self.make_generator("G", cfg.generator, **gk)
+        self.make_generator("G", cfg.generator, cfg.generator_kwargs, in_channels=cfg.in_channels,
+                            out_channels=cfg.out_channels, scale=1, extra_inputs=())
         self.check_crop_fits(cfg.generator, cfg.crop_size)
         # The discriminator judges (input, output) pairs: it sees both images stacked.
-        dk = {"input_nc": cfg.in_channels + cfg.out_channels, **cfg.discriminator_kwargs}
-        self.make_discriminator("D", cfg.discriminator, **dk)
-        gan_kwargs = {"real_label": cfg.real_label} if cfg.gan_loss in ("vanilla", "lsgan") else {}
-        self.gan = create_loss(cfg.gan_loss, **gan_kwargs)
+        self.make_discriminator("D", cfg.discriminator, cfg.discriminator_kwargs,
+                                in_channels=cfg.in_channels + cfg.out_channels)
+        smoothing = {"real_label": cfg.real_label} if cfg.real_label != 1.0 else {}
+        self.adversarial = self.make_adversarial(cfg.gan_loss, gp_weight=cfg.gp_weight, **smoothing)
         self.l1 = create_loss("l1")
 
     def build_dataset(self, root: str, train: bool = True):
@@ -82,27 +82,44 @@ class Pix2Pix(Method):
         return meta
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return {"fake_B": self.nets["G"](batch["A"])}
+        return {"fake_B": self.generate("G", batch["A"])}
 
     def discriminator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        D = self.nets["D"]
         real_A, real_B = batch["A"], batch["B"]
         fake_AB = torch.cat([real_A, out["fake_B"].detach()], 1)
         real_AB = torch.cat([real_A, real_B], 1)
-        losses = {
-            "D_fake": 0.5 * self.gan(D(fake_AB), False),
-            "D_real": 0.5 * self.gan(D(real_AB), True),
-        }
-        if self.cfg.gp_weight > 0:
-            losses["D_gp"] = self.cfg.gp_weight * gradient_penalty(D, real_AB, fake_AB)
+        terms = self.adversarial.discriminator_terms(self.nets["D"], real_AB, fake_AB)
+        losses = {"D_fake": 0.5 * terms["fake"], "D_real": 0.5 * terms["real"]}
+        if "gp" in terms:
+            losses["D_gp"] = terms["gp"]
         return losses
 
     def generator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         fake_AB = torch.cat([batch["A"], out["fake_B"]], 1)
+        real_AB = torch.cat([batch["A"], batch["B"]], 1)
         return {
-            "G_GAN": self.gan(self.nets["D"](fake_AB), True, for_discriminator=False),
+            "G_GAN": self.adversarial.generator_term(self.nets["D"], fake_AB, real_AB),
             "G_L1": self.cfg.lambda_l1 * self.l1(out["fake_B"], batch["B"]),
         }
 
     def visuals(self, batch: Batch, out: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        return [batch["A"], out["fake_B"], batch["B"]]
+        return [self.to_net(t) for t in (batch["A"], out["fake_B"], batch["B"])]
+
+    @classmethod
+    def conformance_config(cls, generator: GeneratorSpec | None = None,
+                           discriminator: DiscriminatorSpec | None = None) -> dict[str, Any]:
+        from i2i.contract import tiny_kwargs
+
+        size = generator.test_size if generator else 128
+        out: dict[str, Any] = {"generator": "unet_128", "generator_kwargs": {"ngf": 8}, "crop_size": size,
+                               "load_size": size, "discriminator_kwargs": {"ndf": 8}}
+        if generator:
+            out.update(generator=generator.name, generator_kwargs=tiny_kwargs(generator))
+        if discriminator:
+            out.update(discriminator=discriminator.name, discriminator_kwargs=tiny_kwargs(discriminator))
+        return out
+
+    def example_batch(self, batch_size: int = 2) -> Batch:
+        cfg, s = self.cfg, self.cfg.crop_size
+        return {"A": torch.rand(batch_size, cfg.in_channels, s, s) * 2 - 1,
+                "B": torch.rand(batch_size, cfg.out_channels, s, s) * 2 - 1}

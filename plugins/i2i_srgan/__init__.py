@@ -18,16 +18,17 @@ SR_RANGE = (0.0, 1.0)
 def register_generators(register) -> None:
     from .networks import RRDBNet, SRGANLeftthomas, SRResNet, SRVGGNetCompact
 
-    register("srresnet", SRResNet, scale=4, value_range=SR_RANGE,
+    # in_channels, out_channels and scale are keywords of these factories (read from their signatures)
+    register("srresnet", SRResNet, scale=4, scales=(2, 3, 4, 8), value_range=SR_RANGE,
              test_kwargs={"num_feat": 8, "num_block": 1}, test_size=32,
              description="SRResNet (SRGAN paper): 16 residual blocks, BatchNorm or none, PixelShuffle x2/x3/x4/x8")
     register("srvgg_compact", SRVGGNetCompact, scale=4, value_range=SR_RANGE,
              test_kwargs={"num_feat": 8, "num_conv": 2}, test_size=32,
              description="Real-ESRGAN compact (SRVGGNetCompact): LR convs + PixelShuffle + nearest skip")
-    register("rrdbnet", RRDBNet, scale=4, value_range=SR_RANGE,
+    register("rrdbnet", RRDBNet, scale=4, scales=(1, 2, 4), value_range=SR_RANGE,
              test_kwargs={"num_feat": 8, "num_block": 1, "num_grow_ch": 4}, test_size=32,
              description="RRDBNet (ESRGAN, Real-ESRGAN x4plus/x2plus), basicsr key layout")
-    register("srgan_leftthomas", SRGANLeftthomas, scale=4, value_range=SR_RANGE,
+    register("srgan_leftthomas", SRGANLeftthomas, scale=4, scales=(2, 4, 8), value_range=SR_RANGE,
              test_kwargs={"num_feat": 8, "num_block": 1}, test_size=32,
              description="SRGAN generator of leftthomas/SRGAN (block1..block8), output (tanh+1)/2")
 
@@ -37,6 +38,7 @@ def register_discriminators(register) -> None:
     from .networks import VGGStyleDiscriminator
 
     register("vgg_style", VGGStyleDiscriminator, test_kwargs={"ndf": 8}, test_size=32,
+             kwarg_names={"in_channels": "input_nc"}, norms=("batch", "none"),
              description="SRGAN/ESRGAN VGG-style discriminator, 8 convs + dense; any input size >= 16 px")
 
 
@@ -44,8 +46,8 @@ def register_discriminators(register) -> None:
 def register_losses(register) -> None:
     from .losses import PerceptualLoss, RelativisticAverageLoss
 
-    register("ragan", RelativisticAverageLoss, kind="gan",
-             description="relativistic average GAN (ESRGAN); pass reference= the other set's logits")
+    register("ragan", RelativisticAverageLoss, kind="gan", needs_reference=True,
+             description="relativistic average GAN (ESRGAN): each set scored against the other's mean logit")
     register("vgg19_perceptual", PerceptualLoss, kind="perceptual",
              test_kwargs={"layers": {"relu1_1": 1.0}, "weights": "random"},
              description="VGG19 feature distance (ImageNet weights via torchvision); layers e.g. conv5_4")

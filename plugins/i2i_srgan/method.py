@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from i2i.config import TrainConfig
 from i2i.errors import I2IError
 from i2i.method import Batch, Method
-from i2i.registry import create_loss, generators
+from i2i.registry import DiscriminatorSpec, GeneratorSpec, create_loss, generators
 
 from .data import SRDataset
 
@@ -72,9 +72,11 @@ class SRGANConfig(SRResNetConfig):
 
     discriminator: str = "vgg_style"
     discriminator_kwargs: dict[str, Any] = field(default_factory=dict)
-    #: "vanilla" (SRGAN), "ragan" (relativistic average, ESRGAN), "lsgan", "hinge"
+    #: "vanilla" (SRGAN), "ragan" (relativistic average, ESRGAN), "lsgan", "hinge", "wgan-gp" (with gp_weight)
     gan_mode: str = "vanilla"
     gan_weight: float = 1e-3
+    #: WGAN-GP gradient penalty weight (0: off; wgan-gp needs it)
+    gp_weight: float = 0.0
     pixel_weight: float = 0.0
     perceptual_weight: float = 0.006
     perceptual_layers: dict[str, float] = field(default_factory=lambda: {"relu5_4": 1.0})
@@ -86,19 +88,16 @@ class SRResNetMethod(Method):
 
     Config = SRResNetConfig
     cfg: SRResNetConfig
+    data_range = (0.0, 1.0)
 
     def build_networks(self) -> None:
         cfg = self.cfg
-        spec = generators().get(cfg.generator)
-        kwargs = dict(cfg.generator_kwargs)
-        if spec.scale > 1 or "scale" in kwargs:
-            kwargs.setdefault("scale", cfg.scale)
-        if int(kwargs.get("scale", spec.scale)) != cfg.scale:
-            raise I2IError(f"generator {cfg.generator} upscales x{kwargs.get('scale', spec.scale)} but scale is {cfg.scale}")
-        G = self.make_generator("G", cfg.generator, **kwargs)
-        self.value_range = tuple(float(v) for v in spec.value_range)
+        if not self._has_discriminator():
+            self.refuse_unused(["lr_D"], f"{self.method_name} has no discriminator")
+        G = self.make_generator("G", cfg.generator, cfg.generator_kwargs, in_channels=3, out_channels=3,
+                                scale=cfg.scale, extra_inputs=())
         if cfg.init_from:
-            load_init(G, cfg.generator, kwargs, cfg.init_from)
+            load_init(G, cfg.generator, self.generator_specs["G"][1], cfg.init_from)
         self.pixel = create_loss(cfg.pixel_loss) if cfg.pixel_weight > 0 else None
         self.perceptual = None
         if cfg.perceptual_weight > 0:
@@ -111,22 +110,16 @@ class SRResNetMethod(Method):
     def _has_gan(self) -> bool:
         return False
 
+    def _has_discriminator(self) -> bool:
+        return False
+
     def build_dataset(self, root: str, train: bool = True) -> Dataset:
         cfg = self.cfg
         return SRDataset(root, scale=cfg.scale, crop_size=cfg.crop_size, train=train, lr_dir=cfg.lr_dir or None,
                          repeat=cfg.repeat, augment=cfg.augment, cache_mb=cfg.cache_mb)
 
-    # [0, 1] <-> the generator's value range (identity for every built-in SR generator)
-    def to_net(self, x: torch.Tensor) -> torch.Tensor:
-        lo, hi = self.value_range
-        return x if (lo, hi) == (0.0, 1.0) else x * (hi - lo) + lo
-
-    def from_net(self, y: torch.Tensor) -> torch.Tensor:
-        lo, hi = self.value_range
-        return y if (lo, hi) == (0.0, 1.0) else (y - lo) / (hi - lo)
-
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return {"sr": self.from_net(self.nets["G"](self.to_net(batch["lr"])))}
+        return {"sr": self.generate("G", batch["lr"])}  # [0, 1] <-> the generator's value range
 
     def discriminator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {}
@@ -149,6 +142,31 @@ class SRResNetMethod(Method):
         up = F.interpolate(batch["lr"].float(), size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
         return [self.to_net(up), self.to_net(out["sr"].detach().float().clamp(0, 1)), self.to_net(hr)]
 
+    @classmethod
+    def conformance_config(cls, generator: GeneratorSpec | None = None,
+                           discriminator: DiscriminatorSpec | None = None) -> dict[str, Any] | None:
+        from i2i.contract import keyword, tiny_kwargs
+
+        spec = generator or generators().get("srvgg_compact")
+        if keyword(spec, "scale") is None:
+            scale = spec.scale
+        else:
+            scale = 4 if not spec.scales or 4 in spec.scales else max(spec.scales)
+        if discriminator is not None and not issubclass(cls, SRGANMethod):
+            return None  # no discriminator here
+        out: dict[str, Any] = {"generator": spec.name, "generator_kwargs": tiny_kwargs(spec), "scale": scale,
+                               "crop_size": spec.test_size * scale, "pixel_loss": "l1", "pixel_weight": 1.0,
+                               "perceptual_weight": 0.0}
+        if issubclass(cls, SRGANMethod):
+            out["discriminator_kwargs"] = tiny_kwargs(discriminator) if discriminator else {"ndf": 8}
+            if discriminator:
+                out["discriminator"] = discriminator.name
+        return out
+
+    def example_batch(self, batch_size: int = 2) -> Batch:
+        s, scale = self.cfg.crop_size, self.cfg.scale
+        return {"lr": torch.rand(batch_size, 3, s // scale, s // scale), "hr": torch.rand(batch_size, 3, s, s)}
+
 
 class SRGANMethod(SRResNetMethod):
     """SRGAN / ESRGAN: content losses plus an adversarial loss from a VGG-style discriminator."""
@@ -163,32 +181,27 @@ class SRGANMethod(SRResNetMethod):
             # not an error (a GAN can train from scratch), but rarely what SRGAN/ESRGAN users mean
             print("i2i: srgan starts from a random generator; SRGAN and ESRGAN fine-tune a PSNR-trained one "
                   "(--set init_from=RUN_OR_WEIGHTS)", file=sys.stderr)
-        self.make_discriminator("D", cfg.discriminator, **cfg.discriminator_kwargs)
-        self.gan = create_loss(cfg.gan_mode)
-        self.relativistic = bool(getattr(self.gan, "relativistic", False))
+        self.make_discriminator("D", cfg.discriminator, cfg.discriminator_kwargs, in_channels=3)
+        self.adversarial = self.make_adversarial(cfg.gan_mode, gp_weight=cfg.gp_weight, source="gan_mode")
 
     def _has_gan(self) -> bool:
         return self.cfg.gan_weight > 0
 
+    def _has_discriminator(self) -> bool:
+        return True
+
     def discriminator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        D = self.nets["D"]
-        real = D(self.to_net(batch["hr"]))
-        fake = D(self.to_net(out["sr"].detach()))
-        if self.relativistic:
-            return {"D_real": 0.5 * self.gan(real, True, reference=fake), "D_fake": 0.5 * self.gan(fake, False, reference=real)}
-        return {"D_real": 0.5 * self.gan(real, True), "D_fake": 0.5 * self.gan(fake, False)}
+        terms = self.adversarial.discriminator_terms(self.nets["D"], self.to_net(batch["hr"]), self.to_net(out["sr"].detach()))
+        losses = {"D_real": 0.5 * terms["real"], "D_fake": 0.5 * terms["fake"]}
+        if "gp" in terms:
+            losses["D_gp"] = terms["gp"]
+        return losses
 
     def generator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         losses = self.content_losses(batch, out)
         cfg = self.cfg
         if cfg.gan_weight > 0:
-            D = self.nets["D"]
-            fake = D(self.to_net(out["sr"]))
-            if self.relativistic:
-                real = D(self.to_net(batch["hr"])).detach()
-                adv = 0.5 * (self.gan(real, False, False, reference=fake) + self.gan(fake, True, False, reference=real))
-            else:
-                adv = self.gan(fake, True, for_discriminator=False)
+            adv = self.adversarial.generator_term(self.nets["D"], self.to_net(out["sr"]), self.to_net(batch["hr"]))
             losses["G_gan"] = cfg.gan_weight * adv
         return losses
 
@@ -204,7 +217,7 @@ def load_init(G: torch.nn.Module, name: str, kwargs: dict[str, Any], path: str) 
     found = g.meta.name
     if found != name:
         raise I2IError(f"init_from {path} holds {found} weights but this run builds {name}; set generator={found}")
-    if g.meta.info.get("checkpoint") and {**g.meta.kwargs} != kwargs:
+    if g.meta.info.get("checkpoint") and _filled(name, g.meta.kwargs) != _filled(name, kwargs):
         raise I2IError(f"init_from {path} holds {found}({g.meta.kwargs}) but this run builds "
                        f"{name}({kwargs}); set generator / generator_kwargs / scale to match")
     try:
@@ -212,6 +225,17 @@ def load_init(G: torch.nn.Module, name: str, kwargs: dict[str, Any], path: str) 
     except RuntimeError as exc:
         detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])[:300]
         raise I2IError(f"init_from {path} does not fit {name}({kwargs}): {detail}") from None
+
+
+def _filled(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with the factory's defaults filled in, so that {} and {"scale": 4} compare equal."""
+    import inspect
+
+    try:
+        params = inspect.signature(generators().get(name).factory).parameters.values()
+    except (TypeError, ValueError):
+        return dict(kwargs)
+    return {**{p.name: p.default for p in params if p.default is not inspect.Parameter.empty}, **kwargs}
 
 
 __all__ = ["SRResNetConfig", "SRGANConfig", "SRResNetMethod", "SRGANMethod", "load_init"]
