@@ -41,36 +41,82 @@ def output_names(paths: list[Path]) -> list[str]:
     return out
 
 
-def read_mask(path: str, size_hw: tuple[int, int]) -> np.ndarray:
+class MaskWarning(UserWarning):
+    """A mask was read by a rule the user may not expect (resized, taken as inverted): said, not silent."""
+
+
+#: a mask whose hole would cover more than this fraction of the image is taken as inverted
+INVERTED_ABOVE = 0.5
+#: a mask of another size is resized to the image when the aspect ratios differ by at most this
+ASPECT_TOLERANCE = 0.02
+
+
+def read_mask(path: str, size_hw: tuple[int, int], note: Callable[[str], None] | None = None) -> np.ndarray:
     """The hole mask in file ``path`` for an image of size_hw: HxW float32, 1 = hole (see :func:`hole_mask`)."""
-    return hole_mask(decode_image(path), size_hw, f"mask {path}")
+    return hole_mask(decode_image(path), size_hw, f"mask {path}", note=note)
 
 
-def hole_mask(mask: np.ndarray, size_hw: tuple[int, int], label: str = "the mask") -> np.ndarray:
-    """A decoded mask image (:func:`~i2i.imageio.decode_image`) for an image of size_hw -> HxW float32, 1 = hole.
+def mask_plane(mask: np.ndarray, label: str = "the mask") -> np.ndarray:
+    """Which pixels of a decoded mask image (:func:`~i2i.imageio.decode_image`) mark the hole: HxW bool.
 
-    Non-zero (white) = hole in a grey mask; in a mask with transparency (as image editors save
-    strokes on a transparent layer) the opaque pixels are the hole. The CLI and the server both
-    read masks through here. Raises I2IError naming ``label`` for a colour image, a size that is
-    not the image's, and a mask that is all hole or has none.
+    The rule (the same for ``i2i translate --mask``, ``i2i serve`` and ``i2i eval inpaint``'s mask
+    folders):
+
+    - with transparency (an alpha channel, or a palette transparency, where some pixel is less than
+      half opaque), as image editors save strokes on a transparent layer: **opaque = hole** (alpha
+      >= 128); the colour under the pixels says nothing;
+    - otherwise, grey (L, 1-bit, grey RGB, opaque LA/RGBA): **non-zero = hole** (white strokes on
+      black); a colour image is refused (most often the photo passed by mistake).
     """
     colour, alpha = split_alpha(mask)
     if alpha is not None and alpha.min() < 128:
-        plane, threshold = alpha, 127
-    else:
-        # a colour file is not a mask (often the photo passed by mistake); grey RGB/JPEG noise is fine
-        if colour.shape[2] == 3 and int((colour.max(axis=2).astype(np.int16) - colour.min(axis=2)).max()) > 8:
-            raise I2IError(f"{label} is a colour image; give a greyscale mask (non-zero/white = hole, black = keep)")
-        plane, threshold = colour.max(axis=2), 0
-    if plane.shape != tuple(size_hw):
-        raise I2IError(f"{label} is {plane.shape[1]}x{plane.shape[0]} but the image is {size_hw[1]}x{size_hw[0]}; "
-                       f"give a mask of the image's size (non-zero = hole)")
-    hole = (plane > threshold).astype(np.float32)
-    if not hole.any():
-        raise I2IError(f"{label} marks no hole (all zero); non-zero pixels mark the region to fill")
+        return alpha >= 128
+    # a colour file is not a mask (often the photo passed by mistake); grey RGB/JPEG noise is fine
+    if colour.shape[2] == 3 and int((colour.max(axis=2).astype(np.int16) - colour.min(axis=2)).max()) > 8:
+        raise I2IError(f"{label} is a colour image; give a greyscale mask (non-zero/white = hole, black = keep) "
+                       f"or strokes on a transparent layer (opaque = hole)")
+    return colour.max(axis=2) > 0
+
+
+def hole_mask(mask: np.ndarray, size_hw: tuple[int, int], label: str = "the mask",
+              note: Callable[[str], None] | None = None, invert: bool | None = None) -> np.ndarray:
+    """A decoded mask image for an image of size_hw -> HxW float32, 1 = hole.
+
+    The pixels that mark the hole are read by :func:`mask_plane`. Then, each step said through
+    ``note`` (default: a :class:`MaskWarning`):
+
+    - a mask of another size with the image's aspect ratio (within 2%) is resized to the image,
+      nearest neighbour (a hole stays a hole); another aspect ratio is refused;
+    - a mask whose hole covers more than half the image (:data:`INVERTED_ABOVE`) is taken as
+      inverted (white or opaque = keep, as in masks where 1 marks the valid pixels) and flipped;
+      ``invert`` True/False decides instead of that rule.
+
+    The CLI, the server and ``i2i eval inpaint`` read masks through here. Raises I2IError naming
+    ``label`` for a colour image, another aspect ratio, and a mask that is all hole or has none.
+    """
+    say = note or (lambda text: warnings.warn(text, MaskWarning, stacklevel=3))
+    hole = mask_plane(mask, label)
+    h, w = size_hw
+    if hole.shape != (h, w):
+        mh, mw = hole.shape
+        if abs((mw / mh) / (w / h) - 1) > ASPECT_TOLERANCE:
+            raise I2IError(f"{label} is {mw}x{mh} but the image is {w}x{h}, another shape; give a mask of the "
+                           f"image's size (non-zero = hole)")
+        from PIL import Image
+
+        hole = np.asarray(Image.fromarray(hole).resize((w, h), Image.Resampling.NEAREST))
+        say(f"{label} is {mw}x{mh}, the image {w}x{h}: resized it (nearest neighbour)")
     if hole.all():
         raise I2IError(f"{label} is all hole (nothing known to fill from); black (0) marks the pixels to keep - is it inverted?")
-    return hole
+    if not hole.any():
+        raise I2IError(f"{label} marks no hole (all zero); non-zero pixels mark the region to fill")
+    ratio = float(hole.mean())
+    if invert if invert is not None else ratio > INVERTED_ABOVE:
+        hole = ~hole
+        if invert is None:
+            say(f"{label} marks {ratio:.0%} of the image as hole: taken as inverted (more than half is hole, so "
+                f"white/opaque = keep); {1 - ratio:.0%} is filled")
+    return hole.astype(np.float32)
 
 
 def resize_shorter(image: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
@@ -109,6 +155,13 @@ def translate_files(generator: Generator, paths: list[Path], out_dir: Path, size
     written: list[Path] = []
     failed: list[tuple[Path, str]] = []
     said_half = False
+    said: set[str] = set()
+
+    def say(text: str) -> None:  # one note per distinct message (the same mask read for every image)
+        if text not in said:
+            said.add(text)
+            note(f"i2i: {text}")
+
     for path, name in zip(paths, output_names(paths)):
         try:
             image = decode_image(path)
@@ -120,7 +173,7 @@ def translate_files(generator: Generator, paths: list[Path], out_dir: Path, size
                          f"(--whole translates whole images)")
                     said_half = True
                 image = half
-            hole = read_mask(mask, image.shape[:2]) if mask else None  # checked against the image as given
+            hole = read_mask(mask, image.shape[:2], note=say) if mask else None  # read for the image as given
             if size:
                 image = resize_shorter(image, size)
                 if hole is not None:  # nearest: a hole stays a hole, a known pixel stays known

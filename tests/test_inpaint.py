@@ -206,6 +206,28 @@ def test_translate_fills_holes_and_keeps_known_pixels(trained: Path, tmp_path: P
 
 
 @needs_celeba
+def test_translate_takes_masks_as_editors_save_them(trained: Path, tmp_path: Path) -> None:
+    """The fault: strokes on a transparent layer (RGBA) were read as "all hole ... is it inverted?"."""
+    from i2i.imageio import read_image
+
+    face = _face(tmp_path, (40, 36))
+    rgba = np.zeros((72, 80, 4), np.uint8)  # twice the image's size: resized, and said
+    rgba[..., :3] = 255
+    rgba[10:30, 20:50, 3] = 255
+    mpath = tmp_path / "strokes.png"
+    Image.fromarray(rgba).save(mpath)
+    result = CliRunner().invoke(cli, ["translate", str(face), "--checkpoint", str(trained), "--mask", str(mpath),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "resized it (nearest neighbour)" in result.output
+    written, original = np.asarray(Image.open(tmp_path / "out" / "face.png")), read_image(face)
+    hole = np.zeros((36, 40), bool)
+    hole[5:15, 10:25] = True
+    np.testing.assert_array_equal(written[~hole], original[~hole])  # transparent = kept, pixel-exact
+    assert np.abs(written[hole].astype(int) - original[hole]).mean() > 0
+
+
+@needs_celeba
 def test_translate_mask_errors_are_one_line(trained: Path, tmp_path: Path) -> None:
     face = _face(tmp_path, (40, 36))
     ok = np.zeros((36, 40), np.uint8)

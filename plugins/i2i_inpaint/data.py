@@ -4,7 +4,9 @@ Layouts of ``root``:
 
 - any folder of images (sub-folders included): a mask is generated for every item by the mask
   generator (``--set mask=...``);
-- ``root/images/`` + ``root/masks/`` with the same file stems: the given masks (non-zero = hole).
+- ``root/images/`` + ``root/masks/`` with the same file stems: the given masks, read as every mask
+  file is (:func:`i2i.translate.mask_plane`: non-zero = hole, or opaque = hole with transparency; a
+  folder that marks more than half as hole on average is taken as inverted).
 
 The last ``holdout`` images in sorted order are held aside for evaluation (:func:`i2i_inpaint.files.split_files`):
 training never sees them, and ``i2i eval inpaint --data root`` scores exactly those.
@@ -28,7 +30,7 @@ from i2i.errors import I2IError
 from i2i.imageio import read_image
 
 from .files import pair_mask_file, resize_crop_box
-from .masks import MaskGenerator, _read_mask_file, _resize_mask, mask_rng
+from .masks import MaskGenerator, _mask_files, _read_mask_file, _resize_mask, folder_inverted, mask_rng
 
 #: Keep resized training images in memory when they fit in this many bytes (see InpaintDataset).
 CACHE_BYTES = 256 * 2**20
@@ -59,6 +61,8 @@ class InpaintDataset(Dataset):
         self.flip = flip
         self.eval_seed = eval_seed
         self.paired = (self.root / "images").is_dir() and (self.root / "masks").is_dir()
+        masks = self.root / "masks"
+        self.invert = self.paired and folder_inverted(_mask_files(str(masks)), str(masks))
         # Decoding a large photo dominates a small-crop step (a 1024 px JPEG for a 64 px crop), so
         # resized images are kept in memory when they all fit in CACHE_BYTES (per worker process).
         self.cache = len(self.files) * self.load_size**2 * 3 * 2 <= CACHE_BYTES
@@ -98,7 +102,7 @@ class InpaintDataset(Dataset):
         image = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
         if self.paired:
             mfile = pair_mask_file(self.root, path)
-            mask = _resize_mask(_read_mask_file(str(mfile)), (nh, nw))[top : top + s, left : left + s]
+            mask = _resize_mask(_read_mask_file(str(mfile), self.invert), (nh, nw))[top : top + s, left : left + s]
         else:
             mask = self.mask_gen(rng, (s, s))
         if flip:

@@ -1,6 +1,9 @@
 """Hole masks for inpainting: a small registry of seeded mask generators.
 
-A user's own mask for ``i2i translate --mask`` is read by the host (``i2i.translate.read_mask``).
+A user's own mask for ``i2i translate --mask`` is read by the host (``i2i.translate.read_mask``);
+mask files here (``files`` folders, the paired ``masks/`` layout) are read by the same rule
+(:func:`i2i.translate.mask_plane`: opaque = hole where there is transparency, else non-zero = hole),
+and a folder whose masks mark more than half the image as hole on average is taken as inverted.
 
 Convention everywhere: float32 ``HxW`` arrays with values in {0, 1}, **1 = hole** (pixels to fill).
 
@@ -14,7 +17,7 @@ Built-in generators (``list_masks()``):
 - ``free_form_eval``: the same with up to 10 strokes up to 50 px wide, so hole ratios span 0-60%.
 - ``rect``: one or more axis-aligned rectangles.
 - ``files``: irregular masks read from a folder of mask images (e.g. the NVIDIA irregular mask set;
-  non-zero = hole), resized to the image size, randomly flipped / rotated.
+  non-zero = hole, or opaque = hole with transparency), resized to the image size, randomly flipped / rotated.
 - ``mixture``: picks one component generator per mask with given probabilities.
 - ``union``: the union of several generators (DeepFill v2 trains on brush strokes OR a box).
 
@@ -42,7 +45,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
 from i2i.errors import I2IError, UnknownNameError, did_you_mean
 from i2i.registry import MaskSpec, Registry, registry
@@ -186,13 +189,35 @@ def _mask_files(root: str) -> tuple[str, ...]:
     return files
 
 
-def _read_mask_file(path: str) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return (ImageOps.exif_transpose(img) or img).convert("L")
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise I2IError(f"cannot read mask {path}: {exc}") from None
+def _read_mask_file(path: str, invert: bool = False) -> Image.Image:
+    """A mask file as an "L" image, 255 = hole, by the host's rule (:func:`i2i.translate.mask_plane`)."""
+    from i2i.imageio import decode_image
+    from i2i.translate import mask_plane
+
+    plane = mask_plane(decode_image(path, name=f"mask {path}"), f"mask {path}")
+    return Image.fromarray(((plane != invert) * 255).astype(np.uint8))
+
+
+#: folder_inverted looks at up to this many files, spread over the sorted folder
+INVERSION_SAMPLE = 32
+
+
+@lru_cache(maxsize=16)
+def folder_inverted(files: tuple[str, ...], label: str) -> bool:
+    """Whether a folder's masks are inverted, by the rule for one mask (:data:`i2i.translate.INVERTED_ABOVE`)
+    applied to the folder: their mean hole ratio (over up to INVERSION_SAMPLE files spread over the
+    sorted list) above a half. Said in a MaskWarning when it is."""
+    import warnings
+
+    from i2i.translate import INVERTED_ABOVE, MaskWarning
+
+    picks = files[:: max(1, len(files) // INVERSION_SAMPLE)][:INVERSION_SAMPLE]
+    ratio = float(np.mean([np.asarray(_read_mask_file(f)).mean() / 255 for f in picks]))
+    if ratio <= INVERTED_ABOVE:
+        return False
+    warnings.warn(f"i2i: the masks in {label} mark {ratio:.0%} of the image as hole on average ({len(picks)} files): "
+                  f"taken as inverted (white/opaque = keep)", MaskWarning, stacklevel=2)
+    return True
 
 
 def _resize_mask(img: Image.Image, size_hw: tuple[int, int]) -> np.ndarray:
@@ -209,13 +234,16 @@ class Files:
 
     ``first``/``last`` select a slice of the sorted files (the NVIDIA set is sorted by rising
     hole ratio, so ``last=0.5`` keeps the larger holes); ``augment`` applies a random flip and a
-    random 90-degree rotation.
+    random 90-degree rotation. ``invert``: None decides by :func:`folder_inverted` over the whole
+    folder; True/False say.
     """
 
-    def __init__(self, root: str | os.PathLike[str], first: float = 0.0, last: float = 1.0, augment: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike[str], first: float = 0.0, last: float = 1.0, augment: bool = True,
+                 invert: bool | None = None) -> None:
         if not Path(root).expanduser().is_dir():
             raise I2IError(f"mask folder {root} does not exist; pass a folder of mask images (non-zero = hole)")
         files = _mask_files(str(Path(root).expanduser()))
+        self.invert = folder_inverted(files, str(root)) if invert is None else bool(invert)
         lo, hi = int(len(files) * first), int(math.ceil(len(files) * last))
         self.files = files[lo:hi]
         if not self.files:
@@ -223,7 +251,7 @@ class Files:
         self.augment = augment
 
     def __call__(self, rng: np.random.Generator, size_hw: tuple[int, int]) -> np.ndarray:
-        img = _read_mask_file(self.files[int(rng.integers(0, len(self.files)))])
+        img = _read_mask_file(self.files[int(rng.integers(0, len(self.files)))], self.invert)
         if self.augment:
             if rng.random() < 0.5:
                 img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -330,5 +358,5 @@ def mask_from_spec(spec: str, kwargs: Mapping[str, Any] | None = None) -> MaskGe
 
 __all__ = [
     "MaskGenerator", "MaskSpec", "register_mask", "unregister_mask", "list_masks", "create_mask", "mask_from_spec",
-    "mask_rng", "mask_set", "hole_ratio", "FreeForm", "Rect", "Files", "Mixture", "Union",
+    "mask_rng", "mask_set", "hole_ratio", "folder_inverted", "FreeForm", "Rect", "Files", "Mixture", "Union",
 ]
