@@ -5,6 +5,8 @@
 - ``crop_border`` pixels (= the scale) are removed on every side before measuring.
 - SSIM: Wang et al. 2004 with an 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03,
   L = 255, over 'valid' windows only; on RGB the mean over the three channels.
+- A greyscale image (``HxW`` or ``HxWx1``) is measured on its own channel, without any Y
+  conversion, as the papers' scripts do; its "Y" and "RGB" figures are then the same.
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ def ssim(a: np.ndarray, b: np.ndarray, crop_border: int = 0) -> float:
 
 
 def sr_metrics(sr: np.ndarray, hr: np.ndarray, crop_border: int) -> dict[str, float]:
-    """PSNR/SSIM on the Y channel and on RGB for uint8 HxWx3 images of equal size."""
+    """PSNR/SSIM on the Y channel and on RGB for uint8 HxWx3 images of equal size; for grey images
+    (HxW or HxWx1) both on the grey channel itself."""
     if sr.shape != hr.shape:
         raise ValueError(f"output {sr.shape} and ground truth {hr.shape} differ in size")
     if hr.ndim == 3 and hr.shape[2] == 3:
