@@ -14,15 +14,18 @@ from .loader import DEFAULT_MAX_PIXELS, Generator, plan_tile
 
 
 def expand_inputs(inputs: tuple[str, ...]) -> list[Path]:
-    """Files, folders (their images) and globs -> image paths, in order, without duplicates."""
+    """Files, folders (their images and videos) and globs -> paths, in order, without duplicates."""
+    from .video import list_videos
+
     paths: list[Path] = []
     for item in inputs:
         try:
-            found = list_images(item)
+            found = sorted(list_images(item) + list_videos(item))
         except I2IError:
             found = []
         if not found:
-            raise I2IError(f"no images found at {item!r}; pass image files, folders or globs like 'photos/*.jpg'")
+            raise I2IError(f"no images or videos found at {item!r}; pass image or video files, folders or globs "
+                           f"like 'photos/*.jpg'")
         paths.extend(f for f in found if f not in paths)
     return paths
 
