@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """An i2i cache (downloads, CPU graphs) for the whole run, never the user's: module fixtures and
+    """An i2i cache (downloads, TensorRT engines) for the whole run, never the user's: module fixtures and
     the subprocesses they start (``i2i serve``) use it."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("I2I_CACHE_DIR", str(tmp_path_factory.mktemp("i2i-cache")))
