@@ -254,13 +254,16 @@ def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+from .video import video_options  # noqa: E402 - the video options of `i2i translate`
+
+
 @cli.command(context_settings={"show_default": True})
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--model", help="What to run: a zoo name (`i2i list models`), an .onnx file, a .pth/.safetensors "
                                "weights file, or a run/checkpoint folder.")
 @click.option("--checkpoint", type=click.Path(), help="A run folder, checkpoint folder or weights file (same as --model).")
 @click.option("--weights", type=click.Path(), help="Local weights file for a zoo --model (skips the download).")
-@click.option("--out", "out_dir", default="translated", type=click.Path(), help="Output folder (PNG files).")
+@click.option("--out", "out_dir", default="translated", type=click.Path(), help="Output folder (PNG files; videos: --container).")
 @click.option("--size", type=click.IntRange(min=1), help="Resize the shorter side to SIZE before translating.")
 @click.option("--mask", type=click.Path(), help="Hole mask for inpainting models (non-zero or opaque = hole).")
 @click.option("--tile", type=click.IntRange(min=0), default=0, help="Translate in tiles of this side (0: whole image, "
@@ -273,24 +276,32 @@ def _is_main_process() -> bool:
 @click.option("--device", default="auto", help="auto, cpu, cuda, cuda:N (tensorrt for .onnx).")
 @click.option("--net", help="Which generator of a checkpoint (e.g. G_B for CycleGAN's B->A).")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights even when EMA weights are present.")
+@click.option("--cpu-kernels", is_flag=True, help="PyTorch models on the CPU: use the i2i_cpu plugin's faster "
+              "convolutions (.onnx files: `i2i export --optimize cpu`).")
+@video_options
 def translate(inputs: tuple[str, ...], model: str | None, checkpoint: str | None, weights: str | None, out_dir: str,
               size: int | None, mask: str | None, tile: int, overlap: int, max_pixels: int, whole: bool, device: str,
-              net: str | None, no_ema: bool) -> None:
-    """Translate images (files, folders or globs) with a trained or pretrained generator.
+              net: str | None, no_ema: bool, cpu_kernels: bool, **video: Any) -> None:
+    """Translate images and videos (files, folders or globs) with a trained or pretrained generator.
 
     Every readable file is translated; unreadable ones are listed, and the exit status is 1 if any failed.
+    Videos (.mp4 .mov .mkv .webm .avi) are streamed with their sound into OUT/NAME.mp4 (docs/video.md).
     """
     from tqdm import tqdm
 
     from .loader import load
     from .translate import expand_inputs, translate_files
+    from .video import is_video_file, translate_videos
 
     if bool(checkpoint) == bool(model):
         raise I2IError("name exactly one generator: --model (zoo name, .onnx, weights file or run folder) or --checkpoint PATH")
     if checkpoint and not Path(checkpoint).exists():
         raise I2IError(f"checkpoint {checkpoint} does not exist; pass a run folder, a checkpoint folder or a weights file")
     paths = expand_inputs(inputs)
-    generator = load(model or checkpoint, weights=weights, device=device, net=net, ema=not no_ema)  # type: ignore[arg-type]
+    videos = [p for p in paths if is_video_file(p)]  # streamed by i2i/video.py
+    paths = [p for p in paths if not is_video_file(p)]
+    generator = load(model or checkpoint, weights=weights, device=device, net=net, ema=not no_ema,  # type: ignore[arg-type]
+                     cpu_kernels=cpu_kernels)
     with tqdm(total=len(paths), unit="img", disable=len(paths) < 2 or not sys.stderr.isatty()) as bar:
         written, failed = translate_files(generator, paths, Path(out_dir), size=size, mask=mask, tile=tile,
                                           overlap=overlap, max_pixels=max_pixels, whole=whole,
@@ -298,16 +309,22 @@ def translate(inputs: tuple[str, ...], model: str | None, checkpoint: str | None
                                           note=lambda msg: tqdm.write(msg, file=sys.stderr),
                                           keep_going=len(paths) > 1)  # one file: its error is the one line
     runtime = " (onnxruntime)" if generator.providers else ""
-    click.echo(f"translated {len(written)} image(s) with {generator.meta.name} on {generator.device}{runtime} -> {out_dir}")
+    if paths or not videos:
+        click.echo(f"translated {len(written)} image(s) with {generator.meta.name} on {generator.device}{runtime} -> {out_dir}")
+    if videos:
+        done, failed_videos = translate_videos(generator, videos, Path(out_dir), size=size, mask=mask, tile=tile,
+                                               overlap=overlap, max_pixels=max_pixels, **video)
+        click.echo(f"translated {len(done)} video(s) with {generator.meta.name} on {generator.device}{runtime} -> {out_dir}")
+        failed += failed_videos
     if failed:
-        raise I2IError(f"{len(failed)} of {len(paths)} image(s) could not be translated (listed above)")
+        what = "file(s)" if videos else "image(s)"
+        raise I2IError(f"{len(failed)} of {len(paths) + len(videos)} {what} could not be translated (listed above)")
 
 
 #: what lives under ``cache_dir()``: ``i2i cache`` shows and clears these
 CACHE_KINDS = {
     "datasets": "downloaded datasets",
     "models": "downloaded pretrained weights",
-    "cpu-graphs": "ONNX graphs rewritten for onnxruntime's CPU (made again on the next run)",
     "tensorrt": "TensorRT engines (built again on the next run, slowly)",
 }
 
@@ -318,7 +335,7 @@ CACHE_KINDS = {
 @click.option("--yes", is_flag=True, help="Clear downloads without asking.")
 def cache(action: str, kinds: tuple[str, ...], yes: bool) -> None:
     """Show what i2i keeps in its cache ($I2I_CACHE_DIR, else ~/.cache/i2i), or clear KINDS of it
-    (datasets, models, cpu-graphs, tensorrt, or all)."""
+    (datasets, models, tensorrt, or all)."""
     import shutil
 
     from .download import cache_dir

@@ -66,6 +66,8 @@ class TrainConfig:
     keep_last: int = 3
     channels_last: bool = False
     compile: bool = False
+    #: opt-in CPU kernels for the generators (the i2i_cpu plugin's ``accelerate`` hook), fp32 on CPU only
+    cpu_kernels: bool = False
     cudnn_benchmark: bool = True
     sync_bn: bool = False
     #: CPU threads for torch (0: torch's default, one per core)
@@ -188,10 +190,29 @@ def load_recipe(path: Path) -> dict[str, Any]:
     return data
 
 
+#: a network choice and its kwargs: a recipe's kwargs are for the network the recipe names
+PAIRED_KEYS = {"generator": "generator_kwargs", "discriminator": "discriminator_kwargs", "mask": "mask_kwargs"}
+
+
 def build(cls: type[C], recipe: Mapping[str, Any] | None = None, recipe_name: str = "recipe",
           overrides: Mapping[str, Any] | None = None) -> C:
-    """defaults < recipe < overrides."""
+    """defaults < recipe < overrides.
+
+    A recipe's ``generator_kwargs`` (``discriminator_kwargs``, ``mask_kwargs``) belong to the network
+    it names: when the overrides choose another one, that one starts from the defaults' kwargs (said
+    in a warning), and ``--set generator_kwargs.ngf=8`` sets one kwarg of the network chosen.
+    """
     cfg = cls()
+    if recipe and overrides:
+        recipe = dict(recipe)
+        for name, kwargs_key in PAIRED_KEYS.items():
+            chosen, ours = overrides.get(name), recipe.get(name, getattr(cfg, name, None))
+            if chosen is not None and kwargs_key in recipe and str(chosen) != str(ours):
+                dropped = recipe.pop(kwargs_key)
+                import warnings
+
+                warnings.warn(f"i2i: {recipe_name} sets {kwargs_key} {dropped} for {name} {ours}; not used for "
+                              f"{name} {chosen}", UserWarning, stacklevel=2)
     if recipe:
         cfg = apply(cfg, recipe, recipe_name)
     if overrides:

@@ -74,19 +74,23 @@ def build_meta(name: str, kwargs: dict[str, Any], *, method: str = "", net: str 
     ``module``, when given, is the built network: its layers decide ``tiling`` for specs that say
     "auto" (InstanceNorm, GroupNorm or LayerNorm normalise with whole-image statistics).
     ``spec``: the GeneratorSpec, for one that is not registered (the conformance suite's own).
+    Channels and scale are read from ``kwargs`` under the keywords the spec's contract names
+    (:func:`i2i.contract.generator_io`), else the spec's fixed values.
     """
     from . import __version__
     from .registry import generators
+
+    from .contract import generator_io
 
     spec = spec or generators().get(name)
     tiling = spec.tiling
     if tiling == "auto":
         tiling = _tiling_of(module) if module is not None else ""
+    io = generator_io(spec, kwargs)  # read through the spec's contract, not guessed from kwarg names
     return GeneratorMeta(
         name=name, kwargs=dict(kwargs), method=method, net=net,
-        in_channels=int(kwargs.get("input_nc", kwargs.get("in_channels", spec.in_channels))),
-        out_channels=int(kwargs.get("output_nc", kwargs.get("out_channels", spec.out_channels))),
-        size_multiple=spec.size_multiple, scale=int(kwargs.get("scale", spec.scale)),
+        in_channels=io["in_channels"], out_channels=io["out_channels"],
+        size_multiple=spec.size_multiple, scale=io["scale"],
         value_range=tuple(spec.value_range),  # type: ignore[arg-type]
         extra_inputs=[{"name": i.name, "channels": i.channels} for i in spec.extra_inputs],
         tiling=tiling, min_size=spec.min_size, i2i_version=__version__, info=dict(info or {}),
@@ -344,14 +348,16 @@ def _resize_alpha(alpha: np.ndarray, scale: int) -> Any:
 
 
 def load(source: str | Path, *, weights: str | Path | None = None, device: str = "auto", net: str | None = None,
-         ema: bool = True, threads: int = 0) -> Generator:
+         ema: bool = True, threads: int = 0, cpu_kernels: bool = False) -> Generator:
     """Open a generator from any source (see the module docstring) on ``device``.
 
     ``device``: auto (CUDA when there, else CPU), cpu, cuda, cuda:N; tensorrt for .onnx files. A
     device that is asked for and not there is an I2IError, never a silent fallback.
     ``weights``: a local weights file for a zoo name. ``net``: which generator of a checkpoint
     (CycleGAN's G_B); ``ema=False`` takes the raw weights over the EMA copy. ``threads``: onnxruntime
-    intra-op threads (0: its default).
+    intra-op threads (0: its default). ``cpu_kernels``: a PyTorch model running on the CPU gets the
+    accelerator plugins' kernels (i2i_cpu, :mod:`i2i.accelerate`); an .onnx file is optimised at export
+    instead (``i2i export --optimize cpu``).
 
     Raises I2IError (one line) for an unknown name, a missing or damaged file, weights that fit no
     known architecture, or a device that is not there.
@@ -362,6 +368,9 @@ def load(source: str | Path, *, weights: str | Path | None = None, device: str =
     if text.lower().endswith(".onnx"):
         if weights is not None or net is not None:
             raise I2IError("an .onnx file holds one generator and its weights: --weights and --net do not apply")
+        if cpu_kernels:
+            raise I2IError("--cpu-kernels is for PyTorch models; an .onnx file is optimised for the CPU when it is "
+                           "exported (i2i export --optimize cpu)")
         return _load_onnx(path, device, threads)
     if kind == "tensorrt":
         raise I2IError("--device tensorrt is for .onnx models; export first with `i2i export`, or use cuda")
@@ -380,7 +389,7 @@ def load(source: str | Path, *, weights: str | Path | None = None, device: str =
         from .zoo import open_zoo_model
 
         module, meta = open_zoo_model(text, weights=str(weights) if weights else None)
-    return _torch_generator(module, meta, kind, index, source=text)
+    return _torch_generator(module, meta, kind, index, source=text, cpu_kernels=cpu_kernels)
 
 
 def _looks_like_path(text: str) -> bool:
@@ -416,7 +425,8 @@ def _open_published(path: Path) -> tuple[Any, GeneratorMeta]:
     return module, build_meta(name, kwargs, info={"weights": str(path)}, module=module)
 
 
-def _torch_generator(module: Any, meta: GeneratorMeta, kind: str, index: int | None, source: str) -> Generator:
+def _torch_generator(module: Any, meta: GeneratorMeta, kind: str, index: int | None, source: str,
+                     cpu_kernels: bool = False) -> Generator:
     import torch
 
     from .engine.precision import resolve_device
@@ -425,6 +435,10 @@ def _torch_generator(module: Any, meta: GeneratorMeta, kind: str, index: int | N
         meta.tiling = _tiling_of(module)
     dev = resolve_device(kind if index is None else f"{kind}:{index}")
     module = module.to(dev).eval()
+    if cpu_kernels:
+        from .accelerate import cpu_kernels as accelerate
+
+        accelerate(module, dev, "fp32")
 
     @torch.inference_mode()
     def run(x: np.ndarray, *extras: np.ndarray) -> np.ndarray:

@@ -299,34 +299,22 @@ def check_generator_onnx(
     if meta_json is None or json.loads(meta_json).get("name") != spec.name:
         raise _fail(spec, "generator", f"ONNX metadata_props[{META_KEY!r}] is missing or names another generator")
 
-    sessions = {"onnxruntime": sess}
-    # The graph i2i's CPU runtime runs (i2i_export.cpu_graph), with every 3x3 convolution rewritten,
-    # not only the wide ones the runtime picks: the rewrites must hold for every network.
-    import onnx
-    from i2i_export.cpu_graph import optimize_for_cpu
-
-    graph = onnx.load(str(path))
-    if optimize_for_cpu(graph, min_channels=1):
-        sessions["onnxruntime with the CPU rewrites"] = ort.InferenceSession(
-            graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
-
     for seed, (batch, height, width) in enumerate([(1, small, large), (3, large, small)], start=3):
         inputs = generator_inputs(spec, batch=batch, height=height, width=width, seed=seed)
         with torch.no_grad():
             expected = model(*inputs).numpy()
-        for label, session in sessions.items():
-            try:
-                got = session.run(["output"], {n: t.numpy() for n, t in zip(want, inputs)})[0]
-            except Exception as exc:  # e.g. a size the tracer baked in as a constant
-                raise _fail(spec, "generator", f"{label} fails at input {tuple(inputs[0].shape)} "
-                            f"(exported sizes baked in?): {' '.join(str(exc).split())[:300]}") from exc
-            if got.shape != expected.shape:
-                raise _fail(spec, "generator", f"{label} output shape {got.shape} at input "
-                            f"{tuple(inputs[0].shape)}, PyTorch gives {expected.shape}")
-            diff = float(abs(got - expected).max())
-            if not diff <= ONNX_ATOL:
-                raise _fail(spec, "generator", f"{label} differs from PyTorch by {diff:.3g} (> {ONNX_ATOL}) "
-                            f"at input {tuple(inputs[0].shape)}")
+        try:
+            got = sess.run(["output"], {n: t.numpy() for n, t in zip(want, inputs)})[0]
+        except Exception as exc:  # e.g. a size the tracer baked in as a constant
+            raise _fail(spec, "generator", f"onnxruntime fails at input {tuple(inputs[0].shape)} "
+                        f"(exported sizes baked in?): {' '.join(str(exc).split())[:300]}") from exc
+        if got.shape != expected.shape:
+            raise _fail(spec, "generator", f"onnxruntime output shape {got.shape} at input "
+                        f"{tuple(inputs[0].shape)}, PyTorch gives {expected.shape}")
+        diff = float(abs(got - expected).max())
+        if not diff <= ONNX_ATOL:
+            raise _fail(spec, "generator", f"onnxruntime differs from PyTorch by {diff:.3g} (> {ONNX_ATOL}) "
+                        f"at input {tuple(inputs[0].shape)}")
     return path
 
 
@@ -438,3 +426,122 @@ def plugin_paths(project_dir: str | Path, site_dir: str | Path) -> list[Path]:
     (dist / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     where = data.get("tool", {}).get("setuptools", {}).get("packages", {}).get("find", {}).get("where", ["."])
     return [site_dir.resolve(), (project_dir / where[0]).resolve()]
+
+
+# --------------------------------------------------------------------------- networks in methods
+
+
+def method_names(pattern: str = "*", plugin: str | None = None) -> list[str]:
+    """Registered method names matching a wildcard (and provided by ``plugin``, if given)."""
+    return _names("method", pattern, plugin)
+
+
+def method_network_pairs(kind: str, plugin: str | None = None) -> list[tuple[str, str]]:
+    """``(method, name)`` for every registered method and every registered ``kind`` ("generator" or
+    "discriminator") entry (of ``plugin``, if given): what :func:`check_method_trains` is run on."""
+    names = _names(kind, "*", plugin)
+    return [(m, n) for m in method_names() for n in names]
+
+
+def check_method_trains(method: str, generator: GeneratorSpec | str | None = None,
+                        discriminator: DiscriminatorSpec | str | None = None) -> None:
+    """The method builds this generator (or discriminator) through the host and trains one step.
+
+    The method's :meth:`~i2i.method.Method.conformance_config` gives the tiny config (the network's
+    ``test_kwargs``, small images); the networks are built as ``i2i train`` builds them (channels,
+    scale and extra inputs asked through :mod:`i2i.contract`), then one engine-order step runs on
+    the method's :meth:`~i2i.method.Method.example_batch`: forward, discriminator loss, backward and
+    step, generator loss, backward and step. Every loss must be a finite scalar, every trainable
+    parameter of every network must get a finite gradient, and the main generator's
+    self-description (channels, extra inputs, scale) must match what the network does.
+
+    A pair that does not fit (the generator cannot give what the method needs: a mask input,
+    channels, a scale; the one-line :class:`~i2i.contract.ContractError` a user gets) is skipped
+    with that line, as is a method that takes no part (``conformance_config`` returns None).
+    """
+    import pytest
+
+    from .config import build as build_config
+    from .contract import ContractError
+    from .engine.trainer import build_method
+
+    cls = registry("method").get(method).factory
+    gspec = _spec("generator", generator) if generator is not None else None
+    dspec = _spec("discriminator", discriminator) if discriminator is not None else None
+    overrides = cls.conformance_config(gspec, dspec)
+    if overrides is None:
+        pytest.skip(f"method {method!r} takes no part in the conformance suite with these networks")
+    cfg = build_config(cls.Config, overrides={"device": "cpu", "precision": "fp32", "num_workers": 0, **overrides})
+    what = f"method {method!r} with " + (f"generator {gspec.name!r} (plugin {gspec.plugin!r})" if gspec else
+                                         f"discriminator {dspec.name!r} (plugin {dspec.plugin!r})" if dspec else "its defaults")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        try:
+            m = build_method(method, cfg)
+        except ContractError as exc:
+            pytest.skip(f"does not fit: {exc}")
+        for n, net in m.nets.items():
+            net.train()
+        batch = m.example_batch(2)
+        out = m.forward(batch)
+        if m.discriminator_nets:
+            d_nets = [m.nets[n] for n in m.discriminator_nets]
+            for net in d_nets:
+                net.requires_grad_(True)
+            _train_step(what, "discriminator", m.discriminator_loss(batch, out), d_nets, m.discriminator_nets)
+            for net in d_nets:
+                net.requires_grad_(False)
+        g_nets = [m.nets[n] for n in m.generator_nets]
+        _train_step(what, "generator", m.generator_loss(batch, out), g_nets, m.generator_nets)
+        _check_self_description(what, m)
+
+
+def _train_step(what: str, side: str, losses: dict[str, torch.Tensor], nets: list[nn.Module], names: list[str]) -> None:
+    if not losses:
+        raise ConformanceError(f"{what}: the {side} step has no loss terms")
+    for key, value in losses.items():
+        if not isinstance(value, torch.Tensor) or value.dim() != 0 or not torch.isfinite(value):
+            raise ConformanceError(f"{what}: {side} loss {key!r} is {value!r}, expected a finite scalar tensor")
+    params = [(f"{n}.{p_name}", p) for n, net in zip(names, nets) for p_name, p in net.named_parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam([p for _, p in params], lr=1e-4)
+    optimizer.zero_grad(set_to_none=True)
+    total = sum(losses.values())
+    if not total.requires_grad:  # type: ignore[union-attr]
+        raise ConformanceError(f"{what}: the {side} losses do not depend on any parameter")
+    total.backward()  # type: ignore[union-attr]
+    missing = [n for n, p in params if p.grad is None]
+    if missing:
+        raise ConformanceError(f"{what}: {len(missing)} {side} parameter(s) get no gradient in the method: "
+                               f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    bad = [n for n, p in params if not torch.isfinite(p.grad).all()]  # type: ignore[arg-type]
+    if bad:
+        raise ConformanceError(f"{what}: non-finite {side} gradients in {', '.join(bad[:5])}")
+    optimizer.step()
+
+
+def _check_self_description(what: str, m: Any) -> None:
+    """The main generator's meta (what checkpoints carry) says how to call it, and it is right."""
+    net = m.main_generator
+    name = m.generator_specs[net][0]
+    spec = registry("generator").get(name)
+    meta = m.generator_meta(net)
+    size = max(spec.test_size, spec.min_size)
+    size += (-size) % (_test_multiple(spec) or 1)
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(1, meta.in_channels, size, size, generator=g)
+    extras = [(torch.rand(1, int(i["channels"]), size, size, generator=g) < 0.5).float() for i in meta.extra_inputs]
+    module = m.nets[net].eval()
+    try:
+        with torch.no_grad():
+            y = module(x, *extras)
+    except Exception as exc:  # noqa: BLE001 - the description does not fit the network
+        raise ConformanceError(f"{what}: the generator does not take the input its description says "
+                               f"({meta.in_channels} channels + {[i['name'] for i in meta.extra_inputs]}): "
+                               f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    want = (1, meta.out_channels, size * meta.scale, size * meta.scale)
+    if not isinstance(y, torch.Tensor) or tuple(y.shape) != want:
+        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ConformanceError(f"{what}: the generator's description promises output {want}, it gives {got}")
+
+
+__all__ += ["method_names", "method_network_pairs", "check_method_trains"]

@@ -49,7 +49,7 @@ def test_train_on_facades_then_translate_lowers_held_out_l1(tmp_path: Path, monk
     monkeypatch.setenv("I2I_DATA_DIR", str(DATASETS))
     runner = CliRunner()
     args = ["train", "pix2pix", "--data", "facades", "--out-dir", str(tmp_path / "runs"), "--name", "facades",
-            "--max-steps", "30", "--batch-size", "4", "--set", "save_every=1"]
+            "--max-steps", "30", "--batch-size", "4", "--set", "save_every=1", "--set", "keep_last=0"]
     for item in TINY:
         args += ["--set", item]
     result = runner.invoke(cli, args)

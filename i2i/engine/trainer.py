@@ -189,6 +189,11 @@ class Trainer:
         fmt = torch.channels_last if cfg.channels_last else torch.preserve_format
         self.raw = {n: net.to(self.device, memory_format=fmt) for n, net in self.method.nets.items()}
         self.G_names, self.D_names = list(self.method.generator_nets), list(self.method.discriminator_nets)
+        if cfg.cpu_kernels:  # opt-in: the accelerator plugins' CPU kernels, generators only (i2i/accelerate.py)
+            from ..accelerate import cpu_kernels
+
+            for n in self.G_names:
+                cpu_kernels(self.raw[n], self.device, self.precision)
 
         # Data.
         from ..data import resolve_data
