@@ -216,10 +216,12 @@ class Registry(Generic[S]):
             for spec in [*self._entries.values(), *(s for claims in self.clashes.values() for s in claims)]:
                 if spec.name == bare and spec.plugin == plugin:  # type: ignore[attr-defined]
                     return spec
-        raise UnknownNameError(
-            f"unknown {self.kind} {name!r}{did_you_mean(name, [*self._entries, *self.clashes])}; "
-            f"see `i2i list {plural(self.kind)}`"
-        ) from None
+        hint = did_you_mean(name, [*self._entries, *self.clashes])
+        described = [n for n, s in sorted(self._entries.items())  # "relativistic" -> ragan
+                     if len(name) > 3 and name.lower() in str(getattr(s, "description", "")).lower()]
+        if not hint and described:
+            hint = f" (did you mean: {', '.join(described[:3])}?)"
+        raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}; see `i2i list {plural(self.kind)}`") from None
 
     def create(self, name: str, **overrides: Any) -> Any:
         """Build an entry: ``factory(**overrides)``."""

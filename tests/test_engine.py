@@ -77,7 +77,7 @@ def test_run_directory_contents(tmp_path: Path, small_facades: Path) -> None:
 
 
 @needs_facades
-def test_nan_guard_skips_then_stops(tmp_path: Path, small_facades: Path, monkeypatch) -> None:
+def test_nan_guard_skips_then_stops(tmp_path: Path, small_facades: Path, monkeypatch, capsys) -> None:
     from i2i_pix2pix.method import Pix2Pix
 
     real = Pix2Pix.generator_loss
@@ -92,8 +92,16 @@ def test_nan_guard_skips_then_stops(tmp_path: Path, small_facades: Path, monkeyp
 
     monkeypatch.setattr(Pix2Pix, "generator_loss", poisoned)
     run = train("pix2pix", tiny_cfg(tmp_path, max_steps=3))
-    skipped = [json.loads(line)["skipped_steps"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert skipped == [0, 1, 1]  # a running count: step 2 was skipped, training went on
+
+    def strict(text: str) -> dict:  # NaN / Infinity are not JSON
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in metrics.jsonl"))
+
+    records = [strict(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["skipped_steps"] for r in records] == [0, 1, 1]  # a running count: step 2 was skipped, training went on
+    assert records[1]["G_L1"] is None and records[2]["G_L1"] is not None  # the skipped step's loss: null
+    err = capsys.readouterr().err
+    assert err.count("a loss is not finite") == 1 and "step 2:" in err  # warned once, when it happens
+    assert "1 step(s) skipped for non-finite losses" in err
 
     monkeypatch.setattr(Pix2Pix, "generator_loss", lambda self, b, o: {"G_L1": torch.tensor(float("inf"), requires_grad=True)})
     with pytest.raises(I2IError, match="non-finite G losses in a row"):

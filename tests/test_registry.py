@@ -77,3 +77,10 @@ def test_spec_fields_and_create_with_overrides() -> None:
     losses: Registry[LossSpec] = Registry("loss", LossSpec)
     losses.add(losses.make_spec("l", "l1", nn.L1Loss, kind="pixel"))
     assert losses.get("l1").kind == "pixel" and isinstance(losses.create("l1"), nn.L1Loss)
+
+
+def test_an_unknown_name_found_in_a_description_is_suggested() -> None:
+    from i2i.registry import losses
+
+    with pytest.raises(UnknownNameError, match=r"unknown loss 'relativistic' \(did you mean: ragan\?\); see `i2i list losses`"):
+        losses().get("relativistic")

@@ -1,8 +1,13 @@
-"""What a run writes besides checkpoints: metrics.jsonl, sample grids, TensorBoard, progress."""
+"""What a run writes besides checkpoints: metrics.jsonl, sample grids, TensorBoard, progress.
+
+metrics.jsonl is strict JSON, one object per logged step: a value that is not finite (the mean
+loss of a window with a skipped step) is ``null``.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -41,7 +46,9 @@ class RunLog:
         if not self.enabled:
             return
         assert self.metrics is not None
-        self.metrics.write(json.dumps(record) + "\n")
+        # strict JSON: a non-finite value (a loss of a skipped step) is written as null
+        strict = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+        self.metrics.write(json.dumps(strict, allow_nan=False) + "\n")
         self.metrics.flush()
         losses = {k: v for k, v in record.items() if k.startswith(("G_", "D_", "loss"))}
         if self.tty:

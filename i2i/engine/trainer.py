@@ -375,7 +375,12 @@ class Trainer:
                         batch = {k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, torch.Tensor) and v.ndim == 4 else v for k, v in batch.items()}
                     started = time.perf_counter()
                     data_time += started - tick
+                    skipped = sum(g.skipped for g in self.groups.values())
                     logs = self.train_step(batch)
+                    if skipped == 0 and any(g.skipped for g in self.groups.values()):  # the run's first: say it once
+                        log.info(f"i2i: warning: step {self.step + 1}: a loss is not finite "
+                                 f"({', '.join(n for n, g in self.groups.items() if g.skipped)}); the step is skipped. "
+                                 f"metrics.jsonl counts them (skipped_steps); {cfg.nan_limit} in a row stop the run")
                     if self.device.type == "cuda" and (self.step + 1) % cfg.log_every == 0:
                         torch.cuda.synchronize()
                     tick = time.perf_counter()
@@ -423,7 +428,9 @@ class Trainer:
             if main:
                 self.sample(batch)
                 path = self.save("final")
-                log.info(f"i2i: done at step {self.step}; checkpoint {path}")
+                skipped = sum(g.skipped for g in self.groups.values())
+                log.info(f"i2i: done at step {self.step}; checkpoint {path}"
+                         + (f"; {skipped} step(s) skipped for non-finite losses" if skipped else ""))
         finally:
             stop.uninstall()
             log.close()
