@@ -85,3 +85,21 @@ def record_true(monkeypatch: pytest.MonkeyPatch):
         return calls
 
     return wrap
+
+
+@pytest.fixture(autouse=True)
+def strict_metrics_json(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every metrics.jsonl a test writes under its tmp_path is strict JSON, line by line (no NaN)."""
+    # asked for before the test (when it uses tmp_path), so tmp_path is still there after it
+    root = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if root is None:
+        return
+    import json
+
+    for path in root.rglob("metrics.jsonl"):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+            except ValueError as exc:
+                pytest.fail(f"{path}:{n} is not strict JSON ({exc}): {line[:120]}")
