@@ -46,6 +46,9 @@ from i2i.errors import I2IError
 from i2i.imageio import BadImageError, ImageTooLargeError, decode_image, encode_image
 from i2i.loader import DEFAULT_MAX_PIXELS, Generator, load
 
+#: what /v1/model and a video upload say: `i2i serve` takes images only
+VIDEO_HINT = "translate a video with `i2i translate clip.mp4 --model ...` (streamed, batched, sound kept)"
+
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp"}
 RAW_TYPES = ("image/", "application/octet-stream")
 
@@ -348,6 +351,7 @@ def create_app(
         #: "local" (tiles give the whole image's pixels), "whole_image" (cannot be tiled), "" (unknown)
         info["tiling"] = gen.meta.tiling
         info["can_tile"] = gen.meta.tiling != "whole_image"
+        info["video"] = {"accepted": False, "how": VIDEO_HINT}  # images only: see docs/video.md
         return info
 
     @app.post("/v1/translate")
@@ -359,6 +363,8 @@ def create_app(
         fmt = _pick_format(format, request.headers.get("accept", ""))
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         multipart = ctype == "multipart/form-data"
+        if ctype.startswith("video/"):
+            raise ServeError(415, f"this server translates images, not videos: {VIDEO_HINT}")
         if not multipart and not ctype.startswith(RAW_TYPES):
             raise ServeError(415, f"unsupported content type {ctype or '(none)'!r}: send image bytes (image/png, image/jpeg ...) or multipart/form-data with an 'image' field")
         tr.admit()

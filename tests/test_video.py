@@ -389,3 +389,20 @@ def test_ctrl_c_on_the_command_line_exits_130_with_a_playable_file(tmp_path: Pat
     info = probe(partial)
     assert info.frames == frames and len(info.audio) == 1
     assert sorted(p.name for p in out.iterdir()) == ["long.partial.mp4"]
+
+
+def test_serve_says_it_takes_no_videos(clip: Path) -> None:
+    """`i2i serve` takes images: /v1/model says so, and a video upload is a 415 that names `i2i translate`."""
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("fastapi")
+    from i2i_export.server import create_app, serve_in_thread
+
+    g = identity()
+    g.meta.i2i_version = "0.1.0"
+    with serve_in_thread(create_app("identity", generator=g), port=0) as url, httpx.Client(base_url=url, timeout=60) as c:
+        video = c.get("/v1/model").json()["video"]
+        assert video["accepted"] is False and "i2i translate clip.mp4" in video["how"]
+        r = c.post("/v1/translate", content=clip.read_bytes(), headers={"content-type": "video/mp4"})
+        assert r.status_code == 415
+        assert r.json()["error"].startswith("this server translates images, not videos: translate a video with "
+                                            "`i2i translate clip.mp4")
