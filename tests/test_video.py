@@ -172,6 +172,48 @@ def test_sound_the_container_cannot_hold_is_re_encoded_and_said(tmp_path: Path) 
     assert [a[0] for a in probe(kept.path).audio] == ["pcm_s16le"] and kept.notes == []
 
 
+def test_an_onnx_file_runs_batched_through_onnxruntime(clip: Path, anime: Generator, tmp_path: Path) -> None:
+    """The same door for .onnx files: batches go to onnxruntime, frames match its image path."""
+    pytest.importorskip("onnxruntime")
+    from i2i_export.exporter import export_onnx
+
+    onnx = load(export_onnx(anime.module, anime.meta, tmp_path / "anime.onnx"), device="cpu")
+    calls: list[int] = []
+    counted = Generator(lambda x: (calls.append(x.shape[0]), onnx.run(x))[1], onnx.meta, onnx.device)
+    translate_video(counted, clip, tmp_path / "counted.mp4", batch_size=8)
+    assert calls == [8] * 6
+    out = translate_video(onnx, clip, tmp_path / "onnx.mkv", codec="ffv1", pix_fmt="bgr0", batch_size=8)
+    expected = [onnx.translate(f) for f in frames_of(clip)]
+    assert max(int(np.abs(g.astype(np.int16) - e).max()) for g, e in zip(frames_of(out.path), expected)) <= 1
+
+
+def test_size_and_an_inpainting_mask_apply_to_every_frame(clip: Path, tmp_path: Path) -> None:
+    """--size resizes each frame first (as for images); an inpainting model gets one mask for all frames."""
+    out = translate_video(identity(scale=2), clip, tmp_path / "small.mp4", size=24)
+    assert (probe(out.path).width, probe(out.path).height) == (64, 48)  # 64x48 -> 32x24 -> x2
+    seen: list[tuple[int, ...]] = []
+
+    def fill(x: np.ndarray, mask: np.ndarray) -> np.ndarray:  # paints the hole white
+        seen.append(mask.shape)
+        return x * (1 - mask) + mask
+
+    meta = GeneratorMeta(name="filler", value_range=(0.0, 1.0), tiling="local",
+                         extra_inputs=[{"name": "mask", "channels": 1}])
+    hole = np.zeros((48, 64), np.uint8)
+    hole[10:20, 30:50] = 255
+    write_image(tmp_path / "hole.png", hole)
+    with pytest.raises(I2IError, match="^filler needs a mask: pass --mask FILE"):
+        translate_video(Generator(fill, meta, "cpu"), clip, tmp_path / "none.mp4")
+    out = translate_video(Generator(fill, meta, "cpu"), clip, tmp_path / "filled.mkv", mask=str(tmp_path / "hole.png"),
+                          codec="ffv1", pix_fmt="bgr0", batch_size=4)
+    assert seen == [(4, 1, 48, 64)] * 12
+    frames = frames_of(out.path)
+    assert all((f[10:20, 30:50] == 255).all() for f in frames)
+    assert all((f[:10] == g[:10]).all() for f, g in zip(frames, frames_of(clip)))
+    with pytest.raises(I2IError, match="^--mask is for inpainting models; identity takes no mask$"):
+        translate_video(identity(), clip, tmp_path / "x.mp4", mask=str(tmp_path / "hole.png"))
+
+
 # -- interrupts and bad input -------------------------------------------------------------------
 
 
