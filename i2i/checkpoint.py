@@ -82,9 +82,13 @@ def write_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
-    save_file(tensors, str(tmp / WEIGHTS), metadata={META_KEY: json.dumps(meta, default=str)})
-    if state is not None:
-        torch.save(state, tmp / STATE)
+    try:
+        save_file(tensors, str(tmp / WEIGHTS), metadata={META_KEY: json.dumps(meta, default=str)})
+        if state is not None:
+            torch.save(state, tmp / STATE)
+    except BaseException:  # e.g. a second Ctrl-C: leave no half-written folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = directory.with_name(directory.name + ".old")
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)

@@ -213,7 +213,7 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
         if resume_from:
             weights = resolve(resume_from)
         else:
-            run_name = cli_values.get("name") or (f"{method}_{Path(data).name}" if data else None)
+            run_name = cli_values.get("name") or (_default_name(method, data, config) if data else None)
             if not run_name:
                 raise I2IError("--resume needs the run: give --name NAME (or --data as when you started it), or --resume-from PATH")
             ckpts = Path(cli_values.get("out_dir", "runs")) / str(run_name) / "checkpoints"
@@ -235,7 +235,11 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
     if not cfg.data:
         raise I2IError("no training data: pass --data NAME (see `i2i list datasets`) or --data /path/to/folder")
     if not cfg.name:
-        cfg.name = f"{method}_{Path(cfg.data).name}"
+        cfg.name = _default_name(method, cfg.data, config)
+    run_dir = Path(cfg.out_dir) / cfg.name
+    if resume_dir is None and (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+        raise I2IError(f"{run_dir} holds a run already: --resume continues it, --name NAME starts another "
+                       f"(or delete the folder to start this one again)")
     from .engine import train as run_training
     from .engine.trainer import TrainingInterrupted
 
@@ -247,6 +251,14 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
         sys.exit(exc.exit_code)
     if _is_main_process():
         click.echo(f"run folder: {run_dir}")
+
+
+def _default_name(method: str, data: str, config: str | None) -> str:
+    """runs/<method>_<data>, or the recipe's own name when one is given (pix2pix_facades_quick), so a
+    quick run and the paper's recipe never share a folder."""
+    if config:
+        return Path(config).stem
+    return f"{method}_{Path(data).name}"
 
 
 def _is_main_process() -> bool:

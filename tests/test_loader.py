@@ -408,3 +408,19 @@ def test_tiles_are_written_into_an_8_bit_output() -> None:
     finally:
         tracemalloc.stop()
     assert untiled > 4 * out_bytes
+
+
+@pytest.mark.skipif(not (SHARED / "weights" / "key_layouts").is_dir(), reason="shared key layouts not present")
+def test_a_published_pix2pix_unet_is_recognised_from_its_keys(tmp_path: Path) -> None:
+    import json
+
+    layout = json.loads((SHARED / "weights" / "key_layouts" / "pix2pix_unet_256_batchnorm.json").read_text())
+    gen = torch.Generator().manual_seed(0)
+    sd = {k: torch.randn(shape, generator=gen) * 0.01 for k, shape in layout["keys"].items()
+          if not k.endswith("num_batches_tracked")}  # the official file predates the counters
+    for k in [k for k in sd if k.endswith("running_var")]:
+        sd[k] = sd[k].abs() + 1
+    torch.save({layout["wrapper_key"]: sd} if layout["wrapper_key"] else sd, tmp_path / "latest_net_G.pth")
+    g = i2i.load(tmp_path / "latest_net_G.pth", device="cpu")
+    assert g.meta.name == "unet_256" and g.meta.kwargs["ngf"] == 64
+    assert g(rgb(16, 16)).shape == (16, 16, 3)

@@ -198,6 +198,28 @@ def test_resuming_a_finished_run_says_so_and_extending_works(tmp_path: Path, fac
     assert torch.load(run / "checkpoints" / "final" / "state.pt", weights_only=True)["step"] == 5
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
+    # a run whose epochs ran out is extended with epochs, and says so
+    ended = train("pix2pix", cfg(tmp_path, name="ended", n_epochs=1, n_epochs_decay=0))
+    again = ["train", "pix2pix", "--name", "ended", "--out-dir", str(tmp_path / "runs"), "--resume"]
+    one_line(CliRunner().invoke(cli, [*again, "--max-steps", "50"]), "finished at step 6 of 6", "more epochs")
+    result = CliRunner().invoke(cli, [*again, "--set", "n_epochs=2"])
+    assert result.exit_code == 0, result.output
+    assert torch.load(ended / "checkpoints" / "final" / "state.pt", weights_only=True)["step"] == 12
+
+
+@needs_facades
+def test_a_new_run_never_overwrites_an_old_one(tmp_path: Path, facades: Path) -> None:
+    args = ["train", "pix2pix", "--data", str(facades), "--out-dir", str(tmp_path / "runs"), "--max-steps", "2",
+            *sum((["--set", s] for s in TINY), [])]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    before = (tmp_path / "runs" / "pix2pix_facades" / "metrics.jsonl").read_text()
+    one_line(CliRunner().invoke(cli, args), "holds a run already", "--resume", "--name")
+    assert (tmp_path / "runs" / "pix2pix_facades" / "metrics.jsonl").read_text() == before
+    # a recipe of its own gets a folder of its own: the quick recipe never replaces the paper's run
+    from i2i.cli import _default_name
+
+    assert _default_name("pix2pix", "facades", "pix2pix_facades_quick") == "pix2pix_facades_quick"
+    assert _default_name("pix2pix", "/data/facades", None) == "pix2pix_facades"
 
 
 @needs_facades
@@ -279,7 +301,7 @@ def test_checkpoint_problems_are_one_line(tmp_path: Path, facades: Path) -> None
 
 @needs_facades
 def test_the_expected_duration_is_said_from_the_first_steps(tmp_path: Path, facades: Path, capsys) -> None:
-    train("pix2pix", cfg(tmp_path, max_steps=7))
+    train("pix2pix", cfg(tmp_path, max_steps=17))
     err = capsys.readouterr().err
     assert "s/step here: 2 steps to go take about" in err and "GPU-sized" not in err
     # the full recipe on this CPU: thousands of steps of seconds each

@@ -58,6 +58,7 @@ class Group:
         factor = lr_lambda(cfg.lr_policy, cfg.n_epochs, cfg.n_epochs_decay, cfg.lr_milestones, cfg.lr_gamma)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.scaler = make_scaler(device, precision)
+        self.precision = precision
         self.skipped = 0
         self.streak = 0
 
@@ -71,8 +72,9 @@ class Group:
             self.streak += 1
             if self.streak >= nan_limit:
                 terms = ", ".join(f"{k}={float(v.detach()):.3g}" for k, v in losses.items())
+                fp32 = "" if self.precision == "fp32" else "--precision fp32 or "
                 raise I2IError(f"{self.streak} non-finite {self.name} losses in a row ({terms}); lower lr, try "
-                               f"--precision fp32 or a gradient clip (--set grad_clip=1)")
+                               f"{fp32}a gradient clip (--set grad_clip=1)")
             return False
         self.streak = 0
         self.scaler.scale(total).backward()
@@ -223,9 +225,11 @@ class Trainer:
         if resume_from is not None:
             self.load(resume_from)
             if self.step >= self.total_steps:
+                by_epochs = self.total_steps == self.total_epochs * self.steps_per_epoch
+                how = ("more epochs (--set n_epochs=N / n_epochs_decay=N: its epochs end at this step)" if by_epochs
+                       else "a larger --max-steps")
                 raise I2IError(f"the run in {self.run_dir} is finished at step {self.step} of {self.total_steps}; to "
-                               f"train longer, resume with a larger --max-steps, or more epochs (--set n_epochs=N / "
-                               f"n_epochs_decay=N)")
+                               f"train longer, resume it with {how}")
         if self.dist.enabled:  # different dropout masks per rank; identical weights come from DDP's broadcast
             torch.manual_seed(cfg.seed + 1000 * self.dist.rank + self.step)
 
@@ -405,10 +409,10 @@ class Trainer:
                         sums, window, data_time, compute_time, images = {}, 0, 0.0, 0.0, 0
                     if main and cfg.sample_every and self.step % cfg.sample_every == 0:
                         self.sample(batch)
-                    if self.step == first_step + 2:  # the first steps include start-up (workers, caches)
+                    if self.step == first_step + 5:  # the first steps include start-up (workers, caches, kernels)
                         first_tick = time.perf_counter()
-                    elif self.step == first_step + 5:  # so time the next three
-                        self._say_duration(log, (time.perf_counter() - first_tick) / 3)
+                    elif self.step == first_step + 15:  # so time the next ten
+                        self._say_duration(log, (time.perf_counter() - first_tick) / 10)
                     due = cfg.save_every_minutes > 0 and time.monotonic() - self._saved_at >= 60 * cfg.save_every_minutes
                     if main and ((cfg.save_every and self.step % cfg.save_every == 0) or due):
                         self.save(f"step_{self.step:07d}")
@@ -449,10 +453,12 @@ class Trainer:
     def _say_duration(self, log: RunLog, seconds_per_step: float) -> None:
         """The expected duration from the first steps; on a CPU with hours to go, how to get a quick look."""
         left = (self.total_steps - self.step) * seconds_per_step
+        if self.step >= self.total_steps:
+            return
         log.info(f"i2i: {seconds_per_step:.2f} s/step here: {self.total_steps - self.step} steps to go take about "
                  f"{_duration(left)}")
         if self.device.type == "cpu" and left > 2 * 3600:
-            quick = (f"`--config {self.method.name}_facades_quick` trains facades in ~15 minutes here"
+            quick = (f"`--config {self.method.name}_facades_quick` trains facades in ~10-15 minutes on 2 quiet cores"
                      if self.method.name == "pix2pix" else "--max-steps or a smaller crop_size make a shorter run")
             log.info(f"i2i: that is a GPU-sized job on this CPU (a GPU runs it tens of times faster); {quick}")
 

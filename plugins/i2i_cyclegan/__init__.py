@@ -42,12 +42,17 @@ def register_models(register) -> None:
 
 @i2i.hookimpl
 def identify_weights(state: dict):
-    """A ResNet generator of the reference (junyanz) layout: ``model.1.weight`` .. with
-    ``model.N.conv_block`` residual blocks; norm, dropout, ngf and the block count read from the file."""
+    """A generator of the reference (junyanz) layouts: a pix2pix U-Net (``model.model.0.weight``,
+    nested ``model.model.1.model.3...``; unet_256 or unet_128 from its depth, ngf from its first conv,
+    BatchNorm) or a ResNet (``model.1.weight`` .. with ``model.N.conv_block`` residual blocks; norm,
+    dropout, ngf and the block count read from the file)."""
     from i2i.errors import I2IError
 
     from .zoo import resnet_blocks, resnet_reference
 
+    unet = _unet_reference(state)
+    if unet is not None:
+        return unet
     try:
         sd, kwargs = resnet_reference(state)
     except I2IError:
@@ -56,3 +61,25 @@ def identify_weights(state: dict):
     if blocks not in (6, 9):
         return None
     return f"resnet_{blocks}blocks", kwargs, sd
+
+
+def _unet_reference(state: dict):
+    """(name, kwargs, state_dict) for a reference pix2pix U-Net with BatchNorm, else None."""
+    from i2i.errors import I2IError
+    from i2i.zoo import unwrap_state_dict
+
+    from .zoo import unet_reference
+
+    try:
+        sd = unet_reference(unwrap_state_dict(state))
+    except I2IError:
+        return None
+    first = sd.get("model.model.0.weight")
+    if first is None or getattr(first, "ndim", 0) != 4:
+        return None
+    depth = max(k.count("model.") for k in sd)  # one "model." per U-Net level, plus the outer one
+    name = {9: "unet_256", 8: "unet_128"}.get(depth)
+    if name is None:
+        return None
+    kwargs = {"ngf": int(first.shape[0]), "input_nc": int(first.shape[1]), "norm": "batch", "use_dropout": True}
+    return name, kwargs, sd
