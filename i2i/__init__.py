@@ -22,4 +22,10 @@ def __getattr__(name: str) -> Any:
         from . import loader
 
         return getattr(loader, name)
+    if not name.startswith("_"):  # submodules on first use: `import i2i; i2i.registry.create_generator(...)`
+        import importlib
+        import importlib.util
+
+        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'i2i' has no attribute {name!r}")

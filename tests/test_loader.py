@@ -424,3 +424,14 @@ def test_a_published_pix2pix_unet_is_recognised_from_its_keys(tmp_path: Path) ->
     g = i2i.load(tmp_path / "latest_net_G.pth", device="cpu")
     assert g.meta.name == "unet_256" and g.meta.kwargs["ngf"] == 64
     assert g(rgb(16, 16)).shape == (16, 16, 3)
+
+
+def test_the_package_gives_its_submodules_and_keeps_load_the_function() -> None:
+    import importlib
+
+    import i2i.loader  # noqa: F401 - importing the submodule must not replace the function
+
+    assert callable(i2i.load) and i2i.load is importlib.import_module("i2i.loader").load
+    assert i2i.registry.create_generator is importlib.import_module("i2i.registry").create_generator
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        i2i.nothing  # noqa: B018
