@@ -306,7 +306,7 @@ def create_app(
         yield
         tr.close()
 
-    app = FastAPI(title=f"i2i: {gen.meta.name}", version=gen.meta.i2i_version or "", lifespan=lifespan,
+    app = FastAPI(title=f"i2i: {gen.meta.name}", version=gen.meta.i2i_version or "unknown", lifespan=lifespan,
                   docs_url="/docs", redoc_url=None)
     app.router.route_class = _route_class()
     app.state.translator = tr

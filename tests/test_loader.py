@@ -435,3 +435,11 @@ def test_the_package_gives_its_submodules_and_keeps_load_the_function() -> None:
     assert i2i.registry.create_generator is importlib.import_module("i2i.registry").create_generator
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         i2i.nothing  # noqa: B018
+
+
+def test_a_generator_without_an_i2i_version_is_served() -> None:
+    from i2i_export.server import create_app
+
+    g = tiny("srvgg_compact")
+    g.meta.i2i_version = ""  # files from before i2i recorded it, or a third party's
+    assert create_app("tiny", generator=g, device="cpu").version == "unknown"
