@@ -458,7 +458,7 @@ class Trainer:
         log.info(f"i2i: {seconds_per_step:.2f} s/step here: {self.total_steps - self.step} steps to go take about "
                  f"{_duration(left)}")
         if self.device.type == "cpu" and left > 2 * 3600:
-            quick = (f"`--config {self.method.name}_facades_quick` trains facades in ~10-15 minutes on 2 quiet cores"
+            quick = (f"`--config {self.method.name}_facades_quick` trains facades in ~13 minutes on 2 quiet cores"
                      if self.method.name == "pix2pix" else "--max-steps or a smaller crop_size make a shorter run")
             log.info(f"i2i: that is a GPU-sized job on this CPU (a GPU runs it tens of times faster); {quick}")
 
