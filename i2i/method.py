@@ -217,6 +217,36 @@ class Method:
         return build_meta(name, kwargs, method=self.name, net=net, module=self.nets[net])
 
 
+class DomainPairMethod(Method):
+    """A method on images of two domains, A and B, of the config's ``in_channels`` and ``out_channels``
+    (pix2pix, CycleGAN): the conformance suite's config and example batch, the same for both.
+
+    Subclasses name the generator and image side of their own tiny conformance config.
+    """
+
+    conformance_generator: ClassVar[str] = ""
+    conformance_size: ClassVar[int] = 32
+
+    @classmethod
+    def conformance_config(cls, generator: GeneratorSpec | None = None,
+                           discriminator: DiscriminatorSpec | None = None) -> dict[str, Any]:
+        from .contract import tiny_kwargs
+
+        size = generator.test_size if generator else cls.conformance_size
+        out: dict[str, Any] = {"generator": cls.conformance_generator, "generator_kwargs": {"ngf": 8},
+                               "crop_size": size, "load_size": size, "discriminator_kwargs": {"ndf": 8}}
+        if generator:
+            out.update(generator=generator.name, generator_kwargs=tiny_kwargs(generator))
+        if discriminator:
+            out.update(discriminator=discriminator.name, discriminator_kwargs=tiny_kwargs(discriminator))
+        return out
+
+    def example_batch(self, batch_size: int = 2) -> Batch:
+        cfg, s = self.cfg, self.cfg.crop_size
+        return {"A": torch.rand(batch_size, cfg.in_channels, s, s) * 2 - 1,  # type: ignore[attr-defined]
+                "B": torch.rand(batch_size, cfg.out_channels, s, s) * 2 - 1}  # type: ignore[attr-defined]
+
+
 class Adversarial:
     """A method's GAN objective, built from a registered ``kind="gan"`` loss and used the same way by
     every built-in method, so that each loss means what it names in each of them:

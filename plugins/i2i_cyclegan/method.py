@@ -21,8 +21,8 @@ import torch
 
 from i2i.config import TrainConfig
 from i2i.errors import I2IError
-from i2i.method import Batch, Method
-from i2i.registry import DiscriminatorSpec, GeneratorSpec, create_loss
+from i2i.method import Batch, DomainPairMethod
+from i2i.registry import create_loss
 
 from .pool import ImagePool
 
@@ -59,7 +59,9 @@ class CycleGANConfig(TrainConfig):
     out_channels: int = 3
 
 
-class CycleGAN(Method):
+class CycleGAN(DomainPairMethod):
+    conformance_generator = "resnet_6blocks"
+    conformance_size = 32
     Config = CycleGANConfig
     cfg: CycleGANConfig
 
@@ -129,25 +131,6 @@ class CycleGAN(Method):
 
     def visuals(self, batch: Batch, out: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return [self.to_net(t) for t in (batch["A"], out["fake_B"], out["rec_A"], batch["B"], out["fake_A"], out["rec_B"])]
-
-    @classmethod
-    def conformance_config(cls, generator: GeneratorSpec | None = None,
-                           discriminator: DiscriminatorSpec | None = None) -> dict[str, Any]:
-        from i2i.contract import tiny_kwargs
-
-        size = generator.test_size if generator else 32
-        out: dict[str, Any] = {"generator": "resnet_6blocks", "generator_kwargs": {"ngf": 8}, "crop_size": size,
-                               "load_size": size, "discriminator_kwargs": {"ndf": 8}}
-        if generator:
-            out.update(generator=generator.name, generator_kwargs=tiny_kwargs(generator))
-        if discriminator:
-            out.update(discriminator=discriminator.name, discriminator_kwargs=tiny_kwargs(discriminator))
-        return out
-
-    def example_batch(self, batch_size: int = 2) -> Batch:
-        cfg, s = self.cfg, self.cfg.crop_size
-        return {"A": torch.rand(batch_size, cfg.in_channels, s, s) * 2 - 1,
-                "B": torch.rand(batch_size, cfg.out_channels, s, s) * 2 - 1}
 
     def extra_state(self) -> dict[str, Any]:
         return {"pool_A": self.pool_A.state_dict(), "pool_B": self.pool_B.state_dict()}

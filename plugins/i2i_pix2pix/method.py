@@ -10,8 +10,8 @@ import torch
 from i2i.artifact import GeneratorMeta
 from i2i.config import TrainConfig
 from i2i.errors import I2IError
-from i2i.method import Batch, Method
-from i2i.registry import DiscriminatorSpec, GeneratorSpec, create_loss
+from i2i.method import Batch, DomainPairMethod
+from i2i.registry import create_loss
 
 
 @dataclass
@@ -39,7 +39,9 @@ class Pix2PixConfig(TrainConfig):
     out_channels: int = 3
 
 
-class Pix2Pix(Method):
+class Pix2Pix(DomainPairMethod):
+    conformance_generator = "unet_128"
+    conformance_size = 128
     Config = Pix2PixConfig
     cfg: Pix2PixConfig
 
@@ -104,22 +106,3 @@ class Pix2Pix(Method):
 
     def visuals(self, batch: Batch, out: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return [self.to_net(t) for t in (batch["A"], out["fake_B"], batch["B"])]
-
-    @classmethod
-    def conformance_config(cls, generator: GeneratorSpec | None = None,
-                           discriminator: DiscriminatorSpec | None = None) -> dict[str, Any]:
-        from i2i.contract import tiny_kwargs
-
-        size = generator.test_size if generator else 128
-        out: dict[str, Any] = {"generator": "unet_128", "generator_kwargs": {"ngf": 8}, "crop_size": size,
-                               "load_size": size, "discriminator_kwargs": {"ndf": 8}}
-        if generator:
-            out.update(generator=generator.name, generator_kwargs=tiny_kwargs(generator))
-        if discriminator:
-            out.update(discriminator=discriminator.name, discriminator_kwargs=tiny_kwargs(discriminator))
-        return out
-
-    def example_batch(self, batch_size: int = 2) -> Batch:
-        cfg, s = self.cfg, self.cfg.crop_size
-        return {"A": torch.rand(batch_size, cfg.in_channels, s, s) * 2 - 1,
-                "B": torch.rand(batch_size, cfg.out_channels, s, s) * 2 - 1}
