@@ -16,6 +16,7 @@ from i2i.errors import I2IError
 from i2i.loader import Generator, _torch_generator, build_meta, plan_tile
 from i2i.registry import generators
 from i2i.testing import build, generator_meta
+from images import rgb
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 VINTAGIFY = SHARED / "weights" / "vintagify_cyclegan" / "G_A2B_epoch33.pth"
@@ -29,9 +30,6 @@ def tiny(name: str) -> Generator:
     torch.manual_seed(0)
     return _torch_generator(build(spec).eval(), generator_meta(spec), "cpu", None, f"tiny {name}")
 
-
-def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
 def invoke(*args: str) -> tuple[int, str]:

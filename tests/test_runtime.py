@@ -20,6 +20,7 @@ from i2i.testing import build, generator_meta
 from i2i_export.exporter import export_onnx
 from i2i.loader import load
 from i2i_export.runtime import CPU, CUDA, TENSORRT, OnnxGenerator, ProviderWarning, choose_providers, read_meta
+from images import import_blocker, rgb
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FACADES = SHARED / "datasets" / "facades"
@@ -43,19 +44,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-
 
 def test_runtime_works_with_torch_unimportable(models: dict[str, Path]) -> None:
     # A serving install has no torch: block every torch import, then load, translate and build the app.
-    script = textwrap.dedent(f"""
+    script = import_blocker("torch", "torchvision") + textwrap.dedent(f"""
         import sys
-        class NoTorch:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("torch", "torchvision"):
-                    raise ImportError("torch is blocked in this test")
-        sys.meta_path.insert(0, NoTorch())
         import numpy as np
         try:
             import torch
@@ -80,13 +73,8 @@ def test_loading_an_onnx_file_does_not_import_onnx(models: dict[str, Path], tmp_
     """The runtime runs files as they are: opening one (plain or ``--optimize cpu``) needs onnxruntime only."""
     module, meta = tiny("unet_128")
     optimized = export_onnx(module, meta, tmp_path / "optimized.onnx", optimize="cpu")
-    script = textwrap.dedent(f"""
+    script = import_blocker("onnx", "onnxscript", "onnx_ir") + textwrap.dedent(f"""
         import sys
-        class NoOnnx:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("onnx", "onnxscript", "onnx_ir"):
-                    raise ImportError(name + " is blocked in this test")
-        sys.meta_path.insert(0, NoOnnx())
         try:
             import onnx
             raise SystemExit("onnx import was not blocked")

@@ -27,20 +27,13 @@ from i2i.registry import generators
 from i2i.testing import build, generator_meta
 from i2i_export.exporter import export_onnx
 from i2i_export.server import Limits, create_app, is_loopback, serve_in_thread
+from images import import_blocker, png, rgb
 
 MAX_BODY = 256 * 1024
 MAX_PIXELS = 1024 * 1024
 statuses: list[int] = []  # every status code this module saw: none may be 5xx
 
 
-def png(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
 def post(client: httpx.Client, url: str, **kw) -> httpx.Response:
@@ -209,13 +202,7 @@ def test_serve_command(models: dict[str, Path]) -> None:
     blocked = "i2i_pix2pix,i2i_losses,i2i_cyclegan,i2i_srgan,i2i_inpaint,i2i_datasets"
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "I2I_BLOCK_PLUGINS": blocked}
     # ... and with torch made unimportable, as on a serving machine without it
-    script = (
-        "import sys\n"
-        "class NoTorch:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('torch', 'torchvision'):\n"
-        "            raise ImportError('torch is blocked in this test')\n"
-        "sys.meta_path.insert(0, NoTorch())\n"
+    script = import_blocker("torch", "torchvision") + (
         "from i2i.cli import main\n"
         f"sys.argv = ['i2i', 'serve', {str(models['unet_128'])!r}, '--port', '{port}']\n"
         "main()\n"

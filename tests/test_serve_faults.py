@@ -36,20 +36,13 @@ from i2i.registry import generators
 from i2i.testing import build, generator_meta
 from i2i_export.exporter import export_onnx
 from i2i_export.server import Limits, create_app, serve_in_thread
+from images import import_blocker, png, rgb
 
 MAX_BODY = 64 * 1024
 MAX_PIXELS = 64 * 64
 STATIC = 32  # the inpainting model below takes images up to 32x32, and no larger
 
 
-def png(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
 def hole_mask(h: int, w: int) -> np.ndarray:
@@ -366,13 +359,8 @@ def test_sixteen_bit_grey_is_not_white_through_the_server(doors: dict, models: d
 
 def test_create_app_on_onnx_never_imports_torch(models: dict[str, Path]) -> None:
     # A serving install has no torch: block every torch import, then build the app and translate.
-    script = textwrap.dedent(f"""
+    script = import_blocker("torch", "torchvision") + textwrap.dedent(f"""
         import sys
-        class NoTorch:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("torch", "torchvision"):
-                    raise ImportError("torch is blocked in this test")
-        sys.meta_path.insert(0, NoTorch())
         import http.client, io
         import numpy as np
         from PIL import Image
