@@ -33,26 +33,31 @@ def from_range(chw: np.ndarray, value_range: Sequence[float]) -> np.ndarray:
     return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).transpose(1, 2, 0)
 
 
-def pad_to_multiple(chw: np.ndarray, multiple: int, fill: float | None = None,
-                    min_size: int = 1) -> tuple[np.ndarray, tuple[int, int]]:
-    """Pad bottom/right so H and W are multiples of ``multiple`` and at least ``min_size``;
-    returns (padded, (h, w)) to crop back.
+def pad_to(chw: np.ndarray, h: int, w: int, fill: float | None = None) -> np.ndarray:
+    """Pad the last two axes bottom/right to ``h`` x ``w`` (any leading axes: CHW or NCHW).
 
     Reflection keeps borders natural; when the pad is larger than the image (a 100 px image into a
     256 multiple) reflection is impossible and the edge is repeated instead. ``fill`` pads with a
     constant (masks: 0 = known).
     """
+    ph, pw = h - chw.shape[-2], w - chw.shape[-1]
+    if ph == 0 and pw == 0:
+        return chw
+    widths = [(0, 0)] * (chw.ndim - 2) + [(0, ph), (0, pw)]
+    if fill is not None:
+        return np.pad(chw, widths, mode="constant", constant_values=fill)
+    mode = "reflect" if ph < chw.shape[-2] and pw < chw.shape[-1] else "edge"
+    return np.pad(chw, widths, mode=mode)
+
+
+def pad_to_multiple(chw: np.ndarray, multiple: int, fill: float | None = None,
+                    min_size: int = 1) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pad bottom/right (:func:`pad_to`) so H and W are multiples of ``multiple`` and at least
+    ``min_size``; returns (padded, (h, w)) to crop back."""
     h, w = chw.shape[-2:]
     m = max(multiple, 1)
     th, tw = max(h, min_size), max(w, min_size)
-    ph, pw = th - h + (-th) % m, tw - w + (-tw) % m
-    if ph == 0 and pw == 0:
-        return chw, (h, w)
-    widths = [(0, 0)] * (chw.ndim - 2) + [(0, ph), (0, pw)]
-    if fill is not None:
-        return np.pad(chw, widths, mode="constant", constant_values=fill), (h, w)
-    mode = "reflect" if ph < h and pw < w else "edge"
-    return np.pad(chw, widths, mode=mode), (h, w)
+    return pad_to(chw, th + (-th) % m, tw + (-tw) % m, fill), (h, w)
 
 
 def _run_padded(fn: GeneratorFn, x: np.ndarray, extras: list[np.ndarray], meta: GeneratorMeta) -> np.ndarray:

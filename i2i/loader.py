@@ -37,7 +37,7 @@ import numpy as np
 
 from .artifact import GeneratorMeta
 from .errors import I2IError
-from .imageproc import translate_array
+from .imageproc import pad_to, translate_array
 
 __all__ = ["load", "Generator", "build_meta", "parse_device", "DEFAULT_MAX_PIXELS", "plan_tile"]
 
@@ -260,7 +260,7 @@ class Generator:
 
         def run_static(batch: np.ndarray, *extras: np.ndarray) -> np.ndarray:
             h, w = batch.shape[-2:]
-            out = self.run(_pad_to(batch, sh, sw, False), *(_pad_to(e, sh, sw, True) for e in extras))
+            out = self.run(pad_to(batch, sh, sw), *(pad_to(e, sh, sw, fill=0.0) for e in extras))
             return out[:, :, : h * s, : w * s]
 
         return run_static
@@ -314,16 +314,6 @@ def _free_memory() -> int | None:
     except OSError:
         pass
     return None
-
-
-def _pad_to(x: np.ndarray, h: int, w: int, constant: bool) -> np.ndarray:
-    ph, pw = h - x.shape[-2], w - x.shape[-1]
-    if ph == 0 and pw == 0:
-        return x
-    widths = [(0, 0), (0, 0), (0, ph), (0, pw)]
-    if constant:
-        return np.pad(x, widths)
-    return np.pad(x, widths, mode="reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "edge")
 
 
 def _from_pil(image: Any) -> np.ndarray:
