@@ -188,7 +188,7 @@ class PluginHost:
                 for spec in staged:
                     reg.add(spec, clash="disable")  # a clash disables that name, not the whole host
             for name, claims in reg.clashes.items():
-                _warn(reg.clash_message(name, claims).replace(" is registered twice", " is registered twice and is off"))
+                _warn(reg.clash_message(name, claims, off=True))
             self._registries[kind] = reg
         return self._registries[kind]
 

@@ -199,12 +199,14 @@ class Registry(Generic[S]):
             return
         self._entries[name] = spec
 
-    def clash_message(self, name: str, claims: list[S]) -> str:
+    def clash_message(self, name: str, claims: list[S], off: bool = False) -> str:
+        """One line naming every plugin that claims ``name`` and their qualified names (``off``: the
+        name has been switched off, as the plugin host does)."""
         plugins = [c.plugin for c in claims]  # type: ignore[attr-defined]
         by = " and by plugin ".join(repr(p) for p in plugins)
         qualified = ", ".join(dict.fromkeys(f"{p}:{name}" for p in plugins))
-        return (f"{self.kind} name {name!r} is registered twice: by plugin {by}; name one as {qualified}, "
-                f"or block a plugin with I2I_BLOCK_PLUGINS")
+        return (f"{self.kind} name {name!r} is registered twice{' and is off' if off else ''}: by plugin {by}; "
+                f"name one as {qualified}, or block a plugin with I2I_BLOCK_PLUGINS")
 
     def get(self, name: str) -> S:
         if name in self._entries:
