@@ -157,8 +157,8 @@ def translate_files(generator: Generator, paths: list[Path], out_dir: Path, size
         generator.check_tiling()
     written: list[Path] = []
     failed: list[tuple[Path, str]] = []
-    said_half = False
     said: set[str] = set()
+    mask_image = decode_image(mask) if mask else None  # one mask for every image: decoded once
 
     def say(text: str) -> None:  # one note per distinct message (the same mask read for every image)
         if text not in said:
@@ -170,13 +170,12 @@ def translate_files(generator: Generator, paths: list[Path], out_dir: Path, size
             image = decode_image(path)
             half = None if whole else generator.pair_input(image)
             if half is not None:
-                if not said_half:
-                    side = meta.info["ab_pairs"].get("input", "left")
-                    note(f"i2i: this model was trained on A|B pairs: translating the {side} half of such files "
-                         f"(--whole translates whole images)")
-                    said_half = True
+                say(f"this model was trained on A|B pairs: translating the {meta.info['ab_pairs'].get('input', 'left')} "
+                    f"half of such files (--whole translates whole images)")
                 image = half
-            hole = read_mask(mask, image.shape[:2], note=say) if mask else None  # read for the image as given
+            hole = None  # read for the image as given
+            if mask_image is not None:
+                hole = hole_mask(mask_image, image.shape[:2], f"mask {mask}", note=say)
             if size:
                 image = resize_shorter(image, size)
                 if hole is not None:  # nearest: a hole stays a hole, a known pixel stays known
