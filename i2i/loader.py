@@ -282,7 +282,7 @@ def plan_tile(meta: GeneratorMeta, h: int, w: int, tile: int, max_pixels: int | 
     if tile > 0:
         return tile
     need = estimate_bytes(meta, h, w)
-    free = _free_memory() if free_bytes is None else free_bytes
+    free = free_memory() if free_bytes is None else free_bytes
     over_pixels = max_pixels is not None and h * w > max_pixels
     over_memory = free is not None and need > free
     if not (over_pixels or over_memory):
@@ -304,7 +304,7 @@ def estimate_bytes(meta: GeneratorMeta, h: int, w: int) -> int:
     return pixels * 64 * 4 * 2 + pixels * meta.scale**2 * meta.out_channels * 4 * 2
 
 
-def _free_memory() -> int | None:
+def free_memory() -> int | None:
     """Bytes the kernel says are available (Linux MemAvailable), None where unknown."""
     try:
         with open("/proc/meminfo") as f:

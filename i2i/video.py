@@ -603,7 +603,7 @@ def _plan(generator: Any, h: int, w: int, *, batch_size: int, tile: int, overlap
     """Check the model against the first frame and decide tiling and batch size for the clip."""
     import warnings
 
-    from .loader import _free_memory, estimate_bytes, plan_tile
+    from .loader import free_memory, estimate_bytes, plan_tile
     from .translate import hole_mask, read_mask, resize_shorter
 
     meta = generator.meta
@@ -625,7 +625,7 @@ def _plan(generator: Any, h: int, w: int, *, batch_size: int, tile: int, overlap
     for warning in caught:
         say(str(warning.message).removeprefix("i2i: "))
     if tile == 0 and batch_size > 1:
-        free, one = _free_memory(), estimate_bytes(meta, h, w)
+        free, one = free_memory(), estimate_bytes(meta, h, w)
         if free is not None and one * batch_size > free:
             fits = max(1, free // max(one, 1))
             say(f"a batch of {batch_size} frames of {w}x{h} would need about {one * batch_size / 2**30:.1f} GiB; "
