@@ -25,6 +25,7 @@ LIST_KINDS = {
     "datasets": "dataset",
     "models": "model",
     "masks": "mask",
+    "metrics": "metric",
 }
 
 
@@ -141,6 +142,9 @@ def _describe(kind: str, spec: Any) -> tuple[tuple[str, ...], tuple[Any, ...]]:
         from .zoo import cache_status  # type: ignore[attr-defined]
 
         return ("name", "generator", "cached", "license", "description"), (spec.name, spec.generator, ("yes" if cache_status(spec) else "no") if spec.url else "--weights", spec.license, spec.description)
+    if kind == "metrics":
+        better = "higher" if spec.higher_is_better else "lower"
+        return ("name", "kind", "better", "plugin", "description"), (spec.name, spec.kind, better, spec.plugin, spec.description)
     return ("name", "plugin", "description"), (spec.name, spec.plugin, spec.description)
 
 

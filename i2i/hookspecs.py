@@ -77,6 +77,18 @@ def register_masks(register: Register) -> None:
 
 
 @hookspec
+def register_metrics(register: Register) -> None:
+    """Register image-quality metrics: ``register("fid", FID, kind="distribution", higher_is_better=False)``.
+
+    ``factory(device=torch.device, **kwargs)`` returns an object with ``update(output, target=None,
+    mask=None)``, ``compute() -> float`` and ``reset()`` (:class:`i2i.metrics.Metric`): images are
+    float32 NxCxHxW RGB in [0, 1], masks Nx1xHxW with 1 = hole. ``kind`` is "paired" (needs the
+    target), "distribution" (needs a reference set) or "masked" (target and mask); ``higher_is_better``
+    gives the direction. :func:`i2i.metrics.create` is the one way to build one.
+    """
+
+
+@hookspec
 def register_commands(cli: click.Group) -> None:
     """Add click commands to the ``i2i`` command group (they appear in ``i2i --help``)."""
 

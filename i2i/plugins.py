@@ -36,13 +36,14 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "i2i_inpaint": "i2i_inpaint",
     "i2i_export": "i2i_export.plugin",
     "i2i_cpu": "i2i_cpu",
+    "i2i_metrics": "i2i_metrics",
 }
 
 
 #: top-level modules of the optional dependencies -> the extra that installs them (pyproject.toml)
 EXTRA_OF: dict[str, str] = {
     **dict.fromkeys(("torch", "torchvision", "albumentations", "kornia", "onnx", "onnxscript", "safetensors",
-                     "cv2", "yaml"), "train"),
+                     "cv2", "yaml", "torchmetrics", "torch_fidelity", "lpips", "scipy"), "train"),
     **dict.fromkeys(("onnxruntime", "fastapi", "starlette", "uvicorn", "multipart", "python_multipart"), "serve"),
 }
 

@@ -168,6 +168,23 @@ class Registry(Generic[S]):
     def __init__(self, kind: str, spec_cls: type[S]) -> None:
         self.kind = kind
         self.spec_cls = spec_cls
+@dataclass(frozen=True)
+class MetricSpec:
+    """An image-quality metric (``register_metrics``); :func:`i2i.metrics.create` builds one."""
+
+    name: str
+    #: factory(device=torch.device, **kwargs) -> an object with update(output, target=None, mask=None),
+    #: compute() -> float and reset() (the :class:`i2i.metrics.Metric` protocol)
+    factory: Callable[..., Any]
+    plugin: str = ""
+    #: "paired" (needs the target), "distribution" (needs a reference set) or "masked" (target + hole mask)
+    kind: str = "paired"
+    higher_is_better: bool = True
+    #: the unit of compute()'s value ("dB", "" for none)
+    unit: str = ""
+    description: str = ""
+
+
         self._entries: dict[str, S] = {}
         #: names claimed more than once -> every claim, in registration order
         self.clashes: dict[str, list[S]] = {}
@@ -271,6 +288,7 @@ def registry(kind: str) -> Registry[Any]:
     return manager().registry(kind)
 
 
+    "metric": ("register_metrics", MetricSpec),
 def generators() -> Registry[GeneratorSpec]:
     return registry("generator")
 
@@ -309,3 +327,7 @@ def create_discriminator(name: str, **kwargs: Any) -> Any:
 
 def create_loss(name: str, **kwargs: Any) -> Any:
     return losses().create(name, **kwargs)
+def metrics() -> Registry[MetricSpec]:
+    return registry("metric")
+
+

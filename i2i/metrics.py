@@ -1,0 +1,119 @@
+"""Image-quality metrics: the plugin kind and the one way to build and run one.
+
+The host knows no particular metric: plugins register them through ``register_metrics`` (the
+built-ins live in the ``i2i_metrics`` plugin: PSNR, SSIM, LPIPS, FID, KID, IS, masked L1) and
+everything that measures (``i2i eval``, validation during training) goes through :func:`create`::
+
+    m = i2i.metrics.create("psnr_y", crop_border=4)
+    m.update(output, target)          # float32 NxCxHxW RGB in [0, 1]
+    value = m.compute()               # a float; spec("psnr_y").higher_is_better says which way is good
+
+Note on the shape agreed for issue 18: :class:`MetricSpec` is defined beside the other kinds' specs
+in :mod:`i2i.registry` (the registry builds every kind from its spec class) and re-exported here;
+it also carries ``plugin`` (filled by the host) and ``unit``. ``create``, ``spec``,
+``MetricSpec.kind/higher_is_better`` and ``update/compute/reset`` are as agreed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
+
+from .errors import I2IError
+from .registry import MetricSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import Tensor
+
+#: MetricSpec.kind values
+KINDS = ("paired", "distribution", "masked")
+
+
+class Metric(Protocol):
+    """What a metric plugin's factory returns.
+
+    ``output``/``target``: float32 NxCxHxW in [0, 1], RGB (C = 3; a grey image expanded to three
+    channels, except where a metric documents its own grey rule); ``mask``: Nx1xHxW, 1 = hole.
+    Distribution metrics (FID, KID) take generated images as ``output`` and real reference images as
+    ``target``, in the same call or in separate calls (``update(None, real)``). ``compute`` does not
+    reset: call ``reset`` before measuring another set.
+    """
+
+    def update(self, output: "Tensor | None", target: "Tensor | None" = None, mask: "Tensor | None" = None) -> None: ...
+
+    def compute(self) -> float: ...
+
+    def reset(self) -> None: ...
+
+
+def spec(name: str) -> MetricSpec:
+    """The registered metric ``name``; unknown names are an :class:`i2i.errors.UnknownNameError`
+    listing close matches (``psnr-y`` -> ``psnr_y``)."""
+    from .registry import metrics
+
+    return metrics().get(name)
+
+
+def names() -> list[str]:
+    """Every registered metric name, sorted."""
+    from .registry import metrics
+
+    return metrics().names()
+
+
+def torch_device(device: "str | torch.device" = "cpu") -> "torch.device":
+    """``auto`` (CUDA when there is one, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or a
+    ``torch.device`` -> ``torch.device``; anything else is an I2IError (read by :func:`i2i.loader.parse_device`)."""
+    import torch
+
+    if isinstance(device, torch.device):
+        return device
+    from .loader import parse_device
+
+    kind, index = parse_device(str(device))
+    if kind == "tensorrt":
+        raise I2IError("metrics run in PyTorch: use --device auto, cpu or cuda[:N]")
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise I2IError(f"--device {device}: this machine has no CUDA device; use --device cpu")
+    return torch.device(kind, index) if index is not None else torch.device(kind)
+
+
+def create(name: str, device: "str | torch.device" = "cpu", **kwargs: Any) -> Metric:
+    """Build metric ``name`` on ``device`` with the factory's ``kwargs`` (``crop_border=4``,
+    ``weights="inception.pth"``, ...). Unknown names and unknown kwargs are one-line I2IErrors."""
+    s = spec(name)
+    try:
+        return s.factory(device=torch_device(device), **kwargs)
+    except TypeError as exc:  # an unknown keyword: say which metric and what it takes
+        if "unexpected keyword" not in str(exc):
+            raise
+        bad = str(exc).rsplit("argument", 1)[-1].strip(" '\"")
+        raise I2IError(f"metric {name!r} takes no option {bad!r}; `i2i list metrics` shows its options") from None
+
+
+def images_to_tensor(images: "Sequence[np.ndarray] | np.ndarray", channels: int = 3) -> "Tensor":
+    """uint8 HxWxC images (a list of equal size, or one NxHxWxC array) -> float32 NxCxHxW in [0, 1].
+
+    Grey images (HxW or HxWx1) are expanded to ``channels`` (3) as the Metric contract asks;
+    ``channels=0`` keeps them as they are (for a metric that scores grey on its own channel).
+    """
+    import numpy as np
+    import torch
+
+    arrays = [np.asarray(a) for a in (images if isinstance(images, (list, tuple)) else list(images))]
+    out = []
+    for a in arrays:
+        a = a[..., None] if a.ndim == 2 else a
+        if a.shape[2] == 4:  # RGBA: colour only
+            a = a[..., :3]
+        if channels and a.shape[2] == 1 and channels != 1:
+            a = np.repeat(a, channels, axis=2)
+        scale = 255.0 if a.dtype == np.uint8 else 1.0
+        out.append(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float() / scale)
+    return torch.stack(out)
+
+
+__all__ = ["Metric", "MetricSpec", "KINDS", "create", "spec", "names", "torch_device", "images_to_tensor"]

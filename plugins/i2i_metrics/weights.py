@@ -1,0 +1,94 @@
+"""Feature-network weights (Inception for FID/KID/IS, AlexNet for LPIPS): fetched once into the i2i
+cache through :func:`i2i.download.download` (progress bar, size and sha256 checked, atomic write),
+or taken from a local file (a flag, else an environment variable).
+
+The libraries would download these by themselves from their own URLs into torch's hub folder, with
+no checksum and no offline message; we fetch the same files ourselves and hand the libraries the path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from i2i.errors import I2IError
+
+
+@dataclass(frozen=True)
+class FeatureWeights:
+    """One published weights file of a feature network."""
+
+    name: str
+    url: str
+    filename: str
+    #: the published sha256 (None where only a prefix is published)
+    sha256: str | None
+    #: torchvision publishes only the first 8 hex digits of the sha256, in the file name (as torch.hub checks)
+    sha256_prefix: str
+    size: int | None
+    #: the environment variable that names a local copy
+    env: str
+    what: str
+
+
+SOURCES: dict[str, FeatureWeights] = {
+    # The TF-slim Inception v3 of the original FID code (2015-12-05 graph), converted to PyTorch by
+    # torch-fidelity (pytorch-fid publishes the same bytes as pt_inception-2015-12-05-6726825d.pth).
+    "inception": FeatureWeights(
+        "inception",
+        "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
+        "weights-inception-2015-12-05-6726825d.pth",
+        "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2", "6726825d", 95_628_359,
+        "I2I_FID_WEIGHTS", "FID/KID/IS Inception"),
+    # torchvision's ImageNet AlexNet, the LPIPS backbone (Zhang et al. 2018, lpips v0.1 'alex').
+    "lpips_alex": FeatureWeights(
+        "lpips_alex", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "alexnet-owt-7be5be79.pth",
+        None, "7be5be79", None, "I2I_LPIPS_WEIGHTS", "LPIPS AlexNet"),
+}
+
+#: the command-line flag that takes a local copy (i2i eval translate / inpaint)
+FLAG = "--feature-weights"
+
+
+def weights_path(name: str, local: str | os.PathLike[str] | None = None) -> Path:
+    """The weights file of feature network ``name`` ("inception", "lpips_alex").
+
+    ``local`` (a flag's value), else ``$<env>`` (``I2I_FID_WEIGHTS``, ``I2I_LPIPS_WEIGHTS``), else the
+    cached download (``$I2I_CACHE_DIR/metrics/``), fetched on first use. Offline or on a network error,
+    an I2IError naming the URL, the flag and the variable.
+    """
+    from i2i.download import cache_dir, download, sha256_file
+
+    src = SOURCES[name]
+    chosen = local or os.environ.get(src.env)
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            origin = f"${src.env}" if not local else FLAG
+            raise I2IError(f"{src.what} weights {path} (from {origin}) is not a file; download {src.url}")
+        return path
+    dest = cache_dir("metrics") / src.filename
+    fresh = not dest.is_file()
+    hint = f"download {src.url} yourself and pass {FLAG} FILE or set {src.env}=FILE"
+    path = download(src.url, dest, sha256=src.sha256, size=src.size, desc=src.filename, offline_hint=hint)
+    if fresh and src.sha256 is None and src.sha256_prefix:
+        actual = sha256_file(path)
+        if not actual.startswith(src.sha256_prefix):
+            path.unlink(missing_ok=True)
+            raise I2IError(f"download of {src.url} failed its checksum: sha256 {actual} does not start with "
+                           f"{src.sha256_prefix}; {hint}")
+    return path
+
+
+def load_state(path: Path, what: str) -> dict:
+    """A state_dict read with ``weights_only=True``; anything else is a one-line I2IError."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file, whatever the unpickler says
+        raise I2IError(f"{path} is not a {what} weights file ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(state, dict):
+        raise I2IError(f"{path} is not a {what} weights file (it holds a {type(state).__name__}, not a state_dict)")
+    return state
