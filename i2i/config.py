@@ -37,21 +37,43 @@ class TrainConfig:
     num_workers: int = 2
     pin_memory: bool = True
     persistent_workers: bool = True
+    #: the unit of the run's length and of the LR schedule: "epoch" (n_epochs + n_epochs_decay; the
+    #: schedule steps at each epoch's end, the reference) or "iter" (n_iters + n_iters_decay; it steps
+    #: every iteration, as BasicSR and the SR papers count)
+    lr_unit: str = "epoch"
     #: epochs at the initial learning rate, then epochs of linear decay to zero (the reference)
     n_epochs: int = 100
     n_epochs_decay: int = 100
-    #: stop after this many optimizer steps (0: run all epochs)
+    #: with lr_unit=iter: iterations at the initial learning rate, then iterations of linear decay
+    n_iters: int = 0
+    n_iters_decay: int = 0
+    #: stop after this many iterations (0: run the whole length)
     max_steps: int = 0
+    #: "adam", "adamw" or "rmsprop" (torch.optim; WGAN's critic used RMSprop)
+    optimizer: str = "adam"
     lr: float = 2e-4
     #: discriminator learning rate (default: lr)
     lr_D: float | None = None
+    #: Adam/AdamW betas
     beta1: float = 0.5
     beta2: float = 0.999
-    #: "linear" (constant, then linear decay), "constant", or "step" (x lr_gamma at each of lr_milestones)
+    #: weight decay (None: the optimizer's own default, AdamW 1e-2, Adam and RMSprop 0)
+    weight_decay: float | None = None
+    #: RMSprop momentum
+    momentum: float = 0.0
+    #: "linear" (constant, then linear decay), "constant", "step" (x lr_gamma at each of lr_milestones)
+    #: or "cosine" (annealed to 0 over the run)
     lr_policy: str = "linear"
-    #: epochs at which the "step" policy multiplies the learning rate by lr_gamma
+    #: steps of lr_unit, counted from the start, at which "step" multiplies the lr by lr_gamma
     lr_milestones: list[int] = field(default_factory=list)
     lr_gamma: float = 0.5
+    #: linear warm-up over this many steps of lr_unit, from lr/lr_warmup to lr (0: off)
+    lr_warmup: int = 0
+    #: discriminator steps per generator step: D steps every iteration (each on its own batch), G
+    #: every d_steps-th (WGAN-GP: 5; BasicSR's net_d_iters)
+    d_steps: int = 1
+    #: iterations at the start that train only D (BasicSR's net_d_init_iters)
+    d_warmup_steps: int = 0
     #: clip gradient norm of each network group (0: off)
     grad_clip: float = 0.0
     #: exponential moving average of the generators' weights (0: off; e.g. 0.999)
@@ -72,7 +94,8 @@ class TrainConfig:
     sync_bn: bool = False
     #: CPU threads for torch (0: torch's default, one per core)
     threads: int = 0
-    #: stop after this many consecutive non-finite losses (each one skips its step)
+    #: stop after this many consecutive non-finite losses (each one skips its step); checked at log
+    #: intervals, so the run stops at the first log step after the limit is reached
     nan_limit: int = 20
     #: skip unreadable images (reported) instead of stopping with an error
     skip_bad_images: bool = False
@@ -90,6 +113,10 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
+    #: mode-collapse monitor: warn when ``diversity`` (mean pairwise distance of generated images over
+    #: that of the real ones) stays below this for diversity_patience log intervals (0: no warning)
+    diversity_threshold: float = 0.2
+    diversity_patience: int = 5
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             if type(None) in args:
                 return None

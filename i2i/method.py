@@ -106,6 +106,13 @@ class Method:
         return {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
+    def diversity_images(self, batch: Batch, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(generated, real) image batches [N, C, H, W] in one value range, for the engine's mode-collapse
+        monitor (i2i/engine/monitor.py; run under no_grad). Default: the sample grid's output (second
+        column) and target (last column) from :meth:`visuals`; override when the grid is laid out otherwise."""
+        columns = self.visuals(batch, out)
+        return columns[1], columns[-1]
+
         """Restore what extra_state returned."""
 
     def to_device(self, batch: Batch) -> Batch:

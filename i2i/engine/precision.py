@@ -55,3 +55,45 @@ def autocast(device: torch.device, precision: str) -> ContextManager[object]:
 def make_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """Loss scaling only for fp16 (bf16 has fp32's exponent range); disabled scalers are no-ops."""
     return torch.amp.GradScaler(device.type, enabled=(precision == "fp16"))
+
+
+# -- non-finite steps, skipped on the device (no host sync) -----------------------------------------
+def nonfinite_flag(loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+    """A 0-d float32 device tensor: 1.0 when ``loss`` or any gradient of ``params`` is not finite.
+
+    The gradient check is the kernel GradScaler uses (``_amp_foreach_non_finite_check_and_unscale_``,
+    scale 1). Under DDP the gradients are already averaged, so every rank reaches the same verdict.
+    """
+    found = (~torch.isfinite(loss.detach())).float()
+    grads = [p.grad for p in params if p.grad is not None]
+    if grads:
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, found, torch.ones((), device=found.device))
+    return found
+
+
+@torch.no_grad()
+def masked_step(optimizer: torch.optim.Optimizer, found: torch.Tensor) -> None:
+    """``optimizer.step()`` that leaves parameters and state untouched where ``found`` (0-d) is nonzero.
+
+    Fused Adam/AdamW take ``found_inf`` themselves (as under GradScaler): the kernel skips the update
+    and takes back its step count, on the device. Other optimizers (RMSprop) step, then parameters
+    and state are put back with ``torch.where``: one copy of them per step, still no host sync. State
+    the step created (a first step) goes back to zeros, the initial state of torch's optimizers.
+    """
+    if getattr(optimizer, "_step_supports_amp_scaling", False):
+        optimizer.found_inf = found  # type: ignore[attr-defined]
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf  # type: ignore[attr-defined]
+        return
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    saved = [(p.detach().clone(), {k: v.clone() for k, v in optimizer.state[p].items() if isinstance(v, torch.Tensor)})
+             for p in params]
+    optimizer.step()
+    for p, (before, state) in zip(params, saved):
+        skip = (found > 0).to(p.device)
+        p.copy_(torch.where(skip, before, p))
+        for k, v in optimizer.state[p].items():
+            if isinstance(v, torch.Tensor):
+                v.copy_(torch.where(skip.to(v.device), state[k] if k in state else torch.zeros_like(v), v))

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 import signal
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -27,8 +29,10 @@ from . import distributed as D
 from .data import make_loader
 from .ema import EMA
 from .logs import RunLog, save_grid
-from .precision import autocast, make_scaler, resolve_device, resolve_precision
-from .schedule import lr_lambda
+from .monitor import DiversityMonitor
+from .precision import autocast, make_scaler, masked_step, nonfinite_flag, resolve_device, resolve_precision
+from .prefetch import Prefetcher
+from .schedule import check as check_schedule, make_optimizer, make_scheduler
 
 
 def build_method(name: str, cfg: TrainConfig) -> Method:
@@ -46,55 +50,68 @@ def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
 
 
 class Group:
-    """One optimizer over some networks, with its scaler, scheduler and NaN streak."""
+    """One optimizer over some networks, with its scaler, schedule and on-device skip counters.
+
+    A step whose loss (or, fp32/bf16, any gradient) is not finite is skipped on the device, never
+    by asking the host: on fp16 through the GradScaler's found-inf, on fp32/bf16 through a device
+    flag given to the optimizer (precision.masked_step). The counters (skipped steps, the current
+    and worst streak, the first skipped step) stay device tensors until :meth:`read`, at log intervals.
+    """
 
     def __init__(self, name: str, nets: list[nn.Module], lr: float, cfg: TrainConfig, device: torch.device, precision: str) -> None:
         self.name = name
         self.params = [p for net in nets for p in net.parameters() if p.requires_grad]
-        # The fused Adam kernel updates all tensors in one pass: on a 2-core CPU it stepped the 54M
-        # parameters of unet_256 2.6x faster than the default per-tensor loop (see BENCHMARKS.md).
-        fused = bool(self.params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in self.params)
-        self.optimizer = torch.optim.Adam(self.params, lr=lr, betas=(cfg.beta1, cfg.beta2), fused=fused or None)
-        factor = lr_lambda(cfg.lr_policy, cfg.n_epochs, cfg.n_epochs_decay, cfg.lr_milestones, cfg.lr_gamma)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.optimizer = make_optimizer(cfg, self.params, lr)
+        self.scheduler = make_scheduler(self.optimizer, cfg)
         self.scaler = make_scaler(device, precision)
         self.precision = precision
-        self.skipped = 0
-        self.streak = 0
+        self.skipped, self.streak, self.worst, self.first_skip = (torch.zeros((), dtype=torch.int64, device=device)
+                                                                  for _ in range(4))
 
-    def step(self, losses: dict[str, torch.Tensor], grad_clip: float, nan_limit: int) -> bool:
-        """Backward and step unless the loss is not finite; returns whether it stepped."""
+    def step(self, losses: dict[str, torch.Tensor], grad_clip: float, at_step: int = 0) -> None:
+        """Backward and step; a non-finite step (``at_step``: its number) leaves the weights as they were."""
         total = sum(losses.values())
         assert isinstance(total, torch.Tensor)
         self.optimizer.zero_grad(set_to_none=True)
-        if not bool(torch.isfinite(total)):
-            self.skipped += 1
-            self.streak += 1
-            if self.streak >= nan_limit:
-                terms = ", ".join(f"{k}={float(v.detach()):.3g}" for k, v in losses.items())
-                fp32 = "" if self.precision == "fp32" else "--precision fp32 or "
-                raise I2IError(f"{self.streak} non-finite {self.name} losses in a row ({terms}); lower lr, try "
-                               f"{fp32}a gradient clip (--set grad_clip=1)")
-            return False
-        self.streak = 0
+        bad = ~torch.isfinite(total.detach())
         self.scaler.scale(total).backward()
-        if grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.params, grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return True
+        if self.scaler.is_enabled():  # fp16: the scaler finds inf/NaN gradients and skips on the device
+            if grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.params, grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            found = nonfinite_flag(total, self.params)
+            bad = found > 0
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, grad_clip)
+            masked_step(self.optimizer, found)
+        with torch.no_grad():  # the counters, on the device
+            self.skipped.add_(bad.long())
+            self.streak.add_(1).mul_(bad.long())
+            torch.maximum(self.worst, self.streak, out=self.worst)
+            self.first_skip.copy_(torch.where(bad & (self.first_skip == 0), at_step, self.first_skip))
+
+    def read(self) -> dict[str, int]:
+        """The counters on the host (one sync; at log intervals): ``worst`` is the longest streak since
+        the last read."""
+        skipped, streak, worst, first = torch.stack([self.skipped, self.streak, self.worst, self.first_skip]).tolist()
+        self.worst.copy_(self.streak)
+        return {"skipped": skipped, "streak": streak, "worst": worst, "first_skip": first}
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "skipped": self.skipped, "streak": self.streak}
+                "scaler": self.scaler.state_dict(), "skipped": int(self.skipped), "streak": int(self.streak),
+                "worst": int(self.worst), "first_skip": int(self.first_skip)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.skipped, self.streak = state["skipped"], state["streak"]
+        for key in ("skipped", "streak", "worst", "first_skip"):
+            getattr(self, key).fill_(state.get(key, state["streak"] if key == "worst" else 0))
 
 
 def rng_state() -> dict[str, Any]:
@@ -197,6 +214,13 @@ class Trainer:
             for n in self.G_names:
                 cpu_kernels(self.raw[n], self.device, self.precision)
 
+        # So are the optimizer, schedule and critic steps (i2i/engine/schedule.py).
+        check_schedule(cfg)
+        if cfg.d_steps < 1 or cfg.d_warmup_steps < 0:
+            raise I2IError(f"d_steps must be >= 1 and d_warmup_steps >= 0, got {cfg.d_steps} and {cfg.d_warmup_steps}")
+        if not self.D_names and (cfg.d_steps != 1 or cfg.d_warmup_steps):
+            raise I2IError(f"d_steps and d_warmup_steps need a discriminator; {method_name} trains none here")
+
         # Data.
         from ..data import resolve_data
 
@@ -209,8 +233,12 @@ class Trainer:
             pin_memory=cfg.pin_memory and self.device.type == "cuda", persistent_workers=cfg.persistent_workers,
         )
         self.steps_per_epoch = len(self.sampler) // cfg.batch_size + (len(self.sampler) % cfg.batch_size > 0)
-        self.total_epochs = cfg.n_epochs + cfg.n_epochs_decay
-        self.total_steps = self.total_epochs * self.steps_per_epoch
+        if cfg.lr_unit == "iter":  # the length is in iterations: as many epochs as they take
+            self.total_steps = cfg.n_iters + cfg.n_iters_decay
+            self.total_epochs = -(-self.total_steps // self.steps_per_epoch)
+        else:
+            self.total_epochs = cfg.n_epochs + cfg.n_epochs_decay
+            self.total_steps = self.total_epochs * self.steps_per_epoch
         if cfg.max_steps:
             self.total_steps = min(self.total_steps, cfg.max_steps)
 
@@ -220,13 +248,17 @@ class Trainer:
             self.groups["D"] = Group("D", [self.raw[n] for n in self.D_names], cfg.lr_D or cfg.lr, cfg, self.device, self.precision)
         self.ema = {n: EMA(self.raw[n], cfg.ema_decay) for n in self.G_names} if cfg.ema_decay > 0 else {}
         self.step, self.epoch, self.epoch_pos = 0, 0, 0
+        self.diversity = DiversityMonitor(cfg.diversity_threshold, cfg.diversity_patience)
+        self.loss_keys: dict[str, list[str]] = {}  # each group's loss terms, named in the nan_limit error
 
         self.run_dir = Path(cfg.out_dir) / cfg.name
         if resume_from is not None:
             self.load(resume_from)
             if self.step >= self.total_steps:
-                by_epochs = self.total_steps == self.total_epochs * self.steps_per_epoch
+                by_epochs = self.total_steps == self.total_epochs * self.steps_per_epoch and cfg.lr_unit == "epoch"
+                by_iters = cfg.lr_unit == "iter" and self.total_steps == cfg.n_iters + cfg.n_iters_decay
                 how = ("more epochs (--set n_epochs=N / n_epochs_decay=N: its epochs end at this step)" if by_epochs
+                       else "more iterations (--set n_iters=N / n_iters_decay=N)" if by_iters
                        else "a larger --max-steps")
                 raise I2IError(f"the run in {self.run_dir} is finished at step {self.step} of {self.total_steps}; to "
                                f"train longer, resume it with {how}")
@@ -315,10 +347,21 @@ class Trainer:
             raise I2IError(f"{state_file} {why}; {other}") from None
 
     # -- the loop ----------------------------------------------------------------------------
+    def generator_steps_now(self) -> bool:
+        """Whether this iteration steps G too: D steps every iteration, each on its own batch (WGAN-GP's
+        fresh batch per critic iteration); G only after ``d_warmup_steps`` and then every ``d_steps``-th
+        (BasicSR's net_d_init_iters and net_d_iters; Gulrajani et al. 2017 use 5)."""
+        cfg = self.cfg
+        if not self.D_names:
+            return True
+        return self.step >= cfg.d_warmup_steps and (self.step - cfg.d_warmup_steps + 1) % cfg.d_steps == 0
+
     def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """One iteration: forward, a D step, a G step when due, EMA; no host sync anywhere in it."""
         method, cfg = self.method, self.cfg
+        step_G = self.generator_steps_now()
         method.nets = self.train_nets
-        with autocast(self.device, self.precision):
+        with autocast(self.device, self.precision), torch.set_grad_enabled(step_G):  # a D-only step: no G graph
             out = method.forward(batch)
         logs: dict[str, torch.Tensor] = {}
         if self.D_names:
@@ -326,19 +369,23 @@ class Trainer:
             set_requires_grad(d_nets, True)
             with autocast(self.device, self.precision):
                 losses_D = method.discriminator_loss(batch, out)
-            self.groups["D"].step(losses_D, cfg.grad_clip, cfg.nan_limit)
+            self.groups["D"].step(losses_D, cfg.grad_clip, self.step + 1)
+            self.loss_keys["D"] = list(losses_D)
             set_requires_grad(d_nets, False)  # the generator step must not touch D's gradients
             logs.update(losses_D)
-        method.nets = self.g_phase_nets
-        with autocast(self.device, self.precision):
-            losses_G = method.generator_loss(batch, out)
-        if self.groups["G"].step(losses_G, cfg.grad_clip, cfg.nan_limit):
-            for n, e in self.ema.items():
+        if step_G:
+            method.nets = self.g_phase_nets
+            with autocast(self.device, self.precision):
+                losses_G = method.generator_loss(batch, out)
+            self.groups["G"].step(losses_G, cfg.grad_clip, self.step + 1)
+            self.loss_keys["G"] = list(losses_G)
+            for n, e in self.ema.items():  # a step skipped on the device left the weights: EMA averages them in
                 e.update(self.raw[n])
-        method.nets = self.train_nets
-        logs.update(losses_G)
+            method.nets = self.train_nets
+            logs.update(losses_G)
         with torch.no_grad():
             logs.update(method.metrics(batch, out))
+            self.diversity.add(*method.diversity_images(batch, out))
         self._last_out = out
         return {k: v.detach() for k, v in logs.items()}
 
@@ -357,7 +404,8 @@ class Trainer:
 
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump({"method": self.method.name, **to_dict(cfg)}, sort_keys=False))
         log = RunLog(self.run_dir, self.total_steps, self.step, enabled=main)
-        stop.on_first = lambda name: log.info(f"i2i: {name}: stopping after this step to save a checkpoint "
+        when = f"at the next log step (every {cfg.log_every})" if self.dist.enabled else "after this step"
+        stop.on_first = lambda name: log.info(f"i2i: {name}: stopping {when} to save a checkpoint "
                                                f"(press Ctrl-C again to abort at once, saving nothing)")
         first_step, first_tick = self.step, time.perf_counter()
         log.info(f"i2i: training {self.method.name} on {self.data_root} ({len(self.loader.dataset)} images) "  # type: ignore[arg-type]
@@ -366,25 +414,20 @@ class Trainer:
                  + (f", {self.dist.world_size} processes" if self.dist.enabled else ""))
         for net in self.raw.values():
             net.train()
-        sums: dict[str, torch.Tensor] = {}
+        sums: dict[str, torch.Tensor] = {}  # running loss sums: device tensors, read at log steps only
+        counts: dict[str, int] = {}  # steps that logged each key (G's only every d_steps-th)
         window, data_time, compute_time, images = 0, 0.0, 0.0, 0
+        self._said_skip = any(g.read()["skipped"] for g in self.groups.values())
         try:
             stop.install()
             while self.epoch < self.total_epochs and self.step < self.total_steps:
                 self.sampler.set_position(self.epoch, self.epoch_pos)
                 tick = time.perf_counter()
-                for batch in self.loader:
-                    batch = self.method.to_device(batch)
-                    if cfg.channels_last:
-                        batch = {k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, torch.Tensor) and v.ndim == 4 else v for k, v in batch.items()}
+                # the next batch is copied to the device while this step runs (i2i/engine/prefetch.py)
+                for batch in Prefetcher(self.loader, self.method.to_device, self.device, cfg.channels_last):
                     started = time.perf_counter()
                     data_time += started - tick
-                    skipped = sum(g.skipped for g in self.groups.values())
                     logs = self.train_step(batch)
-                    if skipped == 0 and any(g.skipped for g in self.groups.values()):  # the run's first: say it once
-                        log.info(f"i2i: warning: step {self.step + 1}: a loss is not finite "
-                                 f"({', '.join(n for n, g in self.groups.items() if g.skipped)}); the step is skipped. "
-                                 f"metrics.jsonl counts them (skipped_steps); {cfg.nan_limit} in a row stop the run")
                     if self.device.type == "cuda" and (self.step + 1) % cfg.log_every == 0:
                         torch.cuda.synchronize()
                     tick = time.perf_counter()
@@ -394,19 +437,20 @@ class Trainer:
                     self.step += 1
                     self.epoch_pos += n
                     window += 1
+                    lr = self.groups["G"].optimizer.param_groups[0]["lr"]  # the lr this step used
+                    if cfg.lr_unit == "iter":
+                        self._step_schedules()
                     for k, v in logs.items():
-                        sums[k] = sums.get(k, torch.zeros((), device=self.device)) + v.float()
+                        sums[k] = sums[k] + v.float() if k in sums else v.float()
+                        counts[k] = counts.get(k, 0) + 1
                     log.step()
-                    if self.step % cfg.log_every == 0 or self.step == self.total_steps:
-                        record = {k: float(v) / window for k, v in sums.items()}
-                        record = D.all_reduce_mean(record, self.dist, self.device)
+                    at_log = self.step % cfg.log_every == 0 or self.step == self.total_steps
+                    if at_log:  # the host reads the device here (and at samples and saves), never per step
                         elapsed = data_time + compute_time
-                        log.write({"step": self.step, "epoch": self.epoch,
-                                   "lr": self.groups["G"].optimizer.param_groups[0]["lr"],
-                                   **record, "data_time": data_time / window, "compute_time": compute_time / window,
-                                   "images_per_s": images / elapsed if elapsed else 0.0,
-                                   "skipped_steps": sum(g.skipped for g in self.groups.values())})
-                        sums, window, data_time, compute_time, images = {}, 0, 0.0, 0.0, 0
+                        self._log_window(log, sums, counts, {
+                            "lr": lr, "data_time": data_time / window, "compute_time": compute_time / window,
+                            "images_per_s": images / elapsed if elapsed else 0.0})
+                        sums, counts, window, data_time, compute_time, images = {}, {}, 0, 0.0, 0.0, 0
                     if main and cfg.sample_every and self.step % cfg.sample_every == 0:
                         self.sample(batch)
                     if self.step == first_step + 5:  # the first steps include start-up (workers, caches, kernels)
@@ -416,15 +460,17 @@ class Trainer:
                     due = cfg.save_every_minutes > 0 and time.monotonic() - self._saved_at >= 60 * cfg.save_every_minutes
                     if main and ((cfg.save_every and self.step % cfg.save_every == 0) or due):
                         self.save(f"step_{self.step:07d}")
-                    if D.any_rank(stop.signal is not None, self.dist, self.device):  # every rank stops at this step
+                    # Every rank stops at the same step: under DDP they agree at log steps (an all-reduce
+                    # is a sync), so a signal stops the run within log_every steps; alone, at once.
+                    if (at_log or not self.dist.enabled) and D.any_rank(stop.signal is not None, self.dist, self.device):
                         self._interrupted(log, stop.signal or "a signal on another rank")
                     if self.step >= self.total_steps:
                         break
                 else:  # the epoch ran to its end
                     self.epoch += 1
                     self.epoch_pos = 0
-                    for g in self.groups.values():
-                        g.scheduler.step()
+                    if cfg.lr_unit == "epoch":
+                        self._step_schedules()
                     if main:
                         self.save("last")
                     continue
@@ -432,7 +478,7 @@ class Trainer:
             if main:
                 self.sample(batch)
                 path = self.save("final")
-                skipped = sum(g.skipped for g in self.groups.values())
+                skipped = sum(g.read()["skipped"] for g in self.groups.values())
                 log.info(f"i2i: done at step {self.step}; checkpoint {path}"
                          + (f"; {skipped} step(s) skipped for non-finite losses" if skipped else ""))
         finally:
@@ -440,6 +486,46 @@ class Trainer:
             log.close()
             D.cleanup(self.dist)
         return self.run_dir
+
+    def _step_schedules(self) -> None:
+        """Step every group's LR schedule (per epoch or per iteration, ``lr_unit``)."""
+        with warnings.catch_warnings():  # during d_warmup_steps G's optimizer has not stepped yet: torch warns
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
+            for g in self.groups.values():
+                g.scheduler.step()
+
+    def _log_window(self, log: RunLog, sums: dict[str, torch.Tensor], counts: dict[str, int],
+                    extra: dict[str, float]) -> None:
+        """One metrics.jsonl row: the window's mean losses, the diversity monitor and the skip counters,
+        read from the device in one go; then the warnings and the nan_limit stop (here, not per step)."""
+        keys = list(sums)
+        div = self.diversity.value()
+        wanted = [sums[k] for k in keys] + ([div.float()] if div is not None else [])
+        values = torch.stack(wanted).tolist() if wanted else []
+        record = {k: values[i] / counts[k] for i, k in enumerate(keys)}
+        if div is not None:
+            record["diversity"] = values[-1]
+        record = D.all_reduce_mean(record, self.dist, self.device)
+        counters = {n: g.read() for n, g in self.groups.items()}
+        skipped = sum(c["skipped"] for c in counters.values())
+        log.write({"step": self.step, "epoch": self.epoch, "lr": extra.pop("lr"), **record, **extra,
+                   "skipped_steps": skipped})
+        if skipped and not self._said_skip:  # the run's first: say it once
+            self._said_skip = True
+            first = min(c["first_skip"] for c in counters.values() if c["skipped"])
+            log.info(f"i2i: warning: step {first}: a loss is not finite "
+                     f"({', '.join(n for n, c in counters.items() if c['skipped'])}); the step is skipped. "
+                     f"metrics.jsonl counts them (skipped_steps); {self.cfg.nan_limit} in a row stop the run "
+                     f"(checked every log_every={self.cfg.log_every} steps)")
+        warning = self.diversity.check(record.get("diversity"), self.step)
+        if warning:
+            log.info(warning)
+        for n, c in counters.items():
+            if c["worst"] >= self.cfg.nan_limit:
+                terms = ", ".join(f"{k}={record[k]:.3g}" for k in self.loss_keys.get(n, ()) if k in record)
+                fp32 = "" if self.precision == "fp32" else "--precision fp32 or "
+                raise I2IError(f"{c['worst']} non-finite {n} losses in a row by step {self.step} ({terms}); lower "
+                               f"lr, try {fp32}a gradient clip (--set grad_clip=1)")
 
     def _interrupted(self, log: RunLog, why: str) -> None:
         """Save ``interrupted`` (rank 0) and stop with TrainingInterrupted, saying how to resume."""
