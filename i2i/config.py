@@ -97,6 +97,10 @@ class TrainConfig:
     #: stop after this many consecutive non-finite losses (each one skips its step); checked at log
     #: intervals, so the run stops at the first log step after the limit is reached
     nan_limit: int = 20
+    #: mode-collapse monitor: warn when ``diversity`` (mean pairwise distance of generated images over
+    #: that of the real ones) stays below this for diversity_patience log intervals (0: no warning)
+    diversity_threshold: float = 0.2
+    diversity_patience: int = 5
     #: skip unreadable images (reported) instead of stopping with an error
     skip_bad_images: bool = False
 
@@ -113,10 +117,6 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
-    #: mode-collapse monitor: warn when ``diversity`` (mean pairwise distance of generated images over
-    #: that of the real ones) stays below this for diversity_patience log intervals (0: no warning)
-    diversity_threshold: float = 0.2
-    diversity_patience: int = 5
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             if type(None) in args:
                 return None

@@ -101,11 +101,6 @@ class Method:
         """Named monitors logged with the losses but never back-propagated (run under no_grad)."""
         return {}
 
-    def extra_state(self) -> dict[str, Any]:
-        """Training state beyond networks and optimizers (e.g. an image pool), as tensors/plain data."""
-        return {}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
     def diversity_images(self, batch: Batch, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(generated, real) image batches [N, C, H, W] in one value range, for the engine's mode-collapse
         monitor (i2i/engine/monitor.py; run under no_grad). Default: the sample grid's output (second
@@ -113,6 +108,11 @@ class Method:
         columns = self.visuals(batch, out)
         return columns[1], columns[-1]
 
+    def extra_state(self) -> dict[str, Any]:
+        """Training state beyond networks and optimizers (e.g. an image pool), as tensors/plain data."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what extra_state returned."""
 
     def to_device(self, batch: Batch) -> Batch:

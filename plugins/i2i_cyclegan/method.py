@@ -132,29 +132,14 @@ class CycleGAN(DomainPairMethod):
     def visuals(self, batch: Batch, out: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return [self.to_net(t) for t in (batch["A"], out["fake_B"], out["rec_A"], batch["B"], out["fake_A"], out["rec_B"])]
 
+    def diversity_images(self, batch: Batch, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """G_A's translations against real B images (the grid's last column is a reconstruction)."""
+        return self.to_net(out["fake_B"]), self.to_net(batch["B"])
+
     def extra_state(self) -> dict[str, Any]:
         return {"pool_A": self.pool_A.state_dict(), "pool_B": self.pool_B.state_dict()}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if "pool_A" in state:
-    def diversity_images(self, batch: Batch, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """G_A's translations against real B images (the grid's last column is a reconstruction)."""
-        return self.to_net(out["fake_B"]), self.to_net(batch["B"])
-
-    # validation: unpaired, so distribution metrics between G_A's translations and real B images
-    validation_kinds = ("distribution",)
-    default_val_metrics = ("kid",)
-
-    def validation_dataset(self, root: str, explicit: bool):
-        from i2i.data import UnalignedDataset
-
-        cfg = self.cfg
-        return UnalignedDataset(root, phase=self.validation_phase(root, explicit), load_size=cfg.crop_size,
-                                crop_size=cfg.crop_size, flip=False, train=False, serial=True, direction=cfg.direction,
-                                in_channels=cfg.in_channels, out_channels=cfg.out_channels, skip_bad=cfg.skip_bad_images)
-
-    def validation_batch(self, batch: Batch):
-        return self.to_unit(self.generate("G_A", batch["A"])), self.to_unit(batch["B"]), None
-
             self.pool_A.load_state_dict(state["pool_A"], self.device)
             self.pool_B.load_state_dict(state["pool_B"], self.device)
