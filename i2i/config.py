@@ -86,6 +86,22 @@ class TrainConfig:
     save_every_minutes: float = 15.0
     #: step checkpoints kept (the newest); last, final and interrupted are always kept (0: keep all)
     keep_last: int = 3
+    # GAN stabilisers (docs/stabilisers.md), for every method with a discriminator; one implementation
+    # in i2i.method.Adversarial, checked when the networks are built
+    #: one-sided label smoothing: the discriminator's target for real images (vanilla, lsgan; 0.9 as
+    #: Salimans et al. 2016); the generator still aims at 1.0
+    real_label: float = 1.0
+    #: spectral normalisation on every conv and linear layer of the discriminators (Miyato et al. 2018)
+    d_spectral_norm: bool = False
+    #: weight of the L1 between the discriminators' intermediate features of real and generated images
+    #: (pix2pixHD's feature matching: 10); 0 = off
+    feat_match_weight: float = 0.0
+    #: R1 / R2 gradient penalties on real / generated images: gamma / 2 * E||grad D||^2 (Mescheder et al. 2018)
+    r1_gamma: float = 0.0
+    r2_gamma: float = 0.0
+    #: DiffAugment on everything the discriminators see, reals and fakes, D and G steps: a comma list of
+    #: color, translation, cutout (Zhao et al. 2020; "" = off)
+    diffaugment: str = ""
     channels_last: bool = False
     compile: bool = False
     #: opt-in CPU kernels for the generators (the i2i_cpu plugin's ``accelerate`` hook), fp32 on CPU only

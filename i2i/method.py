@@ -56,6 +56,9 @@ class Method:
     Config: ClassVar[type[TrainConfig]] = TrainConfig
     #: value range of the images in this method's batches (generators see their own range: generate)
     data_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
+    #: whether a fake and the real image in the same batch position show the same scene (pix2pix,
+    #: SR, inpainting: True; CycleGAN's unpaired domains: False); feature matching reads it
+    paired: ClassVar[bool] = True
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -70,6 +73,8 @@ class Method:
         self.device = torch.device("cpu")
         #: the value_range of every generator, by net name (see generate)
         self.value_ranges: dict[str, tuple[float, float]] = {}
+        #: registry name + full kwargs of every discriminator (make_discriminator)
+        self.discriminator_specs: dict[str, tuple[str, dict[str, Any]]] = {}
 
     # -- to implement -------------------------------------------------------------------------
     def build_networks(self) -> None:
@@ -160,24 +165,88 @@ class Method:
         return module
 
     def make_discriminator(self, net: str, name: str, kwargs: Mapping[str, Any] | None = None, *,
-                           in_channels: int | None = None, norm: str | None = None,
-                           source: str = "discriminator_kwargs", **more: Any) -> nn.Module:
+                           in_channels: int | None = None, norm: str | None = None, input_size: int | None = None,
+                           size_key: str = "crop_size", source: str = "discriminator_kwargs", **more: Any) -> nn.Module:
         """Build registered discriminator ``name`` as ``self.nets[net]``: ``in_channels`` asked
-        through the contract, ``norm`` a preference used where the network offers it."""
+        through the contract, ``norm`` a preference used where the network offers it.
+
+        ``input_size``: the side of the images it will see in training (set by config key
+        ``size_key``); below the discriminator's declared minimum (:attr:`DiscriminatorSpec.min_size`)
+        it is a one-line I2IError naming the key and a size that fits, raised before any data is read.
+        With ``d_spectral_norm`` in the config every conv and linear layer gets spectral normalisation.
+        """
         from .contract import build, discriminator_kwargs
 
         spec = discriminators().get(name)
         full = discriminator_kwargs(spec, {**(kwargs or {}), **more}, method=self.method_name,
                                     in_channels=in_channels, norm=norm, source=source)
+        if input_size is not None:
+            self.check_discriminator_fits(spec, full, input_size, size_key)
         module = build("discriminator", spec, full, source)
+        if getattr(self.cfg, "d_spectral_norm", False):
+            from .engine.stabilisers import spectral_normalise
+
+            spectral_normalise(module)
         self.nets[net] = module
         self.discriminator_nets.append(net)
+        self.discriminator_specs[net] = (name, dict(full))
         return module
 
+    def crop_multiple(self) -> int:
+        """What training crops must be a multiple of: the generators' size multiples (their lcm)."""
+        import math
+
+        out = 1
+        for name, _ in self.generator_specs.values():
+            out = math.lcm(out, generators().get(name).size_multiple)
+        return out
+
+    def check_discriminator_fits(self, spec: DiscriminatorSpec, kwargs: Mapping[str, Any], input_size: int,
+                                 size_key: str = "crop_size") -> None:
+        """A one-line I2IError when ``input_size`` is below what discriminator ``spec`` built with
+        ``kwargs`` takes; it names ``size_key``, the smallest size that fits the generators too, and
+        (for a network with ``n_layers``) the other way out."""
+        from .contract import _parameters
+        from .registry import discriminator_min_size
+
+        least = discriminator_min_size(spec, dict(kwargs))
+        if input_size >= least:
+            return
+        m = self.crop_multiple()
+        fit = -(-least // m) * m
+        other = ("fewer layers (--set discriminator_kwargs.n_layers=N)" if "n_layers" in _parameters(spec.factory)[0]
+                 else "another discriminator")
+        raise I2IError(f"{size_key} {input_size} is too small for discriminator {spec.name}, which takes sides of at "
+                       f"least {least}; use --set {size_key}={fit} or {other}")
+
     def make_adversarial(self, name: str, *, gp_weight: float = 0.0, source: str = "gan_loss",
-                         **loss_kwargs: Any) -> "Adversarial":
-        """The GAN objective from registered loss ``name`` (see :class:`Adversarial`)."""
-        return Adversarial(name, method=self.method_name, gp_weight=gp_weight, source=source, **loss_kwargs)
+                         layout: Sequence[int] | None = None, **loss_kwargs: Any) -> "Adversarial":
+        """The GAN objective from registered loss ``name`` (see :class:`Adversarial`), with the config's
+        stabilisers (``real_label``, ``feat_match_weight``, ``r1_gamma``, ``r2_gamma``, ``diffaugment``;
+        docs/stabilisers.md). ``layout``: the discriminators' input channels, for DiffAugment (a
+        positive n per image of n channels, -n for n mask channels; None: one image). Call it after
+        make_discriminator: feature matching needs discriminators that return their features."""
+        from .engine.stabilisers import check_stabiliser_config
+
+        cfg = self.cfg
+        check_stabiliser_config(cfg)
+        if cfg.real_label != 1.0:
+            loss_kwargs.setdefault("real_label", cfg.real_label)
+        if cfg.feat_match_weight > 0:
+            lacking = sorted({n for n, _ in self.discriminator_specs.values() if not discriminators().get(n).features})
+            if lacking or not self.discriminator_specs:
+                able = [s.name for s in discriminators().list() if s.features]
+                raise I2IError(f"feat_match_weight={cfg.feat_match_weight} needs a discriminator that returns its "
+                               f"features; {', '.join(lacking) or 'none here'} does not; ones that do: {', '.join(able)}")
+        return Adversarial(name, method=self.method_name, gp_weight=gp_weight, source=source, r1_gamma=cfg.r1_gamma,
+                           r2_gamma=cfg.r2_gamma, feat_match_weight=cfg.feat_match_weight,
+                           diffaugment=cfg.diffaugment, layout=layout, paired=self.paired, **loss_kwargs)
+
+    def refuse_stabilisers(self, why: str) -> None:
+        """Refuse the GAN stabiliser keys (one line) in a method or setting without a discriminator."""
+        from .engine.stabilisers import STABILISER_KEYS
+
+        self.refuse_unused(list(STABILISER_KEYS), why)
 
     def refuse_unused(self, keys: Sequence[str], why: str) -> None:
         """A one-line error when any of ``keys`` differs from its default: the method would not read it."""
@@ -256,20 +325,29 @@ class DomainPairMethod(Method):
 
 class Adversarial:
     """A method's GAN objective, built from a registered ``kind="gan"`` loss and used the same way by
-    every built-in method, so that each loss means what it names in each of them:
+    every built-in method, so that each loss, and each stabiliser, means what it names in each of them:
 
     - a relativistic loss (``needs_reference``, e.g. ``ragan``) scores each set against the other
       set's mean logit, in the discriminator step and in the generator step (which then also needs
       the discriminator's logits for the real images);
     - ``gp_weight`` > 0 adds the WGAN-GP gradient penalty to the discriminator loss (fp32); a loss
       that needs one (``needs_penalty``: ``wgan-gp``) is refused without it;
-    - ``loss_kwargs`` (label smoothing: ``real_label``) are refused by a loss that has no such setting.
+    - ``loss_kwargs`` (label smoothing: ``real_label``) are refused by a loss that has no such setting;
+    - ``r1_gamma`` / ``r2_gamma`` > 0 add ``gamma / 2 * E||grad D||^2`` on reals / fakes (Mescheder et
+      al. 2018), fp32, to the discriminator loss (terms ``"r1"``, ``"r2"``);
+    - ``feat_match_weight`` > 0 adds pix2pixHD's feature matching to the generator loss (term
+      ``"feat"``; :func:`i2i.engine.stabilisers.feature_matching`, statistics when not ``paired``);
+    - ``diffaugment`` (a policy, :mod:`i2i.engine.augment`) augments every discriminator input, reals
+      and fakes, in both steps and inside the penalties (their gradients go through it, as in
+      StyleGAN2-ADA); ``layout`` says which input channels are images.
 
-    Everything is checked when it is built, so with the networks: before any data is read.
+    Everything is checked when it is built, so with the networks: before any data is read. Source
+    of the whole set: docs/stabilisers.md.
     """
 
     def __init__(self, name: str, *, method: str = "this method", gp_weight: float = 0.0, source: str = "gan_loss",
-                 **loss_kwargs: Any) -> None:
+                 r1_gamma: float = 0.0, r2_gamma: float = 0.0, feat_match_weight: float = 0.0, diffaugment: str = "",
+                 layout: Sequence[int] | None = None, paired: bool = True, **loss_kwargs: Any) -> None:
         from .contract import _parameters
 
         reg = losses()
@@ -280,8 +358,10 @@ class Adversarial:
         if spec.needs_penalty and not gp_weight > 0:
             raise I2IError(f"{source}={name} needs a gradient penalty, which is off (gp_weight=0) in {method}: "
                            f"--set gp_weight=10 (the WGAN-GP paper's)")
-        if gp_weight < 0:
-            raise I2IError(f"gp_weight must be >= 0, got {gp_weight}")
+        for key, value in (("gp_weight", gp_weight), ("r1_gamma", r1_gamma), ("r2_gamma", r2_gamma),
+                           ("feat_match_weight", feat_match_weight)):
+            if value < 0:
+                raise I2IError(f"{key} must be >= 0, got {value}")
         def refuse(key: str) -> I2IError:
             takers = [s.name for s in reg.list() if s.kind == "gan" and key in _parameters(s.factory)[0]]
             return I2IError(f"{key}={loss_kwargs[key]!r} does nothing with {source}={name} ({name} has no {key}); "
@@ -302,31 +382,84 @@ class Adversarial:
         self.spec = spec
         self.relativistic = bool(spec.needs_reference)
         self.gp_weight = float(gp_weight)
+        self.r1_gamma, self.r2_gamma = float(r1_gamma), float(r2_gamma)
+        self.feat_match_weight = float(feat_match_weight)
+        self.paired = paired
+        self.layout = tuple(layout) if layout else None
+        self.augment: nn.Module | None = None
+        if diffaugment:
+            from .engine.augment import DiffAugment
+
+            self.augment = DiffAugment(diffaugment)
+
+    def _aug(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.augment is None else self.augment(x, self.layout)
+
+    def critic(self, D: nn.Module) -> Any:
+        """What the discriminator loss sees as the critic: ``D`` behind DiffAugment when it is on."""
+        return D if self.augment is None else (lambda x: D(self._aug(x)))
 
     def discriminator_terms(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{"real": ..., "fake": ...}`` (and ``"gp"``, already weighted, when gp_weight > 0): the
-        discriminator's loss on real and on fake inputs. Detach the fakes before calling."""
-        real_logits, fake_logits = D(real), D(fake)
+        """``{"real": ..., "fake": ...}``, the discriminator's loss on real and on fake inputs, and the
+        penalties that are on, already weighted: ``"gp"`` (gp_weight), ``"r1"``, ``"r2"`` (gamma / 2).
+        Detach the fakes before calling; :meth:`penalty_terms` names the penalties for the log."""
+        real_logits, fake_logits = D(self._aug(real)), D(self._aug(fake))
         if self.relativistic:
             terms = {"real": self.loss(real_logits, True, reference=fake_logits),
                      "fake": self.loss(fake_logits, False, reference=real_logits)}
         else:
             terms = {"real": self.loss(real_logits, True), "fake": self.loss(fake_logits, False)}
-        if self.gp_weight > 0:
-            from .engine.penalties import gradient_penalty
+        if self.gp_weight > 0 or self.r1_gamma > 0 or self.r2_gamma > 0:
+            from .engine.penalties import gradient_penalty, r1_penalty, r2_penalty
 
-            terms["gp"] = self.gp_weight * gradient_penalty(D, real, fake)
+            critic = self.critic(D)
+            if self.gp_weight > 0:
+                terms["gp"] = self.gp_weight * gradient_penalty(critic, real, fake)
+            if self.r1_gamma > 0:
+                terms["r1"] = 0.5 * self.r1_gamma * r1_penalty(critic, real)
+            if self.r2_gamma > 0:
+                terms["r2"] = 0.5 * self.r2_gamma * r2_penalty(critic, fake)
+        return terms
+
+    @staticmethod
+    def penalty_terms(terms: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+        """The penalties of :meth:`discriminator_terms` as log names: ``{f"{prefix}_gp": ...}``."""
+        return {f"{prefix}_{k}": v for k, v in terms.items() if k not in ("real", "fake")}
+
+    def generator_terms(self, D: nn.Module, fake: torch.Tensor, real: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``{"gan": the generator's adversarial loss on fake}`` and, with feature matching on, ``"feat"``
+        (already weighted by feat_match_weight). A relativistic loss and feature matching also need
+        ``real`` (scored without gradient: the discriminator is frozen in the generator step); for
+        paired feature matching with DiffAugment, fake and real go through one draw (``pair``) so
+        their features still correspond position by position."""
+        feats = self.feat_match_weight > 0
+        if (self.relativistic or feats) and real is None:
+            raise I2IError(f"{'the relativistic loss ' + self.name if self.relativistic else 'feature matching'} "
+                           f"needs the real images in the generator step")
+        real_in = None
+        if feats and self.paired and self.augment is not None:
+            fake_in, real_in = self.augment.pair(fake, real.detach(), self.layout)  # type: ignore[union-attr]
+        else:
+            fake_in = self._aug(fake)
+            if real is not None and (self.relativistic or feats):
+                real_in = self._aug(real)
+        fake_logits, fake_feats = D(fake_in, features=True) if feats else (D(fake_in), None)
+        real_logits, real_feats = None, None
+        if real_in is not None:
+            with torch.no_grad():
+                real_logits, real_feats = D(real_in, features=True) if feats else (D(real_in), None)
+        if not self.relativistic:
+            gan = self.loss(fake_logits, True, for_discriminator=False)
+        else:
+            gan = 0.5 * (self.loss(real_logits, False, False, reference=fake_logits)
+                         + self.loss(fake_logits, True, False, reference=real_logits))
+        terms = {"gan": gan}
+        if feats:
+            from .engine.stabilisers import feature_matching
+
+            terms["feat"] = self.feat_match_weight * feature_matching(fake_feats, real_feats, self.paired)  # type: ignore[arg-type]
         return terms
 
     def generator_term(self, D: nn.Module, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
-        """The generator's adversarial loss on ``fake``; a relativistic loss also needs ``real``
-        (scored without gradient: the discriminator is frozen in the generator step)."""
-        fake_logits = D(fake)
-        if not self.relativistic:
-            return self.loss(fake_logits, True, for_discriminator=False)
-        if real is None:
-            raise I2IError(f"the relativistic loss {self.name} needs the real images in the generator step")
-        with torch.no_grad():
-            real_logits = D(real)
-        return 0.5 * (self.loss(real_logits, False, False, reference=fake_logits)
-                      + self.loss(fake_logits, True, False, reference=real_logits))
+        """The sum of :meth:`generator_terms` (the adversarial loss, plus feature matching when on)."""
+        return sum(self.generator_terms(D, fake, real).values())  # type: ignore[return-value]

@@ -77,6 +77,21 @@ class DiscriminatorSpec:
     kwarg_names: dict[str, str | None] = field(default_factory=dict)
     #: The norm choices when norm is a keyword (empty: whatever the factory itself accepts).
     norms: tuple[str, ...] = ()
+    #: Smallest input height and width it takes in training at batch 1: an int, or a function of
+    #: the kwargs it is built with (the factory's keywords; defaults left out), e.g. PatchGAN's
+    #: ``3 * 2 ** n_layers``. Methods check their crop against it before any data is read
+    #: (:func:`discriminator_min_size`).
+    min_size: int | Callable[[dict[str, Any]], int] = 1
+    #: Whether ``forward(x, features=True)`` returns ``(logits, [intermediate feature maps])``: what
+    #: feature matching (``feat_match_weight``) needs. The maps are the activations after each block
+    #: (pix2pixHD's), each ``(N, C_k, H_k, W_k)``.
+    features: bool = False
+
+
+def discriminator_min_size(spec: DiscriminatorSpec, kwargs: dict[str, Any] | None = None) -> int:
+    """The smallest side ``spec`` takes when built with ``kwargs`` (see :attr:`DiscriminatorSpec.min_size`)."""
+    size = spec.min_size(dict(kwargs or {})) if callable(spec.min_size) else spec.min_size
+    return max(1, int(size))
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,23 @@
-"""Gradient penalties, always computed in fp32 (autocast off): their second-order terms overflow in fp16."""
+"""Gradient penalties, always computed in fp32 (autocast off): their second-order terms overflow in fp16.
+
+``critic`` is any callable from images to logits (a discriminator, or a discriminator behind
+DiffAugment: the gradient is then taken through the augmentation, as StyleGAN2-ADA does). Logit maps
+(PatchGAN: ``(N, 1, h, w)``) are summed per sample before the gradient is taken, so every patch's
+logit counts.
+"""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
-from torch import nn
+
+Critic = Callable[[torch.Tensor], torch.Tensor]
 
 
-def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP: (||grad critic(x_hat)|| - 1)^2 on random interpolates of real and fake."""
+def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): ``E (||grad critic(x_hat)||_2 - 1)^2`` on random interpolates
+    ``x_hat`` of real and fake. Scalar fp32, >= 0; weight it with ``gp_weight`` (the paper: 10)."""
     with torch.autocast(device_type=real.device.type, enabled=False):
         real, fake = real.detach().float(), fake.detach().float()
         alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
@@ -17,9 +27,26 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) 
         return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
-def r1_penalty(critic: nn.Module, real: torch.Tensor) -> torch.Tensor:
-    """R1: squared gradient norm of the critic on real data."""
-    with torch.autocast(device_type=real.device.type, enabled=False):
-        x = real.detach().float().requires_grad_(True)
+def grad_norm_penalty(critic: Critic, x: torch.Tensor) -> torch.Tensor:
+    """``E ||grad_x critic(x)||_2^2``: the squared gradient norm of the critic at ``x`` (N, C, H, W),
+    averaged over the batch; scalar fp32, >= 0, differentiable in the critic's parameters
+    (``create_graph``), never in ``x`` (detached first)."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x = x.detach().float().requires_grad_(True)
         (grad,) = torch.autograd.grad(critic(x).float().sum(), x, create_graph=True)
         return grad.pow(2).flatten(1).sum(1).mean()
+
+
+def r1_penalty(critic: Critic, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018, "Which Training Methods for GANs do actually Converge?"): the squared
+    gradient norm on real data, :func:`grad_norm_penalty` at ``real``. The paper's term is
+    ``gamma / 2 * R1``; StyleGAN2 uses gamma 10 at 1024 px, smaller at low resolution."""
+    return grad_norm_penalty(critic, real)
+
+
+def r2_penalty(critic: Critic, fake: torch.Tensor) -> torch.Tensor:
+    """R2 (same paper): R1's term on generated data, :func:`grad_norm_penalty` at ``fake``."""
+    return grad_norm_penalty(critic, fake)
+
+
+__all__ = ["gradient_penalty", "grad_norm_penalty", "r1_penalty", "r2_penalty"]

@@ -62,6 +62,7 @@ class CycleGANConfig(TrainConfig):
 class CycleGAN(DomainPairMethod):
     conformance_generator = "resnet_6blocks"
     conformance_size = 32
+    paired = False  # unpaired domains: feature matching compares feature statistics
     Config = CycleGANConfig
     cfg: CycleGANConfig
 
@@ -77,8 +78,10 @@ class CycleGAN(DomainPairMethod):
         g = {"scale": 1, "extra_inputs": ()}
         self.make_generator("G_A", cfg.generator, cfg.generator_kwargs, in_channels=a, out_channels=b, **g)
         self.make_generator("G_B", cfg.generator, cfg.generator_kwargs, in_channels=b, out_channels=a, **g)
-        self.make_discriminator("D_A", cfg.discriminator, cfg.discriminator_kwargs, in_channels=b, norm="instance")
-        self.make_discriminator("D_B", cfg.discriminator, cfg.discriminator_kwargs, in_channels=a, norm="instance")
+        self.make_discriminator("D_A", cfg.discriminator, cfg.discriminator_kwargs, in_channels=b, norm="instance",
+                                input_size=cfg.crop_size)
+        self.make_discriminator("D_B", cfg.discriminator, cfg.discriminator_kwargs, in_channels=a, norm="instance",
+                                input_size=cfg.crop_size)
         self.main_generator = "G_A"
         self.adversarial = self.make_adversarial(cfg.gan_loss, gp_weight=cfg.gp_weight)
         self.l1 = create_loss("l1")
@@ -109,19 +112,21 @@ class CycleGAN(DomainPairMethod):
         for name, real, fake in (("D_A", batch["B"], fake_B), ("D_B", batch["A"], fake_A)):
             terms = self.adversarial.discriminator_terms(self.nets[name], real, fake)
             losses[name] = 0.5 * (terms["real"] + terms["fake"])
-            if "gp" in terms:
-                losses[f"{name}_gp"] = terms["gp"]
+            losses.update(self.adversarial.penalty_terms(terms, name))
         return losses
 
     def generator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         real_A, real_B = batch["A"], batch["B"]
-        adv = self.adversarial.generator_term
+        adv = self.adversarial.generator_terms
+        adv_A, adv_B = adv(self.nets["D_A"], out["fake_B"], real_B), adv(self.nets["D_B"], out["fake_A"], real_A)
         losses = {
-            "G_A": adv(self.nets["D_A"], out["fake_B"], real_B),
-            "G_B": adv(self.nets["D_B"], out["fake_A"], real_A),
+            "G_A": adv_A.pop("gan"),
+            "G_B": adv_B.pop("gan"),
             "cycle_A": cfg.lambda_A * self.l1(out["rec_A"], real_A),
             "cycle_B": cfg.lambda_B * self.l1(out["rec_B"], real_B),
+            **{f"G_A_{k}": v for k, v in adv_A.items()},  # G_A_feat with feature matching
+            **{f"G_B_{k}": v for k, v in adv_B.items()},
         }
         if cfg.lambda_identity > 0:
             # G_A should leave an image that is already in domain B unchanged, and G_B likewise for A

@@ -36,6 +36,7 @@ def register_discriminators(register) -> None:
 
     register("sn_patch", SNPatchDiscriminator, test_kwargs={"ndf": 8, "n_layers": 4}, test_in_channels=4,
              in_channels=4, kwarg_names={"in_channels": "input_nc"},  # spectral norm: no norm choice
+             min_size=1, features=True,  # 5x5 stride-2 convs, padding 2: any side
              description="SN-PatchGAN (DeepFill v2): spectral norm, 5x5 stride 2; input image + mask")
 
 

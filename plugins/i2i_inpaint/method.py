@@ -89,6 +89,7 @@ class Inpaint(Method):
         if c.gan_weight == 0:
             self.refuse_unused(["discriminator", "discriminator_kwargs", "ndf", "d_layers", "gan_mode", "gp_weight",
                                 "lr_D"], "gan_weight is 0, so inpaint builds no discriminator")
+            self.refuse_stabilisers("gan_weight is 0, so inpaint builds no discriminator")
         if c.perceptual_weight == 0:
             self.refuse_unused(["perceptual_loss", "perceptual_kwargs"], "perceptual_weight is 0")
         gk = _shorthands(c, "generator", {"cnum": c.cnum}, c.generator_kwargs)
@@ -99,8 +100,9 @@ class Inpaint(Method):
                            f"(its forward takes no return_stages); --set coarse_weight=0")
         if c.gan_weight > 0:
             dk = _shorthands(c, "discriminator", {"ndf": c.ndf, "n_layers": c.d_layers}, c.discriminator_kwargs)
-            self.make_discriminator("D", c.discriminator, dk, in_channels=4)  # image + mask
-            self.adversarial = self.make_adversarial(c.gan_mode, gp_weight=c.gp_weight, source="gan_mode")
+            self.make_discriminator("D", c.discriminator, dk, in_channels=4, input_size=c.crop_size)  # image + mask
+            self.adversarial = self.make_adversarial(c.gan_mode, gp_weight=c.gp_weight, source="gan_mode",
+                                                     layout=(3, -1))  # DiffAugment: recolour the image, not the mask
         self.perceptual = create_loss(c.perceptual_loss, **c.perceptual_kwargs) if c.perceptual_weight > 0 else None
 
     def mask_generator(self):
@@ -133,10 +135,7 @@ class Inpaint(Method):
         mask = batch["mask"]
         terms = self.adversarial.discriminator_terms(
             self.nets["D"], self._d_input(batch["image"], mask), self._d_input(out["output"].detach(), mask))
-        losses = {"D_real": terms["real"], "D_fake": terms["fake"]}
-        if "gp" in terms:
-            losses["D_gp"] = terms["gp"]
-        return losses
+        return {"D_real": terms["real"], "D_fake": terms["fake"], **self.adversarial.penalty_terms(terms, "D")}
 
     def generator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c, image, mask = self.cfg, batch["image"], batch["mask"]
@@ -146,9 +145,11 @@ class Inpaint(Method):
             ch, cv = self._weighted_l1(out["coarse"], image, mask)
             losses["G_coarse"] = c.coarse_weight * (ch + cv)
         if c.gan_weight > 0:
-            adv = self.adversarial.generator_term(self.nets["D"], self._d_input(out["output"], mask),
-                                                  self._d_input(image, mask))
-            losses["G_GAN"] = c.gan_weight * adv
+            adv = self.adversarial.generator_terms(self.nets["D"], self._d_input(out["output"], mask),
+                                                   self._d_input(image, mask))
+            losses["G_GAN"] = c.gan_weight * adv["gan"]
+            if "feat" in adv:  # weighted by feat_match_weight only (pix2pixHD's lambda_feat)
+                losses["G_feat"] = adv["feat"]
         if self.perceptual is not None:  # perceptual losses take images in [0, 1]
             self.perceptual.to(image.device)
             losses["G_perceptual"] = c.perceptual_weight * self.perceptual((out["output"] + 1) / 2, (image + 1) / 2)

@@ -157,7 +157,9 @@ class SNPatchDiscriminator(nn.Module):
 
     Widths ndf, 2ndf, 4ndf, 4ndf, ... (the paper: ndf 64, 6 layers). Every output element is a
     logit for one patch; train it with the hinge loss. Input: the image and the mask stacked
-    (``input_nc`` = 4). As in the paper, the last layer also has the LeakyReLU.
+    (``input_nc`` = 4). As in the paper, the last layer also has the LeakyReLU. Any input side
+    (each conv gives ``ceil(side / 2)``). ``forward(x, features=True)`` also returns the activations
+    of every layer but the last (whose activation is the logits), for feature matching.
     """
 
     def __init__(self, input_nc: int = 4, ndf: int = 64, n_layers: int = 6) -> None:
@@ -170,5 +172,12 @@ class SNPatchDiscriminator(nn.Module):
             ch = out
         self.model = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    def forward(self, x: torch.Tensor, features: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        if not features:
+            return self.model(x)
+        feats = []
+        for layer in self.model:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                feats.append(x)
+        return x, feats[:-1]

@@ -48,3 +48,27 @@ class WGANLoss(nn.Module):
     def forward(self, prediction: torch.Tensor, target_is_real: bool, for_discriminator: bool = True) -> torch.Tensor:
         prediction = prediction.float()
         return -prediction.mean() if target_is_real else prediction.mean()
+
+
+class RelativisticAverageLoss(nn.Module):
+    """Relativistic average GAN loss (Jolicoeur-Martineau 2018, "The relativistic discriminator"; ESRGAN), on logits.
+
+    Called like the other GAN losses, ``loss(prediction, target_is_real, for_discriminator)``, plus
+    ``reference``: the discriminator's logits for the *other* set (fakes when ``prediction`` holds
+    reals, and vice versa). It then scores ``D(x) - mean(D(reference))``; without a reference it
+    reduces to the vanilla GAN loss. ESRGAN's discriminator loss is
+    ``(loss(real, True, reference=fake.detach()) + loss(fake, False, reference=real)) / 2`` and the
+    generator's ``(loss(real, False, False, fake) + loss(fake, True, False, real)) / 2``: in the
+    relativistic game the generator also pushes the reals' relative score down.
+    """
+
+    #: methods check this to pass ``reference`` (and to score reals in the generator step)
+    relativistic = True
+
+    def forward(self, prediction: torch.Tensor, target_is_real: bool, for_discriminator: bool = True,
+                reference: torch.Tensor | None = None) -> torch.Tensor:
+        prediction = prediction.float()
+        if reference is not None:
+            prediction = prediction - reference.float().mean()
+        target = torch.full_like(prediction, 1.0 if target_is_real else 0.0)
+        return F.binary_cross_entropy_with_logits(prediction, target)

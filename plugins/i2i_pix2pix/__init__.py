@@ -26,12 +26,16 @@ def register_discriminators(register) -> None:
 
     from .networks import NLayerDiscriminator, PixelDiscriminator
 
-    contract = {"kwarg_names": {"in_channels": "input_nc", "norm": "norm"}, "norms": NORMS}
+    contract = {"kwarg_names": {"in_channels": "input_nc", "norm": "norm"}, "norms": NORMS, "features": True}
+    # n_layers stride-2 convs, then two 4x4 stride-1 convs that take one pixel each: 3 * 2**n_layers
+    patch_min = {"min_size": lambda kw: 3 * 2 ** max(int(kw.get("n_layers", 3)), 1)}
     register("patch_70", NLayerDiscriminator, test_kwargs={"ndf": 8, "input_nc": 6}, test_in_channels=6,
-             **contract, description="70x70 PatchGAN (n_layers=3)")
-    register("patch", NLayerDiscriminator, test_kwargs={"ndf": 8, "n_layers": 2}, **contract,
-             description="PatchGAN with n_layers")
-    register("pixel", PixelDiscriminator, test_kwargs={"ndf": 8}, **contract, description="1x1 PixelGAN")
+             **contract, **patch_min, description="70x70 PatchGAN (n_layers=3); sides >= 24")
+    register("patch", NLayerDiscriminator, test_kwargs={"ndf": 8, "n_layers": 2}, **contract, **patch_min,
+             description="PatchGAN with n_layers; sides >= 3 * 2**n_layers")
+    # a norm needs more than one value per channel: 2x2 at batch 1
+    register("pixel", PixelDiscriminator, test_kwargs={"ndf": 8}, **contract,
+             min_size=lambda kw: 1 if kw.get("norm", "batch") == "none" else 2, description="1x1 PixelGAN")
 
 
 @i2i.hookimpl

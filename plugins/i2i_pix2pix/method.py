@@ -23,9 +23,6 @@ class Pix2PixConfig(TrainConfig):
     discriminator_kwargs: dict[str, Any] = field(default_factory=dict)
     #: any registered GAN loss: vanilla, lsgan, hinge, wgan-gp (with gp_weight), ragan
     gan_loss: str = "vanilla"
-    #: one-sided label smoothing: the discriminator's target for real images (losses with real_label:
-    #: vanilla, lsgan; refused with the others)
-    real_label: float = 1.0
     lambda_l1: float = 100.0
     #: WGAN-GP gradient penalty weight (0: off; wgan-gp needs it)
     gp_weight: float = 0.0
@@ -54,9 +51,10 @@ class Pix2Pix(DomainPairMethod):
         self.check_crop_fits(cfg.generator, cfg.crop_size)
         # The discriminator judges (input, output) pairs: it sees both images stacked.
         self.make_discriminator("D", cfg.discriminator, cfg.discriminator_kwargs,
-                                in_channels=cfg.in_channels + cfg.out_channels)
-        smoothing = {"real_label": cfg.real_label} if cfg.real_label != 1.0 else {}
-        self.adversarial = self.make_adversarial(cfg.gan_loss, gp_weight=cfg.gp_weight, **smoothing)
+                                in_channels=cfg.in_channels + cfg.out_channels, input_size=cfg.crop_size)
+        # label smoothing and the other stabilisers come from the config (TrainConfig, Adversarial)
+        self.adversarial = self.make_adversarial(cfg.gan_loss, gp_weight=cfg.gp_weight,
+                                                 layout=(cfg.in_channels, cfg.out_channels))
         self.l1 = create_loss("l1")
 
     def build_dataset(self, root: str, train: bool = True):
@@ -91,18 +89,15 @@ class Pix2Pix(DomainPairMethod):
         fake_AB = torch.cat([real_A, out["fake_B"].detach()], 1)
         real_AB = torch.cat([real_A, real_B], 1)
         terms = self.adversarial.discriminator_terms(self.nets["D"], real_AB, fake_AB)
-        losses = {"D_fake": 0.5 * terms["fake"], "D_real": 0.5 * terms["real"]}
-        if "gp" in terms:
-            losses["D_gp"] = terms["gp"]
-        return losses
+        return {"D_fake": 0.5 * terms["fake"], "D_real": 0.5 * terms["real"],
+                **self.adversarial.penalty_terms(terms, "D")}
 
     def generator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         fake_AB = torch.cat([batch["A"], out["fake_B"]], 1)
         real_AB = torch.cat([batch["A"], batch["B"]], 1)
-        return {
-            "G_GAN": self.adversarial.generator_term(self.nets["D"], fake_AB, real_AB),
-            "G_L1": self.cfg.lambda_l1 * self.l1(out["fake_B"], batch["B"]),
-        }
+        adv = self.adversarial.generator_terms(self.nets["D"], fake_AB, real_AB)
+        losses = {"G_GAN": adv.pop("gan"), "G_L1": self.cfg.lambda_l1 * self.l1(out["fake_B"], batch["B"])}
+        return {**losses, **{f"G_{k}": v for k, v in adv.items()}}  # G_feat with feature matching
 
     def visuals(self, batch: Batch, out: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return [self.to_net(t) for t in (batch["A"], out["fake_B"], batch["B"])]

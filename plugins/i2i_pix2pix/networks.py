@@ -96,7 +96,13 @@ def unet_256(**kwargs) -> UnetGenerator:
 
 
 class NLayerDiscriminator(nn.Module):
-    """PatchGAN: n_layers=3 gives the 70x70 receptive field of the paper. Outputs logits."""
+    """PatchGAN: n_layers=3 gives the 70x70 receptive field of the paper. Outputs logits.
+
+    Takes sides of at least ``3 * 2**n_layers`` (24 for the 70x70 one): each of the ``n_layers``
+    stride-2 convs halves the side and the two last 4x4 stride-1 convs take 1 each, leaving one logit.
+    ``forward(x, features=True)`` also returns the activations after every LeakyReLU (pix2pixHD's
+    feature-matching features).
+    """
 
     def __init__(
         self,
@@ -121,12 +127,28 @@ class NLayerDiscriminator(nn.Module):
         self.model = nn.Sequential(*layers)
         init_weights(self, init_type, init_gain)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    def forward(self, x: torch.Tensor, features: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        if not features:
+            return self.model(x)
+        return _with_features(self.model, x)
+
+
+def _with_features(body: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``(body(x), [the output of every LeakyReLU in body])``."""
+    feats = []
+    for layer in body:
+        x = layer(x)
+        if isinstance(layer, nn.LeakyReLU):
+            feats.append(x)
+    return x, feats
 
 
 class PixelDiscriminator(nn.Module):
-    """1x1 PatchGAN (PixelGAN): classifies every pixel on its own."""
+    """1x1 PatchGAN (PixelGAN): classifies every pixel on its own.
+
+    Any side with ``norm="none"``; batch or instance norm need more than one value per channel, so
+    at batch 1 a side of at least 2. ``features=True``: as :class:`NLayerDiscriminator`.
+    """
 
     def __init__(self, input_nc: int = 3, ndf: int = 64, norm: str = "batch", init_type: str = "normal", init_gain: float = 0.02) -> None:
         super().__init__()
@@ -141,5 +163,7 @@ class PixelDiscriminator(nn.Module):
         )
         init_weights(self, init_type, init_gain)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor, features: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        if not features:
+            return self.net(x)
+        return _with_features(self.net, x)

@@ -38,16 +38,17 @@ def register_discriminators(register) -> None:
     from .networks import VGGStyleDiscriminator
 
     register("vgg_style", VGGStyleDiscriminator, test_kwargs={"ndf": 8}, test_size=32,
-             kwarg_names={"in_channels": "input_nc"}, norms=("batch", "none"),
-             description="SRGAN/ESRGAN VGG-style discriminator, 8 convs + dense; any input size >= 16 px")
+             kwarg_names={"in_channels": "input_nc"}, norms=("batch", "none"), features=True,
+             # BatchNorm after the last stride-2 conv needs 2x2 there at batch 1
+             min_size=lambda kw: 1 if kw.get("norm", "batch") == "none" else 2 ** int(kw.get("n_stages", 4)) + 1,
+             description="SRGAN/ESRGAN VGG-style discriminator, 8 convs + dense; any input size >= 17 px")
 
 
 @i2i.hookimpl
 def register_losses(register) -> None:
-    from .losses import PerceptualLoss, RelativisticAverageLoss
+    from .losses import PerceptualLoss
 
-    register("ragan", RelativisticAverageLoss, kind="gan", needs_reference=True,
-             description="relativistic average GAN (ESRGAN): each set scored against the other's mean logit")
+    # "ragan" (ESRGAN's relativistic average loss) is registered by i2i_losses, for every method
     register("vgg19_perceptual", PerceptualLoss, kind="perceptual",
              test_kwargs={"layers": {"relu1_1": 1.0}, "weights": "random"},
              description="VGG19 feature distance (ImageNet weights via torchvision); layers e.g. conv5_4")

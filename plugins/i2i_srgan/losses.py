@@ -1,4 +1,4 @@
-"""SR losses: VGG19 perceptual loss and the relativistic average GAN loss (ESRGAN).
+"""SR losses: the VGG19 perceptual loss (the relativistic average GAN loss moved to i2i_losses.gan).
 
 The perceptual loss compares VGG19 feature maps of output and target (both [0, 1] RGB, normalised
 with the ImageNet mean/std). Layer names follow the papers: ``conv5_4`` is the 16th conv before
@@ -144,28 +144,9 @@ class PerceptualLoss(nn.Module):
         return sum(w * dist(f_out[i].float(), f_tgt[i].float()) for i, (_, w) in self.layers.items())  # type: ignore[return-value]
 
 
-class RelativisticAverageLoss(nn.Module):
-    """Relativistic average GAN loss (Jolicoeur-Martineau 2018; ESRGAN), on logits.
-
-    Called like the other GAN losses, ``loss(prediction, target_is_real, for_discriminator)``, plus
-    ``reference``: the discriminator's logits for the *other* set (fakes when ``prediction`` holds
-    reals, and vice versa). It then scores ``D(x) - mean(D(reference))``; without a reference it
-    reduces to the vanilla GAN loss. ESRGAN's discriminator loss is
-    ``(loss(real, True, reference=fake.detach()) + loss(fake, False, reference=real)) / 2`` and the
-    generator's ``(loss(real, False, False, fake) + loss(fake, True, False, real)) / 2``: in the
-    relativistic game the generator also pushes the reals' relative score down.
-    """
-
-    #: methods check this to pass ``reference`` (and to score reals in the generator step)
-    relativistic = True
-
-    def forward(self, prediction: torch.Tensor, target_is_real: bool, for_discriminator: bool = True,
-                reference: torch.Tensor | None = None) -> torch.Tensor:
-        prediction = prediction.float()
-        if reference is not None:
-            prediction = prediction - reference.float().mean()
-        target = torch.full_like(prediction, 1.0 if target_is_real else 0.0)
-        return F.binary_cross_entropy_with_logits(prediction, target)
+# The relativistic average loss is a GAN loss for every method: it lives in i2i_losses (registered
+# there as "ragan"); this name keeps working for code that imported it from here.
+from i2i_losses.gan import RelativisticAverageLoss  # noqa: E402
 
 
 __all__ = ["PerceptualLoss", "RelativisticAverageLoss", "vgg19_layer_names", "vgg19_features", "load_vgg19_state"]

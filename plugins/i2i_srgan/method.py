@@ -94,6 +94,7 @@ class SRResNetMethod(Method):
         cfg = self.cfg
         if not self._has_discriminator():
             self.refuse_unused(["lr_D"], f"{self.method_name} has no discriminator")
+            self.refuse_stabilisers(f"{self.method_name} has no discriminator")
         G = self.make_generator("G", cfg.generator, cfg.generator_kwargs, in_channels=3, out_channels=3,
                                 scale=cfg.scale, extra_inputs=())
         if cfg.init_from:
@@ -109,6 +110,10 @@ class SRResNetMethod(Method):
 
     def _has_gan(self) -> bool:
         return False
+
+    def crop_multiple(self) -> int:
+        # crop_size is the HR side: the LR side (crop_size / scale) must fit the generator
+        return self.cfg.scale * super().crop_multiple()
 
     def _has_discriminator(self) -> bool:
         return False
@@ -181,7 +186,8 @@ class SRGANMethod(SRResNetMethod):
             # not an error (a GAN can train from scratch), but rarely what SRGAN/ESRGAN users mean
             print("i2i: srgan starts from a random generator; SRGAN and ESRGAN fine-tune a PSNR-trained one "
                   "(--set init_from=RUN_OR_WEIGHTS)", file=sys.stderr)
-        self.make_discriminator("D", cfg.discriminator, cfg.discriminator_kwargs, in_channels=3)
+        self.make_discriminator("D", cfg.discriminator, cfg.discriminator_kwargs, in_channels=3,
+                                input_size=cfg.crop_size)  # D sees HR crops
         self.adversarial = self.make_adversarial(cfg.gan_mode, gp_weight=cfg.gp_weight, source="gan_mode")
 
     def _has_gan(self) -> bool:
@@ -192,17 +198,18 @@ class SRGANMethod(SRResNetMethod):
 
     def discriminator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         terms = self.adversarial.discriminator_terms(self.nets["D"], self.to_net(batch["hr"]), self.to_net(out["sr"].detach()))
-        losses = {"D_real": 0.5 * terms["real"], "D_fake": 0.5 * terms["fake"]}
-        if "gp" in terms:
-            losses["D_gp"] = terms["gp"]
-        return losses
+        return {"D_real": 0.5 * terms["real"], "D_fake": 0.5 * terms["fake"],
+                **self.adversarial.penalty_terms(terms, "D")}
 
     def generator_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         losses = self.content_losses(batch, out)
         cfg = self.cfg
-        if cfg.gan_weight > 0:
-            adv = self.adversarial.generator_term(self.nets["D"], self.to_net(out["sr"]), self.to_net(batch["hr"]))
-            losses["G_gan"] = cfg.gan_weight * adv
+        if cfg.gan_weight > 0 or self.adversarial.feat_match_weight > 0:
+            adv = self.adversarial.generator_terms(self.nets["D"], self.to_net(out["sr"]), self.to_net(batch["hr"]))
+            if cfg.gan_weight > 0:
+                losses["G_gan"] = cfg.gan_weight * adv["gan"]
+            if "feat" in adv:  # weighted by feat_match_weight, not gan_weight (pix2pixHD's lambda_feat)
+                losses["G_feat"] = adv["feat"]
         return losses
 
 

@@ -272,8 +272,11 @@ class VGGStyleDiscriminator(nn.Module):
     LeakyReLU(0.2), BatchNorm after all but the first, then dense 1024 -> 1.
 
     The paper's dense layer needs a fixed 96x96 input; an adaptive average pool to
-    ``pool x pool`` in front of it accepts any input size (>= 16 px). The dense layers are written
-    as convolutions (a ``pool``-sized kernel, then 1x1), so the logits are 4-D: ``(N, 1, 1, 1)``.
+    ``pool x pool`` in front of it accepts any input size. The dense layers are written as
+    convolutions (a ``pool``-sized kernel, then 1x1), so the logits are 4-D: ``(N, 1, 1, 1)``.
+    With BatchNorm at batch 1 the last norm needs more than one value per channel: sides of at least
+    ``2**n_stages + 1`` (17). ``forward(x, features=True)`` also returns the activations after every
+    LeakyReLU of the conv body, for feature matching.
     """
 
     def __init__(self, input_nc: int = 3, ndf: int = 64, norm: str = "batch", pool: int = 1, n_stages: int = 4) -> None:
@@ -296,8 +299,15 @@ class VGGStyleDiscriminator(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(pool)
         self.classifier = nn.Sequential(nn.Conv2d(c_in, ndf * 16, pool), nn.LeakyReLU(0.2), nn.Conv2d(ndf * 16, 1, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.pool(self.features(x)))
+    def forward(self, x: torch.Tensor, features: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        if not features:
+            return self.classifier(self.pool(self.features(x)))
+        feats = []
+        for layer in self.features:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                feats.append(x)
+        return self.classifier(self.pool(x)), feats
 
 
 __all__ = ["SRResNet", "SRVGGNetCompact", "RRDBNet", "SRGANLeftthomas", "VGGStyleDiscriminator"]
