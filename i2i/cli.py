@@ -7,7 +7,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import click
 
@@ -148,13 +148,24 @@ def _describe(kind: str, spec: Any) -> tuple[tuple[str, ...], tuple[Any, ...]]:
     return ("name", "plugin", "description"), (spec.name, spec.plugin, spec.description)
 
 
-def _table(headers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+def table_text(headers: Sequence[Any], rows: Sequence[Sequence[Any]], right: Iterable[int] = ()) -> str:
+    """The one table printer of the CLI (`i2i list`, `plugins`, `cache`, `eval sr`, `eval translate`):
+    columns padded to their widest cell, a dashed rule under the headers, the ``right`` columns
+    (numbers) right-aligned."""
+    right = set(right)
     cells = [tuple(str(c) for c in headers)] + [tuple(str(c) for c in r) for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
     for n, row in enumerate(cells):
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        lines.append("  ".join(c.rjust(w) if i in right else c.ljust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))).rstrip())
         if n == 0:
-            click.echo("  ".join("-" * w for w in widths))
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _table(headers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    click.echo(table_text(headers, rows))
 
 
 def _recipe_path(method: str, config: str | None, data: str | None) -> Path | None:

@@ -94,8 +94,10 @@ def create(name: str, device: "str | torch.device" = "cpu", **kwargs: Any) -> Me
         raise I2IError(f"metric {name!r} takes no option {bad!r}; `i2i list metrics` shows its options") from None
 
 
-def images_to_tensor(images: "Sequence[np.ndarray] | np.ndarray", channels: int = 3) -> "Tensor":
-    """uint8 HxWxC images (a list of equal size, or one NxHxWxC array) -> float32 NxCxHxW in [0, 1].
+def images_to_tensor(images: "Sequence[np.ndarray] | np.ndarray", channels: int = 3,
+                     dtype: "torch.dtype | None" = None) -> "Tensor":
+    """uint8 HxWxC images (a list of equal size, or one NxHxWxC array) -> float NxCxHxW in [0, 1]
+    (float32, or ``dtype``: float64 keeps 8-bit values exact to 1e-14 for PSNR to many decimals).
 
     Grey images (HxW or HxWx1) are expanded to ``channels`` (3) as the Metric contract asks;
     ``channels=0`` keeps them as they are (for a metric that scores grey on its own channel).
@@ -112,7 +114,7 @@ def images_to_tensor(images: "Sequence[np.ndarray] | np.ndarray", channels: int 
         if channels and a.shape[2] == 1 and channels != 1:
             a = np.repeat(a, channels, axis=2)
         scale = 255.0 if a.dtype == np.uint8 else 1.0
-        out.append(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float() / scale)
+        out.append(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).to(dtype or torch.float32) / scale)
     return torch.stack(out)
 
 

@@ -168,21 +168,6 @@ class MaskSpec:
     description: str = ""
 
 
-S = TypeVar("S")
-
-
-class Registry(Generic[S]):
-    """One kind's names; unknown names suggest matches.
-
-    Every entry is also reachable as ``plugin:name`` (``i2i_pix2pix:unet_256``). When two plugins (or
-    one plugin twice) claim a name, :meth:`add` either raises, or (``clash="disable"``, what the plugin
-    host does) disables only that name: using it is a one-line error naming both plugins and their
-    qualified names, and everything else keeps working.
-    """
-
-    def __init__(self, kind: str, spec_cls: type[S]) -> None:
-        self.kind = kind
-        self.spec_cls = spec_cls
 @dataclass(frozen=True)
 class MetricSpec:
     """An image-quality metric (``register_metrics``); :func:`i2i.metrics.create` builds one."""
@@ -200,6 +185,21 @@ class MetricSpec:
     description: str = ""
 
 
+S = TypeVar("S")
+
+
+class Registry(Generic[S]):
+    """One kind's names; unknown names suggest matches.
+
+    Every entry is also reachable as ``plugin:name`` (``i2i_pix2pix:unet_256``). When two plugins (or
+    one plugin twice) claim a name, :meth:`add` either raises, or (``clash="disable"``, what the plugin
+    host does) disables only that name: using it is a one-line error naming both plugins and their
+    qualified names, and everything else keeps working.
+    """
+
+    def __init__(self, kind: str, spec_cls: type[S]) -> None:
+        self.kind = kind
+        self.spec_cls = spec_cls
         self._entries: dict[str, S] = {}
         #: names claimed more than once -> every claim, in registration order
         self.clashes: dict[str, list[S]] = {}
@@ -288,6 +288,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "dataset": ("register_datasets", DatasetSpec),
     "model": ("register_models", ModelSpec),
     "mask": ("register_masks", MaskSpec),
+    "metric": ("register_metrics", MetricSpec),
 }
 
 
@@ -303,7 +304,6 @@ def registry(kind: str) -> Registry[Any]:
     return manager().registry(kind)
 
 
-    "metric": ("register_metrics", MetricSpec),
 def generators() -> Registry[GeneratorSpec]:
     return registry("generator")
 
@@ -332,6 +332,10 @@ def masks() -> Registry[MaskSpec]:
     return registry("mask")
 
 
+def metrics() -> Registry[MetricSpec]:
+    return registry("metric")
+
+
 def create_generator(name: str, **kwargs: Any) -> Any:
     return generators().create(name, **kwargs)
 
@@ -342,7 +346,3 @@ def create_discriminator(name: str, **kwargs: Any) -> Any:
 
 def create_loss(name: str, **kwargs: Any) -> Any:
     return losses().create(name, **kwargs)
-def metrics() -> Registry[MetricSpec]:
-    return registry("metric")
-
-

@@ -1,4 +1,4 @@
-"""Built-in metrics (PSNR, SSIM, LPIPS, FID, KID, IS, masked L1).
+"""Built-in metrics (PSNR, SSIM, LPIPS, FID, KID, IS, masked L1) and ``i2i eval translate``.
 
 One implementation each, on well-kept libraries: torchmetrics for PSNR/SSIM/FID/KID/IS (with
 torch-fidelity's TF-ported Inception, so FID figures compare with papers), the LPIPS authors' own
@@ -46,3 +46,9 @@ def register_metrics(register) -> None:
     register("masked_l1", _lazy("pixel", "masked_l1"), kind="masked", higher_is_better=False,
              description="mean |output - target| inside the hole (mask = 1), in [0, 1] units")
 
+
+@i2i.hookimpl
+def register_commands(cli) -> None:
+    from .translate_eval import eval_translate
+
+    cli.commands["eval"].add_command(eval_translate, "translate")

@@ -4,7 +4,9 @@
   pool features; torchmetrics accumulates sums in float64.
 - KID (Binkowski et al. 2018): the unbiased MMD^2 with the cubic polynomial kernel
   ``k(x, y) = (x.y / d + 1)^3``, averaged over ``subsets`` random subsets of ``subset_size``
-  (1000 and 100, as the paper); sets smaller than ``subset_size`` are measured whole, once.
+  (1000 and 100, as the paper); sets smaller than ``subset_size`` are measured whole, once (the
+  larger of the two sets subsampled, seeded, to the size of the smaller, as torchmetrics' estimator
+  takes equal sizes).
   Unlike FID it is unbiased, so it is the one to read on small test sets.
 - IS (Salimans et al. 2016): ``exp(E KL(p(y|x) || p(y)))`` over ``splits`` (10) on the unbiased logits.
 
@@ -160,7 +162,8 @@ class InceptionScore(_Distribution):
         if n < 2:
             raise I2IError(f"the Inception Score needs at least 2 generated images, got {n}")
         self.m.splits = min(self.splits, n)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's std() of one split: only the mean is returned
             torch.manual_seed(self.seed)
             mean, _std = self.m.compute()
         return float(mean)

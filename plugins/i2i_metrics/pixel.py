@@ -1,4 +1,4 @@
-"""PSNR, SSIM (RGB and Y) and masked L1: the pixel metrics, on torchmetrics' functional kernels.
+"""PSNR, SSIM (RGB and Y) and masked L1: the pixel metrics (SSIM on torchmetrics' kernel).
 
 The SR papers' conventions are kept (they are what ``i2i eval sr`` and BENCHMARKS.md report):
 
@@ -70,10 +70,12 @@ class _PerImageMean:
 
 
 class PSNR(_PerImageMean):
-    """Peak signal-to-noise ratio in dB (torchmetrics ``peak_signal_noise_ratio``, data range 255).
+    """Peak signal-to-noise ratio in dB, ``10 log10(255^2 / MSE)`` per image, then the mean.
 
     ``y``: on BT.601 luma; ``crop_border``: pixels removed per side; ``max_db``: cap per image
     (None: identical images score ``inf``, as basicsr; i2i eval inpaint caps at 100 dB).
+    The formula is one float64 line here rather than torchmetrics' ``peak_signal_noise_ratio``,
+    which turns the data range and ln(10) into float32 tensors (about 3e-6 dB off at 30 dB).
     """
 
     def __init__(self, device: torch.device | None = None, crop_border: int = 0, y: bool = False,
@@ -82,14 +84,9 @@ class PSNR(_PerImageMean):
         self.crop_border, self.y, self.max_db = int(crop_border), y, max_db
 
     def update(self, output: Tensor | None, target: Tensor | None = None, mask: Tensor | None = None) -> None:
-        from torchmetrics.functional.image import peak_signal_noise_ratio
-
         a, b = _prepare(output, target, self.crop_border, self.y, "psnr_y" if self.y else "psnr")
-        for i in range(a.shape[0]):
-            if torch.equal(a[i], b[i]):  # torchmetrics gives inf as well; skip the log of 0
-                value = math.inf
-            else:
-                value = float(peak_signal_noise_ratio(a[i:i + 1], b[i:i + 1], data_range=255.0))
+        for mse in ((a - b) ** 2).reshape(a.shape[0], -1).mean(-1).tolist():
+            value = math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
             self.values.append(min(value, self.max_db) if self.max_db is not None else value)
 
 

@@ -30,6 +30,8 @@ class FeatureWeights:
     #: the environment variable that names a local copy
     env: str
     what: str
+    #: the command-line flag that takes a local copy (i2i eval translate / inpaint)
+    flag: str
 
 
 SOURCES: dict[str, FeatureWeights] = {
@@ -40,16 +42,12 @@ SOURCES: dict[str, FeatureWeights] = {
         "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
         "weights-inception-2015-12-05-6726825d.pth",
         "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2", "6726825d", 95_628_359,
-        "I2I_FID_WEIGHTS", "FID/KID/IS Inception"),
+        "I2I_FID_WEIGHTS", "FID/KID/IS Inception", "--feature-weights"),
     # torchvision's ImageNet AlexNet, the LPIPS backbone (Zhang et al. 2018, lpips v0.1 'alex').
     "lpips_alex": FeatureWeights(
         "lpips_alex", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "alexnet-owt-7be5be79.pth",
-        None, "7be5be79", None, "I2I_LPIPS_WEIGHTS", "LPIPS AlexNet"),
+        None, "7be5be79", None, "I2I_LPIPS_WEIGHTS", "LPIPS AlexNet", "--lpips-weights"),
 }
-
-#: the command-line flag that takes a local copy (i2i eval translate / inpaint)
-FLAG = "--feature-weights"
-
 
 def weights_path(name: str, local: str | os.PathLike[str] | None = None) -> Path:
     """The weights file of feature network ``name`` ("inception", "lpips_alex").
@@ -65,12 +63,12 @@ def weights_path(name: str, local: str | os.PathLike[str] | None = None) -> Path
     if chosen:
         path = Path(chosen).expanduser()
         if not path.is_file():
-            origin = f"${src.env}" if not local else FLAG
+            origin = f"${src.env}" if not local else src.flag
             raise I2IError(f"{src.what} weights {path} (from {origin}) is not a file; download {src.url}")
         return path
     dest = cache_dir("metrics") / src.filename
     fresh = not dest.is_file()
-    hint = f"download {src.url} yourself and pass {FLAG} FILE or set {src.env}=FILE"
+    hint = f"download {src.url} yourself and pass {src.flag} FILE or set {src.env}=FILE"
     path = download(src.url, dest, sha256=src.sha256, size=src.size, desc=src.filename, offline_hint=hint)
     if fresh and src.sha256 is None and src.sha256_prefix:
         actual = sha256_file(path)

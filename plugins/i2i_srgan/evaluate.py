@@ -137,13 +137,9 @@ def format_table(rows: list[Row], per_image: bool = True) -> str:
             for r in row.images:
                 lines.append((row.name, str(r["image"]), *_fmt(r), ""))
         lines.append((row.name, "mean", *_fmt(row.mean()), f"{row.seconds:.2f}"))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    text = []
-    for n, line in enumerate(lines):
-        text.append("  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip())
-        if n == 0:
-            text.append("  ".join("-" * w for w in widths))
-    return "\n".join(text)
+    from i2i.cli import table_text
+
+    return table_text(lines[0], lines[1:], right=range(2, len(lines[0])))
 
 
 def _fmt(values: dict) -> tuple[str, ...]:
