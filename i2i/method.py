@@ -121,8 +121,15 @@ class Method:
         """Restore what extra_state returned."""
 
     def to_device(self, batch: Batch) -> Batch:
-        """Move the batch's tensors to the training device."""
-        return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        """Move the batch's tensors to the training device and finish its images there: pending
+        ``*_geometry`` (resize, crop, flip; read on the host, so no device sync) is applied and every
+        uint8 image (0..255) becomes float32 in ``data_range`` (:func:`i2i.data.batch.finish_batch`).
+        Float tensors (already finished images, masks) only move."""
+        from .data.batch import GEOMETRY, finish_batch
+
+        moved = {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) and not k.endswith(GEOMETRY)
+                 else v for k, v in batch.items()}
+        return finish_batch(moved, self.data_range)
 
     # -- optional, for the conformance suite (i2i.testing.check_method_trains) ------------------
     @classmethod

@@ -1,5 +1,10 @@
 """Torch datasets over the three folder layouts; items are dicts of float CxHxW tensors.
 
+``dataset[i]`` is a finished item (float32 in ``value_range``); the training engine reads
+``dataset.raw_item(i)`` instead: uint8 images whose resize, crop and flip (the square layouts) and
+normalisation are applied a batch at a time on the device (:mod:`i2i.data.batch`). Both give the
+same numbers.
+
 - :class:`AlignedDataset`: pairs (pix2pix). ``root/<phase>/*.jpg`` with A|B side by side, or
   ``root/<phase>/A`` + ``root/<phase>/B`` (or ``root/A`` + ``root/B``) matched by file stem.
 - :class:`UnalignedDataset`: two unpaired sets (CycleGAN). ``root/<phase>A`` + ``root/<phase>B``,
@@ -25,6 +30,7 @@ from torch.utils.data import Dataset
 from ..errors import I2IError
 from ..imageio import BadImageError, is_image_file, list_images, read_image, to_channels
 from . import transforms as T
+from .batch import finish_item, hwc_uint8
 
 ValueRange = tuple[float, float]
 
@@ -64,9 +70,10 @@ class _Images(Dataset):
     skip_bad: bool
     value_range: ValueRange
 
-    def __init__(self, skip_bad: bool, value_range: Sequence[float]) -> None:
+    def __init__(self, skip_bad: bool, value_range: Sequence[float] | None) -> None:
         self.skip_bad = skip_bad
-        self.value_range = (float(value_range[0]), float(value_range[1]))
+        #: the range of finished items' values; None: finished items stay uint8 (0..255)
+        self.value_range: ValueRange | None = None if value_range is None else (float(value_range[0]), float(value_range[1]))
         #: files found unreadable so far (in this process), for the caller to report
         self.bad_files: dict[str, str] = {}
 
@@ -81,13 +88,16 @@ class _Images(Dataset):
                 warnings.warn(f"i2i: skipping unreadable image {path}: {exc.reason}", SkippedImageWarning, stacklevel=2)
             raise
 
-    def _tensor(self, image: np.ndarray) -> torch.Tensor:
-        return T.to_tensor(image, self.value_range)
-
     def _load(self, index: int) -> dict[str, Any]:
         raise NotImplementedError
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        """The finished item: float32 ``C x H x W`` images in ``value_range`` (uint8 when None)."""
+        return finish_item(self.raw_item(index), self.value_range)
+
+    def raw_item(self, index: int) -> dict[str, Any]:
+        """The item as the training engine reads it: uint8 ``C x H x W`` images, with any pending
+        geometry beside them (see :mod:`i2i.data.batch`); unreadable files as in ``__getitem__``."""
         n = len(self)
         for offset in range(n):
             try:
@@ -104,16 +114,17 @@ class AlignedDataset(_Images):
     def __init__(self, root: str | os.PathLike[str], phase: str = "train", direction: str = "AtoB",
                  load_size: int = 286, crop_size: int = 256, flip: bool = True, train: bool = True,
                  in_channels: int = 3, out_channels: int = 3, skip_bad: bool = False,
-                 max_items: int | None = None, value_range: Sequence[float] = (-1.0, 1.0)) -> None:
+                 max_items: int | None = None, value_range: Sequence[float] | None = (-1.0, 1.0)) -> None:
         super().__init__(skip_bad, value_range)
         if direction not in ("AtoB", "BtoA"):
             raise I2IError(f"direction must be AtoB or BtoA, got {direction!r}")
         _check_channels(in_channels=in_channels, out_channels=out_channels)
+        T.check_square(load_size, crop_size)
+        self.load_size, self.crop_size, self.flip, self.train = load_size, crop_size, flip, train
         self.root, self.phase, self.direction = Path(root), phase, direction
         self.in_channels, self.out_channels = in_channels, out_channels
         #: (A path, B path); B is None for side-by-side AB files
         self.pairs: list[tuple[Path, Path | None]] = self._find_pairs(max_items)
-        self.transform = T.square_pipeline(load_size, crop_size, flip, train, extra_images=("B",))
 
     def _find_pairs(self, max_items: int | None) -> list[tuple[Path, Path | None]]:
         root, phase = self.root, self.phase
@@ -159,8 +170,9 @@ class AlignedDataset(_Images):
         if self.direction == "BtoA":
             a, b, a_path, b_path = b, a, b_path, a_path
         a, b = to_channels(a, self.in_channels), to_channels(b, self.out_channels)
-        out = T.apply(self.transform, image=a, B=b)
-        return {"A": self._tensor(out["image"]), "B": self._tensor(out["B"]), "A_path": str(a_path), "B_path": str(b_path)}
+        geom = T.square_geometry(self.load_size, self.crop_size, self.flip, self.train)  # one for both: same crop and flip
+        return {"A": hwc_uint8(a), "A_geometry": geom, "B": hwc_uint8(b), "B_geometry": geom,
+                "A_path": str(a_path), "B_path": str(b_path)}
 
 
 def _name_order(root: Path, names: list[str]) -> list[str]:
@@ -182,11 +194,13 @@ class UnalignedDataset(_Images):
                  crop_size: int = 256, flip: bool = True, train: bool = True, serial: bool = False,
                  direction: str = "AtoB", in_channels: int = 3, out_channels: int = 3,
                  a_dir: str | None = None, b_dir: str | None = None, skip_bad: bool = False,
-                 max_items: int | None = None, value_range: Sequence[float] = (-1.0, 1.0)) -> None:
+                 max_items: int | None = None, value_range: Sequence[float] | None = (-1.0, 1.0)) -> None:
         super().__init__(skip_bad, value_range)
         if direction not in ("AtoB", "BtoA"):
             raise I2IError(f"direction must be AtoB or BtoA, got {direction!r}")
         _check_channels(in_channels=in_channels, out_channels=out_channels)
+        T.check_square(load_size, crop_size)
+        self.load_size, self.crop_size, self.flip, self.train = load_size, crop_size, flip, train
         self.root, self.phase, self.serial = Path(root), phase, serial
         self.in_channels, self.out_channels = in_channels, out_channels
         self.dir_A, self.dir_B = self._find_dirs(a_dir, b_dir)
@@ -197,7 +211,6 @@ class UnalignedDataset(_Images):
         for folder, paths in ((self.dir_A, self.paths_A), (self.dir_B, self.paths_B)):
             if not paths:
                 raise I2IError(f"no images in {folder}")
-        self.transform = T.square_pipeline(load_size, crop_size, flip, train)
 
     def _find_dirs(self, a_dir: str | None, b_dir: str | None) -> tuple[Path, Path]:
         root, phase = self.root, self.phase
@@ -246,10 +259,11 @@ class UnalignedDataset(_Images):
         else:
             raise I2IError(f"no readable image in {self.dir_B}")
         a = self._read(a_path, self.in_channels)
-        # independent crops and flips: the two images are unrelated
-        out_a = T.apply(self.transform, image=a)["image"]
-        out_b = T.apply(self.transform, image=b)["image"]
-        return {"A": self._tensor(out_a), "B": self._tensor(out_b), "A_path": str(a_path), "B_path": str(b_path)}
+        # independent crops and flips: the two images are unrelated (A's drawn first, as always)
+        geom_a = T.square_geometry(self.load_size, self.crop_size, self.flip, self.train)
+        geom_b = T.square_geometry(self.load_size, self.crop_size, self.flip, self.train)
+        return {"A": hwc_uint8(a), "A_geometry": geom_a, "B": hwc_uint8(b), "B_geometry": geom_b,
+                "A_path": str(a_path), "B_path": str(b_path)}
 
 
 class ImageFolderDataset(_Images):
@@ -262,7 +276,7 @@ class ImageFolderDataset(_Images):
     def __init__(self, root: str | os.PathLike[str], phase: str | None = "train", load_size: int | None = None,
                  crop_size: int | None = None, flip: bool = True, train: bool = True, channels: int = 3,
                  recursive: bool = True, skip_bad: bool = False, max_items: int | None = None,
-                 value_range: Sequence[float] = (-1.0, 1.0)) -> None:
+                 value_range: Sequence[float] | None = (-1.0, 1.0)) -> None:
         super().__init__(skip_bad, value_range)
         _check_channels(channels=channels)
         self.root, self.channels = Path(root), channels
@@ -278,8 +292,9 @@ class ImageFolderDataset(_Images):
 
     def _load(self, index: int) -> dict[str, Any]:
         path = self.paths[index]
+        # sizes differ from image to image, so the geometry stays here (one albumentations call)
         image = T.apply(self.transform, image=self._read(path, self.channels))["image"]
-        return {"image": self._tensor(image), "path": str(path)}
+        return {"image": hwc_uint8(image), "path": str(path)}
 
 
 __all__ = ["AlignedDataset", "UnalignedDataset", "ImageFolderDataset", "SkippedImageWarning"]

@@ -1,4 +1,5 @@
-"""Augmentation pipelines (albumentations) and the uint8 -> float tensor conversion.
+"""Augmentation: the square layouts' random geometry (drawn here, applied batched on the device by
+:mod:`i2i.data.batch`), the albumentations pipeline of plain image folders, uint8 -> tensor.
 
 Randomness: albumentations keeps its own RNG, which DataLoader workers would inherit as identical
 copies. :func:`apply` therefore reseeds the pipeline from ``torch``'s generator on every call,
@@ -9,6 +10,7 @@ distinct across workers and reproducible for a given seed.
 from __future__ import annotations
 
 import os
+import random
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # it checks the network on import otherwise
 
@@ -18,6 +20,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ..errors import I2IError  # noqa: E402
+from .batch import geometry  # noqa: E402
 
 
 def _check_sizes(load_size: int | None, crop_size: int | None) -> None:
@@ -29,23 +32,38 @@ def _check_sizes(load_size: int | None, crop_size: int | None) -> None:
                        f"load_size and then cropped; use --set load_size={crop_size}")
 
 
-def square_pipeline(load_size: int, crop_size: int, flip: bool, train: bool,
-                    extra_images: tuple[str, ...] = ()) -> A.Compose:
-    """The reference's ``resize_and_crop``: train = resize to load_size x load_size (bicubic),
-    random crop_size crop, random horizontal flip; eval = resize to crop_size, nothing random.
-
-    ``extra_images`` names further image targets that get exactly the same geometry (the B half).
-    """
+def check_square(load_size: int, crop_size: int) -> None:
+    """The sizes of :func:`square_geometry`; an I2IError saying what to set when they do not fit."""
     _check_sizes(load_size, crop_size)
-    if train:
-        steps: list[A.BasicTransform] = [A.Resize(load_size, load_size, interpolation=cv2.INTER_CUBIC)]
-        if crop_size < load_size:
-            steps.append(A.RandomCrop(crop_size, crop_size))
-        if flip:
-            steps.append(A.HorizontalFlip(p=0.5))
-    else:
-        steps = [A.Resize(crop_size, crop_size, interpolation=cv2.INTER_CUBIC)]
-    return A.Compose(steps, additional_targets={name: "image" for name in extra_images})
+
+
+def draw_seed() -> int:
+    """One augmentation seed from torch's RNG (see the module doc): every image's geometry takes one."""
+    return int(torch.randint(0, 2**31 - 1, ()).item())
+
+
+def square_geometry(load_size: int, crop_size: int, flip: bool, train: bool) -> torch.Tensor:
+    """The reference's ``resize_and_crop`` as a pending geometry (:func:`i2i.data.batch.geometry`):
+    train = resize to load_size x load_size (bicubic), random crop_size crop, random horizontal
+    flip; eval = resize to crop_size, nothing random. Draws one seed from torch's RNG.
+
+    The draws are exactly those of the albumentations pipeline this replaces
+    (``Compose([Resize, RandomCrop, HorizontalFlip])`` reseeded per call by :func:`apply`), so a
+    seed gives the same crop and flip as before: albumentations gives every transform its own
+    ``random.Random(seed)``, RandomCrop takes ``u1, u2`` (rows, columns; offset
+    ``int((load - crop + 1) * u)``) and HorizontalFlip flips when its first draw, which is ``u1``
+    again, is below 0.5. (So the flip goes with a crop in the upper half of the range: kept, since
+    changing it changes every run's augmentation.)
+    """
+    seed = draw_seed()
+    if not train:
+        return geometry(crop_size, crop_size, 0, 0, crop_size, crop_size, False)
+    draws = random.Random(seed)
+    u1, u2 = draws.random(), draws.random()
+    top = left = 0
+    if crop_size < load_size:
+        top, left = int((load_size - crop_size + 1) * u1), int((load_size - crop_size + 1) * u2)
+    return geometry(load_size, load_size, top, left, crop_size, crop_size, flip and u1 < 0.5)
 
 
 def folder_pipeline(load_size: int | None, crop_size: int | None, flip: bool, train: bool) -> A.Compose:
@@ -69,19 +87,9 @@ def folder_pipeline(load_size: int | None, crop_size: int | None, flip: bool, tr
 
 def apply(pipeline: A.Compose, **images: np.ndarray) -> dict[str, np.ndarray]:
     """Run ``pipeline`` on named uint8 HxWxC images, seeded from torch's RNG (see module doc)."""
-    pipeline.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+    pipeline.set_random_seed(draw_seed())
     out = pipeline(**images)
     return {name: out[name] for name in images}
-
-
-def to_tensor(image: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
-    """uint8 HxWxC -> float32 CxHxW in ``value_range`` (0 -> low, 255 -> high)."""
-    if image.ndim == 2:
-        image = image[:, :, None]
-    low, high = value_range
-    chw = np.ascontiguousarray(image.transpose(2, 0, 1))
-    chw = torch.from_numpy(chw if chw.flags.writeable else chw.copy())
-    return chw.float().mul_((high - low) / 255.0).add_(low)
 
 
 def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:

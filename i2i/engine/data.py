@@ -10,6 +10,10 @@ which a checkpoint saves and a resume restores:
   again, would otherwise fall out of step with an uninterrupted one);
 - workers ignore SIGINT/SIGTERM: the trainer stops them after saving (a Ctrl-C reaches the whole
   process group, and a worker dying of it would fail the step that has to finish first).
+
+Items are read with ``dataset.raw_item`` when the dataset has it: uint8 images whose geometry and
+normalisation :meth:`i2i.method.Method.to_device` finishes on the device (:mod:`i2i.data.batch`),
+so that a worker spends its time decoding.
 """
 
 from __future__ import annotations
@@ -22,14 +26,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from ..data.batch import collate
 from .distributed import DistInfo
 
 
 class SeededItems(Dataset):
-    """Wraps a dataset: ``ds[(index, seed)]`` seeds python, numpy and torch RNGs, then loads ``index``."""
+    """Wraps a dataset: ``ds[(index, seed)]`` seeds python, numpy and torch RNGs, then loads ``index``
+    (its ``raw_item(index)`` when it has one, else ``dataset[index]``)."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
+        self._load = getattr(dataset, "raw_item", None) or dataset.__getitem__
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -38,12 +45,12 @@ class SeededItems(Dataset):
         index, seed = key
         if torch.utils.data.get_worker_info() is not None:  # a worker process: its RNGs are its own
             _seed_all(seed)
-            return self.dataset[index]
+            return self._load(index)
         py, np_state = random.getstate(), np.random.get_state()
         with torch.random.fork_rng(devices=[]):
             _seed_all(seed)
             try:
-                return self.dataset[index]
+                return self._load(index)
             finally:
                 random.setstate(py)
                 np.random.set_state(np_state)
@@ -52,7 +59,10 @@ class SeededItems(Dataset):
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    # The CPU generator only: items are made on the CPU. torch.manual_seed would also reseed (and, in
+    # the main process, leave reseeded) the CUDA generators, and costs ~0.3 ms per item where CUDA is
+    # built in but not started (it queues the CUDA seeding with a formatted stack trace).
+    torch.default_generator.manual_seed(seed)
 
 
 def _quiet_worker(worker_id: int) -> None:
@@ -97,6 +107,7 @@ def make_loader(dataset: Dataset, batch_size: int, seed: int, info: DistInfo, nu
         persistent_workers=persistent_workers and num_workers > 0,
         drop_last=False,
         generator=torch.Generator().manual_seed(seed),
+        collate_fn=collate,
         worker_init_fn=_quiet_worker if num_workers > 0 else None,
     )
     return loader, sampler

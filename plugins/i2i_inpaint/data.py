@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from i2i.data.batch import finish_item, hwc_uint8
 from i2i.errors import I2IError
 from i2i.imageio import read_image
 
@@ -37,7 +38,9 @@ CACHE_BYTES = 256 * 2**20
 
 
 class InpaintDataset(Dataset):
-    """Items: ``{"image": 3xSxS in [-1, 1], "mask": 1xSxS in {0, 1} (1 = hole), "path": str}``."""
+    """Items: ``{"image": 3xSxS in [-1, 1], "mask": 1xSxS in {0, 1} (1 = hole), "path": str}``; the
+    engine reads :meth:`raw_item`, with the image as uint8 (0..255), mapped to [-1, 1] on the device
+    by ``to_device`` (``x / 127.5 - 1``, bit for bit as here)."""
 
     def __init__(
         self,
@@ -91,6 +94,10 @@ class InpaintDataset(Dataset):
         return img
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return finish_item(self.raw_item(index), (-1.0, 1.0))
+
+    def raw_item(self, index: int) -> dict[str, Any]:
+        """The item with a uint8 image (0..255) and the float mask."""
         path = self.files[index]
         rng = self._rng(index)
         img = self._resized(index)
@@ -99,7 +106,7 @@ class InpaintDataset(Dataset):
         _, (top, left) = resize_crop_box(nh, nw, self.load_size, s, rng if self.train else None)
         img = img.crop((left, top, left + s, top + s))
         flip = self.train and self.flip and rng.random() < 0.5
-        image = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+        image = np.asarray(img)
         if self.paired:
             mfile = pair_mask_file(self.root, path)
             mask = _resize_mask(_read_mask_file(str(mfile), self.invert), (nh, nw))[top : top + s, left : left + s]
@@ -108,7 +115,7 @@ class InpaintDataset(Dataset):
         if flip:
             image, mask = image[:, ::-1], mask[:, ::-1]
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "image": hwc_uint8(image),
             "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None],
             "path": str(path),
         }

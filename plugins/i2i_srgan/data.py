@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
+from i2i.data.batch import finish_item, hwc_uint8
 from i2i.errors import I2IError
 from i2i.imageio import list_images, read_image
 
@@ -29,10 +29,6 @@ from .imresize import downscale, modcrop
 
 #: LR context around a crop, in LR pixels: the x1/s bicubic kernel reaches 2 LR pixels each way.
 MARGIN = 3
-
-
-def _to_tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
 
 
 def find_pairs(root: Path, scale: int, lr_dir: str | None = None) -> tuple[list[Path], list[Path] | None]:
@@ -88,7 +84,8 @@ def augment(images: list[np.ndarray]) -> list[np.ndarray]:
 
 
 class SRDataset(Dataset):
-    """Items ``{"lr": 3xhxw, "hr": 3x(h*s)x(w*s)`` float in [0, 1], ``"path": str}``.
+    """Items ``{"lr": 3xhxw, "hr": 3x(h*s)x(w*s)`` float in [0, 1], ``"path": str}``; the engine
+    reads :meth:`raw_item`, the same as uint8 (0..255), and its ``to_device`` divides by 255 there.
 
     ``train``: random crops of ``crop_size`` HR pixels (``repeat`` crops per image and epoch, since
     SR sets are few, large images) with flips/rotations. Otherwise whole images (modcropped).
@@ -124,6 +121,10 @@ class SRDataset(Dataset):
         return hr, lr_full
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return finish_item(self.raw_item(index), (0.0, 1.0))
+
+    def raw_item(self, index: int) -> dict[str, Any]:
+        """The item with uint8 ``lr`` and ``hr`` (0..255): the LR made from HR in uint8 as always."""
         i = index % len(self.hr_files)
         path = self.hr_files[i]
         hr, lr_full = self._load(i)
@@ -134,7 +135,7 @@ class SRDataset(Dataset):
                            f"(HR {path.name} / {s})")
         if not self.train:
             lr = lr_full if lr_full is not None else downscale(hr, s)
-            return {"lr": _to_tensor(lr), "hr": _to_tensor(hr), "path": str(path)}
+            return {"lr": hwc_uint8(lr), "hr": hwc_uint8(hr), "path": str(path)}
         size = self.crop_size // s
         if h < size or w < size:
             raise I2IError(f"{path} ({hr.shape[1]}x{hr.shape[0]}) is smaller than crop_size {self.crop_size}")
@@ -143,7 +144,7 @@ class SRDataset(Dataset):
         lr_c = lr_full[top : top + size, left : left + size] if lr_full is not None else lr_crop(hr, s, top, left, size)
         if self.augment:
             lr_c, hr_c = augment([lr_c, hr_c])
-        return {"lr": _to_tensor(lr_c), "hr": _to_tensor(hr_c), "path": str(path)}
+        return {"lr": hwc_uint8(lr_c), "hr": hwc_uint8(hr_c), "path": str(path)}
 
 
 __all__ = ["SRDataset", "find_pairs", "lr_crop", "augment", "MARGIN"]
