@@ -4,7 +4,8 @@ Any source ``i2i.load`` opens can be served (a zoo name, a run or checkpoint fol
 an ``.onnx`` file); an ``.onnx`` file is served without torch, as on a serving install.
 
 Endpoints: ``POST /v1/translate`` (raw image bytes, or multipart with ``image`` and an optional
-``mask``) -> PNG (JPEG/WebP with ``?format=jpeg`` or ``Accept: image/jpeg``); ``GET /v1/model``;
+``mask``) -> PNG (JPEG/WebP with ``?format=jpeg`` or ``Accept: image/jpeg``); ``GET /v1/model``
+(the metadata, and a checkpoint's model card as Markdown text: ``model_card``, ``summary``);
 ``GET /healthz``; ``GET /`` a small upload page.
 
 One inference path: uploads are decoded by :func:`i2i.imageio.decode_image`, translated by

@@ -70,12 +70,17 @@ def write_checkpoint(
     weights: dict[str, torch.Tensor],
     meta: dict[str, Any],
     state: dict[str, Any] | None = None,
+    files: dict[str, str] | None = None,
+    point_latest: bool = True,
 ) -> Path:
     """Write a checkpoint folder atomically and point ``latest`` at it.
 
     Killed at any point (kill -9), the folder ``latest`` names stays loadable: the new checkpoint is
     complete in ``<tag>.tmp`` before it is renamed into place; an older one of the same tag is
     renamed to ``<tag>.old`` first, which :func:`resolve` falls back on in the moment between.
+
+    ``files``: text files written into the folder with it (file name -> text: the model card).
+    ``point_latest=False`` leaves ``latest`` alone: ``best`` is not where a resumed run goes on from.
     """
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
@@ -86,6 +91,8 @@ def write_checkpoint(
         save_file(tensors, str(tmp / WEIGHTS), metadata={META_KEY: json.dumps(meta, default=str)})
         if state is not None:
             torch.save(state, tmp / STATE)
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
     except BaseException:  # e.g. a second Ctrl-C: leave no half-written folder behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -95,6 +102,8 @@ def write_checkpoint(
         directory.rename(old)
     tmp.rename(directory)
     shutil.rmtree(old, ignore_errors=True)
+    if not point_latest:
+        return directory
     pointer = directory.parent / (LATEST + ".tmp")
     pointer.write_text(directory.name + "\n")
     os.replace(pointer, directory.parent / LATEST)
@@ -103,7 +112,7 @@ def write_checkpoint(
 
 def prune(checkpoints: Path, keep_last: int) -> list[Path]:
     """Remove all but the newest ``keep_last`` ``step_N`` checkpoints (never the one ``latest``
-    names; other tags such as last, final, interrupted are kept). Returns what was removed.
+    names; other tags such as last, final, interrupted and best are kept). Returns what was removed.
 
     A folder is renamed to ``<name>.old`` before it is deleted, so a kill leaves no half-deleted
     checkpoint under a loadable name.

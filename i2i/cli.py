@@ -305,10 +305,11 @@ from .video import video_options  # noqa: E402 - the video options of `i2i trans
 @click.option("--no-ema", is_flag=True, help="Use the raw weights even when EMA weights are present.")
 @click.option("--cpu-kernels", is_flag=True, help="PyTorch models on the CPU: use the i2i_cpu plugin's faster "
               "convolutions (.onnx files: `i2i export --optimize cpu`).")
+@click.option("--card", is_flag=True, help="Print the checkpoint's model card (MODEL_CARD.md) first.")
 @video_options
 def translate(inputs: tuple[str, ...], model: str | None, checkpoint: str | None, weights: str | None, out_dir: str,
               size: int | None, mask: str | None, tile: int, overlap: int, max_pixels: int, whole: bool, device: str,
-              net: str | None, no_ema: bool, cpu_kernels: bool, **video: Any) -> None:
+              net: str | None, no_ema: bool, cpu_kernels: bool, card: bool, **video: Any) -> None:
     """Translate images and videos (files, folders or globs) with a trained or pretrained generator.
 
     Every readable file is translated; unreadable ones are listed, and the exit status is 1 if any failed.
@@ -329,6 +330,7 @@ def translate(inputs: tuple[str, ...], model: str | None, checkpoint: str | None
     paths = [p for p in paths if not is_video_file(p)]
     generator = load(model or checkpoint, weights=weights, device=device, net=net, ema=not no_ema,  # type: ignore[arg-type]
                      cpu_kernels=cpu_kernels)
+    _say_model_card(generator, card)
     with tqdm(total=len(paths), unit="img", disable=len(paths) < 2 or not sys.stderr.isatty()) as bar:
         written, failed = translate_files(generator, paths, Path(out_dir), size=size, mask=mask, tile=tile,
                                           overlap=overlap, max_pixels=max_pixels, whole=whole,
@@ -346,6 +348,16 @@ def translate(inputs: tuple[str, ...], model: str | None, checkpoint: str | None
     if failed:
         what = "file(s)" if videos else "image(s)"
         raise I2IError(f"{len(failed)} of {len(paths) + len(videos)} {what} could not be translated (listed above)")
+
+
+def _say_model_card(generator: Any, full: bool) -> None:
+    """The checkpoint's model card: its one-line summary on stderr, or (``--card``) the whole card."""
+    info = generator.describe()
+    if full:
+        click.echo(info["model_card"] or f"i2i: {generator.source} has no model card (only i2i checkpoints "
+                                              f"trained since issue 18 carry one)", err=not info["model_card"])
+    elif info["summary"]:
+        click.echo(f"i2i: model: {info['summary']} (--card shows the model card)", err=True)
 
 
 #: what lives under ``cache_dir()``: ``i2i cache`` shows and clears these

@@ -119,6 +119,16 @@ class TrainConfig:
     diversity_patience: int = 5
     #: skip unreadable images (reported) instead of stopping with an error
     skip_bad_images: bool = False
+    #: validate every N steps, and at the last step, on held-aside images (0: off; i2i/engine/validation.py)
+    val_every: int = 0
+    #: metrics of each validation (`i2i list metrics`; empty: select_by, else the method's own defaults)
+    val_metrics: list[str] = field(default_factory=list)
+    #: validation images: the first N of the held-aside split (bounds each validation's cost)
+    val_images: int = 50
+    #: validation data: a folder or catalogue name (default: the training data's val/ or test/ split)
+    val_data: str = ""
+    #: keep checkpoints/best by this validation metric, e.g. fid, lpips, psnr_y ("": no best checkpoint)
+    select_by: str = ""
 
 
 C = TypeVar("C", bound=TrainConfig)

@@ -266,9 +266,15 @@ class Generator:
         return run_static
 
     def describe(self) -> dict[str, Any]:
-        """What ``GET /v1/model`` and ``i2i translate`` report: the metadata and where it runs."""
+        """What ``GET /v1/model`` and ``i2i translate`` report: the metadata and where it runs, and the
+        checkpoint's model card (``model_card``: its Markdown text, ``summary``: its one line; None and
+        "" for sources without one: .onnx files, published weights, older checkpoints)."""
+        from .modelcard import card_summary, read_card
+
+        card = read_card(self.meta.info["checkpoint"]) if self.meta.info.get("checkpoint") else None
         return {"meta": asdict(self.meta), "device": self.device, "providers": self.providers,
-                "static_hw": self.static_hw, "source": Path(self.source).name if self.source else ""}
+                "static_hw": self.static_hw, "source": Path(self.source).name if self.source else "",
+                "model_card": card, "summary": card_summary(card) if card else ""}
 
 
 def plan_tile(meta: GeneratorMeta, h: int, w: int, tile: int, max_pixels: int | None = DEFAULT_MAX_PIXELS,

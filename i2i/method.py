@@ -120,6 +120,45 @@ class Method:
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what extra_state returned."""
 
+    # -- optional, for validation during training (i2i/engine/validation.py) --------------------
+    #: the metric kinds (i2i.metrics MetricSpec.kind) validation_batch can feed: "paired" needs a
+    #: target that belongs to the output, "distribution" a reference set, "masked" a hole mask
+    validation_kinds: ClassVar[tuple[str, ...]] = ("paired", "distribution")
+    #: the metrics a validation computes when the config names none (val_metrics, select_by)
+    default_val_metrics: ClassVar[tuple[str, ...]] = ()
+    #: images per validation batch (None: the training batch size; 1 for whole images of many sizes)
+    validation_batch_size: ClassVar[int | None] = None
+
+    def validation_dataset(self, root: str, explicit: bool) -> Dataset:
+        """The held-aside images validation reads, prepared deterministically (no random crops or flips).
+
+        ``root`` is the resolved training data folder (``explicit`` False: find its held-aside split)
+        or the resolved ``val_data`` (``explicit`` True: the images to validate on). None found is a
+        one-line I2IError naming ``val_data``.
+        """
+        raise I2IError(f"{self.method_name} has no validation split of its own: give the images with "
+                       f"--set val_data=FOLDER")
+
+    def validation_metric_kwargs(self, name: str) -> dict[str, Any]:
+        """Options for validation metric ``name`` (``i2i.metrics.create(name, **options)``): e.g. SR's
+        ``crop_border`` = its scale, the SR papers' convention."""
+        return {}
+
+    def validation_batch(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``(output, target, mask)`` for the metrics, from a validation batch (run under no_grad, eval mode).
+
+        output and target: float32 N x 3 x H x W RGB in [0, 1] (grey repeated); target None when there
+        is none, mask N x 1 x H x W with 1 = hole, or None. The default takes the second (output) and
+        last (target) columns of :meth:`visuals`, which hold the generator's value range.
+        """
+        columns = self.visuals(batch, self.forward(batch))
+        lo, hi = self.value_ranges.get(self.main_generator, self.data_range)
+        return unit_rgb(columns[1], (lo, hi)), unit_rgb(columns[-1], (lo, hi)), None
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """Images of this method's batches (``data_range``) -> float32 RGB in [0, 1], as metrics take them."""
+        return unit_rgb(x, self.data_range)
+
     def to_device(self, batch: Batch) -> Batch:
         """Move the batch's tensors to the training device and finish its images there: pending
         ``*_geometry`` (resize, crop, flip; read on the host, so no device sync) is applied and every
@@ -220,7 +259,7 @@ class Method:
         if input_size >= least:
             return
         m = self.crop_multiple()
-        fit = -(-least // m) * m
+        fit = -(-max(least, self._generators_min_size()) // m) * m
         other = ("fewer layers (--set discriminator_kwargs.n_layers=N)" if "n_layers" in _parameters(spec.factory)[0]
                  else "another discriminator")
         raise I2IError(f"{size_key} {input_size} is too small for discriminator {spec.name}, which takes sides of at "
@@ -291,6 +330,13 @@ class Method:
             raise I2IError(f"crop_size {crop_size} does not fit {generator}, which needs sides divisible by "
                            f"{multiple}; use --set crop_size={fit} or another generator")
 
+            # never suggest a crop the discriminators built so far cannot take
+            from .registry import discriminator_min_size
+
+            least = max([discriminator_min_size(discriminators().get(n), kw) for n, kw in self.discriminator_specs.values()]
+                        + [generators().get(generator).min_size])
+            if fit < least:
+                fit = -(-least // multiple) * multiple
     def generator_meta(self, net: str | None = None) -> GeneratorMeta:
         """The self-description saved with the weights of one generator."""
         from .loader import build_meta
@@ -298,6 +344,24 @@ class Method:
         net = net or self.main_generator
         name, kwargs = self.generator_specs[net]
         return build_meta(name, kwargs, method=self.name, net=net, module=self.nets[net])
+
+
+def unit_rgb(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """``x`` (N x C x H x W in ``value_range``) as float32 RGB in [0, 1]: 1 channel repeated, clamped."""
+    lo, hi = value_range
+    x = ((x.detach().float() - lo) / (hi - lo)).clamp(0, 1)
+    return x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x[:, :3]
+
+
+def held_aside_phase(root: str, phases: tuple[str, ...] = ("val", "test")) -> str | None:
+    """The first of ``phases`` the data folder holds (``val/``, ``valA``+``valB``, ``val/A``...), or None."""
+    from pathlib import Path
+
+    base = Path(root)
+    for phase in phases:
+        if (base / phase).is_dir() or ((base / f"{phase}A").is_dir() and (base / f"{phase}B").is_dir()):
+            return phase
+    return None
 
 
 class DomainPairMethod(Method):
@@ -323,6 +387,15 @@ class DomainPairMethod(Method):
         if discriminator:
             out.update(discriminator=discriminator.name, discriminator_kwargs=tiny_kwargs(discriminator))
         return out
+
+    def validation_phase(self, root: str, explicit: bool) -> str:
+        """The split validation reads: ``val``, else ``test`` (the reference's folders); for ``val_data``
+        given explicitly, its own val/test split or else the folder itself ("")."""
+        phase = held_aside_phase(root)
+        if phase is None and not explicit:
+            raise I2IError(f"no held-aside images to validate on in {root} (no val/ or test/ split): give them "
+                           f"with --set val_data=FOLDER")
+        return phase or ""
 
     def example_batch(self, batch_size: int = 2) -> Batch:
         cfg, s = self.cfg, self.cfg.crop_size

@@ -1,7 +1,7 @@
 """What a run writes besides checkpoints: metrics.jsonl, sample grids, TensorBoard, progress.
 
-metrics.jsonl is strict JSON, one object per logged step: a value that is not finite (the mean
-loss of a window with a skipped step) is ``null``.
+metrics.jsonl is strict JSON, one object per logged step (and one per validation, ``"split": "val"``):
+a value that is not finite (the mean loss of a window with a skipped step) is ``null``.
 """
 
 from __future__ import annotations
@@ -57,6 +57,20 @@ class RunLog:
             text = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
             print(f"[{time.strftime('%H:%M:%S')}] step {record['step']} epoch {record['epoch']} "
                   f"{record['images_per_s']:.2f} img/s lr {record['lr']:.3g} {text}", file=sys.stderr, flush=True)
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def write_row(self, record: dict[str, Any]) -> None:
+        """Another kind of row (a validation's: ``"split": "val"``), to metrics.jsonl and TensorBoard
+        under its own keys, without the progress line."""
+        if not self.enabled:
+            return
+        assert self.metrics is not None
+        strict = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+        self.metrics.write(json.dumps(strict, allow_nan=False) + "\n")
+        self.metrics.flush()
         if self.tb is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("step", "epoch"):

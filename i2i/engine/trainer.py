@@ -21,6 +21,7 @@ from torch import nn
 
 from .. import __version__
 from ..checkpoint import STATE, WEIGHTS, prune, write_checkpoint
+from ..modelcard import CARD
 from ..config import TrainConfig, to_dict
 from ..errors import I2IError
 from ..method import Method
@@ -29,6 +30,7 @@ from . import distributed as D
 from .data import make_loader
 from .ema import EMA
 from .logs import RunLog, save_grid
+from .validation import Validator, check_config as check_validation
 from .monitor import DiversityMonitor
 from .precision import autocast, make_scaler, masked_step, nonfinite_flag, resolve_device, resolve_precision
 from .prefetch import Prefetcher
@@ -221,6 +223,9 @@ class Trainer:
         if not self.D_names and (cfg.d_steps != 1 or cfg.d_warmup_steps):
             raise I2IError(f"d_steps and d_warmup_steps need a discriminator; {method_name} trains none here")
 
+        # Validation settings are checked before any data is read (unknown metrics, select_by).
+        self.val_metrics = check_validation(cfg, self.method)
+
         # Data.
         from ..data import resolve_data
 
@@ -252,6 +257,7 @@ class Trainer:
         self.loss_keys: dict[str, list[str]] = {}  # each group's loss terms, named in the nan_limit error
 
         self.run_dir = Path(cfg.out_dir) / cfg.name
+        self.validator = self._make_validator()
         if resume_from is not None:
             self.load(resume_from)
             if self.step >= self.total_steps:
@@ -300,7 +306,11 @@ class Trainer:
             "rng": rng_state(),
             "extra": self.method.extra_state(),
         }
-        path = write_checkpoint(self.run_dir / "checkpoints" / tag, weights, self.checkpoint_meta(), state)
+        if self.validator is not None:
+            state["validation"] = self.validator.state_dict()
+        # "best" is not where a resumed run goes on from: `latest` keeps naming the newest checkpoint
+        path = write_checkpoint(self.run_dir / "checkpoints" / tag, weights, self.checkpoint_meta(), state,
+                                files={CARD: self.model_card(tag)}, point_latest=tag != "best")
         if tag.startswith("step_"):
             prune(self.run_dir / "checkpoints", self.cfg.keep_last)
         self._saved_at = time.monotonic()
@@ -337,6 +347,8 @@ class Trainer:
                 g.load_state_dict(state["groups"][k])
             self.step, self.epoch, self.epoch_pos = state["step"], state["epoch"], state["epoch_pos"]
             self.method.load_extra_state(state.get("extra", {}))
+            if self.validator is not None and state.get("validation"):
+                self.validator.load_state_dict(state["validation"])
             set_rng_state(state["rng"])
         except I2IError:
             raise
@@ -393,6 +405,9 @@ class Trainer:
         meta = self.method.generator_meta()
         columns = self.method.visuals(batch, self._last_out)
         save_grid(self.run_dir / "samples" / f"step_{self.step:07d}.png", columns, meta.value_range)
+        if self.validator is not None:  # the same validation images at every sample
+            columns = self.validator.visuals(self.raw, self.ema)
+            save_grid(self.run_dir / "samples" / f"val_step_{self.step:07d}.png", columns, meta.value_range)
 
     def fit(self) -> Path:
         cfg, main = self.cfg, self.dist.is_main
@@ -453,6 +468,8 @@ class Trainer:
                         sums, counts, window, data_time, compute_time, images = {}, {}, 0, 0.0, 0.0, 0
                     if main and cfg.sample_every and self.step % cfg.sample_every == 0:
                         self.sample(batch)
+                    if self.validator is not None and self.step % cfg.val_every == 0:
+                        tick += self.validate(log)  # validation time is not data time
                     if self.step == first_step + 5:  # the first steps include start-up (workers, caches, kernels)
                         first_tick = time.perf_counter()
                     elif self.step == first_step + 15:  # so time the next ten
@@ -476,6 +493,8 @@ class Trainer:
                     continue
                 break
             if main:
+                if self.validator is not None and (self.validator.last is None or self.validator.last.step != self.step):
+                    self.validate(log)  # the final checkpoint's card gets the metrics of its step
                 self.sample(batch)
                 path = self.save("final")
                 skipped = sum(g.read()["skipped"] for g in self.groups.values())
@@ -526,6 +545,44 @@ class Trainer:
                 fp32 = "" if self.precision == "fp32" else "--precision fp32 or "
                 raise I2IError(f"{c['worst']} non-finite {n} losses in a row by step {self.step} ({terms}); lower "
                                f"lr, try {fp32}a gradient clip (--set grad_clip=1)")
+
+    # -- validation and the model card (i2i/engine/validation.py, i2i/modelcard.py) -------------
+    def _make_validator(self) -> Validator | None:
+        """The validator (rank 0 only: it alone saves checkpoints), or None when validation is off."""
+        if not self.val_metrics or not self.dist.is_main:
+            return None
+        return Validator(self.method, self.cfg, self.val_metrics, self.data_root, self.device, self.precision)
+
+    def validate(self, log: RunLog) -> float:
+        """Validate at this step: log the row, say it, save ``best`` when select_by improved; returns seconds."""
+        assert self.validator is not None
+        started = time.perf_counter()
+        info = self.validator.run(self.step, self.raw, self.ema)
+        log.write_row(self.validator.record(self.epoch))
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in info.values.items())
+        log.info(f"i2i: validation at step {self.step}: {shown} ({info.images} images, {info.seconds:.2f} s)")
+        if self.validator.improved:
+            self.save("best")
+        return time.perf_counter() - started
+
+    def model_card(self, tag: str) -> str:
+        """The Markdown card written into the checkpoint folder ``tag`` (i2i/modelcard.py)."""
+        from ..modelcard import data_info, render, reproduce_command
+        from ..plugins import manager
+
+        name, kwargs = self.method.generator_specs[self.method.main_generator]
+        config = to_dict(self.cfg)
+        defaults = to_dict(type(self.cfg)())
+        command = reproduce_command(self.method.name, {k: v for k, v in config.items() if k not in ("name", "out_dir")},
+                                    defaults)
+        return render(method=self.method.name, tag=tag, generator=name, generator_kwargs=kwargs,
+                      main_net=self.method.main_generator,
+                      data=data_info(self.cfg.data, len(self.loader.dataset)),  # type: ignore[arg-type]
+                      step=self.step, epoch=self.epoch, total_steps=self.total_steps, precision=self.precision,
+                      device=str(self.device), i2i_version=__version__,
+                      plugins={p.name: p.version for p in manager().info.values()}, command=command,
+                      validation=self.validator.last if self.validator is not None else None,
+                      ema=bool(self.ema))
 
     def _interrupted(self, log: RunLog, why: str) -> None:
         """Save ``interrupted`` (rank 0) and stop with TrainingInterrupted, saying how to resume."""

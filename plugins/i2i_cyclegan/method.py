@@ -73,7 +73,6 @@ class CycleGAN(DomainPairMethod):
         if cfg.lambda_identity > 0 and cfg.in_channels != cfg.out_channels:
             raise I2IError(f"the identity loss needs in_channels == out_channels ({cfg.in_channels} vs "
                            f"{cfg.out_channels}); use --set lambda_identity=0")
-        self.check_crop_fits(cfg.generator, cfg.crop_size)
         a, b = cfg.in_channels, cfg.out_channels
         g = {"scale": 1, "extra_inputs": ()}
         self.make_generator("G_A", cfg.generator, cfg.generator_kwargs, in_channels=a, out_channels=b, **g)
@@ -82,6 +81,7 @@ class CycleGAN(DomainPairMethod):
                                 input_size=cfg.crop_size)
         self.make_discriminator("D_B", cfg.discriminator, cfg.discriminator_kwargs, in_channels=a, norm="instance",
                                 input_size=cfg.crop_size)
+        self.check_crop_fits(cfg.generator, cfg.crop_size)  # after the Ds: a suggested crop fits them too
         self.main_generator = "G_A"
         self.adversarial = self.make_adversarial(cfg.gan_loss, gp_weight=cfg.gp_weight)
         self.l1 = create_loss("l1")
@@ -140,6 +140,21 @@ class CycleGAN(DomainPairMethod):
     def diversity_images(self, batch: Batch, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """G_A's translations against real B images (the grid's last column is a reconstruction)."""
         return self.to_net(out["fake_B"]), self.to_net(batch["B"])
+
+    # validation: unpaired, so distribution metrics between G_A's translations and real B images
+    validation_kinds = ("distribution",)
+    default_val_metrics = ("kid",)
+
+    def validation_dataset(self, root: str, explicit: bool):
+        from i2i.data import UnalignedDataset
+
+        cfg = self.cfg
+        return UnalignedDataset(root, phase=self.validation_phase(root, explicit), load_size=cfg.crop_size,
+                                crop_size=cfg.crop_size, flip=False, train=False, serial=True, direction=cfg.direction,
+                                in_channels=cfg.in_channels, out_channels=cfg.out_channels, skip_bad=cfg.skip_bad_images)
+
+    def validation_batch(self, batch: Batch):
+        return self.to_unit(self.generate("G_A", batch["A"])), self.to_unit(batch["B"]), None
 
     def extra_state(self) -> dict[str, Any]:
         return {"pool_A": self.pool_A.state_dict(), "pool_B": self.pool_B.state_dict()}

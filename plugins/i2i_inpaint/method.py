@@ -165,6 +165,21 @@ class Inpaint(Method):
         coarse = out["coarse"] * mask + batch["image"] * (1 - mask)
         return [self.to_net(t) for t in (masked, coarse.detach(), out["output"].detach(), batch["image"])]
 
+    # validation: the held-aside images (holdout) with their fixed eval masks, or val_data's images
+    validation_kinds = ("paired", "distribution", "masked")
+    default_val_metrics = ("masked_l1", "psnr")
+
+    def validation_dataset(self, root: str, explicit: bool) -> Dataset:
+        c = self.cfg
+        if not explicit:
+            return self.build_dataset(root, train=False)
+        return InpaintDataset(root, image_files(root), self.mask_generator(), c.crop_size, c.load_size, train=False,
+                              flip=False, eval_seed=c.eval_seed)
+
+    def validation_batch(self, batch: Batch):
+        output = self.forward(batch)["output"]
+        return self.to_unit(output), self.to_unit(batch["image"]), batch["mask"].float()
+
     @classmethod
     def conformance_config(cls, generator: GeneratorSpec | None = None,
                            discriminator: DiscriminatorSpec | None = None) -> dict[str, Any]:

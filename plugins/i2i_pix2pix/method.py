@@ -48,10 +48,10 @@ class Pix2Pix(DomainPairMethod):
             raise I2IError(f"direction must be AtoB or BtoA, got {cfg.direction!r}")
         self.make_generator("G", cfg.generator, cfg.generator_kwargs, in_channels=cfg.in_channels,
                             out_channels=cfg.out_channels, scale=1, extra_inputs=())
-        self.check_crop_fits(cfg.generator, cfg.crop_size)
         # The discriminator judges (input, output) pairs: it sees both images stacked.
         self.make_discriminator("D", cfg.discriminator, cfg.discriminator_kwargs,
                                 in_channels=cfg.in_channels + cfg.out_channels, input_size=cfg.crop_size)
+        self.check_crop_fits(cfg.generator, cfg.crop_size)  # after D: a suggested crop fits both
         # label smoothing and the other stabilisers come from the config (TrainConfig, Adversarial)
         self.adversarial = self.make_adversarial(cfg.gan_loss, gp_weight=cfg.gp_weight,
                                                  layout=(cfg.in_channels, cfg.out_channels))
@@ -101,3 +101,17 @@ class Pix2Pix(DomainPairMethod):
 
     def visuals(self, batch: Batch, out: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return [self.to_net(t) for t in (batch["A"], out["fake_B"], batch["B"])]
+
+    # validation: the translated input against its paired target (the reference's val/ or test/ split)
+    default_val_metrics = ("psnr", "ssim")
+
+    def validation_dataset(self, root: str, explicit: bool):
+        from i2i.data import AlignedDataset
+
+        cfg = self.cfg
+        return AlignedDataset(root, phase=self.validation_phase(root, explicit), direction=cfg.direction,
+                              load_size=cfg.crop_size, crop_size=cfg.crop_size, flip=False, train=False,
+                              in_channels=cfg.in_channels, out_channels=cfg.out_channels, skip_bad=cfg.skip_bad_images)
+
+    def validation_batch(self, batch: Batch):
+        return self.to_unit(self.forward(batch)["fake_B"]), self.to_unit(batch["B"]), None

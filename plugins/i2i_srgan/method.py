@@ -147,6 +147,25 @@ class SRResNetMethod(Method):
         up = F.interpolate(batch["lr"].float(), size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
         return [self.to_net(up), self.to_net(out["sr"].detach().float().clamp(0, 1)), self.to_net(hr)]
 
+    # validation: whole held-aside images (val_data, e.g. Set5) against their HR originals
+    default_val_metrics = ("psnr_y", "ssim_y")
+    validation_batch_size = 1  # whole images of different sizes
+
+    def validation_dataset(self, root: str, explicit: bool) -> Dataset:
+        if not explicit:
+            raise I2IError(f"{self.method_name} validates on a folder of its own: --set val_data=FOLDER "
+                           f"(HR images, e.g. Set5)")
+        cfg = self.cfg
+        return SRDataset(root, scale=cfg.scale, crop_size=cfg.crop_size, train=False, lr_dir=cfg.lr_dir or None,
+                         augment=False, cache_mb=0)
+
+    def validation_batch(self, batch: Batch):
+        return self.to_unit(self.forward(batch)["sr"]), self.to_unit(batch["hr"]), None
+
+    def validation_metric_kwargs(self, name: str) -> dict[str, Any]:
+        # the SR papers measure PSNR/SSIM with `scale` pixels cropped from every side (as `i2i eval sr`)
+        return {"crop_border": self.cfg.scale} if name in ("psnr", "psnr_y", "ssim", "ssim_y") else {}
+
     @classmethod
     def conformance_config(cls, generator: GeneratorSpec | None = None,
                            discriminator: DiscriminatorSpec | None = None) -> dict[str, Any] | None:

@@ -1,0 +1,147 @@
+"""The model card in every checkpoint folder, and issue 18's end-to-end check on real facades:
+
+``i2i train pix2pix --data facades --max-steps 4 --set val_every=2 --set select_by=psnr`` writes
+validation rows, ``checkpoints/best`` and a model card; ``i2i translate --checkpoint`` and
+``GET /v1/model`` show the card. A tiny generator (unet_128, 8 filters) and PSNR keep it a few
+seconds; FID is the same path with a feature-weights file (tests/test_metrics*.py cover FID itself).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from i2i.cli import cli
+from i2i.modelcard import CARD, DataInfo, ValidationInfo, card_summary, read_card, render, reproduce_command
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+FACADES_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/facades.tar.gz"
+TINY = ["generator=unet_128", "generator_kwargs.ngf=8", "discriminator_kwargs.ndf=8", "load_size=136",
+        "crop_size=128", "num_workers=0", "log_every=1", "direction=BtoA"]
+
+
+def parse_command(command: str) -> tuple[str, dict[str, Any]]:
+    """``i2i train METHOD --data D --set k=v ...`` -> (method, the overrides `i2i train` builds a config from)."""
+    from i2i.config import parse_overrides
+
+    words = shlex.split(command)
+    assert words[:2] == ["i2i", "train"]
+    flags = {"--data": "data", "--name": "name", "--out-dir": "out_dir", "--max-steps": "max_steps",
+             "--batch-size": "batch_size"}
+    sets, values = [], {}
+    it = iter(words[3:])
+    for word in it:
+        if word == "--set":
+            sets.append(next(it))
+        else:
+            values[flags[word]] = next(it)
+    return words[2], {**parse_overrides(sets), **values}
+
+
+def test_the_reproducing_command_rebuilds_the_config() -> None:
+    from i2i.config import build, to_dict
+    from i2i_pix2pix.method import Pix2PixConfig
+
+    cfg = build(Pix2PixConfig, overrides={"data": "my data/facades", "max_steps": 7, "lr_milestones": [3, 5],
+                                          "generator_kwargs": {"ngf": 8, "norm": "instance"}, "flip": False,
+                                          "lr_D": 1e-4, "val_metrics": ["psnr", "ssim"], "select_by": "psnr"})
+    command = reproduce_command("pix2pix", to_dict(cfg), to_dict(Pix2PixConfig()))
+    assert command.startswith("i2i train pix2pix --data 'my data/facades' --max-steps 7 --set ")
+    method, overrides = parse_command(command)
+    assert method == "pix2pix"
+    assert to_dict(build(Pix2PixConfig, overrides=overrides)) == to_dict(cfg)
+
+
+def test_a_card_says_what_is_known_and_what_is_not() -> None:
+    common = dict(method="srresnet", tag="final", generator="srresnet", generator_kwargs={"scale": 4}, main_net="G",
+                  step=10, epoch=1, total_steps=10, precision="fp32", device="cpu", i2i_version="9.9",
+                  plugins={"i2i_srgan": "9.9"}, command="i2i train srresnet --data x")
+    bare = render(data=DataInfo("/data/mine", 12), **common)
+    assert card_summary(bare) == "srresnet srresnet trained 10 steps (1 epochs) on mine (12 images)"
+    assert "a local folder (not in the dataset catalogue)" in bare and "check the data's own terms" in bare
+    assert "No validation was run" in bare
+    validation = ValidationInfo(step=10, values={"psnr_y": 30.5}, specs={"psnr_y": ("PSNR on Y", True, "paired")},
+                                protocol="the first 5 images of Set5", images=5, seconds=1.25, select_by="psnr_y",
+                                best_value=31.0, best_step=8)
+    full = render(data=DataInfo("facades", 400, url=FACADES_URL, license="CMP Facade Database, research use"),
+                  validation=validation, ema=True, **common)
+    assert card_summary(full).endswith("validation at step 10: psnr_y 30.5; best psnr_y 31 at step 8")
+    for text in (f"- source: {FACADES_URL}", "- licence / terms: CMP Facade Database, research use",
+                 "| psnr_y | 30.5 | higher | paired | PSNR on Y |", "the first 5 images of Set5; 5 images, 1.25 s",
+                 "kept by `psnr_y`: 31 at step 8", "exponential moving average", "- plugin i2i_srgan 9.9",
+                 "- generator (`G`): `srresnet` with kwargs `{\"scale\": 4}`", "- precision: fp32 on cpu"):
+        assert text in full, text
+
+
+def test_no_card_is_none(tmp_path: Path) -> None:
+    assert read_card(tmp_path) is None and read_card(tmp_path / "weights.safetensors") is None
+    assert card_summary("# title\n\nno quote") == ""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATASETS / "facades").is_dir(), reason="../shared/datasets/facades not present")
+def test_train_facades_with_validation_writes_rows_best_and_cards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  one_thread: None) -> None:
+    monkeypatch.setenv("I2I_DATA_DIR", str(DATASETS))
+    runner = CliRunner()
+    args = ["train", "pix2pix", "--data", "facades", "--out-dir", str(tmp_path / "runs"), "--name", "f",
+            "--max-steps", "4", "--set", "val_every=2", "--set", "select_by=psnr", "--set", "val_images=8"]
+    for item in TINY:
+        args += ["--set", item]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "f"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if r.get("split") == "val"]
+    assert [r["step"] for r in val] == [2, 4]
+    assert all(r["val/images"] == 8 and 5 < r["val/psnr"] < 40 for r in val)
+    assert "validation at step 2: psnr" in result.output
+
+    ckpts = run / "checkpoints"
+    best_row = max(val, key=lambda r: r["val/psnr"])
+    from i2i.checkpoint import read_meta
+
+    assert read_meta(ckpts / "best" / "weights.safetensors")["step"] == best_row["step"]
+    folders = [p for p in ckpts.iterdir() if p.is_dir()]
+    assert {p.name for p in folders} >= {"best", "final"}
+    assert all((p / CARD).is_file() for p in folders), "every checkpoint folder has a model card"
+
+    card = (ckpts / "final" / CARD).read_text()
+    for text in ("# pix2pix model card: final", "pix2pix unet_128 trained 4 steps", "- data: `facades`",
+                 f"- source: {FACADES_URL}", "CMP Facade Database", "| psnr |", "(test split)",
+                 "- precision: fp32 on cpu", "i2i_pix2pix"):
+        assert text in card, text
+    assert "- size: 400 training images" in card
+    command = next(line for line in card.splitlines() if line.startswith("- reproduce: "))[len("- reproduce: `"):-1]
+    method, overrides = parse_command(command)
+    from i2i.config import build, to_dict
+    from i2i_pix2pix.method import Pix2PixConfig
+
+    saved = json.loads(json.dumps(read_meta(ckpts / "final" / "weights.safetensors")["config"]))
+    rebuilt = to_dict(build(Pix2PixConfig, overrides=overrides))
+    assert method == "pix2pix"
+    assert {k: v for k, v in rebuilt.items() if k not in ("name", "out_dir")} == \
+        {k: v for k, v in saved.items() if k not in ("name", "out_dir")}
+
+    # `i2i translate --checkpoint` says the summary; --card prints the card
+    image = sorted((DATASETS / "facades" / "test").iterdir())[0]
+    result = runner.invoke(cli, ["translate", str(image), "--checkpoint", str(ckpts / "best"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert f"i2i: model: pix2pix unet_128 trained {best_row['step']} steps" in result.output
+    result = runner.invoke(cli, ["translate", str(image), "--checkpoint", str(run), "--card", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0 and card in result.output
+
+    # GET /v1/model gives the card as text
+    from fastapi.testclient import TestClient
+
+    from i2i_export.server import create_app
+
+    with TestClient(create_app(run, device="cpu")) as client:
+        info = client.get("/v1/model").json()
+    assert info["model_card"] == card and info["summary"] == card_summary(card)

@@ -1,0 +1,215 @@
+"""Validation during training: metrics rows, checkpoints/best by select_by, resume, config errors.
+
+Tiny real runs: unet_128 with 8 filters on 128x128 crops of real facades (tests/tiny_pix2pix.py),
+4 training and 3 held-aside (test/) images. The metrics are fake plugins registered inline: a
+scripted one returns the next value of a list at each validation, so which checkpoint is best is
+known in advance; a recording one keeps what the engine fed it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import i2i
+from i2i import plugins
+from i2i.checkpoint import LATEST, STATE, WEIGHTS, read_meta
+from i2i.errors import I2IError
+from tiny_pix2pix import FACADES, TINY, needs_facades, tiny_config
+
+pytestmark = [needs_facades, pytest.mark.usefixtures("one_thread", "fake_metrics")]
+
+#: values the scripted metrics return, one per validation (filled by each test)
+SCRIPT: list[float] = []
+#: what the recording metric was given: (output, target, mask) per update
+SEEN: list[tuple[torch.Tensor, Any, Any]] = []
+
+
+class _Scripted:
+    def __init__(self, device: torch.device | None = None) -> None:
+        self.updates = 0
+
+    def update(self, output: torch.Tensor, target: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> None:
+        self.updates += 1
+
+    def compute(self) -> float:
+        assert self.updates, "compute before any update"
+        return SCRIPT.pop(0)
+
+    def reset(self) -> None:
+        self.updates = 0
+
+
+class _Recording(_Scripted):
+    def update(self, output: torch.Tensor, target: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> None:
+        SEEN.append((output.clone(), None if target is None else target.clone(), mask))
+        super().update(output, target, mask)
+
+    def compute(self) -> float:
+        return float(sum((o - t).abs().mean() for o, t, _ in SEEN[-self.updates:]) / self.updates)
+
+
+class FakeMetrics:
+    """A third-party-style metrics plugin, registered on the plugin manager."""
+
+    @i2i.hookimpl
+    def register_metrics(self, register: Any) -> None:
+        register("scripted_low", _Scripted, kind="paired", higher_is_better=False, description="scripted, lower is better")
+        register("scripted_high", _Scripted, kind="paired", higher_is_better=True, description="scripted, higher is better")
+        register("recorded_l1", _Recording, kind="paired", higher_is_better=False, description="L1 of what it saw")
+        register("scripted_fid", _Scripted, kind="distribution", higher_is_better=False, description="unpaired")
+
+
+@pytest.fixture
+def fake_metrics(clean_plugin_env: None) -> Iterator[None]:
+    plugins.manager().pm.register(FakeMetrics(), name="fake_metrics")
+    SCRIPT.clear()
+    SEEN.clear()
+    yield
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 real facades training images in train/ and 3 test images in test/ (the held-aside split)."""
+    root = tmp_path_factory.mktemp("facades")
+    for split, n in (("train", 4), ("test", 3)):
+        (root / split).mkdir()
+        for f in sorted((FACADES / split).iterdir())[:n]:
+            shutil.copy(f, root / split / f.name)
+    return root
+
+
+def run(data: Path, out: Path, resume_from: Path | None = None, **values: Any) -> Path:
+    from i2i.engine import train
+
+    settings = {"max_steps": 5, "val_every": 1, "sample_every": 0, **values}
+    return train("pix2pix", tiny_config(TINY, data=data, out_dir=out, name="r", **settings), resume_from)
+
+
+def val_rows(run_dir: Path) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r.get("split") == "val"]
+
+
+def saved_step(checkpoint: Path) -> int:
+    return read_meta(checkpoint / WEIGHTS)["step"]
+
+
+def saved_best(checkpoint: Path) -> dict[str, Any]:
+    return torch.load(checkpoint / STATE, weights_only=True)["validation"]["best"]
+
+
+@pytest.mark.parametrize("metric, script, best_step", [
+    ("scripted_low", [5.0, 3.0, 4.0, 1.0, 2.0], 4),
+    ("scripted_high", [1.0, 3.0, 2.0, 5.0, 4.0], 4),
+    ("scripted_high", [2.0, 7.0, 7.0, 6.0, float("nan")], 2),  # a tie is no improvement; NaN never is
+])
+def test_best_follows_a_scripted_metric(data: Path, tmp_path: Path, metric: str, script: list[float],
+                                        best_step: int) -> None:
+    SCRIPT[:] = script
+    run_dir = run(data, tmp_path, select_by=metric, keep_last=1, save_every=1)
+    rows = val_rows(run_dir)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r[f"val/{metric}"] for r in rows] == [None if v != v else v for v in script]  # NaN is null
+    assert all(r["val/images"] == 3 and r["val/seconds"] >= 0 for r in rows)
+    ckpts = run_dir / "checkpoints"
+    assert saved_step(ckpts / "best") == best_step
+    assert saved_best(ckpts / "best") == {"metric": metric, "value": script[best_step - 1], "step": best_step}
+    # best is not where a resumed run goes on from, and keep_last never prunes it
+    assert (ckpts / LATEST).read_text().strip() == "final"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best", "final", "last", "latest", "step_0000005"]
+
+
+def test_resume_keeps_the_best_value(data: Path, tmp_path: Path) -> None:
+    SCRIPT[:] = [2.0, 1.0, 3.0]
+    run_dir = run(data, tmp_path, max_steps=3, select_by="scripted_low")
+    assert saved_step(run_dir / "checkpoints" / "best") == 2
+    # 1.5 and 1.2 are worse than the 1.0 of step 2: a resumed run that forgot it would call them best
+    SCRIPT[:] = [1.5, 1.2]
+    run(data, tmp_path, resume_from=run_dir / "checkpoints" / "final", max_steps=5, select_by="scripted_low")
+    assert saved_step(run_dir / "checkpoints" / "best") == 2
+    assert saved_best(run_dir / "checkpoints" / "final") == {"metric": "scripted_low", "value": 1.0, "step": 2}
+    assert [r["step"] for r in val_rows(run_dir)] == [1, 2, 3, 4, 5]
+    assert not SCRIPT
+
+
+def test_the_metrics_see_held_aside_images_in_0_1_from_the_ema_generator(data: Path, tmp_path: Path) -> None:
+    from i2i.data import AlignedDataset
+
+    run_dir = run(data, tmp_path, max_steps=2, val_every=2, val_metrics=["recorded_l1"], ema_decay=0.5, batch_size=2)
+    assert len(SEEN) == 2  # 3 images in batches of 2
+    outputs = torch.cat([o for o, _, _ in SEEN])
+    targets = torch.cat([t for _, t, _ in SEEN])
+    assert outputs.shape == targets.shape == (3, 3, 128, 128)
+    assert 0 <= float(outputs.min()) and float(outputs.max()) <= 1
+    held_aside = AlignedDataset(data, phase="test", load_size=128, crop_size=128, train=False)
+    expected = torch.stack([(held_aside[i]["B"] + 1) / 2 for i in range(3)])
+    assert torch.allclose(targets, expected, atol=1e-6)  # the test split's targets, no random crop or flip
+    # the EMA generator's outputs, in eval mode (as `i2i translate` runs the checkpoint)
+    generator = i2i.load(run_dir / "checkpoints" / "final")
+    first = generator.module(held_aside[0]["A"][None])
+    assert torch.allclose(outputs[0], ((first[0] + 1) / 2).clamp(0, 1), atol=1e-5)
+    assert (run_dir / "samples" / "val_step_0000002.png").is_file()  # the fixed validation images, sampled
+
+
+def test_validation_leaves_training_unchanged(data: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    off = run(data, tmp_path / "off", max_steps=3, val_every=0)
+    SCRIPT[:] = [1.0, 2.0, 3.0]
+    on = run(data, tmp_path / "on", max_steps=3, select_by="scripted_high")
+    a = load_file(str(off / "checkpoints" / "final" / WEIGHTS))
+    b = load_file(str(on / "checkpoints" / "final" / WEIGHTS))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (["val_every=2", "select_by=fdi"], "unknown metric 'fdi'"),
+    (["val_every=2", "val_metrics=scripted_high", "select_by=scripted_low"],
+     "select_by=scripted_low is not among val_metrics (scripted_high): add it, --set val_metrics=scripted_high,scripted_low"),
+    (["select_by=scripted_low"], "select_by=scripted_low needs validation, which is off: --set val_every=N"),
+    (["val_every=-1"], "val_every must be >= 0"),
+    (["val_every=2", "val_images=0"], "val_images must be >= 1"),
+])
+def test_bad_validation_settings_are_one_line_errors_before_any_data_is_read(tmp_path: Path, settings: list[str],
+                                                                             message: str) -> None:
+    from i2i.cli import cli
+
+    args = ["train", "pix2pix", "--data", str(tmp_path / "no-such-folder"), "--out-dir", str(tmp_path)]
+    for item in [*TINY, *settings]:
+        args += ["--set", item]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    error = result.output.strip().splitlines()[-1]  # after the line naming the recipe
+    assert error.startswith("Error: ") and message in error, result.output
+
+
+def test_unpaired_cyclegan_refuses_a_paired_metric_and_takes_a_distribution_one() -> None:
+    from i2i.config import build
+    from i2i.engine.trainer import build_method
+    from i2i.engine.validation import check_config
+    from i2i_cyclegan.method import CycleGANConfig
+
+    def check(**values: Any) -> list[str]:
+        cfg = build(CycleGANConfig, overrides={"generator": "resnet_6blocks", "generator_kwargs": {"ngf": 8},
+                                               "crop_size": 32, "val_every": 1, **values})
+        return check_config(cfg, build_method("cyclegan", cfg))
+
+    with pytest.raises(I2IError, match="scripted_low is a paired metric, which cyclegan's validation cannot feed"):
+        check(val_metrics=["scripted_low"])
+    assert check(select_by="scripted_fid") == ["scripted_fid"]
+
+
+def test_no_held_aside_split_says_to_give_val_data(tmp_path: Path) -> None:
+    root = tmp_path / "only-train"
+    (root / "train").mkdir(parents=True)
+    for f in sorted((FACADES / "train").iterdir())[:2]:
+        shutil.copy(f, root / "train" / f.name)
+    with pytest.raises(I2IError, match=r"no held-aside images to validate on in .* --set val_data=FOLDER"):
+        run(root, tmp_path, max_steps=1, select_by="scripted_low")
