@@ -247,6 +247,9 @@ class Method:
             out = math.lcm(out, generators().get(name).size_multiple)
         return out
 
+    def _generators_min_size(self) -> int:
+        return max([generators().get(name).min_size for name, _ in self.generator_specs.values()] or [1])
+
     def check_discriminator_fits(self, spec: DiscriminatorSpec, kwargs: Mapping[str, Any], input_size: int,
                                  size_key: str = "crop_size") -> None:
         """A one-line I2IError when ``input_size`` is below what discriminator ``spec`` built with
@@ -327,9 +330,6 @@ class Method:
         multiple = generators().get(generator).size_multiple
         if crop_size % multiple:
             fit = max(multiple, crop_size // multiple * multiple)
-            raise I2IError(f"crop_size {crop_size} does not fit {generator}, which needs sides divisible by "
-                           f"{multiple}; use --set crop_size={fit} or another generator")
-
             # never suggest a crop the discriminators built so far cannot take
             from .registry import discriminator_min_size
 
@@ -337,6 +337,9 @@ class Method:
                         + [generators().get(generator).min_size])
             if fit < least:
                 fit = -(-least // multiple) * multiple
+            raise I2IError(f"crop_size {crop_size} does not fit {generator}, which needs sides divisible by "
+                           f"{multiple}; use --set crop_size={fit} or another generator")
+
     def generator_meta(self, net: str | None = None) -> GeneratorMeta:
         """The self-description saved with the weights of one generator."""
         from .loader import build_meta
