@@ -2,7 +2,9 @@
 
 Every loss is called as ``loss(prediction, target_is_real, for_discriminator=True)``. Logit losses
 keep autocast safe (BCEWithLogits instead of sigmoid + BCE). ``real_label < 1`` gives one-sided
-label smoothing (applied to the discriminator's real targets only).
+label smoothing (applied to the discriminator's real targets only; config key ``real_label``).
+The relativistic average loss (``ragan``) also takes ``reference=``, the other set's logits.
+Which setting helps when: docs/stabilisers.md.
 """
 
 from __future__ import annotations
