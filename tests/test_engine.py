@@ -56,6 +56,22 @@ def test_resume_is_bitwise_exact(tmp_path: Path, small_facades: Path, workers: i
 
 
 @needs_facades
+def test_resume_is_bitwise_exact_by_iterations(tmp_path: Path, small_facades: Path) -> None:
+    """An iteration schedule (warm-up, then milestones), RMSprop (no fused kernel: its skip is the
+    torch.where path) and d_steps=2, cut at step 5."""
+    settings = dict(lr_unit="iter", n_iters=9, n_epochs=100, n_epochs_decay=100, lr_policy="step",
+                    lr_milestones=[4, 7], lr_warmup=2, optimizer="rmsprop", d_steps=2, ema_decay=0.9)
+    full = train("pix2pix", tiny_cfg(tmp_path, name="full", **settings))
+    part = train("pix2pix", tiny_cfg(tmp_path, name="part", max_steps=5, **settings))
+    resumed = train("pix2pix", tiny_cfg(tmp_path, name="part", **settings), resume_from=part / "checkpoints" / "final")
+    a, b = weights(full), weights(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resumed run differs"
+    records = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 10))  # 9 iterations: the length is n_iters
+    assert [r["lr"] for r in records][2:] == pytest.approx([2e-4, 2e-4, 1e-4, 1e-4, 1e-4, 5e-5, 5e-5])
+
+
+@needs_facades
 def test_run_directory_contents(tmp_path: Path, small_facades: Path) -> None:
     run = train("pix2pix", tiny_cfg(tmp_path, max_steps=7, sample_every=3, save_every=5))
     names = sorted(p.name for p in (run / "checkpoints").iterdir())

@@ -216,7 +216,7 @@ class Trainer:
             for n in self.G_names:
                 cpu_kernels(self.raw[n], self.device, self.precision)
 
-        # So are the optimizer, schedule and critic steps (i2i/engine/schedule.py).
+        # The optimizer, schedule and critic steps are checked before any data is read (schedule.py).
         check_schedule(cfg)
         if cfg.d_steps < 1 or cfg.d_warmup_steps < 0:
             raise I2IError(f"d_steps must be >= 1 and d_warmup_steps >= 0, got {cfg.d_steps} and {cfg.d_warmup_steps}")
@@ -488,8 +488,8 @@ class Trainer:
                     self.epoch_pos = 0
                     if cfg.lr_unit == "epoch":
                         self._step_schedules()
-                    if main:
-                        self.save("last")
+                    if main and cfg.lr_unit == "epoch":  # by iterations an epoch may be a few steps: save_every
+                        self.save("last")                 # and save_every_minutes keep those runs instead
                     continue
                 break
             if main:
