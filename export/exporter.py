@@ -165,7 +165,8 @@ def export_onnx(
         if h <= 0 or w <= 0 or h % m or w % m:
             raise I2IError(f"static size {h}x{w} must be positive multiples of {m} (the network's size multiple)")
     device = _device_of(module)
-    net = copy.deepcopy(module).half() if fp16 else module
+    net = _export_module(module, meta)  # plugins swap layers ONNX cannot take (LaMa's FFTs)
+    net = (copy.deepcopy(net) if net is module else net).half() if fp16 else net
     was_training = module.training
     net.eval()
     large = _param_bytes(net) > EXTERNAL_DATA_BYTES
@@ -236,6 +237,14 @@ def export_onnx(
         except Exception as exc:  # noqa: BLE001
             raise ExportError(f"onnx.checker rejected {path}: {str(exc).splitlines()[0]}") from exc
     return path
+
+
+def _export_module(module: nn.Module, meta: GeneratorMeta) -> nn.Module:
+    """What the plugins' ``export_module`` hook gives to trace in place of ``module`` (itself when none answers)."""
+    from i2i.plugins import manager
+
+    swapped = manager().pm.hook.export_module(module=module, meta=meta)
+    return module if swapped is None else swapped
 
 
 def _version() -> str:

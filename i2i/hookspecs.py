@@ -121,3 +121,15 @@ def accelerate(module: "torch.nn.Module", device: "torch.device", precision: str
     the standard path under autocast, tracing and ONNX export. Take only layers of the exact torch
     classes (``type(m) is nn.Conv2d``), so that two accelerators never claim one layer.
     """
+
+
+@hookspec(firstresult=True)
+def export_module(module: "torch.nn.Module", meta: "i2i.artifact.GeneratorMeta") -> "torch.nn.Module | None":
+    """The module to trace for ONNX export in place of ``module`` (``i2i export``, the conformance suite).
+
+    Return a copy whose layers the ONNX exporter or onnxruntime cannot take (complex FFTs, say) are
+    replaced by equivalent standard operators, computing the same function within float tolerance
+    (the export is then checked against ``module`` itself); or ``None`` to leave it to the next plugin,
+    and unchanged when none answers. Never change ``module``. Raise :class:`i2i.errors.I2IError` with
+    one line saying why when the network cannot be exported at all. The first answer wins.
+    """

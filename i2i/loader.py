@@ -87,13 +87,17 @@ def build_meta(name: str, kwargs: dict[str, Any], *, method: str = "", net: str 
     if tiling == "auto":
         tiling = _tiling_of(module) if module is not None else ""
     io = generator_io(spec, kwargs)  # read through the spec's contract, not guessed from kwarg names
+    # a factory of many architectures (spandrel) says what this built instance is
+    own = dict(spec.describe(module)) if getattr(spec, "describe", None) is not None and module is not None else {}
+    io.update({k: int(own[k]) for k in ("in_channels", "out_channels", "scale") if k in own})
     return GeneratorMeta(
         name=name, kwargs=dict(kwargs), method=method, net=net,
         in_channels=io["in_channels"], out_channels=io["out_channels"],
-        size_multiple=spec.size_multiple, scale=io["scale"],
+        size_multiple=int(own.get("size_multiple", spec.size_multiple)), scale=io["scale"],
         value_range=tuple(spec.value_range),  # type: ignore[arg-type]
         extra_inputs=[{"name": i.name, "channels": i.channels} for i in spec.extra_inputs],
-        tiling=tiling, min_size=spec.min_size, i2i_version=__version__, info=dict(info or {}),
+        tiling=own.get("tiling", tiling), min_size=int(own.get("min_size", spec.min_size)), i2i_version=__version__,
+        info={**own.get("info", {}), **(info or {})},
     )
 
 

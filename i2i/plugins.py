@@ -36,6 +36,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "i2i_inpaint": "i2i_inpaint",
     "i2i_export": "i2i_export.plugin",
     "i2i_cpu": "i2i_cpu",
+    "i2i_spandrel": "i2i_spandrel",
     "i2i_metrics": "i2i_metrics",
 }
 

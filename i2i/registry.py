@@ -58,6 +58,10 @@ class GeneratorSpec:
     kwarg_names: dict[str, str | None] = field(default_factory=dict)
     #: The scales the factory builds when scale is a keyword (empty: any).
     scales: tuple[int, ...] = ()
+    #: ``describe(module) -> dict``: metadata fields that differ per built instance (in_channels,
+    #: out_channels, scale, size_multiple, min_size, tiling, info), for one factory that builds many
+    #: architectures (spandrel's); :func:`i2i.loader.build_meta` applies them. None: the fields above.
+    describe: Callable[[Any], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,8 @@ def load_state(path: str | Path) -> Any:
     """What a weights file holds: safetensors tensors, or ``torch.load(weights_only=True)`` of a .pth.
 
     ``weights_only`` reads both the zip format and legacy (pre-1.6) pickles of tensors and plain
-    containers; CUDA tensors land on the CPU. Anything needing arbitrary code is refused.
+    containers; CUDA tensors land on the CPU. Anything needing arbitrary code is refused. A TorchScript
+    archive gives its module's tensors by state_dict name (:mod:`i2i.torchscript`; its code never runs).
     """
     import torch
 
@@ -113,6 +114,10 @@ def load_state(path: str | Path) -> Any:
             return load_file(str(path))
         except (SafetensorError, OSError) as exc:
             raise I2IError(f"cannot read {path} as safetensors ({exc})") from None
+    from .torchscript import is_torchscript, read_torchscript
+
+    if is_torchscript(path):  # TorchScript-only releases (big-lama): tensors read without running its code
+        return read_torchscript(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors come in many types; keep one line naming the file

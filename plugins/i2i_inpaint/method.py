@@ -51,6 +51,10 @@ class InpaintConfig(TrainConfig):
     #: any registered generator that takes a mask (forward(image, mask)), and its kwargs
     generator: str = "deepfill_v2"
     generator_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: start from any inpainting model ``i2i.load`` opens (a published big-lama / LaMa file through
+    #: spandrel, a zoo name such as big-lama, a run): its architecture becomes the generator and its
+    #: weights the starting point (i2i.warmstart); a generator without a coarse stage needs coarse_weight=0
+    init: str = ""
     #: shorthand for generator_kwargs.cnum: deepfill_v2's base width (None: its default, the paper's 48)
     cnum: int | None = None
     #: any registered discriminator (it sees image + mask: 4 channels), and its kwargs
@@ -93,7 +97,17 @@ class Inpaint(Method):
         if c.perceptual_weight == 0:
             self.refuse_unused(["perceptual_loss", "perceptual_kwargs"], "perceptual_weight is 0")
         gk = _shorthands(c, "generator", {"cnum": c.cnum}, c.generator_kwargs)
-        G = self.make_generator("G", c.generator, gk, in_channels=3, out_channels=3, scale=1, extra_inputs=("mask",))
+        name, start = c.generator, None
+        if c.init:  # the loaded model's architecture becomes the generator (i2i.warmstart), e.g. big-lama
+            from i2i.warmstart import warm_start
+
+            name, gk, start = warm_start(c.init, generator=c.generator, generator_kwargs=gk,
+                                         default_generator=InpaintConfig().generator, method=self.method_name)
+        G = self.make_generator("G", name, gk, in_channels=3, out_channels=3, scale=1, extra_inputs=("mask",))
+        if start is not None:
+            from i2i.zoo import load_strict
+
+            load_strict(G, start, f"init={c.init} weights", name)
         self.stages = has_stages(G)
         if not self.stages and c.coarse_weight > 0:
             raise I2IError(f"coarse_weight={c.coarse_weight} does nothing: generator {c.generator} has no coarse stage "

@@ -59,6 +59,10 @@ class SRResNetConfig(TrainConfig):
     #: start G from these weights (GAN fine-tuning after PSNR pre-training): an i2i run folder, checkpoint
     #: folder or weights.safetensors (its EMA weights when present), or a published .pth; loaded strictly
     init_from: str = ""
+    #: start from any model ``i2i.load`` opens (a published .pth of any architecture i2i or spandrel knows,
+    #: e.g. Real-ESRGAN x4plus or SwinIR; a zoo name; a run): its architecture becomes the generator
+    #: (generator / generator_kwargs need not be set) and its weights the starting point (i2i.warmstart)
+    init: str = ""
     # SRResNet's optimiser: Adam(1e-4, betas 0.9/0.999), batch 16, 96x96 HR crops
     lr: float = 1e-4
     beta1: float = 0.9
@@ -95,8 +99,19 @@ class SRResNetMethod(Method):
         if not self._has_discriminator():
             self.refuse_unused(["lr_D"], f"{self.method_name} has no discriminator")
             self.refuse_stabilisers(f"{self.method_name} has no discriminator")
-        G = self.make_generator("G", cfg.generator, cfg.generator_kwargs, in_channels=3, out_channels=3,
-                                scale=cfg.scale, extra_inputs=())
+        name, kwargs, start = cfg.generator, cfg.generator_kwargs, None
+        if cfg.init:  # the loaded model's architecture becomes the generator (i2i.warmstart)
+            if cfg.init_from:
+                raise I2IError("set init or init_from, not both (init also brings the architecture)")
+            from i2i.warmstart import warm_start
+
+            name, kwargs, start = warm_start(cfg.init, generator=cfg.generator, generator_kwargs=cfg.generator_kwargs,
+                                             default_generator=type(cfg)().generator, method=self.method_name)
+        G = self.make_generator("G", name, kwargs, in_channels=3, out_channels=3, scale=cfg.scale, extra_inputs=())
+        if start is not None:
+            from i2i.zoo import load_strict
+
+            load_strict(G, start, f"init={cfg.init} weights", name)
         if cfg.init_from:
             load_init(G, cfg.generator, self.generator_specs["G"][1], cfg.init_from)
         self.pixel = create_loss(cfg.pixel_loss) if cfg.pixel_weight > 0 else None
@@ -201,7 +216,7 @@ class SRGANMethod(SRResNetMethod):
     def build_networks(self) -> None:
         super().build_networks()
         cfg = self.cfg
-        if not cfg.init_from:
+        if not cfg.init_from and not cfg.init:
             # not an error (a GAN can train from scratch), but rarely what SRGAN/ESRGAN users mean
             print("i2i: srgan starts from a random generator; SRGAN and ESRGAN fine-tune a PSNR-trained one "
                   "(--set init_from=RUN_OR_WEIGHTS)", file=sys.stderr)

@@ -1,0 +1,328 @@
+"""spandrel's architectures as i2i generators: the catalogue, the network wrapper, the factory.
+
+spandrel (MIT, https://github.com/chaiNNer-org/spandrel) detects ~40 restoration, super-resolution
+and inpainting architectures from a state_dict alone and builds them from its own classes. Here
+each of its models becomes an ordinary i2i generator:
+
+- ``spandrel`` (image -> image) and ``spandrel_inpaint`` (image + mask -> image), both built by
+  :func:`build` from ``arch`` (spandrel's architecture id, e.g. ``ESRGAN``), ``net`` (the class in
+  that architecture's module, e.g. ``RRDBNet``) and ``hyperparameters`` (what spandrel's
+  ``@store_hyperparameters`` recorded, JSON-encoded by :func:`encode`), so a checkpoint's
+  metadata rebuilds the network with no architecture flags;
+- :class:`SpandrelNet` wraps the module: it calls it as spandrel's model descriptor does (its
+  ``call_fn``), takes and gives images in [0, 1], clamps in eval mode (as spandrel's ``__call__``
+  does) and not in training, so gradients reach every output;
+- scale, channels, size multiple, minimum size and tiling come from spandrel's own descriptor of
+  the built network (:meth:`SpandrelNet.describe`), read once when it is built.
+
+Non-commercial architectures (the ``spandrel-extra-arches`` package) appear only when that package is
+installed; their licence is in :data:`EXTRA_LICENSES` and in every generator's metadata.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from i2i.errors import I2IError
+
+__all__ = ["ArchInfo", "catalogue", "arch_info", "SpandrelNet", "build", "encode", "decode", "from_descriptor",
+           "EXTRA_LICENSES", "MAIN_LICENSE"]
+
+#: licences of the spandrel-extra-arches architectures (each one's __arch/LICENSE in the spandrel
+#: repository); all are for non-commercial / academic use only
+EXTRA_LICENSES = {
+    "AdaCode": "CC BY-NC-SA 4.0", "CodeFormer": "S-Lab License 1.0",
+    "DDColor": "Alibaba, academic and non-commercial use only", "FeMaSR": "CC BY-NC-SA 4.0",
+    "M3SNet": "Academic Public License", "MAT": "CC BY-NC 4.0", "MIRNet2": "Academic Public License",
+    "MPRNet": "Academic Public License", "Restormer": "Academic Public License", "SRFormer": "CC BY-NC 4.0",
+}
+#: spandrel keeps non-commercial architectures out of its main registry
+MAIN_LICENSE = "permissive (spandrel main registry; MIT wrapper)"
+
+#: modules whose classes and functions may appear in hyperparameters (norm layers, activations)
+_TRUSTED_MODULES = ("torch.", "spandrel.", "spandrel_extra_arches.")
+
+
+@dataclass(frozen=True)
+class ArchInfo:
+    """One spandrel architecture: its id, the package it comes from, its licence and its classes."""
+
+    id: str
+    package: str
+    license: str
+    architecture: Any
+    #: the nn.Module classes the architecture's module exports, by name (the first one is the default)
+    classes: dict[str, type]
+
+
+def _classes(arch: Any) -> dict[str, type]:
+    module = sys.modules[type(arch).__module__]
+    out = {}
+    for name in getattr(module, "__all__", []):
+        obj = getattr(module, name, None)
+        if inspect.isclass(obj) and issubclass(obj, nn.Module):
+            out[obj.__name__] = obj  # the class's own name: what type(model).__name__ says
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def spandrel() -> Any:
+    """The spandrel module, imported once with its import-time warnings kept quiet (some of its
+    architectures call the deprecated ``torch.jit.script`` as they are defined: a FutureWarning on
+    every ``i2i`` command otherwise)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import spandrel as module
+
+        try:
+            import spandrel_extra_arches  # noqa: F401 - the same warnings, once
+        except ImportError:
+            pass
+    return module
+
+
+@functools.lru_cache(maxsize=1)
+def catalogue() -> dict[str, ArchInfo]:
+    """Every architecture spandrel can build here, by id (extra arches only when installed)."""
+    spandrel()
+    from spandrel import MAIN_REGISTRY
+
+    found: dict[str, ArchInfo] = {}
+    for support in MAIN_REGISTRY.architectures("insertion"):
+        arch = support.architecture
+        found[str(arch.id)] = ArchInfo(str(arch.id), "spandrel", MAIN_LICENSE, arch, _classes(arch))
+    try:
+        from spandrel_extra_arches import EXTRA_REGISTRY
+    except ImportError:
+        return found
+    for support in EXTRA_REGISTRY.architectures("insertion"):
+        arch = support.architecture
+        lic = EXTRA_LICENSES.get(str(arch.id), "non-commercial (spandrel-extra-arches)")
+        found[str(arch.id)] = ArchInfo(str(arch.id), "spandrel-extra-arches", lic, arch, _classes(arch))
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def loader() -> Any:
+    """A spandrel ModelLoader over the main registry plus the extra arches when installed (a copy:
+    spandrel's global registry is left as it is)."""
+    spandrel()
+    from spandrel import MAIN_REGISTRY, ModelLoader
+
+    registry = MAIN_REGISTRY.copy()
+    try:
+        from spandrel_extra_arches import EXTRA_REGISTRY
+
+        registry.add(*EXTRA_REGISTRY.architectures("insertion"))
+    except ImportError:
+        pass
+    return ModelLoader(registry=registry)
+
+
+def arch_info(arch: str) -> ArchInfo:
+    """The catalogue entry of ``arch``; an unknown id is an I2IError listing close ids."""
+    from i2i.errors import did_you_mean
+
+    cat = catalogue()
+    if arch not in cat:
+        extra = "" if any(a.package != "spandrel" for a in cat.values()) else (
+            "; non-commercial architectures need `pip install spandrel-extra-arches`")
+        raise I2IError(f"unknown spandrel architecture {arch!r}{did_you_mean(arch, list(cat))}{extra}")
+    return cat[arch]
+
+
+# -- hyperparameters <-> JSON -------------------------------------------------------------------
+
+
+def encode(value: Any) -> Any:
+    """Hyperparameters -> JSON: tuples as ``{"__tuple__": [...]}``, classes and functions (a norm
+    layer, an activation) as ``{"__ref__": "module:qualname"}``."""
+    if isinstance(value, dict):
+        return {str(k): encode(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return {"__tuple__": [encode(v) for v in value]}
+    if isinstance(value, list):
+        return [encode(v) for v in value]
+    if inspect.isclass(value) or inspect.isfunction(value) or inspect.isbuiltin(value):
+        return {"__ref__": f"{value.__module__}:{value.__qualname__}"}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise I2IError(f"cannot record the hyperparameter value {value!r} ({type(value).__name__})")
+
+
+def decode(value: Any) -> Any:
+    """:func:`encode` reversed; references resolve only inside torch and spandrel, so a checkpoint's
+    metadata cannot name arbitrary code."""
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {"__tuple__"}:
+            return tuple(decode(v) for v in value["__tuple__"])
+        if set(value) == {"__ref__"}:
+            module, _, qualname = str(value["__ref__"]).partition(":")
+            if not (module + ".").startswith(_TRUSTED_MODULES):
+                raise I2IError(f"hyperparameter reference {value['__ref__']!r} is outside torch and spandrel: refused")
+            obj: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+            return obj
+        return {k: decode(v) for k, v in value.items()}
+    return value
+
+
+# -- the network ----------------------------------------------------------------------------------
+
+
+class SpandrelNet(nn.Module):
+    """A spandrel architecture's network behind i2i's generator contract.
+
+    ``forward(image)`` (or ``forward(image, mask)`` for inpainting: N x 1 x H x W, 1 = hole) takes
+    N x C x H x W in [0, 1] and returns N x C' x H*scale x W*scale in [0, 1]: clamped in eval mode
+    as spandrel's ``ImageModelDescriptor.__call__`` does, unclamped in training. H and W must meet
+    the network's size requirements (i2i pads to ``size_multiple`` / ``min_size`` before calling).
+    The wrapped module is ``self.net`` (state_dict keys ``net.<spandrel's keys>``).
+    """
+
+    def __init__(self, net: nn.Module, info: ArchInfo, call_fn: Callable[..., torch.Tensor] | None,
+                 io: dict[str, Any]) -> None:
+        super().__init__()
+        self.net = net
+        self.arch = info.id
+        self.masked = bool(io.get("masked"))
+        self._call_fn = call_fn
+        self._io = io
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.masked:
+            if mask is None:
+                raise I2IError(f"spandrel {self.arch} is an inpainting model: it needs a mask")
+            out = self._call_fn(self.net, image, mask) if self._call_fn else self.net(image, mask)
+        else:
+            out = self._call_fn(self.net, image) if self._call_fn else self.net(image)
+        return out if self.training else out.clamp(0.0, 1.0)
+
+    def describe(self) -> dict[str, Any]:
+        """The instance's metadata fields (scale, channels, size multiple, minimum size, tiling) and
+        provenance for :func:`i2i.loader.build_meta`."""
+        return dict(self._io["meta"])
+
+
+def from_descriptor(descriptor: Any, info: ArchInfo | None = None, net: nn.Module | None = None) -> SpandrelNet:
+    """Wrap what spandrel built: ``descriptor`` is a spandrel ModelDescriptor; ``net``, when given,
+    is the network to use (built from recorded hyperparameters) in place of the descriptor's own."""
+    info = info or arch_info(str(descriptor.architecture.id))
+    req = descriptor.size_requirements
+    masked = type(descriptor).__name__ == "MaskedImageModelDescriptor"
+    tiling = descriptor.tiling.name
+    # spandrel's "discouraged" / "internal" tiling, and inpainting (a hole is filled from the whole
+    # image; LaMa's Fourier units see every pixel), are refused tiles, as whole-image statistics are
+    local = tiling == "SUPPORTED" and not masked
+    meta = {
+        "in_channels": int(descriptor.input_channels), "out_channels": int(descriptor.output_channels),
+        "scale": int(descriptor.scale), "size_multiple": int(req.multiple_of),
+        "min_size": max(1, int(req.minimum)), "tiling": "local" if local else "whole_image",
+        "info": {"architecture": info.id, "purpose": str(descriptor.purpose), "license": info.license,
+                 "package": info.package, "tags": list(descriptor.tags),
+                 **({"square_input": True} if req.square else {})},
+    }
+    call_fn = getattr(descriptor, "_call_fn", None)
+    return SpandrelNet(net if net is not None else descriptor.model, info, call_fn, {"masked": masked, "meta": meta})
+
+
+#: (arch, class, hyperparameters) -> (io, call_fn) of what spandrel said of such a network: a second
+#: build of the same network (a checkpoint, a test) skips the detection and its extra construction
+_DESCRIBED: dict[str, tuple[dict[str, Any], Any]] = {}
+
+
+def _key(arch: str, net: str, hyperparameters: Any) -> str:
+    import json
+
+    return json.dumps([arch, net, hyperparameters], sort_keys=True, default=str)
+
+
+def _remember(key: str, wrapped: SpandrelNet) -> None:
+    _DESCRIBED[key] = ({"masked": wrapped.masked, "meta": wrapped.describe()}, wrapped._call_fn)
+
+
+def build(arch: str = "Compact", net: str | None = None, hyperparameters: dict[str, Any] | None = None,
+          in_channels: int | None = None, out_channels: int | None = None, scale: int | None = None) -> SpandrelNet:
+    """Build spandrel architecture ``arch`` (class ``net``, default the architecture's first) with
+    ``hyperparameters`` (encoded as :func:`encode`; default: the class's own defaults), random weights.
+
+    ``in_channels`` / ``out_channels`` / ``scale``: what a method asks (i2i's contract); they are
+    checked against what spandrel says the built network is, never passed to it. Raises I2IError
+    for an unknown architecture or class, hyperparameters the class refuses, or a mismatch.
+    """
+    info = arch_info(arch)
+    if not info.classes:
+        raise I2IError(f"spandrel architecture {arch} exports no network class i2i can build")
+    name = net or next(iter(info.classes))
+    if name not in info.classes:
+        raise I2IError(f"spandrel architecture {arch} has no class {name!r}; it has: {', '.join(info.classes)}")
+    kwargs = decode(hyperparameters or {})
+    try:
+        module = info.classes[name](**kwargs)
+    except TypeError as exc:
+        raise I2IError(f"spandrel {arch}.{name} does not take these hyperparameters ({exc})") from None
+    key = _key(arch, name, hyperparameters or {})
+    if key not in _DESCRIBED:
+        # spandrel's own detection, run on the built network's state_dict, describes it (scale, channels,
+        # size requirements, how to call it) exactly as it would describe a published file of it
+        try:
+            descriptor = info.architecture.load(dict(module.state_dict()))
+        except Exception as exc:  # noqa: BLE001 - detection code of any architecture; say which in one line
+            raise I2IError(f"spandrel {arch}.{name} with these hyperparameters is not one spandrel can describe "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+        _remember(key, from_descriptor(descriptor, info))
+    io, call_fn = _DESCRIBED[key]
+    wrapped = SpandrelNet(module, info, call_fn, io)
+    io = wrapped.describe()
+    for what, want in (("in_channels", in_channels), ("out_channels", out_channels), ("scale", scale)):
+        if want is not None and int(want) != io[what]:
+            raise I2IError(f"spandrel {arch}.{name} with these hyperparameters has {what}={io[what]}, not {want}")
+    return wrapped
+
+
+def identify(state: Any) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]] | None:
+    """``(generator name, kwargs, state_dict)`` for a published file spandrel recognises, else None.
+
+    The kwargs rebuild the network (:func:`build`); the state_dict is in :class:`SpandrelNet`'s keys.
+    """
+    spandrel()
+    from spandrel import UnsupportedModelError, canonicalize_state_dict
+
+    if not isinstance(state, dict):
+        return None
+    tensors = canonicalize_state_dict(state)
+    if not isinstance(tensors, dict) or not any(isinstance(v, torch.Tensor) for v in tensors.values()):
+        return None
+    try:
+        descriptor = loader().load_from_state_dict({k: v for k, v in tensors.items() if isinstance(v, torch.Tensor)})
+    except UnsupportedModelError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - an architecture matched the keys but could not be built
+        raise I2IError(f"spandrel recognises these weights but cannot build them ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+    info = arch_info(str(descriptor.architecture.id))
+    model = descriptor.model
+    hyper = getattr(model, "hyperparameters", None)
+    if hyper is None:
+        raise I2IError(f"spandrel {info.id} does not record its hyperparameters, so i2i cannot rebuild it")
+    wrapped = from_descriptor(descriptor, info)
+    io = wrapped.describe()
+    encoded = encode(dict(hyper))
+    _remember(_key(info.id, type(model).__name__, encoded), wrapped)  # build_strict's rebuild skips detection
+    kwargs = {"arch": info.id, "net": type(model).__name__, "hyperparameters": encoded,
+              "in_channels": io["in_channels"], "out_channels": io["out_channels"], "scale": io["scale"]}
+    sd = {f"net.{k}": v for k, v in model.state_dict().items()}
+    return ("spandrel_inpaint" if wrapped.masked else "spandrel"), kwargs, sd
