@@ -8,6 +8,26 @@ from typing import Callable, Iterator
 import pytest
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m cuda` selects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that need an NVIDIA GPU carry the ``cuda`` marker (or are named ``test_cuda_*``, which
+    gives it): ``pytest -m cuda`` runs them all (``bash bench/gpu_check.sh`` does), and without a
+    CUDA GPU they are skipped, saying so."""
+    needs_gpu = []
+    for item in items:
+        if item.name.startswith("test_cuda_") and item.get_closest_marker("cuda") is None:
+            item.add_marker(pytest.mark.cuda)
+        if item.get_closest_marker("cuda") is not None:
+            needs_gpu.append(item)
+    if needs_gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            skip = pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA (bash bench/gpu_check.sh runs these)")
+            for item in needs_gpu:
+                item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """An i2i cache (downloads, TensorRT engines) for the whole run, never the user's: module fixtures and
