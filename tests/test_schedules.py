@@ -127,3 +127,13 @@ def test_the_cli_says_it_in_one_line_before_reading_data(tmp_path: Path) -> None
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "beta1=0.9 is not read by optimizer rmsprop" in lines[-1], result.output
+
+
+def test_every_shipped_recipe_passes_the_check() -> None:
+    import yaml
+
+    from i2i.registry import methods
+
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        cls = methods().get(yaml.safe_load(path.read_text())["method"]).factory.Config
+        check(build(cls, load_recipe(path), path.name))
