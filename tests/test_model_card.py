@@ -145,3 +145,29 @@ def test_train_facades_with_validation_writes_rows_best_and_cards(tmp_path: Path
     with TestClient(create_app(run, device="cpu")) as client:
         info = client.get("/v1/model").json()
     assert info["model_card"] == card and info["summary"] == card_summary(card)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATASETS / "facades").is_dir(), reason="../shared/datasets/facades not present")
+def test_select_by_fid_with_a_local_feature_weights_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         one_thread: None) -> None:
+    """The issue's command with FID: the Inception weights come from a local file (I2I_FID_WEIGHTS), no
+    download. Random weights (figures meaningless, the path the same) keep the test offline; 4 images."""
+    from i2i_metrics.distribution import write_random_inception
+
+    weights = tmp_path / "inception.pth"
+    write_random_inception(str(weights))
+    monkeypatch.setenv("I2I_FID_WEIGHTS", str(weights))
+    monkeypatch.setenv("I2I_DATA_DIR", str(DATASETS))
+    args = ["train", "pix2pix", "--data", "facades", "--out-dir", str(tmp_path / "runs"), "--name", "f",
+            "--max-steps", "2", "--set", "val_every=2", "--set", "select_by=fid", "--set", "val_images=4"]
+    for item in TINY:
+        args += ["--set", item]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "f"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if r.get("split") == "val"]
+    assert [r["step"] for r in val] == [2] and val[0]["val/fid"] >= 0 and val[0]["val/images"] == 4
+    card = (run / "checkpoints" / "best" / CARD).read_text()
+    assert "| fid |" in card and "| lower | distribution |" in card and "kept by `fid`" in card

@@ -577,12 +577,17 @@ class Trainer:
                                     defaults)
         return render(method=self.method.name, tag=tag, generator=name, generator_kwargs=kwargs,
                       main_net=self.method.main_generator,
-                      data=data_info(self.cfg.data, len(self.loader.dataset)),  # type: ignore[arg-type]
+                      data=data_info(self.cfg.data, self._data_size()),
                       step=self.step, epoch=self.epoch, total_steps=self.total_steps, precision=self.precision,
                       device=str(self.device), i2i_version=__version__,
                       plugins={p.name: p.version for p in manager().info.values()}, command=command,
                       validation=self.validator.last if self.validator is not None else None,
                       ema=bool(self.ema))
+
+    def _data_size(self) -> int:
+        """Training images: dataset items, less SR's ``repeat`` (crops per image and epoch)."""
+        dataset = self.loader.dataset
+        return len(dataset) // max(int(getattr(dataset, "repeat", 1) or 1), 1)  # type: ignore[arg-type]
 
     def _interrupted(self, log: RunLog, why: str) -> None:
         """Save ``interrupted`` (rank 0) and stop with TrainingInterrupted, saying how to resume."""
