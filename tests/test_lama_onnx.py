@@ -1,0 +1,228 @@
+"""LaMa (spandrel's architecture) as ONNX, and the big-lama zoo entry.
+
+- the real-DFT Fourier unit computes what torch.fft does;
+- a LaMa with random weights exports through `i2i export`'s exporter and onnxruntime matches PyTorch
+  within 1e-4 at two sizes;
+- a file of big-lama's published layout (a TorchScript archive whose module tree is LaMa's, keys
+  model.model.*) inpaints through `i2i translate --mask` (PyTorch and ONNX) and `i2i serve`, returning
+  the known pixels unchanged; it downloads as a zoo entry from 127.0.0.1, and `--set init` trains from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+pytest.importorskip("spandrel")
+
+import i2i  # noqa: E402
+from i2i.cli import cli  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "inpaint"
+FACE = SHARED / "celeba_hq"
+MASKS = SHARED / "masks"
+
+
+@pytest.fixture(scope="module")
+def lama_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """big-lama's layout: a TorchScript archive of a module whose ``model`` is LaMa's FFCResNetGenerator
+    (random weights, BatchNorm statistics made non-trivial), as lama-cleaner publishes big-lama.pt."""
+    from spandrel.architectures.LaMa import LaMa
+
+    class Published(torch.nn.Module):
+        def __init__(self, lama: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = lama.model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # the module tree is what counts here
+            return x
+
+    torch.manual_seed(0)
+    lama = LaMa(in_nc=4, out_nc=3).eval()
+    for m in lama.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path_factory.mktemp("lama") / "big-lama-layout.pt"
+    torch.jit.trace(Published(lama).eval(), torch.zeros(1)).save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def lama_onnx(lama_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from i2i_export.exporter import export_onnx
+
+    g = i2i.load(lama_file, device="cpu")
+    return export_onnx(g.module, g.meta, tmp_path_factory.mktemp("lama_onnx") / "lama.onnx")
+
+
+@pytest.fixture(scope="module")
+def face_and_hole(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+    """A real face (CelebA-HQ) and a real irregular hole (NVIDIA masks), 96x96 to keep LaMa quick on a CPU."""
+    if not FACE.is_dir() or not MASKS.is_dir():
+        pytest.skip("shared inpainting data not present")
+    d = tmp_path_factory.mktemp("face")
+    with Image.open(sorted(FACE.rglob("*.jpg"))[0]) as im:
+        face = np.asarray(im.convert("RGB").resize((96, 96), Image.BICUBIC))
+    with Image.open(sorted(MASKS.glob("*.png"))[600]) as im:  # ~20% holes (file order = rising hole ratio)
+        hole = np.asarray(im.convert("L").resize((96, 96), Image.NEAREST))
+    Image.fromarray(face).save(d / "face.png")
+    Image.fromarray(hole).save(d / "hole.png")
+    assert 0.05 < (hole > 0).mean() < 0.6
+    return d / "face.png", d / "hole.png", face, hole > 0
+
+
+def translate(args: list[str], out: Path) -> np.ndarray:
+    res = CliRunner().invoke(cli, ["translate", *args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    (only,) = list(out.iterdir())
+    with Image.open(only) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def test_real_dft_fourier_unit_matches_torch_fft() -> None:
+    from spandrel.architectures.LaMa.__arch.LaMa import FourierUnit
+
+    from i2i_spandrel.fft import RealDFTFourierUnit
+
+    torch.manual_seed(0)
+    unit = FourierUnit(6, 6).eval()
+    unit.bn.running_mean.uniform_(-1, 1)
+    unit.bn.running_var.uniform_(0.5, 2)
+    dft = RealDFTFourierUnit(unit).eval()
+    for h, w in ((8, 8), (7, 9), (12, 5), (1, 6)):  # even and odd sides: the W/2 bin counted once or not at all
+        x = torch.randn(2, 6, h, w)
+        with torch.no_grad():
+            assert (unit(x) - dft(x)).abs().max() < 1e-5, (h, w)
+
+
+def test_lama_onnx_matches_pytorch_at_two_sizes(lama_file: Path, lama_onnx: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    g = i2i.load(lama_file, device="cpu")
+    ops = {node.op_type for node in onnx.load(str(lama_onnx), load_external_data=False).graph.node}
+    assert "MatMul" in ops and not any("fft" in op.lower() or op == "DFT" for op in ops)
+    sess = ort.InferenceSession(str(lama_onnx), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(3)
+    for batch, h, w in ((1, 64, 48), (2, 40, 72)):  # neither is the export's sample size
+        image = torch.rand(batch, 3, h, w, generator=gen)
+        mask = (torch.rand(batch, 1, h, w, generator=gen) > 0.7).float()
+        with torch.no_grad():
+            ref = g.module(image, mask).numpy()
+        got = sess.run(["output"], {"image": image.numpy(), "mask": mask.numpy()})[0]
+        assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-4, (h, w, np.abs(got - ref).max())
+        assert np.abs(ref - image.numpy()).max() > 1e-2  # the hole was really filled by the network
+
+
+def test_translate_with_a_mask_keeps_the_known_pixels(lama_file: Path, lama_onnx: Path, face_and_hole,
+                                                       tmp_path: Path) -> None:
+    face_png, hole_png, face, hole = face_and_hole
+    outs = {
+        "zoo entry + local file": translate([str(face_png), "--mask", str(hole_png), "--model", "big-lama",
+                                             "--weights", str(lama_file)], tmp_path / "a"),
+        "the file itself": translate([str(face_png), "--mask", str(hole_png), "--model", str(lama_file)], tmp_path / "b"),
+        "its ONNX export": translate([str(face_png), "--mask", str(hole_png), "--model", str(lama_onnx)], tmp_path / "c"),
+    }
+    for door, out in outs.items():
+        assert out.shape == face.shape, door
+        assert np.array_equal(out[~hole], face[~hole]), door  # known pixels come back exactly
+        assert np.abs(out[hole].astype(int) - face[hole].astype(int)).mean() > 1, door  # holes are filled
+    assert np.abs(outs["its ONNX export"].astype(int) - outs["the file itself"].astype(int)).max() <= 1
+
+
+def test_serve_inpaints_with_the_lama_onnx(lama_onnx: Path, face_and_hole) -> None:
+    import httpx
+
+    from i2i_export.server import create_app, serve_in_thread
+
+    face_png, hole_png, face, hole = face_and_hole
+    app = create_app(lama_onnx, device="cpu")
+    with serve_in_thread(app, port=0) as url, httpx.Client(base_url=url, timeout=120) as c:
+        r = c.post("/v1/translate", files={"image": ("f.png", face_png.read_bytes(), "image/png"),
+                                           "mask": ("m.png", hole_png.read_bytes(), "image/png")})
+        assert r.status_code == 200, r.text
+        out = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
+    assert np.array_equal(out[~hole], face[~hole])
+
+
+class _Files(BaseHTTPRequestHandler):
+    path_on_disk: Path | None = None
+    hits: list[str] = []
+
+    def do_GET(self) -> None:
+        _Files.hits.append(self.path)
+        data = self.path_on_disk.read_bytes()  # type: ignore[union-attr]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def loopback(lama_file: Path) -> Iterator[str]:
+    _Files.path_on_disk, _Files.hits = lama_file, []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_big_lama_downloads_verified_from_loopback(lama_file: Path, loopback: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from i2i import plugins
+    from i2i.registry import models
+    from i2i.zoo import cache_path
+
+    monkeypatch.setenv("I2I_CACHE_DIR", str(tmp_path / "cache"))
+    real = models().get("big-lama")
+    assert real.url == "https://github.com/Sanster/models/releases/download/add_big_lama/big-lama.pt"
+    assert real.sha256 is None and "Apache-2.0" in real.license  # not known here: not invented
+    sha = hashlib.sha256(lama_file.read_bytes()).hexdigest()
+    spec = replace(real, name="big-lama-loopback", url=f"{loopback}/add_big_lama/big-lama.pt", sha256=sha,
+                   size_bytes=lama_file.stat().st_size)
+    models().add(spec)
+    try:
+        g = i2i.load("big-lama-loopback", device="cpu")
+        assert _Files.hits == ["/add_big_lama/big-lama.pt"] and cache_path(spec).read_bytes() == lama_file.read_bytes()
+        assert g.meta.name == "spandrel_inpaint" and g.meta.kwargs["arch"] == "LaMa"
+        assert g.meta.info["zoo"] == "big-lama-loopback" and "Apache-2.0" in g.meta.info["license"]
+        assert [i["name"] for i in g.meta.extra_inputs] == ["mask"] and g.meta.tiling == "whole_image"
+        i2i.load("big-lama-loopback", device="cpu")
+        assert len(_Files.hits) == 1  # the second time from the cache
+        bad = replace(spec, name="big-lama-bad", sha256="0" * 64, url=f"{loopback}/x/big-lama.pt")
+        models().add(bad)
+        with pytest.raises(i2i.errors.I2IError, match="checksum"):
+            i2i.load("big-lama-bad", device="cpu")
+    finally:
+        plugins.reset()
+
+
+def test_train_inpaint_from_the_big_lama_layout(lama_file: Path, tmp_path: Path) -> None:
+    if not FACE.is_dir():
+        pytest.skip("shared inpainting data not present")
+    res = CliRunner().invoke(cli, ["train", "inpaint", "--data", str(FACE), "--set", f"init={lama_file}",
+                                   "--set", "coarse_weight=0", "--set", "crop_size=64", "--set", "batch_size=1",
+                                   "--set", "num_workers=0", "--set", "ndf=8", "--set", "d_layers=3", "--max-steps", "1",
+                                   "--out-dir", str(tmp_path), "--name", "lama_ft"])
+    assert res.exit_code == 0, res.output
+    g = i2i.load(tmp_path / "lama_ft", device="cpu")  # no architecture flags
+    assert g.meta.name == "spandrel_inpaint" and g.meta.kwargs["arch"] == "LaMa" and g.meta.method == "inpaint"
