@@ -269,11 +269,13 @@ class Method:
                        f"least {least}; use --set {size_key}={fit} or {other}")
 
     def make_adversarial(self, name: str, *, gp_weight: float = 0.0, source: str = "gan_loss",
-                         layout: Sequence[int] | None = None, **loss_kwargs: Any) -> "Adversarial":
+                         layout: Sequence[int] | None = None, value_range: tuple[float, float] | None = None,
+                         **loss_kwargs: Any) -> "Adversarial":
         """The GAN objective from registered loss ``name`` (see :class:`Adversarial`), with the config's
         stabilisers (``real_label``, ``feat_match_weight``, ``r1_gamma``, ``r2_gamma``, ``diffaugment``;
         docs/stabilisers.md). ``layout``: the discriminators' input channels, for DiffAugment (a
-        positive n per image of n channels, -n for n mask channels; None: one image). Call it after
+        positive n per image of n channels, -n for n mask channels; None: one image); ``value_range``:
+        that of the images the discriminators see (default: the method's ``data_range``). Call it after
         make_discriminator: feature matching needs discriminators that return their features."""
         from .engine.stabilisers import check_stabiliser_config
 
@@ -289,7 +291,8 @@ class Method:
                                f"features; {', '.join(lacking) or 'none here'} does not; ones that do: {', '.join(able)}")
         return Adversarial(name, method=self.method_name, gp_weight=gp_weight, source=source, r1_gamma=cfg.r1_gamma,
                            r2_gamma=cfg.r2_gamma, feat_match_weight=cfg.feat_match_weight,
-                           diffaugment=cfg.diffaugment, layout=layout, paired=self.paired, **loss_kwargs)
+                           diffaugment=cfg.diffaugment, layout=layout, paired=self.paired,
+                           value_range=value_range or self.data_range, **loss_kwargs)
 
     def refuse_stabilisers(self, why: str) -> None:
         """Refuse the GAN stabiliser keys (one line) in a method or setting without a discriminator."""
@@ -422,7 +425,7 @@ class Adversarial:
       ``"feat"``; :func:`i2i.engine.stabilisers.feature_matching`, statistics when not ``paired``);
     - ``diffaugment`` (a policy, :mod:`i2i.engine.augment`) augments every discriminator input, reals
       and fakes, in both steps and inside the penalties (their gradients go through it, as in
-      StyleGAN2-ADA); ``layout`` says which input channels are images.
+      StyleGAN2-ADA); ``layout`` says which input channels are images, ``value_range`` their range.
 
     Everything is checked when it is built, so with the networks: before any data is read. Source
     of the whole set: docs/stabilisers.md.
@@ -430,7 +433,8 @@ class Adversarial:
 
     def __init__(self, name: str, *, method: str = "this method", gp_weight: float = 0.0, source: str = "gan_loss",
                  r1_gamma: float = 0.0, r2_gamma: float = 0.0, feat_match_weight: float = 0.0, diffaugment: str = "",
-                 layout: Sequence[int] | None = None, paired: bool = True, **loss_kwargs: Any) -> None:
+                 layout: Sequence[int] | None = None, paired: bool = True,
+                 value_range: tuple[float, float] = (-1.0, 1.0), **loss_kwargs: Any) -> None:
         from .contract import _parameters
 
         reg = losses()
@@ -473,7 +477,7 @@ class Adversarial:
         if diffaugment:
             from .engine.augment import DiffAugment
 
-            self.augment = DiffAugment(diffaugment)
+            self.augment = DiffAugment(diffaugment, value_range=value_range)
 
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.augment is None else self.augment(x, self.layout)

@@ -144,18 +144,24 @@ def _build_colour_ops(layout_ref: list[Sequence[int]]) -> list[nn.Module]:
 
 
 class DiffAugment(nn.Module):
-    """``DiffAugment("color,translation,cutout")(x, layout)``: x ``(N, C, H, W)`` float, any value
-    range (the reference's constants assume [-1, 1]); returns the same shape, differentiable in x.
+    """``DiffAugment("color,translation,cutout")(x, layout)``: x ``(N, C, H, W)`` float in
+    ``value_range``; returns the same shape, differentiable in x.
 
+    The reference works on images in [-1, 1] (its brightness shift, and its zero padding and cutout
+    fill, which are mid-grey there); images in another ``value_range`` are mapped to [-1, 1] and back
+    around the ops, so a [0, 1] discriminator input gets the same augmentation, not a black border.
     Every call draws new parameters per sample (as the reference). ``layout`` (see the module
     docstring) says which channels are images; None: all channels are one image.
     """
 
-    def __init__(self, policy: str, translation_ratio: float = 0.125, cutout_ratio: float = 0.5) -> None:
+    def __init__(self, policy: str, translation_ratio: float = 0.125, cutout_ratio: float = 0.5,
+                 value_range: tuple[float, float] = (-1.0, 1.0)) -> None:
         super().__init__()
         import kornia.augmentation as K
 
         self.policy = parse_policy(policy)
+        lo, hi = float(value_range[0]), float(value_range[1])
+        self.mid, self.half = (lo + hi) / 2, (hi - lo) / 2
         self._layout: list[Sequence[int]] = [()]
         ops: list[nn.Module] = []
         for name in self.policy:
@@ -177,8 +183,13 @@ class DiffAugment(nn.Module):
         _image_mask(self._layout[0], x.shape[1], x.device)
         dtype = x.dtype
         y = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # kornia's warps want fp32
+        unit = (self.mid, self.half) == (0.0, 1.0)
+        if not unit:
+            y = (y - self.mid) / self.half
         for op in self.ops:
             y = op(y)
+        if not unit:
+            y = y * self.half + self.mid
         return y.to(dtype)
 
     def pair(self, a: torch.Tensor, b: torch.Tensor, layout: Sequence[int] | None = None

@@ -222,7 +222,9 @@ class SRGANMethod(SRResNetMethod):
                   "(--set init_from=RUN_OR_WEIGHTS)", file=sys.stderr)
         self.make_discriminator("D", cfg.discriminator, cfg.discriminator_kwargs, in_channels=3,
                                 input_size=cfg.crop_size)  # D sees HR crops
-        self.adversarial = self.make_adversarial(cfg.gan_mode, gp_weight=cfg.gp_weight, source="gan_mode")
+        # D sees images in the generator's value range (to_net), which DiffAugment needs to know
+        self.adversarial = self.make_adversarial(cfg.gan_mode, gp_weight=cfg.gp_weight, source="gan_mode",
+                                                 value_range=self.value_ranges["G"])
 
     def _has_gan(self) -> bool:
         return self.cfg.gan_weight > 0
