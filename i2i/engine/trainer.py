@@ -470,6 +470,8 @@ class Trainer:
                         self.sample(batch)
                     if self.validator is not None and self.step % cfg.val_every == 0:
                         tick += self.validate(log)  # validation time is not data time
+                    if self.step in (first_step + 5, first_step + 15) and self.device.type == "cuda":
+                        torch.cuda.synchronize()  # the host runs ahead of the GPU: time what the GPU did
                     if self.step == first_step + 5:  # the first steps include start-up (workers, caches, kernels)
                         first_tick = time.perf_counter()
                     elif self.step == first_step + 15:  # so time the next ten
