@@ -1,0 +1,134 @@
+"""`i2i eval translate` (issue 18) on real data: facades A|B pairs (paired + distribution metrics),
+an unaligned testA/testB layout (FID/KID only) and the one-line errors. The feature networks are
+randomly initialised files given by flag (no network here): the figures are exercised, not judged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from i2i.cli import cli
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+FACADES, HORSES, MONET = SHARED / "facades" / "test", SHARED / "horses", SHARED / "monet2photo" / "monet"
+pytestmark = pytest.mark.skipif(not (FACADES.is_dir() and HORSES.is_dir() and MONET.is_dir()),
+                                reason="../shared/datasets (facades, horses, monet2photo) not present")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny label->photo 'pix2pix' (right half of A|B files in, as facades BtoA), random Inception and
+    AlexNet weights, and small data folders linked from the shared datasets."""
+    from torchvision.models import alexnet
+
+    from i2i.checkpoint import save_generator
+    from i2i.loader import build_meta
+    from i2i.registry import generators
+    from i2i_metrics.distribution import write_random_inception
+
+    root = tmp_path_factory.mktemp("eval_translate")
+    torch.manual_seed(0)
+    module = generators().create("resnet_6blocks", ngf=4).eval()
+    meta = build_meta("resnet_6blocks", {"ngf": 4}, method="pix2pix", module=module,
+                      info={"ab_pairs": {"input": "right", "aspect": 2.0}})
+    model = save_generator(root / "model.safetensors", module, meta)
+    inception = root / "inception.pth"
+    write_random_inception(str(inception))
+    alex = root / "alexnet.pth"
+    torch.save({k: v for k, v in alexnet(weights=None).state_dict().items() if k.startswith("features.")}, alex)
+    pairs = root / "facades" / "test"
+    pairs.mkdir(parents=True)
+    for f in sorted(FACADES.iterdir())[:3]:
+        (pairs / f.name).symlink_to(f)
+    unaligned = root / "h2m"
+    for side, src in (("testA", HORSES), ("testB", MONET)):
+        (unaligned / side).mkdir(parents=True)
+        for f in sorted(src.iterdir())[:3]:
+            (unaligned / side / f.name).symlink_to(f)
+    return {"model": model, "inception": inception, "alex": alex, "pairs": root / "facades", "unaligned": unaligned,
+            "root": root}
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(cli, ["eval", "translate", *args])
+    return res.exit_code, res.output
+
+
+def test_facades_pairs_give_paired_and_distribution_metrics(files: dict[str, Path]) -> None:
+    from i2i.imageio import read_image
+    from i2i.loader import load
+
+    out_dir = files["root"] / "outputs"
+    # KID rather than FID here: a 2048-d FID's matrix square root costs tens of seconds on a busy 2-core
+    # CPU; FID through Inception is tested in test_metrics.py, and `auto` choosing it below
+    code, out = invoke(str(files["model"]), "--data", str(files["pairs"]), "--feature-weights", str(files["inception"]),
+                       "--lpips-weights", str(files["alex"]), "--metrics", "kid,psnr,ssim,lpips", "--device", "cpu",
+                       "--save-dir", str(out_dir), "--json")
+    assert code == 0, out
+    doc = json.loads(out[out.index("{"):])
+    assert doc["pairing"] == "pairs" and doc["images"] == 3 and doc["references"] == 3
+    assert set(doc["metrics"]) == {"kid", "psnr", "ssim", "lpips"}
+    assert doc["metrics"]["kid"]["higher_is_better"] is False and doc["metrics"]["psnr"]["higher_is_better"] is True
+    assert all(isinstance(m["value"], float) for m in doc["metrics"].values())
+    # the outputs are the model's translation of the right halves, scored against the left halves
+    g = load(str(files["model"]), device="cpu")
+    psnrs = []
+    for f in sorted((files["pairs"] / "test").iterdir()):
+        pair = read_image(f, 3)
+        half = pair.shape[1] // 2
+        want = g.translate(np.ascontiguousarray(pair[:, half:]), whole=True)
+        saved = read_image(out_dir / f"{f.stem}.png", 3)
+        assert np.array_equal(saved, want)
+        mse = np.mean((saved.astype(np.float64) - pair[:, :half].astype(np.float64)) ** 2)
+        psnrs.append(10 * np.log10(255.0**2 / mse))
+    assert doc["metrics"]["psnr"]["value"] == pytest.approx(np.mean(psnrs), abs=1e-6)
+
+
+def test_auto_chooses_fid_and_kid_and_paired_metrics_only_with_pairs() -> None:
+    from i2i_metrics.translate_eval import choose_metrics
+
+    assert choose_metrics("auto", "unpaired") == ["fid", "kid"]
+    assert choose_metrics("auto", "pairs") == choose_metrics("auto", "named") == ["fid", "kid", "psnr", "ssim", "lpips"]
+    assert choose_metrics("kid, is,kid", "unpaired") == ["kid", "is"]
+
+
+def test_unaligned_test_sets_get_distribution_metrics_in_a_table(files: dict[str, Path]) -> None:
+    code, out = invoke(str(files["model"]), "--data", str(files["unaligned"]), "--feature-weights",
+                       str(files["inception"]), "--metrics", "kid,is", "--device", "cpu")
+    assert code == 0, out
+    lines = out.splitlines()
+    assert any("testA -> testB" in line and "3 outputs, 3 references" in line for line in lines), out
+    header = next(i for i, line in enumerate(lines) if line.startswith("metric"))
+    rows = {line.split()[0]: line.split() for line in lines[header + 2: header + 4]}
+    assert set(rows) == {"kid", "is"} and rows["kid"][2] == "lower" and rows["is"][2] == "higher"
+    assert rows["kid"][3] == "distribution"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--metrics", "psnr"], "psnr compares each output with its own target, but this test set has no pairs"),
+    (["--metrics", "masked_l1"], "masked_l1 needs hole masks: use `i2i eval inpaint`"),
+    (["--metrics", "fidd"], "unknown metric 'fidd' (did you mean: fid"),
+])
+def test_wrong_metrics_are_one_line(files: dict[str, Path], args: list[str], needle: str) -> None:
+    code, out = invoke(str(files["model"]), "--data", str(files["unaligned"]), "--device", "cpu", *args)
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert code != 0 and "Traceback" not in out and lines[-1].startswith("Error:") and needle in lines[-1], out
+
+
+def test_single_images_without_a_target_folder_are_one_line(files: dict[str, Path]) -> None:
+    code, out = invoke(str(files["model"]), "--data", str(files["unaligned"] / "testA"), "--device", "cpu")
+    assert code != 0 and "not A|B pairs: pass --target DIR" in out.splitlines()[-1], out
+
+
+def test_a_target_folder_with_the_same_names_gives_pairs(files: dict[str, Path]) -> None:
+    # the horses against themselves: pairs by name, so PSNR is measured (a random model: low)
+    code, out = invoke(str(files["model"]), "--data", str(files["unaligned"] / "testA"), "--target",
+                       str(files["unaligned"] / "testA"), "--metrics", "psnr,ssim", "--device", "cpu", "--json")
+    assert code == 0, out
+    doc = json.loads(out[out.index("{"):])
+    assert doc["pairing"] == "named" and 0 < doc["metrics"]["psnr"]["value"] < 40
