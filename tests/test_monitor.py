@@ -68,3 +68,13 @@ def test_a_collapsed_generator_shows_in_metrics_and_is_warned(tmp_path: Path, mo
     assert values == [None, 0.0, 0.0, 0.0]  # batch 1: one image after the first step, then pairs
     err = capsys.readouterr().err
     assert err.count("the generator may be collapsing") == 1 and "step 3: diversity 0.000" in err
+
+
+def test_a_method_without_an_output_target_pair_gets_no_monitor() -> None:
+    class OneColumn:
+        def diversity_images(self, batch, out):
+            return [out["y"]][1], None  # a grid of one column: the default's second column is missing
+
+    monitor = DiversityMonitor()
+    monitor.collect(OneColumn(), {}, {"y": torch.zeros(2, 3, 8, 8)})
+    assert monitor.off and monitor.value() is None

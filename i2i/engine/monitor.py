@@ -12,6 +12,8 @@ GANs) and the LPIPS-distance diversity score of Zhu et al. 2017 (BicycleGAN), wi
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -40,6 +42,19 @@ class DiversityMonitor:
             return
         self.fake = f if self.fake is None else torch.cat([f, self.fake])[: self.size]
         self.real = r if self.real is None else torch.cat([r, self.real])[: self.size]
+
+    @torch.no_grad()
+    def collect(self, method: Any, batch: dict[str, Any], out: dict[str, torch.Tensor]) -> None:
+        """:meth:`add` the pair ``method.diversity_images(batch, out)`` names; a method whose sample
+        grid has no output/target pair (the default reads its columns) gets no monitor."""
+        if self.off:
+            return
+        try:
+            fake, real = method.diversity_images(batch, out)
+        except (NotImplementedError, IndexError):
+            self.off = True
+            return
+        self.add(fake, real)
 
     @torch.no_grad()
     def value(self) -> torch.Tensor | None:

@@ -397,7 +397,7 @@ class Trainer:
             logs.update(losses_G)
         with torch.no_grad():
             logs.update(method.metrics(batch, out))
-            self.diversity.add(*method.diversity_images(batch, out))
+            self.diversity.collect(method, batch, out)
         self._last_out = out
         return {k: v.detach() for k, v in logs.items()}
 
