@@ -171,7 +171,36 @@ def test_prefetcher_on_cpu_is_the_plain_loop() -> None:
     assert all(b["A"].is_contiguous(memory_format=torch.channels_last) for b in seen)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (bench/gpu_check.sh runs it on a GPU machine)")
+# -- on CUDA (test_cuda_*: marked cuda by conftest, skipped without a GPU; bench/gpu_check.sh runs them)
+
+
+def test_cuda_prefetcher_moves_batches_on_a_side_stream() -> None:
+    device = torch.device("cuda")
+    batches = [{"A": torch.full((2, 3, 8, 8), float(i)).pin_memory(), "path": [str(i)]} for i in range(4)]
+    moved = Prefetcher(batches, lambda b: {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                                           for k, v in b.items()}, device)
+    sums = [float(b["A"].sum()) for b in moved]  # each read on the compute stream, after its copy
+    assert sums == [0.0, 384.0, 768.0, 1152.0]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_cuda_a_nonfinite_step_is_skipped_without_a_sync(optimizer: str) -> None:
+    torch.manual_seed(0)
+    net = nn.Linear(4, 2).cuda()
+    cfg = build(TrainConfig, overrides={"optimizer": optimizer})
+    group = Group("G", [net], 1e-2, cfg, torch.device("cuda"), "fp32")
+    x = torch.randn(8, 4, device="cuda")
+    group.step({"loss": net(x).pow(2).mean()}, 1.0, at_step=1)
+    before = [p.detach().clone() for p in net.parameters()]
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        group.step({"loss": net(x).pow(2).mean() * float("nan")}, 1.0, at_step=2)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert group.read()["skipped"] == 1
+
+
 def test_cuda_steps_raise_no_sync_in_torch_sync_debug_mode(tmp_path: Path) -> None:
     """On CUDA, torch's own detector: a synchronising call inside a step is an error."""
     copy_facades(tmp_path / "facades", 6)
