@@ -39,6 +39,7 @@ covering its hole. One sample's colour factors are shared by all its images.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import torch
@@ -81,23 +82,15 @@ def _image_mask(layout: Sequence[int], channels: int, device: torch.device) -> l
     return spans
 
 
-def _kornia_intensity_base() -> type:
+@functools.lru_cache(maxsize=None)
+def _colour_classes() -> tuple[type, type, type]:
+    """The reference's three colour ops as kornia augmentations (p=1, per-sample factors drawn by
+    kornia's generator), made once on first use so that importing this module does not import kornia.
+    Each changes the images of its ``layout`` (set by :class:`DiffAugment` per call), never masks."""
     from kornia.augmentation import IntensityAugmentationBase2D
-
-    return IntensityAugmentationBase2D
-
-
-def _build_colour_ops(layout_ref: list[Sequence[int]]) -> list[nn.Module]:
-    """The reference's three colour ops as kornia augmentations (p=1, per-sample factors)."""
     from kornia.augmentation import random_generator as rg
 
-    Base = _kornia_intensity_base()
-
-    def spans(x: torch.Tensor) -> list[tuple[int, int]]:
-        layout = layout_ref[0] or (x.shape[1],)
-        return _image_mask(layout, x.shape[1], x.device)
-
-    class _Colour(Base):  # type: ignore[misc, valid-type]
+    class Colour(IntensityAugmentationBase2D):  # type: ignore[misc]
         low: float
         high: float
         key: str
@@ -106,12 +99,13 @@ def _build_colour_ops(layout_ref: list[Sequence[int]]) -> list[nn.Module]:
             super().__init__(p=1.0, same_on_batch=False, keepdim=False)
             self._param_generator = rg.PlainUniformGenerator(
                 (torch.tensor([self.low, self.high]), self.key, None, None))
+            self.layout: tuple[int, ...] = ()
 
         def apply_transform(self, input: torch.Tensor, params: dict[str, torch.Tensor], flags: dict[str, Any],
                             transform: torch.Tensor | None = None) -> torch.Tensor:
             f = params[self.key].to(input.device, input.dtype).view(-1, 1, 1, 1)
             parts, last = [], 0
-            for a, b in spans(input):
+            for a, b in _image_mask(self.layout or (input.shape[1],), input.shape[1], input.device):
                 parts += [input[:, last:a], self.op(input[:, a:b], f)]
                 last = b
             parts.append(input[:, last:])
@@ -120,27 +114,27 @@ def _build_colour_ops(layout_ref: list[Sequence[int]]) -> list[nn.Module]:
         def op(self, x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
             raise NotImplementedError
 
-    class Brightness(_Colour):
+    class Brightness(Colour):
         low, high, key = -0.5, 0.5, "brightness"
 
         def op(self, x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
             return x + f
 
-    class Saturation(_Colour):
+    class Saturation(Colour):
         low, high, key = 0.0, 2.0, "saturation"
 
         def op(self, x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-            mean = x.mean(dim=1, keepdim=True)
+            mean = x.mean(dim=1, keepdim=True)  # per pixel, over this image's channels
             return (x - mean) * f + mean
 
-    class Contrast(_Colour):
+    class Contrast(Colour):
         low, high, key = 0.5, 1.5, "contrast"
 
         def op(self, x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)  # over the whole image
             return (x - mean) * f + mean
 
-    return [Brightness(), Saturation(), Contrast()]
+    return Brightness, Saturation, Contrast
 
 
 class DiffAugment(nn.Module):
@@ -162,11 +156,12 @@ class DiffAugment(nn.Module):
         self.policy = parse_policy(policy)
         lo, hi = float(value_range[0]), float(value_range[1])
         self.mid, self.half = (lo + hi) / 2, (hi - lo) / 2
-        self._layout: list[Sequence[int]] = [()]
         ops: list[nn.Module] = []
+        self._colour: list[nn.Module] = []
         for name in self.policy:
             if name == "color":
-                ops += _build_colour_ops(self._layout)
+                self._colour = [cls() for cls in _colour_classes()]
+                ops += self._colour
             elif name == "translation":
                 r = translation_ratio
                 ops.append(K.RandomTranslate(translate_x=(-r, r), translate_y=(-r, r), resample="nearest",
@@ -179,8 +174,10 @@ class DiffAugment(nn.Module):
     def forward(self, x: torch.Tensor, layout: Sequence[int] | None = None) -> torch.Tensor:
         if not self.ops:
             return x
-        self._layout[0] = tuple(layout) if layout else (x.shape[1],)
-        _image_mask(self._layout[0], x.shape[1], x.device)
+        layout = tuple(layout) if layout else (x.shape[1],)
+        _image_mask(layout, x.shape[1], x.device)  # a layout that does not fit is an error here
+        for op in self._colour:
+            op.layout = layout
         dtype = x.dtype
         y = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # kornia's warps want fp32
         unit = (self.mid, self.half) == (0.0, 1.0)
