@@ -213,3 +213,72 @@ def test_no_held_aside_split_says_to_give_val_data(tmp_path: Path) -> None:
         shutil.copy(f, root / "train" / f.name)
     with pytest.raises(I2IError, match=r"no held-aside images to validate on in .* --set val_data=FOLDER"):
         run(root, tmp_path, max_steps=1, select_by="scripted_low")
+
+
+SHARED = FACADES.parent
+
+
+def _method(name: str, **overrides: Any):
+    """A method with its tiny conformance networks (and ``overrides``), built as the trainer builds it."""
+    from i2i.config import build
+    from i2i.engine.trainer import build_method
+    from i2i.registry import methods
+
+    cls = methods().get(name).factory
+    return build_method(name, build(cls.Config, overrides={**cls.conformance_config(), **overrides}))
+
+
+def _first_batch(method: Any, dataset: Any, n: int) -> dict[str, Any]:
+    from torch.utils.data import DataLoader, Subset
+
+    return method.to_device(next(iter(DataLoader(Subset(dataset, range(n)), batch_size=n))))
+
+
+def _check_unit(*images: torch.Tensor) -> None:
+    for x in images:
+        assert x.dtype == torch.float32 and x.shape[1] == 3 and 0 <= float(x.min()) and float(x.max()) <= 1
+
+
+@pytest.mark.skipif(not (SHARED / "monet2photo").is_dir(), reason="../shared/datasets/monet2photo not present")
+def test_cyclegan_validates_translations_against_real_b_images_of_val_data() -> None:
+    method = _method("cyclegan", val_every=1)
+    data = method.validation_dataset(str(SHARED / "monet2photo"), explicit=True)  # monet/ and photo/
+    batch = _first_batch(method, data, 2)
+    with torch.no_grad():
+        output, target, mask = method.validation_batch(batch)
+    _check_unit(output, target)
+    assert output.shape == target.shape == (2, 3, 32, 32) and mask is None
+    assert torch.allclose(target, (batch["B"] + 1) / 2)  # real photos: the reference set
+    with pytest.raises(I2IError, match="no held-aside images to validate on"):
+        method.validation_dataset(str(SHARED / "monet2photo"), explicit=False)
+
+
+@pytest.mark.skipif(not (SHARED / "sr" / "Set5").is_dir(), reason="../shared/datasets/sr/Set5 not present")
+def test_sr_validates_whole_set5_images_and_crops_the_border_by_the_scale() -> None:
+    method = _method("srresnet")
+    assert method.validation_metric_kwargs("psnr_y") == {"crop_border": method.cfg.scale}
+    assert method.validation_batch_size == 1
+    with pytest.raises(I2IError, match="--set val_data=FOLDER"):
+        method.validation_dataset(str(SHARED / "sr" / "Set5"), explicit=False)
+    data = method.validation_dataset(str(SHARED / "sr" / "Set5"), explicit=True)
+    assert len(data) == 5
+    batch = _first_batch(method, data, 1)
+    with torch.no_grad():
+        output, target, mask = method.validation_batch(batch)
+    _check_unit(output, target)
+    assert output.shape == target.shape == batch["hr"].shape and mask is None  # the whole (modcropped) image
+
+
+@pytest.mark.skipif(not (SHARED / "inpaint" / "celeba_hq").is_dir(), reason="../shared/datasets/inpaint not present")
+def test_inpaint_validates_its_holdout_with_fixed_masks() -> None:
+    method = _method("inpaint")
+    data = method.validation_dataset(str(SHARED / "inpaint" / "celeba_hq"), explicit=False)
+    assert len(data) == method.cfg.holdout
+    first = _first_batch(method, data, 2)
+    again = _first_batch(method, method.validation_dataset(str(SHARED / "inpaint" / "celeba_hq"), explicit=False), 2)
+    assert torch.equal(first["mask"], again["mask"])  # the eval masks are seeded: every validation the same holes
+    with torch.no_grad():
+        output, target, mask = method.validation_batch(first)
+    _check_unit(output, target)
+    assert mask is not None and mask.shape == (2, 1, *output.shape[-2:]) and set(mask.unique().tolist()) <= {0.0, 1.0}
+    assert "masked" in method.validation_kinds
