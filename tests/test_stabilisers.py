@@ -374,3 +374,17 @@ def test_a_spectrally_normalised_run_checkpoints_and_resumes(tmp_path: Path) -> 
     assert records[-1]["step"] == 3
     assert i2i.load(str(tmp_path / "sn"), device="cpu").meta.name == "resnet_6blocks"  # the generator is unaffected
 
+
+
+@pytest.mark.skipif(not FACADES.is_dir(), reason="needs ../shared/datasets/facades")
+def test_the_stabilisers_add_no_host_sync_to_a_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every switch on at once, DiffAugment's kornia ops included: no tensor value is read by the host
+    inside a step (each such read is a device sync on CUDA); test_gpu_ready's counter, which can fail."""
+    from test_gpu_ready import run_counted
+    from tiny_pix2pix import copy_facades
+
+    copy_facades(tmp_path / "facades", 3)
+    counter = run_counted(tmp_path, monkeypatch, "stabilised", max_steps=3, real_label=0.9, d_spectral_norm=True,
+                          feat_match_weight=10.0, r1_gamma=1.0, r2_gamma=1.0, diffaugment="color,translation,cutout")
+    assert counter.outside == [], counter.outside[:5]
+    assert counter.inside > 0
