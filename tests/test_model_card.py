@@ -171,3 +171,15 @@ def test_select_by_fid_with_a_local_feature_weights_file(tmp_path: Path, monkeyp
     assert [r["step"] for r in val] == [2] and val[0]["val/fid"] >= 0 and val[0]["val/images"] == 4
     card = (run / "checkpoints" / "best" / CARD).read_text()
     assert "| fid |" in card and "| lower | distribution |" in card and "kept by `fid`" in card
+
+
+def test_the_card_reader_imports_without_torch() -> None:
+    """`i2i serve` of an .onnx file runs torch-free, and GET /v1/model reads the card through this module."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from i2i.modelcard import card_summary, read_card\n"
+            "print(card_summary('# card\\n\\n> pix2pix trained'), read_card('.'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["pix2pix", "trained", "None"]
