@@ -55,6 +55,21 @@ class _Recording(_Scripted):
         return float(sum((o - t).abs().mean() for o, t, _ in SEEN[-self.updates:]) / self.updates)
 
 
+class _Reference(_Scripted):
+    """A distribution metric that can keep its reference set: records whether each update had targets."""
+
+    def __init__(self, device: torch.device | None = None, keep_reference: bool = False) -> None:
+        super().__init__(device)
+        self.keep_reference = keep_reference
+
+    def update(self, output: torch.Tensor, target: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> None:
+        SEEN.append((output, target is not None, self.keep_reference))
+        super().update(output, target, mask)
+
+    def compute(self) -> float:
+        return 0.0
+
+
 class FakeMetrics:
     """A third-party-style metrics plugin, registered on the plugin manager."""
 
@@ -64,6 +79,7 @@ class FakeMetrics:
         register("scripted_high", _Scripted, kind="paired", higher_is_better=True, description="scripted, higher is better")
         register("recorded_l1", _Recording, kind="paired", higher_is_better=False, description="L1 of what it saw")
         register("scripted_fid", _Scripted, kind="distribution", higher_is_better=False, description="unpaired")
+        register("reference_fid", _Reference, kind="distribution", higher_is_better=False, description="keeps reals")
 
 
 @pytest.fixture
@@ -156,6 +172,13 @@ def test_the_metrics_see_held_aside_images_in_0_1_from_the_ema_generator(data: P
     first = generator.module(held_aside[0]["A"][None])
     assert torch.allclose(outputs[0], ((first[0] + 1) / 2).clamp(0, 1), atol=1e-5)
     assert (run_dir / "samples" / "val_step_0000002.png").is_file()  # the fixed validation images, sampled
+
+
+def test_real_images_are_fed_once_to_a_metric_that_keeps_its_reference_set(data: Path, tmp_path: Path) -> None:
+    SCRIPT[:] = [3.0, 2.0, 1.0]
+    run(data, tmp_path, max_steps=3, val_metrics=["reference_fid", "scripted_low"], select_by="scripted_low")
+    seen = [(has_target, keeps) for _, has_target, keeps in SEEN]
+    assert seen == [(True, True)] * 3 + [(False, True)] * 6  # 3 images, batch 1; the reals at validation 1 only
 
 
 def test_validation_leaves_training_unchanged(data: Path, tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ on i2i's metric plugins (:mod:`i2i.metrics`):
   with the EMA generators when EMA is on, in eval mode, as ``i2i translate`` runs them;
 - the values go to metrics.jsonl as a row ``{"step", "epoch", "split": "val", "val/<metric>": ...,
   "val/seconds", "val/images"}`` and to TensorBoard as ``val/<metric>``;
+- a distribution metric that can keep its reference set across ``reset()`` (``keep_reference``:
+  FID, KID) is given the real images at the first validation only;
 - ``select_by`` names the metric that keeps ``checkpoints/best`` (its direction from the metric's
   ``higher_is_better``); the best value and step live in the checkpoint state, so resume keeps them.
 
@@ -77,6 +79,15 @@ def check_config(cfg: TrainConfig, method: Method) -> list[str]:
             raise I2IError(f"select_by={cfg.select_by} is not among val_metrics ({', '.join(names)}): add it, "
                            f"--set val_metrics={','.join([*names, cfg.select_by])}")
     return names
+
+
+def _parameters(factory: Any) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):
+        return set()
 
 
 def _metric_specs() -> list[Any]:
@@ -152,7 +163,14 @@ class Validator:
         self.specs = {name: M.spec(name) for name in names}
         # built once: feature networks (Inception, LPIPS) load their weights here, before training starts
         options = {name: method.validation_metric_kwargs(name) for name in names}
-        self.metrics = {name: M.create(name, device=device, **options[name]) for name in names}
+        # distribution metrics that can keep the reference set's features across reset() (FID, KID) see
+        # the real images at the first validation only: later ones cost just the generated half
+        self.keeps_reference = {name for name in names if self.specs[name].kind == "distribution"
+                                and "keep_reference" in _parameters(self.specs[name].factory)}
+        self.metrics = {name: M.create(name, device=device, **options[name],
+                                       **({"keep_reference": True} if name in self.keeps_reference else {}))
+                        for name in names}
+        self._reference_fed = False
         self.best = Best(cfg.select_by, self.specs[cfg.select_by].higher_is_better) if cfg.select_by else None
         self.last: ValidationInfo | None = None
         self._cache: list[Batch] | None = None
@@ -197,9 +215,11 @@ class Validator:
                     output, target, mask = self.method.validation_batch(batch)
                 output = output.float()
                 target = target.float() if target is not None else None
-                for metric in self.metrics.values():
-                    metric.update(output, target, mask)
+                for name, metric in self.metrics.items():
+                    kept = self._reference_fed and name in self.keeps_reference
+                    metric.update(output, None if kept else target, mask)
             values = {name: float(metric.compute()) for name, metric in self.metrics.items()}
+        self._reference_fed = True
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - started
