@@ -1,15 +1,17 @@
-"""``i2i eval inpaint``: L1, PSNR and SSIM of filled images, bucketed by hole ratio.
+"""``i2i eval inpaint``: L1, PSNR, SSIM, LPIPS and FID of filled images, bucketed by hole ratio.
 
 Every method (the trained model, OpenCV's classical inpainting) fills the same images with the
 same masks: for each hole-ratio bucket (0-10%, ..., 50-60%) a fixed, seeded set of masks is drawn
 by rejection sampling from a mask generator (:func:`bucketed_masks`). Metrics are computed on the
 uint8 result a user gets (composited: known pixels are the input's), over the whole image, as in
-the partial-convolution and DeepFill papers; ``hole L1`` is the error inside the hole only.
+the partial-convolution and DeepFill papers; ``hole L1`` is the error inside the hole only. LPIPS and
+FID per bucket follow LaMa (Suvorov et al. 2022): FID between the filled images and the originals.
+Every figure comes from the metric plugins (:func:`i2i.metrics.create`): PSNR capped at 100 dB per
+image, SSIM over valid 11x11 Gaussian windows, L1 in [0, 1] units.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -56,54 +58,40 @@ def bucketed_masks(gen: MaskGenerator, size_hw: tuple[int, int], count: int, see
     return out
 
 
-# -- metrics on uint8 images ------------------------------------------------------------------
+# -- metrics ------------------------------------------------------------------------------------
+
+#: what the table reports, in order: name -> (metric plugin name, its kwargs)
+METRICS: dict[str, tuple[str, dict]] = {
+    "l1": ("masked_l1", {"where": "all"}),
+    "hole_l1": ("masked_l1", {}),
+    "psnr": ("psnr", {"max_db": 100.0}),
+    "ssim": ("ssim", {}),
+    "lpips": ("lpips", {}),
+    "fid": ("fid", {}),
+}
+#: always measured; lpips and fid only when asked (their feature networks need weights)
+BASIC = ("l1", "hole_l1", "psnr", "ssim")
 
 
-def l1(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
-    """Mean absolute error in [0, 1] units, over all pixels or over ``where`` (HxW bool)."""
-    err = np.abs(a.astype(np.float64) - b.astype(np.float64)) / 255.0
-    if where is not None:
-        err = err[where.astype(bool)]
-    return float(err.mean()) if err.size else 0.0
+def measure(outputs: Sequence[np.ndarray], originals: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+            names: Sequence[str], metric_kwargs: dict[str, dict] | None = None, device: str = "cpu") -> dict[str, float]:
+    """The ``names`` (keys of :data:`METRICS`) of uint8 HxWx3 ``outputs`` against ``originals``, with
+    float HxW ``masks`` (1 = hole): per-image means, FID over the whole set."""
+    import torch
 
+    from i2i.metrics import create, images_to_tensor
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB for uint8 images (capped at 100 dB for identical images)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) / 255.0**2
-    return 100.0 if mse <= 1e-10 else min(100.0, 10 * math.log10(1.0 / mse))
-
-
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
-    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    g = np.exp(-(x**2) / (2 * sigma**2))
-    g /= g.sum()
-    return np.outer(g, g)
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K = 0.01, 0.03), valid region,
-    mean over channels; images in [0, 1]."""
-    import cv2
-
-    win = _gaussian_window()
-    r = win.shape[0] // 2
-    c1, c2 = 0.01**2, 0.03**2
-    a = np.atleast_3d(a.astype(np.float64) / 255.0)
-    b = np.atleast_3d(b.astype(np.float64) / 255.0)
-    if min(a.shape[:2]) <= 2 * r:
-        raise I2IError(f"SSIM needs images larger than {2 * r + 1} pixels, got {a.shape[1]}x{a.shape[0]}")
-
-    def filt(x: np.ndarray) -> np.ndarray:
-        return cv2.filter2D(x, -1, win, borderType=cv2.BORDER_REFLECT)[r:-r, r:-r]
-
-    vals = []
-    for ch in range(a.shape[2]):
-        x, y = a[..., ch], b[..., ch]
-        mx, my = filt(x), filt(y)
-        sxx, syy, sxy = filt(x * x) - mx * mx, filt(y * y) - my * my, filt(x * y) - mx * my
-        s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
-        vals.append(s.mean())
-    return float(np.mean(vals))
+    built = {name: create(METRICS[name][0], device=device, **METRICS[name][1], **(metric_kwargs or {}).get(name, {}))
+             for name in names}
+    for start in range(0, len(outputs), 16):  # bounded memory for LPIPS and Inception
+        part = slice(start, start + 16)
+        # float64: 8-bit values stay exact, so PSNR matches the uint8 formula to 1e-9 dB
+        out_t = images_to_tensor(list(outputs[part]), dtype=torch.float64)
+        ref_t = images_to_tensor(list(originals[part]), dtype=torch.float64)
+        mask_t = torch.from_numpy(np.stack([np.asarray(m, np.float32) for m in masks[part]]))[:, None]
+        for m in built.values():
+            m.update(out_t, ref_t, mask_t)
+    return {name: m.compute() for name, m in built.items()}
 
 
 # -- inpainters --------------------------------------------------------------------------------
@@ -158,40 +146,54 @@ class Row:
     hole_l1: float
     psnr: float
     ssim: float
+    #: None when not measured (no --metrics lpips/fid)
+    lpips: float | None = None
+    fid: float | None = None
 
 
 def evaluate(images: Sequence[np.ndarray], masks: Sequence[Sequence[np.ndarray]], methods: dict[str, Inpainter],
-             buckets: Sequence[tuple[float, float]] = BUCKETS) -> list[Row]:
+             buckets: Sequence[tuple[float, float]] = BUCKETS, metrics: Sequence[str] = BASIC,
+             metric_kwargs: dict[str, dict] | None = None, device: str = "cpu") -> list[Row]:
     """Rows per (method, bucket) and an "all" row per method. Image ``i`` gets masks
-    ``[i * k, (i + 1) * k)`` of every bucket, where ``k = len(masks[b]) // len(images)``."""
+    ``[i * k, (i + 1) * k)`` of every bucket, where ``k = len(masks[b]) // len(images)``.
+    ``metrics``: keys of :data:`METRICS` (the basic four are always measured)."""
     k = min(len(ms) for ms in masks) // max(len(images), 1)
     if k < 1:
         raise I2IError("need at least one mask per image and bucket")
+    names = list(dict.fromkeys([*BASIC, *metrics]))
     rows: list[Row] = []
     for name, fill in methods.items():
-        per_all: list[tuple[float, float, float, float]] = []
+        pooled: tuple[list, list, list] = ([], [], [])
         for bucket, bucket_masks in zip(buckets, masks):
-            scores = []
+            outs, refs, holes = [], [], []
             for i, image in enumerate(images):
                 for mask in bucket_masks[i * k : (i + 1) * k]:
                     out = fill(image, mask)
                     if out.shape != image.shape:
                         raise I2IError(f"{name} returned {out.shape} for an image of {image.shape}")
-                    scores.append((l1(out, image), l1(out, image, mask > 0.5), psnr(out, image), ssim(out, image)))
-            per_all += scores
-            rows.append(Row(name, bucket_name(bucket), len(scores), *np.mean(scores, axis=0).tolist()))
-        rows.append(Row(name, "all", len(per_all), *np.mean(per_all, axis=0).tolist()))
+                    outs.append(out)
+                    refs.append(image)
+                    holes.append(mask)
+            for into, items in zip(pooled, (outs, refs, holes)):
+                into.extend(items)
+            rows.append(Row(name, bucket_name(bucket), len(outs), **measure(outs, refs, holes, names, metric_kwargs, device)))
+        rows.append(Row(name, "all", len(pooled[0]), **measure(*pooled, names, metric_kwargs, device)))
     return rows
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    """A markdown table, buckets grouped so the methods compare line by line."""
+    """A markdown table, buckets grouped so the methods compare line by line (LPIPS and FID columns
+    when they were measured)."""
     order = list(dict.fromkeys(r.holes for r in rows))
-    lines = ["| holes | method | n | L1 (%) | hole L1 (%) | PSNR (dB) | SSIM |", "|---|---|--:|--:|--:|--:|--:|"]
+    extra = [c for c in ("lpips", "fid") if any(getattr(r, c) is not None for r in rows)]
+    head = "| holes | method | n | L1 (%) | hole L1 (%) | PSNR (dB) | SSIM |" + "".join(f" {c.upper()} |" for c in extra)
+    lines = [head, "|---|---|--:|--:|--:|--:|--:|" + "--:|" * len(extra)]
     for holes in order:
         for r in rows:
             if r.holes == holes:
-                lines.append(f"| {r.holes} | {r.method} | {r.n} | {100 * r.l1:.2f} | {100 * r.hole_l1:.2f} | {r.psnr:.2f} | {r.ssim:.4f} |")
+                cells = "".join(f" {getattr(r, c):.4f} |" if c == "lpips" else f" {getattr(r, c):.2f} |" for c in extra)
+                lines.append(f"| {r.holes} | {r.method} | {r.n} | {100 * r.l1:.2f} | {100 * r.hole_l1:.2f} | "
+                             f"{r.psnr:.2f} | {r.ssim:.4f} |{cells}")
     return "\n".join(lines)
 
 

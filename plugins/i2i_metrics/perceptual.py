@@ -18,6 +18,9 @@ from i2i.errors import I2IError
 from .pixel import _PerImageMean
 from .weights import load_state, weights_path
 
+#: AlexNet's five conv blocks (stride 4, three 3x3/2 max-pools) leave nothing of a smaller image
+MIN_SIDE = 32
+
 
 def lpips_network(weights: str | None = None, random_backbone: bool = False) -> torch.nn.Module:
     """lpips.LPIPS(net="alex", version 0.1) with the backbone from ``weights`` (or the cache)."""
@@ -60,6 +63,9 @@ class LPIPS(_PerImageMean):
             raise I2IError("lpips is a paired metric: update(output, target) needs both images")
         if output.shape != target.shape or output.dim() != 4:
             raise I2IError(f"lpips: output {tuple(output.shape)} and target {tuple(target.shape)} must be equal NxCxHxW")
+        if min(output.shape[-2:]) < MIN_SIDE:
+            raise I2IError(f"lpips (AlexNet) needs images of at least {MIN_SIDE}x{MIN_SIDE}, got "
+                           f"{output.shape[-1]}x{output.shape[-2]}")
         if output.shape[1] == 1:
             output, target = output.expand(-1, 3, -1, -1), target.expand(-1, 3, -1, -1)
         with torch.no_grad():

@@ -79,6 +79,15 @@ def weights_path(name: str, local: str | os.PathLike[str] | None = None) -> Path
     return path
 
 
+def at_hand(name: str, local: str | os.PathLike[str] | None = None) -> bool:
+    """Whether :func:`weights_path` would find ``name``'s weights without the network (a flag's
+    value, the environment variable, or the cached download)."""
+    from i2i.download import cache_dir
+
+    src = SOURCES[name]
+    return bool(local or os.environ.get(src.env)) or (cache_dir("metrics") / src.filename).is_file()
+
+
 def load_state(path: Path, what: str) -> dict:
     """A state_dict read with ``weights_only=True``; anything else is a one-line I2IError."""
     import torch
