@@ -305,3 +305,10 @@ def test_inpaint_validates_its_holdout_with_fixed_masks() -> None:
     _check_unit(output, target)
     assert mask is not None and mask.shape == (2, 1, *output.shape[-2:]) and set(mask.unique().tolist()) <= {0.0, 1.0}
     assert "masked" in method.validation_kinds
+
+
+def test_a_distribution_metric_on_one_image_is_refused_before_training(data: Path, tmp_path: Path) -> None:
+    with pytest.raises(I2IError, match=r"scripted_fid compare two sets of images and need at least 2 validation "
+                                       r"images; found 1 \(val_images=1"):
+        run(data, tmp_path, val_images=1, val_metrics=["scripted_fid"])
+    assert not (tmp_path / "r" / "checkpoints").exists()

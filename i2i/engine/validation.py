@@ -161,6 +161,10 @@ class Validator:
         self.loader = DataLoader(Subset(dataset, range(n)), batch_size=method.validation_batch_size or cfg.batch_size,
                                  shuffle=False, num_workers=0, generator=torch.Generator())
         self.specs = {name: M.spec(name) for name in names}
+        sets = [name for name in names if self.specs[name].kind == "distribution"]
+        if sets and n < 2:  # a covariance (FID) or an MMD (KID) needs two images on each side
+            raise I2IError(f"{', '.join(sets)} compare two sets of images and need at least 2 validation images; "
+                           f"found {n} (val_images={cfg.val_images}, in {data_root})")
         # built once: feature networks (Inception, LPIPS) load their weights here, before training starts
         options = {name: method.validation_metric_kwargs(name) for name in names}
         # distribution metrics that can keep the reference set's features across reset() (FID, KID) see
@@ -171,6 +175,7 @@ class Validator:
                                        **({"keep_reference": True} if name in self.keeps_reference else {}))
                         for name in names}
         self._reference_fed = False
+        self._improved = False
         self.best = Best(cfg.select_by, self.specs[cfg.select_by].higher_is_better) if cfg.select_by else None
         self.last: ValidationInfo | None = None
         self._cache: list[Batch] | None = None
@@ -178,8 +183,8 @@ class Validator:
         self.protocol = (f"the first {n} images of {data_root}" + (f" ({split} split)" if split else "")
                          + f", prepared without randomness; {method.method_name}'s validation_batch; "
                          + ("EMA generator" if cfg.ema_decay > 0 else "trained generator") + " in eval mode"
-                         + "".join(f"; {n} with {', '.join(f'{k}={v}' for k, v in o.items())}"
-                                   for n, o in options.items() if o))
+                         + "".join(f"; {name} with {', '.join(f'{k}={v}' for k, v in o.items())}"
+                                   for name, o in options.items() if o))
 
     # -- running --------------------------------------------------------------------------------
     def batches(self) -> Iterator[Batch]:
@@ -237,7 +242,7 @@ class Validator:
     @property
     def improved(self) -> bool:
         """Whether the last :meth:`run` set a new best ``select_by`` value."""
-        return getattr(self, "_improved", False)
+        return self._improved
 
     def record(self, epoch: int) -> dict[str, Any]:
         """The metrics.jsonl row of the last validation."""
