@@ -47,6 +47,11 @@ EXTRA_LICENSES = {
 #: spandrel keeps non-commercial architectures out of its main registry
 MAIN_LICENSE = "permissive (spandrel main registry; MIT wrapper)"
 
+#: architectures spandrel says tile, whose tiles differ from the whole image all the same (measured by
+#: tools/spandrel_table.py with i2i's default 32-pixel overlap: Uformer 43 levels, IPT 120): i2i refuses
+#: to tile them, as it refuses networks with whole-image statistics
+WHOLE_IMAGE = frozenset({"Uformer", "IPT"})
+
 #: modules whose classes and functions may appear in hyperparameters (norm layers, activations)
 _TRUSTED_MODULES = ("torch.", "spandrel.", "spandrel_extra_arches.")
 
@@ -203,6 +208,7 @@ class SpandrelNet(nn.Module):
         self._io = io
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        image = image.clone()  # some spandrel networks scale their input in place (RCAN: x *= rgb_range)
         if self.masked:
             if mask is None:
                 raise I2IError(f"spandrel {self.arch} is an inpainting model: it needs a mask")
@@ -226,7 +232,7 @@ def from_descriptor(descriptor: Any, info: ArchInfo | None = None, net: nn.Modul
     tiling = descriptor.tiling.name
     # spandrel's "discouraged" / "internal" tiling, and inpainting (a hole is filled from the whole
     # image; LaMa's Fourier units see every pixel), are refused tiles, as whole-image statistics are
-    local = tiling == "SUPPORTED" and not masked
+    local = tiling == "SUPPORTED" and not masked and info.id not in WHOLE_IMAGE
     meta = {
         "in_channels": int(descriptor.input_channels), "out_channels": int(descriptor.output_channels),
         "scale": int(descriptor.scale), "size_multiple": int(req.multiple_of),

@@ -105,13 +105,29 @@ def detect(sd: StateDict) -> tuple[str, dict[str, Any], StateDict]:
 
 
 def recognises(obj: Any) -> bool:
-    """Whether :func:`detect` knows this layout (the ``identify_weights`` hook asks first)."""
+    """Whether :func:`detect` knows this layout (the ``identify_weights`` hook asks first).
+
+    Only a layout detect() reads and whose every key the detected network has: files of related
+    architectures that share some keys (RCAN's ``head.0``, MMRealSR's RRDBNet plus modulation
+    layers) are left to the next plugin (spandrel) instead of failing here. Missing keys or wrong
+    shapes still count as ours, so a damaged file gets the strict loader's message.
+    """
     try:
         sd = unwrap(obj)
     except I2IError:
         return False
-    return any(k in sd for k in ("RRDB_trunk.0.RDB1.conv1.weight", "body.0.rdb1.conv1.weight", "block1.0.weight",
-                                 "head.0.weight")) or ("body.0.weight" in sd and sd["body.0.weight"].ndim == 4)
+    if not (any(k in sd for k in ("RRDB_trunk.0.RDB1.conv1.weight", "body.0.rdb1.conv1.weight", "block1.0.weight",
+                                  "head.0.weight")) or ("body.0.weight" in sd and sd["body.0.weight"].ndim == 4)):
+        return False
+    try:
+        name, kwargs, converted = detect(sd)
+    except I2IError as exc:
+        return "without PReLU" in str(exc)  # ours, and its message says what to do
+    from i2i.registry import create_generator
+
+    with torch.device("meta"):  # the key set only: nothing allocated or initialised
+        own = create_generator(name, **kwargs).state_dict()
+    return not set(converted) - set(own)
 
 
 __all__ = ["unwrap", "xinntao_to_basicsr", "identity", "detect", "recognises"]
