@@ -248,6 +248,19 @@ def test_ssim_is_one_for_equal_images_and_needs_11_pixels() -> None:
     m = M.create("ssim")
     m.update(x, x)
     assert m.compute() == pytest.approx(1.0)
+
+
+def test_ssim_equals_torchmetrics_on_the_valid_windows() -> None:
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 3, 40, 33, generator=g, dtype=torch.float64)
+    y = (x + 0.1 * torch.rand(2, 3, 40, 33, generator=g, dtype=torch.float64)).clamp(0, 1)
+    m = M.create("ssim")
+    m.update(x, y)
+    _, full = structural_similarity_index_measure(x * 255, y * 255, data_range=255.0, reduction="none",
+                                                  return_full_image=True)
+    assert m.compute() == pytest.approx(float(full[..., 5:-5, 5:-5].mean()), abs=1e-12)
     with pytest.raises(I2IError, match="at least 11x11"):
         M.create("ssim_y", crop_border=4).update(x[..., :16, :16], x[..., :16, :16])
 
