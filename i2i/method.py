@@ -281,6 +281,13 @@ class Method:
 
         cfg = self.cfg
         check_stabiliser_config(cfg)
+        penalties = [f"{k}={v}" for k, v in (("gp_weight", gp_weight), ("r1_gamma", cfg.r1_gamma),
+                                              ("r2_gamma", cfg.r2_gamma)) if v > 0]
+        if cfg.compile and penalties:
+            # measured (torch 2.14): "torch.compile with aot_autograd does not currently support double
+            # backward", raised at the first D step; refuse it here, before any data is read
+            raise I2IError(f"{', '.join(penalties)} needs a double backward through the discriminator, which "
+                           f"torch.compile does not support: set compile=false, or turn the penalty off")
         if cfg.real_label != 1.0:
             loss_kwargs.setdefault("real_label", cfg.real_label)
         if cfg.feat_match_weight > 0:

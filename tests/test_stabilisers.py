@@ -319,6 +319,14 @@ def test_ragan_is_an_ordinary_loss_plugin_and_its_old_name_still_imports() -> No
     assert losses().get("i2i_losses:ragan") is spec
 
 
+def test_gradient_penalties_are_refused_with_torch_compile() -> None:
+    """torch.compile has no double backward (measured: a RuntimeError at the first D step): one line first."""
+    for settings in ({"r1_gamma": 1.0}, {"r2_gamma": 0.5}, {"gan_loss": "wgan-gp", "gp_weight": 10.0}):
+        with pytest.raises(I2IError, match="needs a double backward through the discriminator, which torch.compile"):
+            _method("pix2pix", compile=True, **settings)
+    assert _method("pix2pix", compile=True, d_spectral_norm=True).adversarial  # the others are fine
+
+
 def test_stabilisers_are_refused_where_there_is_no_discriminator() -> None:
     with pytest.raises(I2IError, match="r1_gamma=1.0 would do nothing: srresnet has no discriminator"):
         _method("srresnet", r1_gamma=1.0)
