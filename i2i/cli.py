@@ -365,6 +365,7 @@ CACHE_KINDS = {
     "datasets": "downloaded datasets",
     "models": "downloaded pretrained weights",
     "tensorrt": "TensorRT engines (built again on the next run, slowly)",
+    "metrics": "feature-network weights for FID/KID/IS (Inception) and LPIPS (AlexNet)",
 }
 
 
@@ -394,7 +395,7 @@ def cache(action: str, kinds: tuple[str, ...], yes: bool) -> None:
             raise I2IError(f"no cache kind {kind!r}{did_you_mean(kind, [*CACHE_KINDS, 'all'])}; "
                            f"choose from {', '.join(CACHE_KINDS)}, all")
     chosen = list(CACHE_KINDS) if "all" in kinds else list(dict.fromkeys(kinds))
-    downloads = [k for k in chosen if k in ("datasets", "models") and cache_dir(k).is_dir()]
+    downloads = [k for k in chosen if k in ("datasets", "models", "metrics") and cache_dir(k).is_dir()]
     if downloads and not yes:
         click.confirm(f"clear {' and '.join(downloads)}? They will be downloaded again when needed", abort=True)
     for folder in (cache_dir(kind) for kind in chosen):
