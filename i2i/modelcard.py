@@ -68,6 +68,23 @@ def data_info(data: str, size: int | None) -> DataInfo:
     return info
 
 
+def weights_line(key: str, value: str) -> str:
+    """One card line for a run that started from other weights (``init``, ``init_from``): a zoo name
+    gets its source and licence from the catalogue; anything else is named as given."""
+    try:
+        from .registry import models
+
+        reg = models()
+        if value in reg:
+            spec = reg.get(value)
+            source = spec.source or spec.url
+            return (f"- `{key}`: zoo model `{value}`" + (f", from {source}" if source else "")
+                    + (f"; licence / terms: {spec.license}" if spec.license else "; licence unknown to i2i's zoo"))
+    except Exception:  # noqa: BLE001 - a card is written with what is known
+        pass
+    return f"- `{key}`: `{value}` (not in i2i's zoo: check its licence yourself)"
+
+
 def reproduce_command(method: str, config: Mapping[str, Any], defaults: Mapping[str, Any]) -> str:
     """``i2i train METHOD --data D --set k=v ...``: every key that differs from the method's defaults,
     so the command gives the same config whatever recipe the run started from."""
@@ -116,7 +133,8 @@ def summary(method: str, generator: str, data: DataInfo, step: int, epoch: int,
 def render(*, method: str, tag: str, generator: str, generator_kwargs: Mapping[str, Any], main_net: str,
            data: DataInfo, step: int, epoch: int, total_steps: int, precision: str, device: str,
            i2i_version: str, plugins: Mapping[str, str], command: str,
-           validation: ValidationInfo | None = None, ema: bool = False) -> str:
+           validation: ValidationInfo | None = None, ema: bool = False,
+           initial_weights: list[str] | None = None) -> str:
     """The card's Markdown text (title, quoted summary line, then the sections)."""
     lines = [f"# {method} model card: {tag}", "",
              f"> {summary(method, generator, data, step, epoch, validation)}", ""]
@@ -124,7 +142,10 @@ def render(*, method: str, tag: str, generator: str, generator_kwargs: Mapping[s
               f"- method: `{method}`",
               f"- generator (`{main_net}`): `{generator}` with kwargs `{json.dumps(dict(generator_kwargs), sort_keys=True)}`",
               ("- weights: the exponential moving average (EMA) of the trained weights, which `i2i translate` "
-               "uses (`--no-ema`: the raw ones)") if ema else "- weights: the trained weights", ""]
+               "uses (`--no-ema`: the raw ones)") if ema else "- weights: the trained weights"]
+    if initial_weights:
+        lines += ["- started from other weights:", *(f"  {line}" for line in initial_weights)]
+    lines.append("")
     lines += ["## Training data", "",
               f"- data: `{data.name}`" + (f" ({data.description})" if data.description else ""),
               f"- size: {data.size} training images" if data.size else "- size: unknown",
@@ -180,5 +201,5 @@ def card_summary(text: str) -> str:
     return ""
 
 
-__all__ = ["CARD", "DataInfo", "ValidationInfo", "data_info", "reproduce_command", "render", "summary",
+__all__ = ["CARD", "DataInfo", "ValidationInfo", "data_info", "weights_line", "reproduce_command", "render", "summary",
            "card_path", "read_card", "card_summary"]

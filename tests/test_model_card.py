@@ -183,3 +183,17 @@ def test_the_card_reader_imports_without_torch() -> None:
             "print(card_summary('# card\\n\\n> pix2pix trained'), read_card('.'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["pix2pix", "trained", "None"]
+
+
+def test_a_run_started_from_zoo_weights_names_their_source_and_licence() -> None:
+    from i2i.modelcard import weights_line
+    from i2i.registry import models
+
+    spec = next(s for s in models().list() if s.license)
+    line = weights_line("init", spec.name)
+    assert f"zoo model `{spec.name}`" in line and spec.license in line and (spec.source or spec.url) in line
+    assert "not in i2i's zoo" in weights_line("init_from", "runs/mine")
+    card = render(method="srgan", tag="final", generator="rrdbnet", generator_kwargs={}, main_net="G",
+                  data=DataInfo("/data/x", 3), step=1, epoch=0, total_steps=1, precision="fp32", device="cpu",
+                  i2i_version="9.9", plugins={}, command="i2i train srgan", initial_weights=[line])
+    assert f"- started from other weights:\n  {line}" in card

@@ -569,7 +569,7 @@ class Trainer:
 
     def model_card(self, tag: str) -> str:
         """The Markdown card written into the checkpoint folder ``tag`` (i2i/modelcard.py)."""
-        from ..modelcard import data_info, render, reproduce_command
+        from ..modelcard import data_info, render, reproduce_command, weights_line
         from ..plugins import manager
 
         name, kwargs = self.method.generator_specs[self.method.main_generator]
@@ -584,7 +584,9 @@ class Trainer:
                       device=str(self.device), i2i_version=__version__,
                       plugins={p.name: p.version for p in manager().info.values()}, command=command,
                       validation=self.validator.last if self.validator is not None else None,
-                      ema=bool(self.ema))
+                      ema=bool(self.ema),
+                      initial_weights=[weights_line(k, str(getattr(self.cfg, k))) for k in ("init", "init_from")
+                                       if getattr(self.cfg, k, "")])
 
     def _data_size(self) -> int:
         """Training images: dataset items, less SR's ``repeat`` (crops per image and epoch)."""
