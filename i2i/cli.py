@@ -289,7 +289,7 @@ from .video import video_options  # noqa: E402 - the video options of `i2i trans
 @click.option("--model", help="What to run: a zoo name (`i2i list models`), an .onnx file, a .pth/.safetensors "
                                "weights file, or a run/checkpoint folder.")
 @click.option("--checkpoint", type=click.Path(), help="A run folder, checkpoint folder or weights file (same as --model).")
-@click.option("--weights", type=click.Path(), help="Local weights file for a zoo --model (skips the download).")
+@click.option("--weights", type=click.Path(), help="Local weights file for a zoo --model (skips the download); alone, a published weights file to run.")
 @click.option("--out", "out_dir", default="translated", type=click.Path(), help="Output folder (PNG files; videos: --container).")
 @click.option("--size", type=click.IntRange(min=1), help="Resize the shorter side to SIZE before translating.")
 @click.option("--mask", type=click.Path(), help="Hole mask for inpainting models (non-zero or opaque = hole).")
@@ -321,6 +321,8 @@ def translate(inputs: tuple[str, ...], model: str | None, checkpoint: str | None
     from .translate import expand_inputs, translate_files
     from .video import is_video_file, translate_videos
 
+    if weights is not None and not model and not checkpoint:  # a published weights file alone is the model
+        model, weights = str(weights), None
     if bool(checkpoint) == bool(model):
         raise I2IError("name exactly one generator: --model (zoo name, .onnx, weights file or run folder) or --checkpoint PATH")
     if checkpoint and not Path(checkpoint).exists():
