@@ -133,7 +133,7 @@ def test_translate_with_a_mask_keeps_the_known_pixels(lama_file: Path, lama_onnx
     outs = {
         "zoo entry + local file": translate([str(face_png), "--mask", str(hole_png), "--model", "big-lama",
                                              "--weights", str(lama_file)], tmp_path / "a"),
-        "the file itself": translate([str(face_png), "--mask", str(hole_png), "--model", str(lama_file)], tmp_path / "b"),
+        "the file itself": translate([str(face_png), "--mask", str(hole_png), "--weights", str(lama_file)], tmp_path / "b"),
         "its ONNX export": translate([str(face_png), "--mask", str(hole_png), "--model", str(lama_onnx)], tmp_path / "c"),
     }
     for door, out in outs.items():

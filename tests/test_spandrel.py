@@ -132,6 +132,8 @@ def test_hyperparameters_round_trip_and_refuse_foreign_code() -> None:
     assert decode(json.loads(json.dumps(encode(value)))) == value
     with pytest.raises(I2IError, match="outside torch and spandrel"):
         decode({"__ref__": "os:system"})
+    with pytest.raises(I2IError, match="not a torch layer class"):
+        decode({"__ref__": "torch.hub:load"})
 
 
 def test_bad_generator_kwargs_are_one_line_errors() -> None:

@@ -180,6 +180,9 @@ def decode(value: Any) -> Any:
             obj: Any = importlib.import_module(module)
             for part in qualname.split("."):
                 obj = getattr(obj, part)
+            # from torch only layer classes (norms, activations); spandrel's own helpers (RCAN's conv)
+            if module.startswith("torch") and not (inspect.isclass(obj) and issubclass(obj, nn.Module)):
+                raise I2IError(f"hyperparameter reference {value['__ref__']!r} is not a torch layer class: refused")
             return obj
         return {k: decode(v) for k, v in value.items()}
     return value
