@@ -194,9 +194,11 @@ def test_to_device_finishes_raw_batches_like_items() -> None:
     seeded = SeededItems(ds)
     keys = [(i, 100 + i) for i in range(4)]
     raw = [seeded[k] for k in keys]
-    assert raw[0]["A"].dtype == torch.uint8 and raw[0]["A"].shape == (256, 256, 3)  # as decoded: no resize, HWC
+    # the A|B file as decoded, sent once (HWC, no resize); A and B are its halves' columns
+    assert raw[0]["AB"].dtype == torch.uint8 and raw[0]["AB"].shape == (256, 512, 3) and "A" not in raw[0]
+    assert raw[0]["A_geometry"][7:].tolist() == [0, 256] and raw[0]["B_geometry"][7:].tolist() == [256, 512]
     batch = Method(TrainConfig()).to_device(collate(raw))
-    assert "A_geometry" not in batch and batch["A"].dtype == torch.float32
+    assert not {"A_geometry", "A_source", "AB"} & set(batch) and batch["A"].dtype == torch.float32
     as_uint8 = AlignedDataset(SHARED / "facades", max_items=4, value_range=None)
     finished = []
     for index, seed in keys:
@@ -222,8 +224,23 @@ def test_collate_finishes_mixed_sizes_in_the_worker(tmp_path: Path) -> None:
     raw = [ds.raw_item(i) for i in range(3)]
     batch = collate(raw)
     assert "A_geometry" not in batch and batch["A"].shape == (3, 16, 16, 3)  # finished per item (sizes differ)
-    assert batch["B_geometry"].shape == (3, 7) and batch["B"].shape == (3, 20, 20, 3)  # left to the device
+    assert batch["B_geometry"].shape == (3, 9) and batch["B"].shape == (3, 20, 20, 3)  # left to the device
     torch.manual_seed(0)
+    items = [ds[i] for i in range(3)]
+    out = finish_batch(batch, (-1.0, 1.0))
+    assert torch.equal(out["A"], torch.stack([it["A"] for it in items]))
+    assert torch.equal(out["B"], torch.stack([it["B"] for it in items]))
+
+
+def test_collate_finishes_side_by_side_files_of_two_sizes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    for i, w in enumerate([20, 24, 20]):
+        write_image(tmp_path / "train" / f"{i}.png", rng.integers(0, 256, (w // 2 + 4, w * 2, 3), dtype=np.uint8))
+    ds = AlignedDataset(tmp_path, load_size=18, crop_size=16, direction="BtoA")
+    torch.manual_seed(3)
+    batch = collate([ds.raw_item(i) for i in range(3)])
+    assert set(batch) == {"A", "B", "A_path", "B_path"} and batch["A"].shape == (3, 16, 16, 3)
+    torch.manual_seed(3)
     items = [ds[i] for i in range(3)]
     out = finish_batch(batch, (-1.0, 1.0))
     assert torch.equal(out["A"], torch.stack([it["A"] for it in items]))
@@ -243,5 +260,7 @@ def test_geometry_crop_flip_and_checks() -> None:
     x = torch.arange(2 * 1 * 4 * 5, dtype=torch.uint8).reshape(2, 1, 4, 5)
     out = apply_geometry(x, torch.stack([geometry(4, 5, 1, 2, 2, 3, False), geometry(4, 5, 0, 0, 2, 3, True)]))
     assert torch.equal(out[0, 0], x[0, 0, 1:3, 2:5]) and torch.equal(out[1, 0], x[1, 0, 0:2, 0:3].flip(-1))
+    cols = apply_geometry(x, torch.stack([geometry(4, 2, 0, 0, 4, 2, True, (3, 5))] * 2))  # columns 3:5, flipped
+    assert torch.equal(cols, x[:, :, :, 3:5].flip(-1))
     with pytest.raises(ValueError, match="share load and crop sizes"):
         apply_geometry(x, torch.stack([geometry(4, 5, 0, 0, 2, 3, False), geometry(4, 5, 0, 0, 3, 3, False)]))

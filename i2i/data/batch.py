@@ -13,8 +13,11 @@ The protocol, used by the training engine (:func:`i2i.engine.data.make_loader`):
 - A dataset may offer ``raw_item(index) -> dict``: images as **uint8** ``H x W x C`` tensors
   (0..255; decoded arrays as they are, so collation is a plain copy of rows), and for an image
   ``key`` whose geometry is still to be applied, ``key + "_geometry"``: an int64 tensor
-  ``[load_h, load_w, top, left, crop_h, crop_w, flip]`` (:func:`geometry`). Float tensors (an
-  inpainting mask, ``C x H x W``) and other values pass through unchanged.
+  ``[load_h, load_w, top, left, crop_h, crop_w, flip, x0, x1]`` (:func:`geometry`). The image may
+  be columns ``x0:x1`` of another tensor, named by the string ``key + "_source"`` (a side-by-side
+  A|B file is sent once, whole: one contiguous copy into the batch instead of two strided halves);
+  such a source tensor is gone from the finished batch. Float tensors (an inpainting mask,
+  ``C x H x W``) and other values pass through unchanged.
 - :func:`collate` batches raw items; an image whose sources differ in size across the batch (a
   folder of photos of many sizes) gets its geometry applied per item first, on the CPU in the
   worker, since such images cannot be stacked.
@@ -45,13 +48,16 @@ from torch.utils.data import default_collate
 
 #: suffix of the key that carries an image's pending geometry in a raw item or batch
 GEOMETRY = "_geometry"
+#: suffix of the key that names the tensor an image is columns of (see the module docstring)
+SOURCE = "_source"
 
 
-def geometry(load_h: int, load_w: int, top: int, left: int, crop_h: int, crop_w: int, flip: bool) -> torch.Tensor:
-    """The pending geometry of one image: resize to ``load_h x load_w``, crop ``crop_h x crop_w``
-    at (``top``, ``left``) of the resized image, then flip horizontally when ``flip``.
-    int64 tensor of 7 values (see the module docstring)."""
-    return torch.tensor([load_h, load_w, top, left, crop_h, crop_w, int(flip)], dtype=torch.int64)
+def geometry(load_h: int, load_w: int, top: int, left: int, crop_h: int, crop_w: int, flip: bool,
+             columns: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """The pending geometry of one image: take ``columns`` ``(x0, x1)`` of the source ((0, 0): all
+    of it), resize to ``load_h x load_w``, crop ``crop_h x crop_w`` at (``top``, ``left``) of the
+    resized image, then flip horizontally when ``flip``. int64 tensor of 9 values."""
+    return torch.tensor([load_h, load_w, top, left, crop_h, crop_w, int(flip), *columns], dtype=torch.int64)
 
 
 def hwc_uint8(image: np.ndarray) -> torch.Tensor:
@@ -81,17 +87,20 @@ def resize_uint8(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def apply_geometry(images: torch.Tensor, geom: torch.Tensor | Sequence[Sequence[int]]) -> torch.Tensor:
-    """uint8 ``N x C x H x W`` (any device) and ``N x 7`` geometries (:func:`geometry`, read on the
+    """uint8 ``N x C x H x W`` (any device) and ``N x 9`` geometries (:func:`geometry`, read on the
     host: keep them on the CPU, so that no device sync happens) -> uint8 ``N x C x crop_h x crop_w``.
 
-    All rows must share the load and crop sizes (one dataset's items do); ValueError otherwise.
+    All rows must share the load and crop sizes and the columns (one dataset's items of one source
+    size do); ValueError otherwise.
     """
     rows = geom.tolist() if isinstance(geom, torch.Tensor) else [list(g) for g in geom]
     if not rows:
         return images
-    load_h, load_w, _, _, crop_h, crop_w, _ = rows[0]
-    if any((r[0], r[1], r[4], r[5]) != (load_h, load_w, crop_h, crop_w) for r in rows):
-        raise ValueError("the items of one batch must share load and crop sizes")
+    load_h, load_w, _, _, crop_h, crop_w, _, x0, x1 = rows[0]
+    if any((r[0], r[1], r[4], r[5], r[7], r[8]) != (load_h, load_w, crop_h, crop_w, x0, x1) for r in rows):
+        raise ValueError("the items of one batch must share load and crop sizes and columns")
+    if x1:
+        images = images[..., x0:x1]
     resized = resize_uint8(images, load_h, load_w)
     n, c = resized.shape[:2]
     if (crop_h, crop_w) == (load_h, load_w) and not any(r[6] for r in rows):
@@ -116,15 +125,28 @@ def to_range(images: torch.Tensor, value_range: Sequence[float]) -> torch.Tensor
     return out.add_(low) if low else out
 
 
+def _source_key(batch: dict[str, Any], key: str) -> str:
+    """The key of the tensor that image ``key`` is (columns of): ``key`` itself, or its ``_source``."""
+    source = batch.get(key + SOURCE, key)
+    return source[0] if isinstance(source, (list, tuple)) else source  # collated: one name per item
+
+
 def _finish_images(batch: dict[str, Any]) -> dict[str, Any]:
     """Raw batch -> uint8 ``N x C x h x w`` images with every pending geometry applied."""
     out = dict(batch)
     for key, value in batch.items():
         if isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.ndim == 4:
             out[key] = _nchw(value)
+    sources = set()
     for key in [k for k in batch if k.endswith(GEOMETRY)]:
         image_key = key[: -len(GEOMETRY)]
-        out[image_key] = apply_geometry(out[image_key], out.pop(key))
+        source = _source_key(batch, image_key)
+        out[image_key] = apply_geometry(out[source], out.pop(key))
+        if source != image_key:
+            sources.add(source)
+            out.pop(image_key + SOURCE, None)
+    for source in sources:
+        out.pop(source, None)
     return out
 
 
@@ -154,18 +176,26 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """``default_collate`` for raw items: an image whose sources differ in size across the batch
     gets its geometry applied per item first (on the CPU, in the worker), then all are stacked."""
     if items and isinstance(items[0], dict):
+        finished_sources = set()
         for key in [k for k in items[0] if k.endswith(GEOMETRY)]:
             image_key = key[: -len(GEOMETRY)]
-            if len({tuple(it[image_key].shape) for it in items}) > 1:
+            source = _source_key(items[0], image_key)
+            if len({tuple(it[source].shape) for it in items}) > 1:
                 fixed = []
                 for it in items:
                     it = dict(it)
-                    nchw = apply_geometry(_nchw(it[image_key][None]), it.pop(key)[None])
+                    nchw = apply_geometry(_nchw(it[source][None]), it.pop(key)[None])
                     it[image_key] = nchw[0].permute(1, 2, 0)  # back to H x W x C, as raw images are
+                    it.pop(image_key + SOURCE, None)
                     fixed.append(it)
                 items = fixed
+                if source != image_key:
+                    finished_sources.add(source)
+        still_used = {_source_key(items[0], k[: -len(SOURCE)]) for k in items[0] if k.endswith(SOURCE)}
+        if finished_sources - still_used:
+            items = [{k: v for k, v in it.items() if k not in finished_sources - still_used} for it in items]
     return default_collate(items)
 
 
-__all__ = ["GEOMETRY", "geometry", "hwc_uint8", "resize_uint8", "apply_geometry", "to_range", "finish_batch",
+__all__ = ["GEOMETRY", "SOURCE", "geometry", "hwc_uint8", "resize_uint8", "apply_geometry", "to_range", "finish_batch",
            "finish_item", "collate"]

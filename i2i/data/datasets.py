@@ -161,6 +161,15 @@ class AlignedDataset(_Images):
         if b_path is None:
             ab = self._read(a_path, 3 if 3 in (self.in_channels, self.out_channels) else 1)
             half = ab.shape[1] // 2
+            if self.in_channels == self.out_channels == ab.shape[2]:  # send the file once, whole (see batch.py)
+                columns = [(0, half), (half, 2 * half)]
+                if self.direction == "BtoA":
+                    columns.reverse()
+                geom = T.square_geometry(self.load_size, self.crop_size, self.flip, self.train)
+                geom_a, geom_b = geom.clone(), geom.clone()  # one crop and flip for both halves
+                geom_a[7:], geom_b[7:] = torch.tensor(columns[0]), torch.tensor(columns[1])
+                return {"AB": hwc_uint8(ab), "A_geometry": geom_a, "A_source": "AB", "B_geometry": geom_b,
+                        "B_source": "AB", "A_path": str(a_path), "B_path": str(a_path)}
             a, b = ab[:, :half], ab[:, half:2 * half]
             b_path = a_path
         else:

@@ -1,5 +1,5 @@
 """Augmentation: the square layouts' random geometry (drawn here, applied batched on the device by
-:mod:`i2i.data.batch`), the albumentations pipeline of plain image folders, uint8 -> tensor.
+:mod:`i2i.data.batch`), and the albumentations pipeline of plain image folders (one call per item).
 
 Randomness: albumentations keeps its own RNG, which DataLoader workers would inherit as identical
 copies. :func:`apply` therefore reseeds the pipeline from ``torch``'s generator on every call,
