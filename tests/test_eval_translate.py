@@ -29,7 +29,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from i2i.checkpoint import save_generator
     from i2i.loader import build_meta
     from i2i.registry import generators
-    from i2i_metrics.distribution import write_random_inception
+    from i2i_metrics.distribution import random_inception_file
 
     root = tmp_path_factory.mktemp("eval_translate")
     torch.manual_seed(0)
@@ -37,8 +37,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     meta = build_meta("resnet_6blocks", {"ngf": 4}, method="pix2pix", module=module,
                       info={"ab_pairs": {"input": "right", "aspect": 2.0}})
     model = save_generator(root / "model.safetensors", module, meta)
-    inception = root / "inception.pth"
-    write_random_inception(str(inception))
+    inception = random_inception_file(tmp_path_factory.getbasetemp())  # one file for the whole run
     alex = root / "alexnet.pth"
     torch.save({k: v for k, v in alexnet(weights=None).state_dict().items() if k.startswith("features.")}, alex)
     pairs = root / "facades" / "test"

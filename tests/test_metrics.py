@@ -109,14 +109,12 @@ def test_a_third_party_metric_registers_and_clashes_like_any_kind(monkeypatch: p
     mod = types.ModuleType("fake_metrics")
     mod.register_metrics = i2i.hookimpl(register_metrics)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "fake_metrics", mod)
-    host = PluginHost(builtins={"i2i_metrics": "i2i_metrics", "fake_metrics": "fake_metrics"}, entry_points=False)
-    reg = host.registry("metric")
-    m = reg.create("mae255", device=torch.device("cpu"))
-    m.update(torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4) / 255)
-    assert m.compute() == pytest.approx(1.0)
     with pytest.warns(UserWarning, match="'fid' is registered twice and is off"):
         reg = PluginHost(builtins={"i2i_metrics": "i2i_metrics", "fake_metrics": "fake_metrics"},
                          entry_points=False).registry("metric")
+    m = reg.create("mae255", device=torch.device("cpu"))
+    m.update(torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4) / 255)
+    assert m.compute() == pytest.approx(1.0)
     with pytest.raises(I2IError, match="metric name 'fid' is registered twice.*fake_metrics:fid, i2i_metrics:fid"):
         reg.get("fid")
     assert reg.get("i2i_metrics:fid").plugin == "i2i_metrics" and reg.get("psnr").kind == "paired"
@@ -176,7 +174,7 @@ def test_inception_score_of_uniform_and_confident_predictions() -> None:
     assert sharp.compute() == pytest.approx(10.0, rel=1e-6)
 
 
-def test_the_inception_path_runs_on_a_weights_file(inception_file: Path) -> None:
+def test_the_inception_path_runs_on_a_weights_file(inception_file: Path, tmp_path: Path) -> None:
     x, y = torch.rand(3, 3, 40, 56), torch.rand(3, 3, 40, 56)
     m = M.create("fid", weights=str(inception_file), dims=64)  # the 64-d block: a short forward, a small sqrt
     m.update(x, x)
@@ -184,7 +182,7 @@ def test_the_inception_path_runs_on_a_weights_file(inception_file: Path) -> None
     k = M.create("kid", weights=str(inception_file))
     k.update(x, y)
     assert k.compute() != 0
-    bad = inception_file.parent / "not_inception.pth"
+    bad = tmp_path / "not_inception.pth"
     torch.save({"conv.weight": torch.zeros(1)}, bad)
     with pytest.raises(I2IError, match="is not the FID Inception weights file"):
         M.create("kid", weights=str(bad))
@@ -192,11 +190,9 @@ def test_the_inception_path_runs_on_a_weights_file(inception_file: Path) -> None
 
 @pytest.fixture(scope="module")
 def inception_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from i2i_metrics.distribution import write_random_inception
+    from i2i_metrics.distribution import random_inception_file
 
-    path = tmp_path_factory.mktemp("inception") / "random_inception.pth"
-    write_random_inception(str(path))
-    return path
+    return random_inception_file(tmp_path_factory.getbasetemp())  # one file for the whole run
 
 
 # -- PSNR / SSIM: today's Set5 table ---------------------------------------------------------------

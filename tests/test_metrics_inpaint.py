@@ -21,14 +21,14 @@ needs_celeba = pytest.mark.skipif(not CELEBA.is_dir(), reason="../shared/dataset
 def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     from torchvision.models import alexnet
 
-    from i2i_metrics.distribution import write_random_inception
+    from i2i_metrics.distribution import random_inception_file
 
     root = tmp_path_factory.mktemp("feature_weights")
-    write_random_inception(str(root / "inception.pth"))
+
     torch.manual_seed(0)
     torch.save({k: v for k, v in alexnet(weights=None).state_dict().items() if k.startswith("features.")},
                root / "alexnet.pth")
-    return {"fid": str(root / "inception.pth"), "lpips": str(root / "alexnet.pth")}
+    return {"fid": str(random_inception_file(tmp_path_factory.getbasetemp())), "lpips": str(root / "alexnet.pth")}
 
 
 def faces(n: int, size: int = 48) -> list[np.ndarray]:

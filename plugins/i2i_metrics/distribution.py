@@ -17,7 +17,9 @@ with papers. The Inception weights come from :func:`i2i_metrics.weights.weights_
 
 from __future__ import annotations
 
+import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -91,6 +93,17 @@ def write_random_inception(path: str, seed: int = 0) -> None:
             with torch.no_grad():
                 layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
     torch.save(net.state_dict(), path)
+
+
+def random_inception_file(folder: str | os.PathLike[str], seed: int = 0) -> Path:
+    """``folder/random_inception_<seed>.pth``, written by :func:`write_random_inception` the first time
+    (atomically), reused after: one 95 MB file for every test module or benchmark of a run."""
+    path = Path(folder) / f"random_inception_{seed}.pth"
+    if not path.is_file():
+        tmp = path.with_suffix(f".{os.getpid()}.part")
+        write_random_inception(str(tmp), seed)
+        os.replace(tmp, path)
+    return path
 
 
 def _to_uint8(x: Tensor) -> Tensor:
