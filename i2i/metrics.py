@@ -87,6 +87,13 @@ def create(name: str, device: "str | torch.device" = "cpu", **kwargs: Any) -> Me
     s = spec(name)
     try:
         return s.factory(device=torch_device(device), **kwargs)
+    except ModuleNotFoundError as exc:  # torchmetrics, lpips ... not installed: say which extra
+        from .plugins import missing_extra
+
+        hint = missing_extra(exc)
+        if hint is None:
+            raise
+        raise I2IError(f"metric {name!r} {hint}") from None
     except TypeError as exc:  # an unknown keyword: say which metric and what it takes
         if "unexpected keyword" not in str(exc):
             raise

@@ -70,11 +70,19 @@ def test_every_metric_declares_kind_and_direction() -> None:
     assert set(want) <= set(M.names())
 
 
-def test_unknown_names_and_options_are_one_line() -> None:
+def test_unknown_names_options_and_missing_libraries_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UnknownNameError, match=r"unknown metric 'psnr-y' \(did you mean: psnr_y"):
         M.create("psnr-y")
     with pytest.raises(I2IError, match="metric 'psnr' takes no option 'crop'"):
         M.create("psnr", crop=4)
+    import sys
+
+    for mod in [m for m in sys.modules if m.split(".")[0] in ("i2i_metrics", "torchmetrics")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "torchmetrics", None)  # an install without the train extra's metrics
+    with pytest.raises(I2IError, match=r"metric 'kid' needs torchmetrics \(pip install 'i2i\[train\]'\)"):
+        M.create("kid", features=Identity(4))
+    monkeypatch.undo()
     res = CliRunner().invoke(cli, ["list", "metrics", "k*"])
     assert res.exit_code == 0 and "kid" in res.output and "distribution" in res.output and "lower" in res.output
 
