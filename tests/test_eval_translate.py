@@ -131,3 +131,27 @@ def test_a_target_folder_with_the_same_names_gives_pairs(files: dict[str, Path])
     assert code == 0, out
     doc = json.loads(out[out.index("{"):])
     assert doc["pairing"] == "named" and 0 < doc["metrics"]["psnr"]["value"] < 40
+
+
+def test_a_cyclegan_run_is_measured_in_either_direction(files: dict[str, Path]) -> None:
+    """One step of a tiny CycleGAN (horses -> Monet) on the unaligned folders: AtoB runs G_A on testA,
+    BtoA runs G_B on testB without --net."""
+    import shutil
+
+    data = files["root"] / "h2m_train"
+    for side, test in (("trainA", "testA"), ("trainB", "testB")):
+        shutil.copytree(files["unaligned"] / test, data / side, symlinks=True)
+        shutil.copytree(files["unaligned"] / test, data / test, symlinks=True)
+    res = CliRunner().invoke(cli, ["train", "cyclegan", "--data", str(data), "--max-steps", "1", "--out-dir",
+                                   str(files["root"] / "runs"), "--name", "cg", "--set", "generator=resnet_6blocks",
+                                   "--set", "generator_kwargs.ngf=4", "--set", "discriminator_kwargs.ndf=4",
+                                   "--set", "load_size=36", "--set", "crop_size=32", "--set", "num_workers=0"])
+    assert res.exit_code == 0, res.output
+    run = files["root"] / "runs" / "cg"
+    for direction, net, n in (("AtoB", "G_A", 3), ("BtoA", "G_B", 3)):
+        code, out = invoke(str(run), "--data", str(data), "--direction", direction, "--metrics", "kid",
+                           "--feature-weights", str(files["inception"]), "--device", "cpu", "--json")
+        assert code == 0, out
+        doc = json.loads(out[out.index("{"):])
+        assert doc["net"] == net and doc["images"] == n and doc["pairing"] == "unpaired", doc
+        assert ("testB -> testA" if direction == "BtoA" else "testA -> testB") in doc["test_set"]

@@ -233,7 +233,7 @@ def _fmt(name: str, v: float) -> str:
               help="Local Inception weights for FID/KID/IS (else $I2I_FID_WEIGHTS, else downloaded once).")
 @click.option("--lpips-weights", type=click.Path(exists=True, dir_okay=False),
               help="Local AlexNet weights for LPIPS (else $I2I_LPIPS_WEIGHTS, else downloaded once).")
-@click.option("--net", help="Which generator of a checkpoint (CycleGAN: G_A for AtoB, G_B for BtoA).")
+@click.option("--net", help="Which generator of a checkpoint (default: the main one; a CycleGAN run's G_B with --direction BtoA).")
 @click.option("--device", default="auto", help="auto, cpu, cuda, cuda:N (the model; metrics run in PyTorch).")
 @click.option("--save-dir", type=click.Path(file_okay=False), help="Also write every translated image to DIR.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -254,6 +254,8 @@ def eval_translate(source: str, data: str, split: str, direction: str | None, ta
 
     root = resolve_data(data)
     g = load(source, device=device, net=net)
+    if net is None and direction == "BtoA" and g.meta.method == "cyclegan" and g.meta.net == "G_A":
+        g = load(source, device=device, net="G_B")  # a CycleGAN checkpoint holds both directions
     pairs = g.meta.info.get("ab_pairs") or {}
     model_side = pairs.get("input") if pairs else None
     test = find_test_set(root, split, direction, Path(target) if target else None, model_side, max_images)
@@ -271,7 +273,7 @@ def eval_translate(source: str, data: str, split: str, direction: str | None, ta
 
     if as_json:
         doc = {
-            "source": source, "model": g.meta.name, "data": str(root), "test_set": test.description,
+            "source": source, "model": g.meta.name, "net": g.meta.net, "data": str(root), "test_set": test.description,
             "pairing": test.pairing, "images": result.images, "references": result.references,
             "metrics": {n: {"value": _json_value(v), "higher_is_better": spec(n).higher_is_better}
                         for n, v in result.values.items()},
