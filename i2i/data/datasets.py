@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from ..errors import I2IError
 from ..imageio import BadImageError, is_image_file, list_images, read_image, to_channels
 from . import transforms as T
-from .batch import finish_item, hwc_uint8
+from .batch import finish_item, geometry, hwc_uint8
 
 ValueRange = tuple[float, float]
 
@@ -165,11 +165,10 @@ class AlignedDataset(_Images):
                 columns = [(0, half), (half, 2 * half)]
                 if self.direction == "BtoA":
                     columns.reverse()
-                geom = T.square_geometry(self.load_size, self.crop_size, self.flip, self.train)
-                geom_a, geom_b = geom.clone(), geom.clone()  # one crop and flip for both halves
-                geom_a[7:], geom_b[7:] = torch.tensor(columns[0]), torch.tensor(columns[1])
-                return {"AB": hwc_uint8(ab), "A_geometry": geom_a, "A_source": "AB", "B_geometry": geom_b,
-                        "B_source": "AB", "A_path": str(a_path), "B_path": str(a_path)}
+                params = T.square_params(self.load_size, self.crop_size, self.flip, self.train)  # one for both
+                return {"AB": hwc_uint8(ab), "A_geometry": geometry(*params, columns=columns[0]), "A_source": "AB",
+                        "B_geometry": geometry(*params, columns=columns[1]), "B_source": "AB",
+                        "A_path": str(a_path), "B_path": str(a_path)}
             a, b = ab[:, :half], ab[:, half:2 * half]
             b_path = a_path
         else:

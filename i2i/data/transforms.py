@@ -42,8 +42,9 @@ def draw_seed() -> int:
     return int(torch.randint(0, 2**31 - 1, ()).item())
 
 
-def square_geometry(load_size: int, crop_size: int, flip: bool, train: bool) -> torch.Tensor:
-    """The reference's ``resize_and_crop`` as a pending geometry (:func:`i2i.data.batch.geometry`):
+def square_params(load_size: int, crop_size: int, flip: bool,
+                  train: bool) -> tuple[int, int, int, int, int, int, bool]:
+    """The reference's ``resize_and_crop`` as the arguments of :func:`i2i.data.batch.geometry`:
     train = resize to load_size x load_size (bicubic), random crop_size crop, random horizontal
     flip; eval = resize to crop_size, nothing random. Draws one seed from torch's RNG.
 
@@ -57,13 +58,18 @@ def square_geometry(load_size: int, crop_size: int, flip: bool, train: bool) -> 
     """
     seed = draw_seed()
     if not train:
-        return geometry(crop_size, crop_size, 0, 0, crop_size, crop_size, False)
+        return crop_size, crop_size, 0, 0, crop_size, crop_size, False
     draws = random.Random(seed)
     u1, u2 = draws.random(), draws.random()
     top = left = 0
     if crop_size < load_size:
         top, left = int((load_size - crop_size + 1) * u1), int((load_size - crop_size + 1) * u2)
-    return geometry(load_size, load_size, top, left, crop_size, crop_size, flip and u1 < 0.5)
+    return load_size, load_size, top, left, crop_size, crop_size, flip and u1 < 0.5
+
+
+def square_geometry(load_size: int, crop_size: int, flip: bool, train: bool) -> torch.Tensor:
+    """:func:`square_params` as a geometry tensor (one image of the whole source)."""
+    return geometry(*square_params(load_size, crop_size, flip, train))
 
 
 def folder_pipeline(load_size: int | None, crop_size: int | None, flip: bool, train: bool) -> A.Compose:
