@@ -247,7 +247,7 @@ def eval_translate(source: str, data: str, split: str, direction: str | None, ta
 
     \b
     i2i eval translate runs/pix2pix_facades --data facades
-    i2i eval translate horse2zebra --data horse2zebra --feature-weights weights-inception-2015-12-05-6726825d.pth
+    i2i eval translate cyclegan_h2z --data horse2zebra --feature-weights weights-inception-2015-12-05-6726825d.pth
     """
     from i2i.data.catalogue import resolve_data
     from i2i.loader import load
