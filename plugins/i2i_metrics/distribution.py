@@ -154,21 +154,13 @@ class FID(_Distribution):
         self.m = FrechetInceptionDistance(feature=self.net, reset_real_features=not keep_reference).to(self.device)
 
     def compute(self) -> float:
-        """From torchmetrics' accumulated float64 sums; ``Tr((S_r S_g)^(1/2))`` as the sum of the square
-        roots of the eigenvalues of the symmetric ``S_r^(1/2) S_g S_r^(1/2)`` (two ``eigh``), which
-        equals torchmetrics' general ``eigvals(S_r S_g)`` route and is about twice as fast at 2048-d."""
-        m = self.m
-        n_real, n_fake = int(m.real_features_num_samples), int(m.fake_features_num_samples)
+        """torchmetrics' own FID from its accumulated float64 statistics (its matrix square root: a
+        hand-written symmetric-eigh route measured ~2x faster at 2048-d, but the library's is the one
+        people compare with, and a library beats our own code here)."""
+        n_real, n_fake = int(self.m.real_features_num_samples), int(self.m.fake_features_num_samples)
         if n_real < 2 or n_fake < 2:
             raise I2IError(f"FID needs at least 2 generated and 2 reference images, got {n_fake} and {n_real}")
-        mu_r = m.real_features_sum / n_real
-        mu_g = m.fake_features_sum / n_fake
-        cov_r = (m.real_features_cov_sum - n_real * torch.outer(mu_r, mu_r)) / (n_real - 1)
-        cov_g = (m.fake_features_cov_sum - n_fake * torch.outer(mu_g, mu_g)) / (n_fake - 1)
-        w, v = torch.linalg.eigh(cov_r)
-        root = (v * w.clamp(min=0).sqrt()) @ v.T
-        trace_sqrt = torch.linalg.eigvalsh(root @ cov_g @ root).clamp(min=0).sqrt().sum()
-        return float((mu_r - mu_g).square().sum() + cov_r.trace() + cov_g.trace() - 2 * trace_sqrt)
+        return float(self.m.compute())
 
 
 class KID(_Distribution):
