@@ -62,11 +62,9 @@ def main() -> None:
         assert trainer.validator is not None
         validators = {"psnr+ssim (default)": trainer.validator}
         if args.fid:
-            from i2i_metrics.distribution import write_random_inception
+            from i2i_metrics.distribution import random_inception_file
 
-            weights = Path(tmp) / "inception.pth"
-            write_random_inception(str(weights))
-            os.environ["I2I_FID_WEIGHTS"] = str(weights)
+            os.environ["I2I_FID_WEIGHTS"] = str(random_inception_file(tmp))
             validators["fid"] = Validator(trainer.method, trainer.cfg, ["fid"], trainer.data_root, trainer.device,
                                           trainer.precision)
         feed = batches(trainer, args.steps)

@@ -150,13 +150,13 @@ def test_train_facades_with_validation_writes_rows_best_and_cards(tmp_path: Path
 @pytest.mark.slow
 @pytest.mark.skipif(not (DATASETS / "facades").is_dir(), reason="../shared/datasets/facades not present")
 def test_select_by_fid_with_a_local_feature_weights_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path_factory: pytest.TempPathFactory,
                                                          one_thread: None) -> None:
     """The issue's command with FID: the Inception weights come from a local file (I2I_FID_WEIGHTS), no
     download. Random weights (figures meaningless, the path the same) keep the test offline; 4 images."""
-    from i2i_metrics.distribution import write_random_inception
+    from i2i_metrics.distribution import random_inception_file
 
-    weights = tmp_path / "inception.pth"
-    write_random_inception(str(weights))
+    weights = random_inception_file(tmp_path_factory.getbasetemp())  # one file for the whole test run
     monkeypatch.setenv("I2I_FID_WEIGHTS", str(weights))
     monkeypatch.setenv("I2I_DATA_DIR", str(DATASETS))
     args = ["train", "pix2pix", "--data", "facades", "--out-dir", str(tmp_path / "runs"), "--name", "f",
