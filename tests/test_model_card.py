@@ -8,7 +8,6 @@ seconds; FID is the same path with a feature-weights file (tests/test_metrics*.p
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shlex
 from pathlib import Path
