@@ -306,7 +306,11 @@ def verify_onnx(
     finally:
         module.train(was_training)
     feed = {i.name: t.cpu().numpy().astype(np.float32) for i, t in zip(sess.get_inputs(), inputs)}
-    got = sess.run(["output"], feed)[0]
+    try:
+        got = sess.run(["output"], feed)[0]
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own error types; one line naming the size
+        raise VerificationError(f"onnxruntime cannot run {path.name} at batch {batch}, {hw[0]}x{hw[1]} (sizes baked "
+                                f"in at export?): {' '.join(str(exc).split())[:200]}") from None
     if got.shape != ref.shape:
         raise VerificationError(f"onnxruntime output shape {tuple(got.shape)} != PyTorch {tuple(ref.shape)} at input {batch}x{hw[0]}x{hw[1]}")
     if not np.isfinite(got).all():

@@ -79,6 +79,11 @@ TINY: dict[str, tuple[str, dict[str, Any], int]] = {
 #: architecture id -> why its ONNX export fails (measured by tools/spandrel_table.py)
 NO_ONNX: dict[str, str] = {
     "GRL": "PyTorch's TorchScript tracer crashes (segmentation fault in libtorch) on its stripe attention",
+    "ATD": "torch.onnx fails on it with both exporters (TorchScript and dynamo)",
+    "IPT": "torch.onnx fails on it with both exporters (TorchScript and dynamo)",
+    **dict.fromkeys(("SCUNet", "Uformer", "RGT", "DAT", "CRAFT", "DITN", "DCTLSA", "HVICIDNet", "MPRNet"),
+                    "the traced graph keeps the sample's sizes in its window / attention reshapes, so onnxruntime "
+                    "fails at any other size"),
 }
 
 #: architecture id -> why the table does not build it small (its row says what spandrel says of it)
@@ -185,12 +190,15 @@ def check_row(arch: str, workdir: Any, onnx: bool = True) -> dict[str, str]:
     try:
         export_onnx(g.module, g.meta, onnx_path)
     except I2IError as exc:
-        row["ONNX exports"], row["parity"] = f"no: {str(exc).splitlines()[0][:140]}", "-"
+        why = str(exc).splitlines()[0].replace(" (see docs/spandrel.md)", "")
+        row["ONNX exports"], row["parity"] = f"no: {why[:220]}", "-"
         return row
     import onnxruntime as ort
 
     h, w = side + m * max(1, 8 // m), side  # another size than the export's sample
     h = max(h, g.meta.min_size)
+    if g.meta.info.get("square_input"):
+        w = h
     xin = torch.rand(1, g.meta.in_channels, h, w, generator=torch.Generator().manual_seed(1))
     ein = [(torch.rand(1, 1, h, w, generator=torch.Generator().manual_seed(2)) > 0.5).float()] if extras else []
     with torch.no_grad():
