@@ -124,6 +124,13 @@ def prune(checkpoints: Path, keep_last: int) -> list[Path]:
     steps = sorted((d for d in checkpoints.iterdir() if d.is_dir() and d.name.startswith("step_")
                     and d.name[5:].isdigit()), key=lambda d: int(d.name[5:]))
     removed = []
+    # What an earlier kill left: a ``.tmp`` of an unfinished save (prune runs after every save, so none
+    # is in progress) and a ``.old`` of a prune or same-tag save caught between its rename and delete.
+    # A ``.old`` is kept only while it is what ``latest`` falls back on (its tag has no folder).
+    for leftover in checkpoints.glob("step_*.*"):
+        tag, _, kind = leftover.name.rpartition(".")
+        if leftover.is_dir() and (kind == "tmp" or (kind == "old" and (tag != latest or (checkpoints / tag).is_dir()))):
+            shutil.rmtree(leftover, ignore_errors=True)
     for folder in steps[:-keep_last]:
         if folder.name == latest:
             continue

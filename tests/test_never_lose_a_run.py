@@ -248,6 +248,20 @@ def test_pruning_keeps_exactly_what_it_promises(tmp_path: Path, facades: Path) -
     assert prune(run / "checkpoints", 1) == []
 
 
+def test_pruning_sweeps_what_killed_saves_and_prunes_left(tmp_path: Path) -> None:
+    from i2i.checkpoint import prune
+
+    ckpts = tmp_path / "checkpoints"
+    for name in ["step_0000003", "step_0000004", "step_0000001.old", "step_0000004.old", "step_0000005.tmp",
+                 "step_0000002.old", "best.tmp"]:
+        (ckpts / name).mkdir(parents=True)
+        (ckpts / name / "model.safetensors").write_bytes(b"x")
+    (ckpts / "latest").write_text("step_0000002\n")  # its folder is gone: step_0000002.old is the fallback
+    prune(ckpts, 2)
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.tmp", "latest", "step_0000002.old",
+                                                       "step_0000003", "step_0000004"]
+
+
 # -- checkpoint problems: one line each --------------------------------------------------------------
 
 
