@@ -332,7 +332,8 @@ def translate(inputs: tuple[str, ...], model: str | None, checkpoint: str | None
     paths = [p for p in paths if not is_video_file(p)]
     generator = load(model or checkpoint, weights=weights, device=device, net=net, ema=not no_ema,  # type: ignore[arg-type]
                      cpu_kernels=cpu_kernels)
-    _say_model_card(generator, card)
+    if card:
+        _say_model_card(generator, full=True)
     with tqdm(total=len(paths), unit="img", disable=len(paths) < 2 or not sys.stderr.isatty()) as bar:
         written, failed = translate_files(generator, paths, Path(out_dir), size=size, mask=mask, tile=tile,
                                           overlap=overlap, max_pixels=max_pixels, whole=whole,
@@ -340,6 +341,8 @@ def translate(inputs: tuple[str, ...], model: str | None, checkpoint: str | None
                                           note=lambda msg: tqdm.write(msg, file=sys.stderr),
                                           keep_going=len(paths) > 1)  # one file: its error is the one line
     runtime = " (onnxruntime)" if generator.providers else ""
+    if not card and written:  # after the work, so a refused input's error stays the only line
+        _say_model_card(generator, full=False)
     if paths or not videos:
         click.echo(f"translated {len(written)} image(s) with {generator.meta.name} on {generator.device}{runtime} -> {out_dir}")
     if videos:
@@ -352,7 +355,7 @@ def translate(inputs: tuple[str, ...], model: str | None, checkpoint: str | None
         raise I2IError(f"{len(failed)} of {len(paths) + len(videos)} {what} could not be translated (listed above)")
 
 
-def _say_model_card(generator: Any, full: bool) -> None:
+def _say_model_card(generator: Any, *, full: bool) -> None:
     """The checkpoint's model card: its one-line summary on stderr, or (``--card``) the whole card."""
     info = generator.describe()
     if full:
