@@ -31,6 +31,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from i2i.contract import ContractError
 from i2i.errors import I2IError
 
 __all__ = ["ArchInfo", "catalogue", "arch_info", "SpandrelNet", "build", "encode", "decode", "from_descriptor",
@@ -298,7 +299,9 @@ def build(arch: str = "Compact", net: str | None = None, hyperparameters: dict[s
     io = wrapped.describe()
     for what, want in (("in_channels", in_channels), ("out_channels", out_channels), ("scale", scale)):
         if want is not None and int(want) != io[what]:
-            raise I2IError(f"spandrel {arch}.{name} with these hyperparameters has {what}={io[what]}, not {want}")
+            # what a method cannot get from this network: the contract's error, which says "does not fit"
+            raise ContractError(f"spandrel {arch}.{name} with these hyperparameters has {what}={io[what]}, not {want}; "
+                                f"give generator_kwargs.hyperparameters that build {what}={want}")
     return wrapped
 
 
