@@ -25,6 +25,7 @@ import torch  # noqa: E402
 from i2i.config import TrainConfig  # noqa: E402
 from i2i.data import AlignedDataset, ImageFolderDataset, UnalignedDataset  # noqa: E402
 from i2i.data.batch import apply_geometry, collate, finish_batch, geometry  # noqa: E402
+from i2i.data.transforms import folder_pipeline, seed_pipeline, square_params  # noqa: E402
 from i2i.engine.data import SeededItems  # noqa: E402
 from i2i.imageio import read_image, to_channels, write_image  # noqa: E402
 from i2i.method import Method  # noqa: E402
@@ -47,7 +48,7 @@ def old_square(load: int, crop: int, flip: bool, train: bool, extra: tuple[str, 
 
 
 def old_apply(pipeline: A.Compose, **images: np.ndarray) -> dict[str, np.ndarray]:
-    pipeline.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+    seed_pipeline(pipeline, int(torch.randint(0, 2**31 - 1, ()).item()))  # each transform its own stream
     out = pipeline(**images)
     return {k: out[k] for k in images}
 
@@ -105,6 +106,27 @@ def test_facades_items_equal_the_old_pipeline(train: bool) -> None:
         torch.manual_seed(seed)
         flips.add(int(ds.raw_item(index)["A_geometry"][6]))
     assert flips == ({0, 1} if train else {0})  # both branches of the flip were compared
+
+
+def test_crop_and_flip_are_drawn_independently() -> None:
+    """albumentations' Compose.set_random_seed seeds every transform alike, which made the flip the
+    crop's first draw again (flips only with crops in the upper half); each now has its own stream."""
+    torch.manual_seed(0)
+    combos = set()
+    for _ in range(200):
+        _, _, top, left, _, _, flipped = square_params(286, 256, True, True)
+        combos.add((top > 15, flipped))
+    assert combos == {(False, False), (False, True), (True, False), (True, True)}
+    pipeline = folder_pipeline(None, 8, True, True)  # RandomCrop then HorizontalFlip, as SR and inpaint use
+    rows, cols = np.mgrid[0:16, 0:16]
+    image = np.stack([rows * 10, cols * 10, rows * 0], -1).astype(np.uint8)  # each pixel says where it was
+    combos = set()
+    for seed in range(200):
+        seed_pipeline(pipeline, seed)
+        out = pipeline(image=image)["image"].astype(int)
+        top, flipped = out[0, 0, 0] // 10, out[0, 0, 1] > out[0, 1, 1]
+        combos.add((top > 4, bool(flipped)))
+    assert combos == {(False, False), (False, True), (True, False), (True, True)}
 
 
 def test_aligned_grey_and_btoa_equal_the_old_pipeline() -> None:

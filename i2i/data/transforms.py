@@ -5,12 +5,18 @@ Randomness: albumentations keeps its own RNG, which DataLoader workers would inh
 copies. :func:`apply` therefore reseeds the pipeline from ``torch``'s generator on every call,
 and torch is seeded per worker by the DataLoader and per item by the engine, so augmentations are
 distinct across workers and reproducible for a given seed.
+
+Each transform draws from its own stream (:func:`transform_seed`): albumentations'
+``Compose.set_random_seed`` gives every transform the *same* seed, so RandomCrop's first draw and
+HorizontalFlip's draw were one number and images were flipped only with crops in the upper half of
+the range (measured here with albumentations 2.0.8).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import zlib
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # it checks the network on import otherwise
 
@@ -42,6 +48,12 @@ def draw_seed() -> int:
     return int(torch.randint(0, 2**31 - 1, ()).item())
 
 
+def transform_seed(seed: int, transform: str) -> int:
+    """The seed of one transform (by class name, e.g. "RandomCrop") for an item's ``seed``: streams
+    independent of each other and of the transform's place in the pipeline (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(transform.encode())]).generate_state(1)[0])
+
+
 def square_params(load_size: int, crop_size: int, flip: bool,
                   train: bool) -> tuple[int, int, int, int, int, int, bool]:
     """The reference's ``resize_and_crop`` as the arguments of :func:`i2i.data.batch.geometry`:
@@ -49,22 +61,21 @@ def square_params(load_size: int, crop_size: int, flip: bool,
     flip; eval = resize to crop_size, nothing random. Draws one seed from torch's RNG.
 
     The draws are exactly those of the albumentations pipeline this replaces
-    (``Compose([Resize, RandomCrop, HorizontalFlip])`` reseeded per call by :func:`apply`), so a
-    seed gives the same crop and flip as before: albumentations gives every transform its own
-    ``random.Random(seed)``, RandomCrop takes ``u1, u2`` (rows, columns; offset
-    ``int((load - crop + 1) * u)``) and HorizontalFlip flips when its first draw, which is ``u1``
-    again, is below 0.5. (So the flip goes with a crop in the upper half of the range: kept, since
-    changing it changes every run's augmentation.)
+    (``Compose([Resize, RandomCrop, HorizontalFlip])`` seeded per call by :func:`seed_pipeline`), so
+    a seed gives the crop and flip albumentations would: RandomCrop's ``random.Random`` gives
+    ``u1, u2`` (rows, columns; offset ``int((load - crop + 1) * u)``), HorizontalFlip's own stream
+    flips when its first draw is below 0.5.
     """
     seed = draw_seed()
     if not train:
         return crop_size, crop_size, 0, 0, crop_size, crop_size, False
-    draws = random.Random(seed)
-    u1, u2 = draws.random(), draws.random()
+    crop = random.Random(transform_seed(seed, "RandomCrop"))
+    u1, u2 = crop.random(), crop.random()
     top = left = 0
     if crop_size < load_size:
         top, left = int((load_size - crop_size + 1) * u1), int((load_size - crop_size + 1) * u2)
-    return load_size, load_size, top, left, crop_size, crop_size, flip and u1 < 0.5
+    flipped = random.Random(transform_seed(seed, "HorizontalFlip")).random() < 0.5
+    return load_size, load_size, top, left, crop_size, crop_size, flip and flipped
 
 
 def square_geometry(load_size: int, crop_size: int, flip: bool, train: bool) -> torch.Tensor:
@@ -91,9 +102,17 @@ def folder_pipeline(load_size: int | None, crop_size: int | None, flip: bool, tr
     return A.Compose(steps)
 
 
+def seed_pipeline(pipeline: A.Compose, seed: int) -> None:
+    """Seed ``pipeline`` for one item, each transform with its own :func:`transform_seed` (see the
+    module doc: albumentations' own ``set_random_seed`` gives them all the same one)."""
+    pipeline.set_random_seed(seed)
+    for transform in pipeline.transforms:
+        transform.set_random_seed(transform_seed(seed, type(transform).__name__))
+
+
 def apply(pipeline: A.Compose, **images: np.ndarray) -> dict[str, np.ndarray]:
     """Run ``pipeline`` on named uint8 HxWxC images, seeded from torch's RNG (see module doc)."""
-    pipeline.set_random_seed(draw_seed())
+    seed_pipeline(pipeline, draw_seed())
     out = pipeline(**images)
     return {name: out[name] for name in images}
 

@@ -43,13 +43,10 @@ class RunLog:
         self.bar.update(1)
 
     def write(self, record: dict[str, Any]) -> None:
+        """A training row: to metrics.jsonl and TensorBoard, and the progress line."""
         if not self.enabled:
             return
-        assert self.metrics is not None
-        # strict JSON: a non-finite value (a loss of a skipped step) is written as null
-        strict = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
-        self.metrics.write(json.dumps(strict, allow_nan=False) + "\n")
-        self.metrics.flush()
+        self.write_row(record)
         losses = {k: v for k, v in record.items() if k.startswith(("G_", "D_", "loss"))}
         if self.tty:
             self.bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
@@ -57,14 +54,10 @@ class RunLog:
             text = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
             print(f"[{time.strftime('%H:%M:%S')}] step {record['step']} epoch {record['epoch']} "
                   f"{record['images_per_s']:.2f} img/s lr {record['lr']:.3g} {text}", file=sys.stderr, flush=True)
-        if self.tb is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
-                    self.tb.add_scalar(k, v, record["step"])
 
     def write_row(self, record: dict[str, Any]) -> None:
-        """Another kind of row (a validation's: ``"split": "val"``), to metrics.jsonl and TensorBoard
-        under its own keys, without the progress line."""
+        """Any row (a validation's: ``"split": "val"``) to metrics.jsonl and TensorBoard, without the
+        progress line. Strict JSON: a non-finite value (a loss of a skipped step) is written as null."""
         if not self.enabled:
             return
         assert self.metrics is not None
