@@ -14,6 +14,7 @@ the range (measured here with albumentations 2.0.8).
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import zlib
@@ -49,9 +50,16 @@ def draw_seed() -> int:
 
 
 def transform_seed(seed: int, transform: str) -> int:
-    """The seed of one transform (by class name, e.g. "RandomCrop") for an item's ``seed``: streams
-    independent of each other and of the transform's place in the pipeline (numpy's SeedSequence)."""
-    return int(np.random.SeedSequence([seed, zlib.crc32(transform.encode())]).generate_state(1)[0])
+    """The seed of one transform (by class name, e.g. "RandomCrop") for an item's ``seed``, independent
+    of the transform's place in the pipeline: ``seed`` and the name's CRC-32 as the two 32-bit words
+    of one key, so each transform's Mersenne Twister (``random.Random`` seeds from every word of an
+    int) and numpy generator start from a key of its own. Cheap: one per transform per item."""
+    return (seed << 32) | _name_key(transform)
+
+
+@functools.lru_cache(maxsize=None)
+def _name_key(transform: str) -> int:
+    return zlib.crc32(transform.encode())
 
 
 def square_params(load_size: int, crop_size: int, flip: bool,
