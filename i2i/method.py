@@ -248,7 +248,40 @@ class Method:
         return out
 
     def _generators_min_size(self) -> int:
-        return max([generators().get(name).min_size for name, _ in self.generator_specs.values()] or [1])
+        return max([self._generator_min_size(net) for net in self.generator_specs] or [1])
+
+    def _generator_min_size(self, net: str) -> int:
+        """Generator ``net``'s smallest side: its spec's ``min_size``, or what ``describe`` reads off the
+        built instance (spandrel's architectures)."""
+        spec = generators().get(self.generator_specs[net][0])
+        own = spec.describe(self.nets[net]) if spec.describe is not None and net in self.nets else {}
+        return max(1, int(own.get("min_size", spec.min_size)))
+
+    def generator_min_crop(self) -> int:
+        """The smallest training crop (``crop_size``) the generators take; a method whose crop is not
+        what the generator sees (super-resolution: crop_size is the HR side) overrides it."""
+        return self._generators_min_size()
+
+    def check_generators_fit(self, size_key: str = "crop_size") -> None:
+        """A one-line I2IError, before any data is read, when the config's ``size_key`` is below the
+        generators' declared minimum (:attr:`GeneratorSpec.min_size`; e.g. a ResNet generator's
+        InstanceNorm needs more than one pixel at its 1/4-size bottleneck). Called by the engine after
+        ``build_networks`` for every method."""
+        size = getattr(self.cfg, size_key, None)
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0 or not self.generator_specs:
+            return
+        least = self.generator_min_crop()
+        if size >= least:
+            return
+        from .registry import discriminator_min_size
+
+        m = self.crop_multiple()
+        d_least = max([discriminator_min_size(discriminators().get(n), kw) for n, kw in self.discriminator_specs.values()]
+                      or [1])
+        fit = -(-max(least, d_least) // m) * m
+        names = ", ".join(sorted({n for n, _ in self.generator_specs.values()}))
+        raise I2IError(f"{size_key} {size} is too small for generator {names}, which takes {size_key} of at least "
+                       f"{least}; use --set {size_key}={fit} or another generator")
 
     def check_discriminator_fits(self, spec: DiscriminatorSpec, kwargs: Mapping[str, Any], input_size: int,
                                  size_key: str = "crop_size") -> None:
@@ -262,7 +295,7 @@ class Method:
         if input_size >= least:
             return
         m = self.crop_multiple()
-        fit = -(-max(least, self._generators_min_size()) // m) * m
+        fit = -(-max(least, self.generator_min_crop()) // m) * m
         other = ("fewer layers (--set discriminator_kwargs.n_layers=N)" if "n_layers" in _parameters(spec.factory)[0]
                  else "another discriminator")
         raise I2IError(f"{size_key} {input_size} is too small for discriminator {spec.name}, which takes sides of at "

@@ -43,6 +43,7 @@ def build_method(name: str, cfg: TrainConfig) -> Method:
     method: Method = spec.factory(cfg)
     method.name = name
     method.build_networks()
+    method.check_generators_fit()  # every method: the crop against the generators' declared minimum
     return method
 
 

@@ -19,7 +19,8 @@ def register_generators(register) -> None:
     from .networks import RRDBNet, SRGANLeftthomas, SRResNet, SRVGGNetCompact
 
     # in_channels, out_channels and scale are keywords of these factories (read from their signatures)
-    register("srresnet", SRResNet, scale=4, scales=(2, 3, 4, 8), value_range=SR_RANGE,
+    # srresnet / srgan_leftthomas: BatchNorm in training at batch 1 needs more than one LR pixel: min_size 2
+    register("srresnet", SRResNet, scale=4, scales=(2, 3, 4, 8), value_range=SR_RANGE, min_size=2,
              test_kwargs={"num_feat": 8, "num_block": 1}, test_size=32,
              description="SRResNet (SRGAN paper): 16 residual blocks, BatchNorm or none, PixelShuffle x2/x3/x4/x8")
     register("srvgg_compact", SRVGGNetCompact, scale=4, value_range=SR_RANGE,
@@ -28,7 +29,7 @@ def register_generators(register) -> None:
     register("rrdbnet", RRDBNet, scale=4, scales=(1, 2, 4), value_range=SR_RANGE,
              test_kwargs={"num_feat": 8, "num_block": 1, "num_grow_ch": 4}, test_size=32,
              description="RRDBNet (ESRGAN, Real-ESRGAN x4plus/x2plus), basicsr key layout")
-    register("srgan_leftthomas", SRGANLeftthomas, scale=4, scales=(2, 4, 8), value_range=SR_RANGE,
+    register("srgan_leftthomas", SRGANLeftthomas, scale=4, scales=(2, 4, 8), value_range=SR_RANGE, min_size=2,
              test_kwargs={"num_feat": 8, "num_block": 1}, test_size=32,
              description="SRGAN generator of leftthomas/SRGAN (block1..block8), output (tanh+1)/2")
 

@@ -130,6 +130,10 @@ class SRResNetMethod(Method):
         # crop_size is the HR side: the LR side (crop_size / scale) must fit the generator
         return self.cfg.scale * super().crop_multiple()
 
+    def generator_min_crop(self) -> int:
+        # the generator sees LR crops (crop_size / scale)
+        return self.cfg.scale * super().generator_min_crop()
+
     def _has_discriminator(self) -> bool:
         return False
 
