@@ -59,7 +59,10 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         import torch
 
-        if module.startswith("__torch__."):
+        if module == "__torch__" or module.startswith("__torch__."):
+            # TorchScript's recording of user code, whatever the class is called: a script's own top-level
+            # class is __torch__.Name (advimman/lama bin/to_jit.py's JITWrapper). Only its attributes are
+            # kept; its code is never run, so any such name is as safe as any other.
             return type(name, (_ScriptObject,), {})
         if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
             return torch._utils._rebuild_tensor_v2

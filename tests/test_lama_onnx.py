@@ -3,8 +3,8 @@
 - the real-DFT Fourier unit computes what torch.fft does;
 - a LaMa with random weights exports through `i2i export`'s exporter and onnxruntime matches PyTorch
   within 1e-4 at two sizes;
-- a file of big-lama's published layout (a TorchScript archive whose module tree is LaMa's, keys
-  model.model.*) inpaints through `i2i translate --mask` (PyTorch and ONNX) and `i2i serve`, returning
+- a file of big-lama's published layout (a TorchScript archive made as advimman/lama's bin/to_jit.py
+  makes it: __torch__.JITWrapper, keys model.generator.model.*) inpaints through `i2i translate --mask` (PyTorch and ONNX) and `i2i serve`, returning
   the known pixels unchanged; it downloads as a zoo entry from 127.0.0.1, and `--set init` trains from it.
 """
 
@@ -35,19 +35,41 @@ FACE = SHARED / "celeba_hq"
 MASKS = SHARED / "masks"
 
 
+class DefaultInpaintingTrainingModule(torch.nn.Module):
+    """advimman/lama's training module, as far as to_jit.py uses it: the LaMa generator is ``generator``."""
+
+    def __init__(self, generator: torch.nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.generator(image * (1 - mask), mask)
+
+
+class JITWrapper(torch.nn.Module):
+    """advimman/lama bin/to_jit.py's wrapper, defined at the top level of the script it runs as."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.model(image, mask)
+
+
+# TorchScript names classes by module: to_jit.py runs as a script (__main__ -> __torch__.JITWrapper),
+# and the training module comes from lama's package
+JITWrapper.__module__ = "__main__"
+DefaultInpaintingTrainingModule.__module__ = "saicinpainting.training.trainers.default"
+
+
 @pytest.fixture(scope="module")
 def lama_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """big-lama's layout: a TorchScript archive of a module whose ``model`` is LaMa's FFCResNetGenerator
-    (random weights, BatchNorm statistics made non-trivial), as lama-cleaner publishes big-lama.pt."""
+    """big-lama.pt made as advimman/lama's bin/to_jit.py makes it (lama PR #63): torch.jit.trace of a
+    script-level ``JITWrapper`` whose ``model.generator`` is LaMa's FFCResNetGenerator, so the archive
+    records ``__torch__.JITWrapper`` and keys ``model.generator.model.*`` (random weights, BatchNorm
+    statistics made non-trivial)."""
     from spandrel.architectures.LaMa import LaMa
-
-    class Published(torch.nn.Module):
-        def __init__(self, lama: torch.nn.Module) -> None:
-            super().__init__()
-            self.model = lama.model
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:  # the module tree is what counts here
-            return x
 
     torch.manual_seed(0)
     lama = LaMa(in_nc=4, out_nc=3).eval()
@@ -56,8 +78,28 @@ def lama_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 1.5)
     path = tmp_path_factory.mktemp("lama") / "big-lama-layout.pt"
-    torch.jit.trace(Published(lama).eval(), torch.zeros(1)).save(str(path))
+    with torch.no_grad():
+        traced = torch.jit.trace(JITWrapper(DefaultInpaintingTrainingModule(lama.model)).eval(),
+                                 (torch.rand(1, 3, 32, 32), torch.zeros(1, 1, 32, 32)))
+    traced.save(str(path))
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:  # what the real file records, so the fixture cannot drift from it
+        assert b"__torch__\nJITWrapper" in z.read(next(n for n in z.namelist() if n.endswith("/data.pkl")))
+    assert next(iter(traced.state_dict())).startswith("model.generator.model.")
     return path
+
+
+def test_lama_keys_of_a_training_checkpoint(tmp_path: Path) -> None:
+    """advimman/lama's best.ckpt: generator.model.* beside discriminator.* in a state_dict; the generator loads."""
+    from spandrel.architectures.LaMa import LaMa
+
+    lama = LaMa(in_nc=4, out_nc=3).eval()
+    state = {f"generator.{k[len('model.'):]}": v for k, v in lama.state_dict().items()}
+    state["discriminator.model0.0.weight"] = torch.zeros(4, 3, 3, 3)
+    torch.save({"state_dict": state, "epoch": 1}, tmp_path / "best.ckpt")
+    g = i2i.load(tmp_path / "best.ckpt", device="cpu")
+    assert g.meta.info["architecture"] == "LaMa"
 
 
 @pytest.fixture(scope="module")

@@ -305,6 +305,25 @@ def build(arch: str = "Compact", net: str | None = None, hyperparameters: dict[s
     return wrapped
 
 
+#: a key every LaMa generator has, after the prefix of whatever holds it
+_LAMA_MARK = "model.1.bn_l.running_mean"
+
+
+def lama_generator_keys(tensors: dict[str, Any]) -> dict[str, Any]:
+    """A LaMa generator's tensors under the ``model.model.*`` keys spandrel's LaMa loader expects.
+
+    Published LaMa files hold the generator under other prefixes: advimman/lama's ``bin/to_jit.py``
+    (big-lama.pt) wraps the training module, so its keys are ``model.generator.model.*``; the training
+    ``best.ckpt`` has ``generator.model.*`` beside ``discriminator.*`` (and loss) tensors. Only the
+    generator's keys are kept, re-prefixed; anything that is not LaMa is returned unchanged.
+    """
+    mark = next((k for k in tensors if k.endswith(_LAMA_MARK) and "ffc" not in k), None)
+    if mark is None or mark == "model." + _LAMA_MARK and not any(not k.startswith("model.model.") for k in tensors):
+        return tensors
+    root = mark[: -len(_LAMA_MARK)] + "model."
+    return {"model.model." + k[len(root):]: v for k, v in tensors.items() if k.startswith(root)}
+
+
 def identify(state: Any) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]] | None:
     """``(generator name, kwargs, state_dict)`` for a published file spandrel recognises, else None.
 
@@ -318,6 +337,7 @@ def identify(state: Any) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]] 
     tensors = canonicalize_state_dict(state)
     if not isinstance(tensors, dict) or not any(isinstance(v, torch.Tensor) for v in tensors.values()):
         return None
+    tensors = lama_generator_keys(tensors)
     try:
         descriptor = loader().load_from_state_dict({k: v for k, v in tensors.items() if isinstance(v, torch.Tensor)})
     except UnsupportedModelError:

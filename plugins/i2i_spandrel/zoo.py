@@ -23,14 +23,14 @@ LAMA_KWARGS = {"arch": "LaMa", "net": "LaMa", "hyperparameters": {"in_nc": 4, "o
 
 
 def lama_state(raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A big-lama file's tensors (TorchScript, .pth or .safetensors; ``model.model.*`` or
-    ``generator.model.*`` keys) -> (state_dict of ``spandrel_inpaint``, its kwargs)."""
+    """A big-lama file's tensors (TorchScript, .pth or .safetensors; ``model.model.*``,
+    ``generator.model.*`` or to_jit.py's ``model.generator.model.*`` keys; a training ``best.ckpt``) -> (state_dict of ``spandrel_inpaint``, its kwargs)."""
     from .arches import identify
 
     found = identify(raw)
     if found is None or found[1]["arch"] != "LaMa":
         what = "nothing spandrel knows" if found is None else f"a spandrel {found[1]['arch']} model"
-        raise I2IError(f"this file holds {what}, not LaMa (big-lama layout: model.model.N... keys)")
+        raise I2IError(f"this file holds {what}, not LaMa (a LaMa generator's keys end in model.N..., e.g. model.generator.model.1.bn_l.running_mean)")
     name, kwargs, sd = found
     return sd, kwargs
 
