@@ -293,3 +293,59 @@ def describe(cls: type[TrainConfig]) -> list[tuple[str, str, Any]]:
 
 
 __all__ = ["TrainConfig", "build", "apply", "parse_overrides", "load_recipe", "to_dict", "from_dict", "describe", "field"]
+
+
+#: float keys that may be negative (none today: every float key is a weight, rate, gamma, ratio or
+#: time); ranges tighter than ">= 0" are below in :data:`RANGES`
+SIGNED_FLOAT_KEYS: frozenset[str] = frozenset()
+#: (low, high, low_open, high_open, what it is) for float keys with a tighter range than ">= 0"
+RANGES: dict[str, tuple[float, float, bool, bool, str]] = {
+    "lr": (0.0, float("inf"), True, True, "the learning rate"),
+    "lr_D": (0.0, float("inf"), True, True, "the discriminators' learning rate"),
+    "beta1": (0.0, 1.0, False, True, "Adam's first-moment decay"),
+    "beta2": (0.0, 1.0, False, True, "Adam's second-moment decay"),
+    "ema_decay": (0.0, 1.0, False, True, "the EMA decay (0: off)"),
+    "real_label": (0.0, 1.0, True, False, "one-sided label smoothing, e.g. 0.9"),
+    "lr_gamma": (0.0, 1.0, True, False, ""),
+}
+
+
+def _floats(cls: type, cfg: Any) -> list[tuple[str, Any]]:
+    """``(key, value)`` for every float-typed field of ``cfg`` (``float``, ``float | None``, and each
+    value of a ``dict[str, float]`` as ``key.name``)."""
+    hints = typing.get_type_hints(cls)
+    out: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(cls):
+        hint, value = hints.get(f.name), getattr(cfg, f.name)
+        args = typing.get_args(hint)
+        if hint is float or (float in args and dict not in (typing.get_origin(hint),)):
+            if value is not None:
+                out.append((f.name, value))
+        elif typing.get_origin(hint) is dict and len(args) == 2 and args[1] is float and isinstance(value, dict):
+            out.extend((f"{f.name}.{k}", v) for k, v in value.items())
+    return out
+
+
+def check_numbers(cfg: Any) -> None:
+    """One line for a number no setting can use, before any network is built or data is read: every
+    float key must be finite (nan would silently switch a penalty off or poison the weights, inf
+    overflow them) and >= 0, tighter where :data:`RANGES` says; ``diversity_patience`` >= 1."""
+    import math
+
+    for key, value in _floats(type(cfg), cfg):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value):
+            raise I2IError(f"{key}={value} is not a finite number; set a finite value (see `i2i train METHOD "
+                           f"--help-config`)")
+        if key in RANGES:
+            lo, hi, lo_open, hi_open, what = RANGES[key]
+            if value < lo or value > hi or (lo_open and value == lo) or (hi_open and value == hi):
+                span = f"{'(' if lo_open else '['}{lo:g}, {'inf' if math.isinf(hi) else f'{hi:g}'}{')' if hi_open else ']'}"
+                raise I2IError(f"{key} must be in {span}{f' ({what})' if what else ''}, got {value}")
+        elif value < 0 and key.split(".")[0] not in SIGNED_FLOAT_KEYS:
+            raise I2IError(f"{key} must be >= 0, got {value}")
+    patience = getattr(cfg, "diversity_patience", 1)
+    if isinstance(patience, int) and patience < 1 and getattr(cfg, "diversity_threshold", 0) > 0:
+        raise I2IError(f"diversity_patience must be >= 1 (log intervals below diversity_threshold before the "
+                       f"warning), got {patience}; set diversity_threshold=0 to turn the warning off")

@@ -137,3 +137,31 @@ def test_every_shipped_recipe_passes_the_check() -> None:
     for path in sorted(CONFIGS.glob("*.yaml")):
         cls = methods().get(yaml.safe_load(path.read_text())["method"]).factory.Config
         check(build(cls, load_recipe(path), path.name))
+
+
+@pytest.mark.parametrize("sets,message", [
+    (["lr=-1"], "lr must be in (0, inf)"), (["lr_D=-1"], "lr_D must be in (0, inf)"), (["lr=0"], "lr must be in (0, inf)"),
+    (["optimizer=adamw", "weight_decay=-1"], "weight_decay must be >= 0"),
+    (["optimizer=rmsprop", "momentum=-1"], "momentum must be >= 0"), (["beta2=2"], "beta2 must be in [0, 1)"),
+    (["beta1=nan"], "beta1=nan is not a finite number"), (["r1_gamma=nan"], "r1_gamma=nan is not a finite number"),
+    (["r2_gamma=inf"], "r2_gamma=inf is not a finite number"),
+    (["feat_match_weight=inf"], "feat_match_weight=inf is not a finite number"),
+    (["diversity_threshold=-1"], "diversity_threshold must be >= 0"),
+    (["diversity_threshold=nan"], "diversity_threshold=nan is not a finite number"),
+    (["diversity_patience=0"], "diversity_patience must be >= 1"),
+    (["diffaugment=color,,cutout"], "has an empty item"), (["lambda_l1=-1"], "lambda_l1 must be >= 0"),
+    (["gp_weight=inf"], "gp_weight=inf is not a finite number"), (["ema_decay=1"], "ema_decay must be in [0, 1)"),
+])
+def test_numbers_no_setting_can_use_are_one_line_errors_before_any_data(tmp_path: Path, sets: list[str],
+                                                                         message: str) -> None:
+    """Every float key is finite and >= 0 (tighter for rates and decays), checked with the config for
+    every method (engine.build_method), before the data folder is looked at: never a torch traceback,
+    never silently off (r1_gamma=nan failed every ``> 0`` test, so the penalty was off)."""
+    args = ["train", "pix2pix", "--data", str(tmp_path / "nowhere")]
+    for s in sets:
+        args += ["--set", s]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and message in errors[0], result.output
+    assert "nowhere" not in errors[0]

@@ -57,7 +57,11 @@ POLICIES = {
 
 def parse_policy(policy: str, key: str = "diffaugment") -> tuple[str, ...]:
     """``"color,translation,cutout"`` -> its ops in that order; unknown names are a one-line error."""
-    names = tuple(p.strip() for p in policy.split(",") if p.strip())
+    items = [p.strip() for p in policy.split(",")] if policy.strip() else []
+    if "" in items:
+        raise I2IError(f"{key}={policy!r} has an empty item; give policy names separated by single commas, "
+                       f"e.g. color,translation,cutout")
+    names = tuple(items)
     for n in names:
         if n not in POLICIES:
             from ..errors import did_you_mean

@@ -40,6 +40,9 @@ from .schedule import check as check_schedule, make_optimizer, make_scheduler
 def build_method(name: str, cfg: TrainConfig) -> Method:
     """Instantiate a registered method on its config (networks built, still on the CPU)."""
     spec = methods().get(name)
+    from ..config import check_numbers
+
+    check_numbers(cfg)  # non-finite or negative rates, weights, gammas: one line before anything is built
     method: Method = spec.factory(cfg)
     method.name = name
     method.build_networks()
