@@ -416,7 +416,10 @@ def _open_published(path: Path) -> tuple[Any, GeneratorMeta]:
     from .zoo import build_strict, load_state
 
     state = load_state(path)
-    found = manager().pm.hook.identify_weights(state=state)
+    try:
+        found = manager().pm.hook.identify_weights(state=state)
+    except I2IError as exc:  # a plugin recognised the file but cannot use it: name the file
+        raise type(exc)(f"{path}: {exc}") from None
     if found is None:
         raise I2IError(f"{path}: no plugin recognises these weights; if a zoo entry describes the architecture, "
                        f"use --model NAME --weights {path} (`i2i list models`)")

@@ -194,7 +194,10 @@ def open_zoo_model(name: str, weights: str | None = None) -> tuple[Any, Generato
         if weights:
             raise
         raise I2IError(f"{exc}; delete the cached {path} to download it again") from None
-    converted = spec.converter(raw) if spec.converter is not None else raw
+    try:
+        converted = spec.converter(raw) if spec.converter is not None else raw
+    except I2IError as exc:  # the converter does not know the file: name it
+        raise type(exc)(f"{path}: {exc}") from None
     kwargs = dict(spec.generator_kwargs)
     if isinstance(converted, tuple):
         converted, overrides = converted

@@ -195,3 +195,24 @@ def test_init_says_the_configured_generator_is_not_used(span_file: Path, capsys:
     assert capsys.readouterr().err == ""  # nothing set: nothing to say
     with pytest.raises(I2IError, match="an .onnx file cannot seed training"):
         warm_start("x.onnx", generator="srresnet", generator_kwargs={}, default_generator="srresnet", method="srgan")
+
+
+def test_weights_spandrel_cannot_build_name_the_file_arch_and_keys(span_file: Path, tmp_path: Path) -> None:
+    """A SPAN file with a tensor gone: every door says the file, SPAN and the missing key in one line."""
+    from i2i.warmstart import warm_start
+
+    state = torch.load(span_file, weights_only=True)["params_ema"]
+    state.pop("upsampler.0.bias")
+    bad = tmp_path / "span_missing.pth"
+    torch.save(state, bad)
+    needles = (str(bad), "SPAN", "missing keys: upsampler.0.bias")
+    Image.fromarray(rgb(12, 10)).save(tmp_path / "a.png")
+    one_line_error(*invoke("translate", str(tmp_path / "a.png"), "--model", str(bad), "--out", str(tmp_path / "o")),
+                   *needles)
+    one_line_error(*invoke("export", str(bad), "-o", str(tmp_path / "x.onnx")), *needles)
+    for open_it in (lambda: i2i.load(bad, device="cpu"),
+                    lambda: warm_start(str(bad), generator="srresnet", generator_kwargs={},
+                                       default_generator="srresnet", method="srgan")):
+        with pytest.raises(I2IError) as err:
+            open_it()
+        assert all(n in str(err.value) for n in needles) and "\n" not in str(err.value)

@@ -324,6 +324,41 @@ def lama_generator_keys(tensors: dict[str, Any]) -> dict[str, Any]:
     return {"model.model." + k[len(root):]: v for k, v in tensors.items() if k.startswith(root)}
 
 
+def _keys_said(text: str, label: str) -> list[str]:
+    """The quoted key names PyTorch lists after ``label`` in a load_state_dict error."""
+    import re
+
+    m = re.search(re.escape(label) + r"[^:]*:\s*(.*?)(?:\.\s*$|\.\s*\n|$)", text, re.S | re.M)
+    return re.findall(r'"([^"]+)"', m.group(1)) if m else []
+
+
+def _brief(keys: list[str], n: int = 3) -> str:
+    return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more, {len(keys)} in all)" if len(keys) > n else "")
+
+
+def _build_failure(exc: Exception, tensors: dict[str, Any]) -> str:
+    """One line for weights spandrel detects but cannot build: the architecture, and the keys that are
+    missing / unexpected / wrongly shaped (a few + the count), from PyTorch's multi-line message."""
+    text = str(exc)
+    arch = "an architecture"
+    try:
+        for support in loader().registry.architectures("detection"):
+            if support.detect(tensors):
+                arch = f"{support.architecture.id}"
+                break
+    except Exception:  # noqa: BLE001 - naming the architecture is a courtesy; the line stands without it
+        pass
+    import re
+
+    missing, unexpected = _keys_said(text, "Missing key(s)"), _keys_said(text, "Unexpected key(s)")
+    shapes = re.findall(r"size mismatch for ([^:]+):", text)
+    parts = [f"{what} {_brief(keys)}" for what, keys in
+             (("missing keys:", missing), ("unexpected keys:", unexpected), ("wrong shapes:", shapes)) if keys]
+    detail = "; ".join(parts) or f"{type(exc).__name__}: {(text.splitlines() or [''])[0][:160]}"
+    return (f"these weights look like spandrel's {arch} but do not build as one ({detail}); "
+            f"is the file complete and unmodified?")
+
+
 def identify(state: Any) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]] | None:
     """``(generator name, kwargs, state_dict)`` for a published file spandrel recognises, else None.
 
@@ -343,8 +378,7 @@ def identify(state: Any) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]] 
     except UnsupportedModelError:
         return None
     except Exception as exc:  # noqa: BLE001 - an architecture matched the keys but could not be built
-        raise I2IError(f"spandrel recognises these weights but cannot build them ({type(exc).__name__}: "
-                       f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+        raise I2IError(_build_failure(exc, tensors)) from None
     info = arch_info(str(descriptor.architecture.id))
     model = descriptor.model
     hyper = getattr(model, "hyperparameters", None)
