@@ -155,3 +155,46 @@ def test_a_cyclegan_run_is_measured_in_either_direction(files: dict[str, Path]) 
         doc = json.loads(out[out.index("{"):])
         assert doc["net"] == net and doc["images"] == n and doc["pairing"] == "unpaired", doc
         assert ("testB -> testA" if direction == "BtoA" else "testA -> testB") in doc["test_set"]
+    # --net picks the direction: G_B is B -> A with or without --direction; a contradiction is one line
+    for extra, net, want in ((["--net", "G_B"], "G_B", "testB -> testA"), (["--net", "G_A"], "G_A", "testA -> testB"),
+                             (["--net", "G_B", "--direction", "BtoA"], "G_B", "testB -> testA")):
+        code, out = invoke(str(run), "--data", str(data), *extra, "--metrics", "kid", "--feature-weights",
+                           str(files["inception"]), "--device", "cpu", "--json")
+        assert code == 0, out
+        doc = json.loads(out[out.index("{"):])
+        assert doc["net"] == net and want in doc["test_set"], doc
+    for net, direction in (("G_B", "AtoB"), ("G_A", "BtoA")):
+        code, out = invoke(str(run), "--data", str(data), "--net", net, "--direction", direction, "--metrics", "kid",
+                           "--device", "cpu")
+        last = out.splitlines()[-1]
+        assert code != 0 and "Traceback" not in out and f"--net {net} translates" in last and "drop --direction" in last, out
+
+
+def test_net_direction_for_every_combination() -> None:
+    from i2i_metrics.translate_eval import net_direction
+
+    assert net_direction("cyclegan", "G_B", None) == "BtoA" and net_direction("cyclegan", "G_A", None) == "AtoB"
+    assert net_direction("pix2pix", "G", "BtoA") == "BtoA" and net_direction("pix2pix", "G", None) is None
+    with pytest.raises(Exception, match="--net G_B translates B -> A"):
+        net_direction("cyclegan", "G_B", "AtoB")
+
+
+@pytest.mark.parametrize("value", ["", ",", " , "])
+def test_an_empty_metric_list_is_refused_before_any_work(files: dict[str, Path], value: str) -> None:
+    code, out = invoke(str(files["model"]), "--data", str(files["pairs"]), "--metrics", value, "--device", "cpu")
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert code != 0 and len(lines) == 1 and "names no metric" in lines[0] and "translated" not in out, out
+
+
+def test_json_and_table_agree_on_references(files: dict[str, Path]) -> None:
+    args = [str(files["model"]), "--data", str(files["pairs"]), "--metrics", "psnr", "--device", "cpu"]
+    code, out = invoke(*args, "--json")
+    assert code == 0, out
+    doc = json.loads(out[out.index("{"):])
+    code, table = invoke(*args)
+    assert code == 0 and doc["references"] == doc["images"] == 3 and "3 outputs, 3 references" in table, table
+
+
+def test_a_mistyped_source_is_reported_before_the_data_is_looked_up(tmp_path: Path) -> None:
+    code, out = invoke(str(tmp_path / "runs" / "nope"), "--data", "no-such-dataset-xyz", "--device", "cpu")
+    assert code != 0 and "Traceback" not in out and "no-such-dataset-xyz" not in out.splitlines()[-1], out

@@ -94,6 +94,31 @@ def _split_pair(image: np.ndarray, input_side: str) -> tuple[np.ndarray, np.ndar
     return (left, right) if input_side == "left" else (right, left)
 
 
+#: the input side of each generator of a two-direction method (G_A: A -> B, G_B: B -> A)
+NET_DIRECTIONS = {"cyclegan": {"G_A": "AtoB", "G_B": "BtoA"}}
+
+
+def net_direction(method: str | None, net: str | None, direction: str | None) -> str | None:
+    """The direction a generator translates in: a CycleGAN's G_B is BtoA, its G_A AtoB (given or not);
+    an explicit ``--direction`` that contradicts the generator is a one-line I2IError."""
+    implied = NET_DIRECTIONS.get(method or "", {}).get(net or "")
+    if implied is None:
+        return direction
+    if direction is not None and direction != implied:
+        raise I2IError(f"--net {net} translates {implied[0]} -> {implied[-1]} ({implied}), but --direction is "
+                       f"{direction}: drop --direction, or pick the other generator with --net")
+    return implied
+
+
+def metric_list(names: str) -> list[str]:
+    """The metric names of a comma-separated ``--metrics`` value (``auto`` kept); none is an I2IError."""
+    chosen = list(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
+    if not chosen:
+        raise I2IError(f"--metrics {names!r} names no metric: give e.g. --metrics fid,kid, or leave --metrics out "
+                       f"(auto); `i2i list metrics` shows them")
+    return chosen
+
+
 def choose_metrics(names: str, pairing: str) -> list[str]:
     """``auto``: FID and KID, plus PSNR, SSIM and LPIPS when there are pairs; else the list given
     (paired metrics asked of unpaired data are an error)."""
@@ -102,7 +127,7 @@ def choose_metrics(names: str, pairing: str) -> list[str]:
     if names.strip() == "auto":
         chosen = ["fid", "kid"] + (["psnr", "ssim", "lpips"] if pairing != "unpaired" else [])
     else:
-        chosen = list(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
+        chosen = metric_list(names)
     for name in chosen:
         kind = spec(name).kind
         if kind == "masked":
@@ -117,7 +142,10 @@ def choose_metrics(names: str, pairing: str) -> list[str]:
 class Result:
     values: dict[str, float] = field(default_factory=dict)
     images: int = 0
+    #: target images read: the reference set of the distribution metrics, else the paired targets
     references: int = 0
+    #: targets compared one to one with their outputs
+    paired_references: int = 0
     seconds_translate: float = 0.0
     seconds_metrics: float = 0.0
 
@@ -171,6 +199,7 @@ def evaluate(translate: Callable[[np.ndarray], np.ndarray], test: TestSet, metri
         outs.append(out)
         if target is not None:
             tgts.append(target)
+            result.paired_references += 1
         result.images += 1
         if len(outs) >= CHUNK:
             flush()
@@ -192,6 +221,7 @@ def evaluate(translate: Callable[[np.ndarray], np.ndarray], test: TestSet, metri
                         built[n].update(None, images_to_tensor([im]))
             result.references += len(images)
         result.seconds_metrics += time.perf_counter() - t0
+    result.references = max(result.references, result.paired_references)
     t0 = time.perf_counter()
     for n in metrics:
         result.values[n] = built[n].compute()
@@ -233,7 +263,7 @@ def _fmt(name: str, v: float) -> str:
               help="Local Inception weights for FID/KID/IS (else $I2I_FID_WEIGHTS, else downloaded once).")
 @click.option("--lpips-weights", type=click.Path(exists=True, dir_okay=False),
               help="Local AlexNet weights for LPIPS (else $I2I_LPIPS_WEIGHTS, else downloaded once).")
-@click.option("--net", help="Which generator of a checkpoint (default: the main one; a CycleGAN run's G_B with --direction BtoA).")
+@click.option("--net", help="Which generator of a checkpoint (default: the main one; a CycleGAN run's G_B with --direction BtoA; --net G_B implies BtoA).")
 @click.option("--device", default="auto", help="auto, cpu, cuda, cuda:N (the model; metrics run in PyTorch).")
 @click.option("--save-dir", type=click.Path(file_okay=False), help="Also write every translated image to DIR.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -252,10 +282,12 @@ def eval_translate(source: str, data: str, split: str, direction: str | None, ta
     from i2i.data.catalogue import resolve_data
     from i2i.loader import load
 
-    root = resolve_data(data)
-    g = load(source, device=device, net=net)
+    metric_list(metric_names)  # an empty list is refused before any work
+    g = load(source, device=device, net=net)  # the source first: a mistyped run fetches no dataset
     if net is None and direction == "BtoA" and g.meta.method == "cyclegan" and g.meta.net == "G_A":
         g = load(source, device=device, net="G_B")  # a CycleGAN checkpoint holds both directions
+    direction = net_direction(g.meta.method, g.meta.net, direction)
+    root = resolve_data(data)
     pairs = g.meta.info.get("ab_pairs") or {}
     model_side = pairs.get("input") if pairs else None
     test = find_test_set(root, split, direction, Path(target) if target else None, model_side, max_images)
@@ -284,7 +316,7 @@ def eval_translate(source: str, data: str, split: str, direction: str | None, ta
     from i2i.cli import table_text
 
     click.echo(f"{source} [{g.meta.name}] on {test.description}: {result.images} outputs, "
-               f"{result.references or result.images} references")
+               f"{result.references} references")
     rows = [(n, _fmt(n, v), "higher" if spec(n).higher_is_better else "lower", spec(n).kind)
             for n, v in result.values.items()]
     click.echo(table_text(("metric", "value", "better", "kind"), rows, right=[1]))
