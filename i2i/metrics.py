@@ -86,7 +86,7 @@ def create(name: str, device: "str | torch.device" = "cpu", **kwargs: Any) -> Me
     ``weights="inception.pth"``, ...). Unknown names and unknown kwargs are one-line I2IErrors."""
     s = spec(name)
     try:
-        return s.factory(device=torch_device(device), **kwargs)
+        return _Checked(name, s.factory(device=torch_device(device), **kwargs))
     except ModuleNotFoundError as exc:  # torchmetrics, lpips ... not installed: say which extra
         from .plugins import missing_extra
 
@@ -99,6 +99,56 @@ def create(name: str, device: "str | torch.device" = "cpu", **kwargs: Any) -> Me
             raise
         bad = str(exc).rsplit("argument", 1)[-1].strip(" '\"")
         raise I2IError(f"metric {name!r} takes no option {bad!r}; `i2i list metrics` shows its options") from None
+
+
+#: how far outside [0, 1] an input may stray (float rounding of a resize or a colour conversion)
+RANGE_TOLERANCE = 1e-3
+
+
+def check_input(name: str, role: str, x: Any) -> None:
+    """One-line I2IError unless ``x`` (an update argument) is None or a floating tensor in [0, 1]."""
+    if x is None:
+        return
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        raise I2IError(f"metric {name!r}: {role} must be a torch tensor (float NxCxHxW in [0, 1]), got "
+                       f"{type(x).__name__}; i2i.metrics.images_to_tensor converts uint8 images")
+    if not x.is_floating_point():
+        raise I2IError(f"metric {name!r}: {role} is {str(x.dtype).replace('torch.', '')}, not float in [0, 1]: "
+                       f"divide 8-bit images by 255 (i2i.metrics.images_to_tensor does)")
+    if x.numel():
+        lo, hi = float(x.min()), float(x.max())
+        if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+            hint = "divide by 255" if hi > 2 else "map [-1, 1] outputs with (x + 1) / 2" if lo < -0.01 else "clamp to [0, 1]"
+            raise I2IError(f"metric {name!r}: {role} values span [{lo:.4g}, {hi:.4g}], not [0, 1]: {hint}")
+
+
+class _Checked:
+    """A metric whose ``update`` refuses inputs that are not float in [0, 1] (a 0..255 tensor would
+    otherwise score silently: PSNR -40 dB). A metric built on a caller's own feature network
+    (``custom`` true: FID/KID/IS with ``features=``) takes whatever that network takes, unchecked."""
+
+    def __init__(self, name: str, metric: Any) -> None:
+        self._name, self._metric = name, metric
+        self._check = not getattr(metric, "custom", False)
+
+    def update(self, output: Any = None, target: Any = None, mask: Any = None) -> None:
+        if self._check:
+            check_input(self._name, "output", output)
+            check_input(self._name, "target", target)
+        if mask is None:
+            return self._metric.update(output, target)
+        return self._metric.update(output, target, mask)
+
+    def compute(self) -> float:
+        return self._metric.compute()
+
+    def reset(self) -> None:
+        return self._metric.reset()
+
+    def __getattr__(self, attr: str) -> Any:  # the plugin's own attributes (feature weights, options)
+        return getattr(self._metric, attr)
 
 
 def images_to_tensor(images: "Sequence[np.ndarray] | np.ndarray", channels: int = 3,
@@ -125,4 +175,4 @@ def images_to_tensor(images: "Sequence[np.ndarray] | np.ndarray", channels: int 
     return torch.stack(out)
 
 
-__all__ = ["Metric", "MetricSpec", "KINDS", "create", "spec", "names", "torch_device", "images_to_tensor"]
+__all__ = ["check_input", "Metric", "MetricSpec", "KINDS", "create", "spec", "names", "torch_device", "images_to_tensor"]

@@ -406,3 +406,18 @@ def test_lpips_backbone_comes_through_the_downloader(server, monkeypatch: pytest
     _source(monkeypatch, "lpips_alex", url=f"{url}/alexnet.pth", filename="alexnet-bad.pth", sha256_prefix="00000000")
     with pytest.raises(I2IError, match="does not start with 00000000"):
         M.create("lpips")
+
+
+@pytest.mark.parametrize("name", ["psnr", "ssim", "masked_l1"])
+def test_inputs_outside_0_1_or_not_float_are_one_line_errors(name: str) -> None:
+    x = torch.rand(1, 3, 16, 16)
+    mask = torch.ones(1, 1, 16, 16) if name == "masked_l1" else None
+    with pytest.raises(I2IError, match=r"not \[0, 1\]: divide by 255"):
+        M.create(name).update(x * 255, x * 255, mask)
+    with pytest.raises(I2IError, match="not float in"):
+        M.create(name).update((x * 255).to(torch.uint8), (x * 255).to(torch.uint8), mask)
+    with pytest.raises(I2IError, match=r"\(x \+ 1\) / 2"):
+        M.create(name).update(x * 2 - 1, x, mask)
+    m = M.create(name)
+    m.update((x + 5e-4).clamp(max=1.0005), x, mask)  # rounding just past 1 is tolerated
+    assert m.compute() == m.compute()

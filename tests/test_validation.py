@@ -312,3 +312,15 @@ def test_a_distribution_metric_on_one_image_is_refused_before_training(data: Pat
                                        r"images; found 1 \(val_images=1"):
         run(data, tmp_path, val_images=1, val_metrics=["scripted_fid"])
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_an_infinity_in_the_good_direction_is_the_best_possible_and_nan_never_is() -> None:
+    from i2i.engine.validation import Best
+
+    high = Best("psnr", True, value=40.0, step=1)
+    assert high.improves(float("inf")) and not high.improves(float("-inf")) and not high.improves(float("nan"))
+    assert Best("psnr", True).improves(float("inf"))
+    high.value = float("inf")
+    assert not high.improves(float("inf")) and not high.improves(99.0)  # a tie with +inf is no improvement
+    low = Best("fid", False, value=3.0, step=1)
+    assert low.improves(float("-inf")) and not low.improves(float("inf")) and not low.improves(float("nan"))

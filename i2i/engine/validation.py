@@ -110,8 +110,11 @@ class Best:
     step: int | None = None
 
     def improves(self, value: float) -> bool:
-        """Whether ``value`` beats the best so far (a non-finite value never does; ties do not)."""
-        if not math.isfinite(value):
+        """Whether ``value`` beats the best so far (ties do not). NaN never does; an infinity is the best
+        possible in its good direction (PSNR of a perfect output: +inf) and never in the bad one."""
+        if math.isnan(value):
+            return False
+        if math.isinf(value) and (value > 0) != self.higher_is_better:
             return False
         if self.value is None:
             return True
