@@ -36,6 +36,10 @@ class GeneratorMeta:
     #: overlap match), "whole_image" (image-wide statistics such as InstanceNorm: tiles would differ
     #: in colour, so tiling is refused), "" (unknown: artifacts written before i2i recorded it)
     tiling: str = ""
+    #: why tiles would differ, in the network's own terms ("normalises with whole-image statistics
+    #: (InstanceNorm2d)", "LaMa's Fourier convolutions (FFT) see the whole image" ...), said when
+    #: tiling is refused; "" where tiling is "local" or unknown
+    tiling_reason: str = ""
     #: smallest height and width the network takes; smaller images are padded up to it and cropped
     min_size: int = 1
     i2i_version: str = ""

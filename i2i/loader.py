@@ -83,9 +83,10 @@ def build_meta(name: str, kwargs: dict[str, Any], *, method: str = "", net: str 
     from .contract import generator_io
 
     spec = spec or generators().get(name)
-    tiling = spec.tiling
+    tiling, reason = spec.tiling, getattr(spec, "tiling_reason", "")
     if tiling == "auto":
         tiling = _tiling_of(module) if module is not None else ""
+        reason = reason or (_tiling_reason_of(module) if tiling == "whole_image" else "")
     io = generator_io(spec, kwargs)  # read through the spec's contract, not guessed from kwarg names
     # a factory of many architectures (spandrel) says what this built instance is
     own = dict(spec.describe(module)) if getattr(spec, "describe", None) is not None and module is not None else {}
@@ -96,9 +97,29 @@ def build_meta(name: str, kwargs: dict[str, Any], *, method: str = "", net: str 
         size_multiple=int(own.get("size_multiple", spec.size_multiple)), scale=io["scale"],
         value_range=tuple(spec.value_range),  # type: ignore[arg-type]
         extra_inputs=[{"name": i.name, "channels": i.channels} for i in spec.extra_inputs],
-        tiling=own.get("tiling", tiling), min_size=int(own.get("min_size", spec.min_size)), i2i_version=__version__,
+        tiling=own.get("tiling", tiling),
+        tiling_reason=own.get("tiling_reason", reason) if own.get("tiling", tiling) == "whole_image" else "",
+        min_size=int(own.get("min_size", spec.min_size)), i2i_version=__version__,
         info={**own.get("info", {}), **(info or {})},
     )
+
+
+def _tiling_reason_of(module: Any) -> str:
+    """Which layer makes ``module`` "whole_image", in words (the first one found)."""
+    from torch import nn
+
+    for layer in module.modules():
+        whole = isinstance(layer, (nn.GroupNorm, nn.LayerNorm)) or (
+            isinstance(layer, nn.modules.instancenorm._InstanceNorm) and not layer.track_running_stats)
+        if whole:
+            return f"normalises with whole-image statistics ({type(layer).__name__})"
+    return ""
+
+
+def tiling_reason(meta: GeneratorMeta) -> str:
+    """Why ``meta``'s generator cannot be tiled, from its own description (files from an i2i that did
+    not record it: the generic reason)."""
+    return meta.tiling_reason or "normalises with whole-image statistics"
 
 
 def _tiling_of(module: Any) -> str:
@@ -250,8 +271,8 @@ class Generator:
         """Raise I2IError (saying ``why``) when this generator's tiles would not match the whole image;
         warn once when it does not say (files from an older i2i)."""
         if self.meta.tiling == "whole_image":
-            raise I2IError(f"{self.meta.name} normalises with whole-image statistics (InstanceNorm), so tiles "
-                           f"would differ in colour: {why}; run the whole image, or make it smaller (--size)")
+            raise I2IError(f"{self.meta.name} {tiling_reason(self.meta)}, so tiles would differ from the whole "
+                           f"image: {why}; run the whole image, or make it smaller (--size)")
         if self.meta.tiling != "local" and not self._warned_tiling:
             self._warned_tiling = True
             warnings.warn(f"i2i: {self.source or self.meta.name} does not record whether tiles match the whole "
@@ -300,7 +321,7 @@ def plan_tile(meta: GeneratorMeta, h: int, w: int, tile: int, max_pixels: int | 
     why = (f"{w}x{h} = {h * w} pixels is past the limit of {max_pixels} (--max-pixels)" if over_pixels else
            f"translating {w}x{h} whole needs about {need / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB free")  # type: ignore[operator]
     if meta.tiling == "whole_image":
-        raise I2IError(f"{why}, and {meta.name} cannot be tiled (whole-image statistics): make it smaller with "
+        raise I2IError(f"{why}, and {meta.name} cannot be tiled (it {tiling_reason(meta)}): make it smaller with "
                        f"--size, or raise --max-pixels if the memory is there")
     side = AUTO_TILE if max_pixels is None else max(64, min(AUTO_TILE, math.isqrt(max_pixels)))
     warnings.warn(f"i2i: {why}: translating in {side}-pixel tiles (--tile sets the size)", UserWarning, stacklevel=2)
@@ -436,6 +457,7 @@ def _torch_generator(module: Any, meta: GeneratorMeta, kind: str, index: int | N
 
     if not meta.tiling:  # artifacts written before i2i recorded it: read it from the layers
         meta.tiling = _tiling_of(module)
+        meta.tiling_reason = meta.tiling_reason or (_tiling_reason_of(module) if meta.tiling == "whole_image" else "")
     dev = resolve_device(kind if index is None else f"{kind}:{index}")
     module = module.to(dev).eval()
     if cpu_kernels:

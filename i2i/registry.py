@@ -41,6 +41,9 @@ class GeneratorSpec:
     #: "auto" (read from the built module: InstanceNorm, GroupNorm or LayerNorm -> "whole_image",
     #: else "local"), "local" or "whole_image"; see :attr:`i2i.artifact.GeneratorMeta.tiling`.
     tiling: str = "auto"
+    #: why a "whole_image" generator's tiles would differ, said when tiling is refused ("auto": read
+    #: from the module's normalisation layers; a spec or ``describe`` may say its own)
+    tiling_reason: str = ""
     #: Smallest height and width the network takes (ResNet generators: reflection padding on the
     #: 1/4-size maps needs at least 2x2 there); smaller images are padded up to it.
     min_size: int = 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +85,8 @@ def test_tiling_is_declared_right(name: str) -> None:
         mask = np.zeros((side, side), np.uint8)
         mask[side // 4 : side // 2, side // 4 : side // 2] = 255
     if g.meta.tiling == "whole_image":
-        with pytest.raises(I2IError, match="whole-image statistics"):
+        assert g.meta.tiling_reason, name  # said in the network's own terms (norm layer, FFT, spandrel's tiling)
+        with pytest.raises(I2IError, match=re.escape(g.meta.tiling_reason)):
             g(image, mask, tile=side // 2)
         return
     assert g.meta.tiling == "local"
@@ -96,8 +99,8 @@ def test_tiling_is_declared_right(name: str) -> None:
 
 def test_instance_norm_generators_refuse_tiles_everywhere(resnet_run: Path, tmp_path: Path) -> None:
     g = i2i.load(resnet_run, device="cpu")
-    assert g.meta.tiling == "whole_image"
-    with pytest.raises(I2IError, match="whole-image statistics"):
+    assert g.meta.tiling == "whole_image" and g.meta.tiling_reason == "normalises with whole-image statistics (InstanceNorm2d)"
+    with pytest.raises(I2IError, match=r"whole-image statistics \(InstanceNorm2d\)"):
         g(rgb(64, 48), tile=32)
     Image.fromarray(rgb(64, 48)).save(tmp_path / "a.png")
     code, out = invoke("translate", str(tmp_path / "a.png"), "--checkpoint", str(resnet_run), "--tile", "32",
@@ -107,7 +110,8 @@ def test_instance_norm_generators_refuse_tiles_everywhere(resnet_run: Path, tmp_
     from i2i_export.exporter import export_onnx
 
     onnx_path = export_onnx(g.module, g.meta, tmp_path / "r.onnx")
-    assert i2i.load(onnx_path, device="cpu").meta.tiling == "whole_image"  # carried by the export
+    assert i2i.load(onnx_path, device="cpu").meta.tiling == "whole_image"  # carried by the export, with its reason
+    assert i2i.load(onnx_path, device="cpu").meta.tiling_reason == g.meta.tiling_reason
     code, out = invoke("translate", str(tmp_path / "a.png"), "--model", str(onnx_path), "--tile", "32",
                        "--out", str(tmp_path / "out"))
     one_line_error(code, out, "whole-image statistics")

@@ -216,3 +216,16 @@ def test_weights_spandrel_cannot_build_name_the_file_arch_and_keys(span_file: Pa
         with pytest.raises(I2IError) as err:
             open_it()
         assert all(n in str(err.value) for n in needles) and "\n" not in str(err.value)
+
+
+def test_tiling_refusal_gives_the_networks_own_reason(tmp_path: Path) -> None:
+    """SwinIR (spandrel: tiling DISCOURAGED) is refused tiles for spandrel's reason, not InstanceNorm's."""
+    from spandrel.architectures.SwinIR import SwinIR
+
+    net = SwinIR(upscale=2, img_size=16, window_size=4, embed_dim=12, depths=[1], num_heads=[2], mlp_ratio=1.0,
+                 upsampler="pixelshuffle")
+    torch.save(net.state_dict(), tmp_path / "swinir_x2.pth")
+    Image.fromarray(rgb(16, 16)).save(tmp_path / "a.png")
+    line = one_line_error(*invoke("translate", str(tmp_path / "a.png"), "--model", str(tmp_path / "swinir_x2.pth"),
+                                  "--tile", "8", "--out", str(tmp_path / "o")), "SwinIR", "DISCOURAGED", "--tile")
+    assert "InstanceNorm" not in line and "statistics" not in line

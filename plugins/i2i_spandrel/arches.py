@@ -227,6 +227,22 @@ class SpandrelNet(nn.Module):
         return dict(self._io["meta"])
 
 
+def tiling_reason(arch: str, tiling: str, masked: bool) -> str:
+    """Why a spandrel network's tiles would differ from its whole-image output, in its own terms:
+    spandrel's ``tiling`` (ModelTiling) for the architecture, LaMa's FFT, or i2i's measurement."""
+    if arch == "LaMa":
+        return "(LaMa) fills holes with Fourier convolutions (FFT) over the whole image"
+    if masked:
+        return f"({arch}) fills a hole from the whole image"
+    if tiling == "DISCOURAGED":
+        return f"({arch}) is a network spandrel says not to tile (its ModelTiling is DISCOURAGED)"
+    if tiling == "INTERNAL":
+        return f"({arch}) tiles internally in its own way (spandrel: tiling INTERNAL), so outer tiles would not match"
+    if arch in WHOLE_IMAGE:
+        return f"({arch}) gives tiles that differ from the whole image even with overlap (measured: tools/spandrel_table.py)"
+    return f"({arch}) is not one spandrel says tiles (tiling {tiling})"
+
+
 def from_descriptor(descriptor: Any, info: ArchInfo | None = None, net: nn.Module | None = None) -> SpandrelNet:
     """Wrap what spandrel built: ``descriptor`` is a spandrel ModelDescriptor; ``net``, when given,
     is the network to use (built from recorded hyperparameters) in place of the descriptor's own."""
@@ -237,10 +253,12 @@ def from_descriptor(descriptor: Any, info: ArchInfo | None = None, net: nn.Modul
     # spandrel's "discouraged" / "internal" tiling, and inpainting (a hole is filled from the whole
     # image; LaMa's Fourier units see every pixel), are refused tiles, as whole-image statistics are
     local = tiling == "SUPPORTED" and not masked and info.id not in WHOLE_IMAGE
+    reason = "" if local else tiling_reason(info.id, tiling, masked)
     meta = {
         "in_channels": int(descriptor.input_channels), "out_channels": int(descriptor.output_channels),
         "scale": int(descriptor.scale), "size_multiple": int(req.multiple_of),
         "min_size": max(1, int(req.minimum)), "tiling": "local" if local else "whole_image",
+        "tiling_reason": reason,
         "info": {"architecture": info.id, "purpose": str(descriptor.purpose), "license": info.license,
                  "package": info.package, "tags": list(descriptor.tags),
                  **({"square_input": True} if req.square else {})},
