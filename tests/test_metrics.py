@@ -369,17 +369,22 @@ def test_feature_weights_are_fetched_once_with_their_sha256(server, monkeypatch:
 
 
 def test_offline_the_error_names_the_url_the_flag_and_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    from i2i_metrics.weights import SOURCES, weights_path
+    """The eval commands (inside flags_offered) name their flags; training and the Python API, which have
+    no such flag, name only the environment variable."""
+    from i2i_metrics.weights import SOURCES, flags_offered, weights_path
 
     monkeypatch.setenv("I2I_OFFLINE", "1")
     monkeypatch.delenv("I2I_FID_WEIGHTS", raising=False)
-    with pytest.raises(I2IError) as err:
+    with pytest.raises(I2IError) as err, flags_offered():
         M.create("fid")
     text = str(err.value)
     assert SOURCES["inception"].url in text and "--feature-weights FILE" in text and "I2I_FID_WEIGHTS=FILE" in text
     assert "\n" not in text
-    with pytest.raises(I2IError, match="--lpips-weights FILE or set I2I_LPIPS_WEIGHTS=FILE"):
+    with pytest.raises(I2IError, match="--lpips-weights FILE or set I2I_LPIPS_WEIGHTS=FILE"), flags_offered():
         M.create("lpips")
+    with pytest.raises(I2IError) as err:  # training's validation, i2i.metrics.create: no flag to name
+        M.create("fid")
+    assert "set I2I_FID_WEIGHTS=FILE" in str(err.value) and "--feature-weights" not in str(err.value)
     monkeypatch.setenv("I2I_FID_WEIGHTS", "/nonexistent/inception.pth")
     with pytest.raises(I2IError, match=r"from \$I2I_FID_WEIGHTS\) is not a file"):
         weights_path("inception")

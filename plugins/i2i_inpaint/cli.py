@@ -122,8 +122,11 @@ def eval_inpaint(checkpoint: str | None, data: str, holdout: int | None, all_ima
     gen = mask_from_spec(masks, {"augment": False} if Path(masks).is_dir() else None)
     t0 = time.perf_counter()
     mask_sets = bucketed_masks(gen, (size, size), per_image * len(images), seed)
-    rows = evaluate(images, mask_sets, methods, metrics=metrics, metric_kwargs=metric_kwargs,
-                    device="cuda" if device.startswith("cuda") else "cpu")
+    from i2i_metrics.weights import flags_offered
+
+    with flags_offered():  # a missing weights file's message names --feature-weights/--lpips-weights
+        rows = evaluate(images, mask_sets, methods, metrics=metrics, metric_kwargs=metric_kwargs,
+                        device="cuda" if device.startswith("cuda") else "cpu")
     elapsed = time.perf_counter() - t0
     left = [m for m in ("lpips", "fid") if m not in metrics]
     note = (f"{' and '.join(left)} not measured: their feature weights are not at hand; add --metrics "

@@ -299,8 +299,12 @@ def eval_translate(source: str, data: str, split: str, direction: str | None, ta
         if n == "lpips" and lpips_weights:
             kwargs[n] = {"weights": lpips_weights}
     metric_device = "cuda" if str(g.device).startswith(("cuda", "tensorrt")) else "cpu"  # beside the model
-    result = evaluate(lambda im: g.translate(im, whole=True), test, chosen, device=metric_device, metric_kwargs=kwargs,
-                      save_dir=Path(save_dir) if save_dir else None, log=lambda m: click.echo(m, err=True))
+    from .weights import flags_offered
+
+    with flags_offered():  # a missing weights file's message names --feature-weights/--lpips-weights
+        result = evaluate(lambda im: g.translate(im, whole=True), test, chosen, device=metric_device,
+                          metric_kwargs=kwargs, save_dir=Path(save_dir) if save_dir else None,
+                          log=lambda m: click.echo(m, err=True))
     from i2i.metrics import spec
 
     if as_json:

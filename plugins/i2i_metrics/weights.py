@@ -8,6 +8,8 @@ no checksum and no offline message; we fetch the same files ourselves and hand t
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,26 @@ SOURCES: dict[str, FeatureWeights] = {
         None, "7be5be79", None, "I2I_LPIPS_WEIGHTS", "LPIPS AlexNet", "--lpips-weights"),
 }
 
+#: whether the running command has the flags ``--feature-weights``/``--lpips-weights`` (the eval
+#: commands set it); elsewhere (training, the Python API) only the environment variable is offered
+_FLAGS = contextvars.ContextVar("i2i_metrics_weight_flags", default=False)
+
+
+@contextlib.contextmanager
+def flags_offered():
+    """Within this block, the offline/missing-file messages name the eval commands' weight flags."""
+    token = _FLAGS.set(True)
+    try:
+        yield
+    finally:
+        _FLAGS.reset(token)
+
+
+def local_hint(src: FeatureWeights) -> str:
+    """How the running entry point takes a local copy: the eval flag or the environment variable."""
+    return f"pass {src.flag} FILE or set {src.env}=FILE" if _FLAGS.get() else f"set {src.env}=FILE"
+
+
 def weights_path(name: str, local: str | os.PathLike[str] | None = None) -> Path:
     """The weights file of feature network ``name`` ("inception", "lpips_alex").
 
@@ -64,11 +86,12 @@ def weights_path(name: str, local: str | os.PathLike[str] | None = None) -> Path
         path = Path(chosen).expanduser()
         if not path.is_file():
             origin = f"${src.env}" if not local else src.flag
-            raise I2IError(f"{src.what} weights {path} (from {origin}) is not a file; download {src.url}")
+            raise I2IError(f"{src.what} weights {path} (from {origin}) is not a file; download {src.url} and "
+                           f"{local_hint(src)}")
         return path
     dest = cache_dir("metrics") / src.filename
     fresh = not dest.is_file()
-    hint = f"download {src.url} yourself and pass {src.flag} FILE or set {src.env}=FILE"
+    hint = f"download {src.url} yourself and {local_hint(src)}"
     path = download(src.url, dest, sha256=src.sha256, size=src.size, desc=src.filename, offline_hint=hint)
     if fresh and src.sha256 is None and src.sha256_prefix:
         actual = sha256_file(path)
