@@ -129,3 +129,10 @@ def test_eval_sr_scores_grey_images_on_their_own_channel(tmp_path: Path) -> None
     psnr, ssim = _independent_scores(y(up), y(rgb), 4)
     assert abs(rows["butterfly"]["psnr_y"] - psnr) < 1e-6 and abs(rows["butterfly"]["ssim_y"] - ssim) < 1e-6
     assert round(psnr, 1) == 22.1
+
+
+def test_eval_sr_checkpoint_file_rows_are_named_by_the_file(two_images: Path) -> None:
+    """--checkpoint FILE.pth names its row (and a wrong-scale error) by the file, as --weights does."""
+    wrong = CliRunner().invoke(cli, ["eval", "sr", "--data", str(two_images), "--scale", "2", "--checkpoint", str(COMPACT)])
+    assert wrong.exit_code != 0 and "Traceback" not in wrong.output
+    assert "Error: realesr-animevideov3.pth [srvgg_compact] is an x4 model but --scale is 2" in wrong.output, wrong.output

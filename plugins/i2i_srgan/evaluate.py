@@ -107,8 +107,8 @@ def load_models(models: tuple[str, ...], checkpoints: tuple[str, ...], weights: 
         label = Path(name).stem if _is_path(name) else name
         opened.append((label, source, load(name, weights=weights[0] if paired else None, device=device)))
     for path in checkpoints:
-        label = Path(path).name if Path(path).is_dir() else Path(path).parent.name
-        opened.append((label, f"--checkpoint {path}", load(path, device=device)))
+        g = load(path, device=device)
+        opened.append((_checkpoint_label(path, g.meta.name), f"--checkpoint {path}", g))
     for item in () if paired else weights:
         zoo, sep, file = item.partition("=")
         if not sep or Path(item).exists():  # a path that itself contains '=' is still a path
@@ -123,6 +123,19 @@ def load_models(models: tuple[str, ...], checkpoints: tuple[str, ...], weights: 
             g.check_tiling()  # type: ignore[attr-defined]
         out.append((label, source, lambda lr, g=g: g.translate(lr, tile=tile, overlap=overlap)))  # type: ignore[attr-defined]
     return out
+
+
+def _checkpoint_label(path: str, generator: str) -> str:
+    """A --checkpoint's row name: a run/checkpoint folder's name (an i2i weights.safetensors: its
+    folder's); any other file by its own name, as --weights labels it (``span_x4.pth [spandrel]``)."""
+    from i2i.checkpoint import WEIGHTS
+
+    p = Path(path).resolve()
+    if p.is_dir():
+        return p.name
+    if p.name == WEIGHTS:
+        return p.parent.name
+    return f"{p.name} [{generator}]"
 
 
 def _is_path(name: str) -> bool:
