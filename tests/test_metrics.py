@@ -426,3 +426,17 @@ def test_inputs_outside_0_1_or_not_float_are_one_line_errors(name: str) -> None:
     m = M.create(name)
     m.update((x + 5e-4).clamp(max=1.0005), x, mask)  # rounding just past 1 is tolerated
     assert m.compute() == m.compute()
+
+
+def test_metric_wording_says_what_options_are_and_reads_a_bad_weights_file_in_one_sentence(tmp_path: Path) -> None:
+    from i2i_metrics.weights import load_state
+
+    for name in ("fid", "kid", "is", "lpips"):
+        assert M.spec(name).description.endswith("weights=FILE: local " + ("AlexNet" if name == "lpips" else "Inception")
+                                                  + " weights (else fetched once)")
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"\x80\x02" + b"junk" * 10)
+    with pytest.raises(I2IError) as err:
+        load_state(bad, "Inception")
+    text = str(err.value)
+    assert "is not an Inception weights file: PyTorch cannot read it" in text and "Error" not in text

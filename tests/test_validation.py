@@ -224,8 +224,10 @@ def test_unpaired_cyclegan_refuses_a_paired_metric_and_takes_a_distribution_one(
                                                "crop_size": 32, "val_every": 1, **values})
         return check_config(cfg, build_method("cyclegan", cfg))
 
-    with pytest.raises(I2IError, match="scripted_low is a paired metric, which cyclegan's validation cannot feed"):
+    with pytest.raises(I2IError, match="^val_metrics: scripted_low is a paired metric, which cyclegan's validation cannot feed"):
         check(val_metrics=["scripted_low"])
+    with pytest.raises(I2IError, match="^select_by: scripted_low is a paired metric"):  # the setting the user gave
+        check(select_by="scripted_low")
     assert check(select_by="scripted_fid") == ["scripted_fid"]
 
 
@@ -308,7 +310,7 @@ def test_inpaint_validates_its_holdout_with_fixed_masks() -> None:
 
 
 def test_a_distribution_metric_on_one_image_is_refused_before_training(data: Path, tmp_path: Path) -> None:
-    with pytest.raises(I2IError, match=r"scripted_fid compare two sets of images and need at least 2 validation "
+    with pytest.raises(I2IError, match=r"scripted_fid compares two sets of images and needs at least 2 validation "
                                        r"images; found 1 \(val_images=1"):
         run(data, tmp_path, val_images=1, val_metrics=["scripted_fid"])
     assert not (tmp_path / "r" / "checkpoints").exists()

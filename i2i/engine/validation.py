@@ -70,7 +70,8 @@ def check_config(cfg: TrainConfig, method: Method) -> list[str]:
         kind = M.spec(name).kind  # an unknown name is an I2IError listing close matches
         if kind not in method.validation_kinds:
             fits = [s.name for s in _metric_specs() if s.kind in method.validation_kinds]
-            raise I2IError(f"val_metrics: {name} is a {kind} metric, which {method.method_name}'s validation cannot "
+            key = "val_metrics" if cfg.val_metrics else "select_by"  # the setting the user gave
+            raise I2IError(f"{key}: {name} is a {kind} metric, which {method.method_name}'s validation cannot "
                            f"feed (it gives {' and '.join(method.validation_kinds)} data); metrics that fit: "
                            f"{', '.join(fits) or 'none'}")
     if cfg.select_by:
@@ -166,7 +167,8 @@ class Validator:
         self.specs = {name: M.spec(name) for name in names}
         sets = [name for name in names if self.specs[name].kind == "distribution"]
         if sets and n < 2:  # a covariance (FID) or an MMD (KID) needs two images on each side
-            raise I2IError(f"{', '.join(sets)} compare two sets of images and need at least 2 validation images; "
+            verbs = "compares two sets of images and needs" if len(sets) == 1 else "compare two sets of images and need"
+            raise I2IError(f"{', '.join(sets)} {verbs} at least 2 validation images; "
                            f"found {n} (val_images={cfg.val_images}, in {data_root})")
         # built once: feature networks (Inception, LPIPS) load their weights here, before training starts
         options = {name: method.validation_metric_kwargs(name) for name in names}

@@ -36,13 +36,13 @@ def register_metrics(register) -> None:
     register("ssim_y", _lazy("pixel", "ssim_y"), kind="paired", higher_is_better=True,
              description="SSIM on BT.601 luma Y (the SR papers'); crop_border=")
     register("lpips", _lazy("perceptual", "LPIPS"), kind="paired", higher_is_better=False,
-             description="LPIPS v0.1, AlexNet (Zhang 2018; lpips package); weights= AlexNet file")
+             description="LPIPS v0.1, AlexNet (Zhang 2018; lpips package); weights=FILE: local AlexNet weights (else fetched once)")
     register("fid", _lazy("distribution", "FID"), kind="distribution", higher_is_better=False,
-             description="Frechet Inception Distance (TF Inception, 2048-d); biased up on small sets; weights=")
+             description="Frechet Inception Distance (TF Inception, 2048-d); biased up on small sets; weights=FILE: local Inception weights (else fetched once)")
     register("kid", _lazy("distribution", "KID"), kind="distribution", higher_is_better=False,
-             description="Kernel Inception Distance (unbiased cubic-kernel MMD^2): for small sets; weights=")
+             description="Kernel Inception Distance (unbiased cubic-kernel MMD^2): for small sets; weights=FILE: local Inception weights (else fetched once)")
     register("is", _lazy("distribution", "InceptionScore"), kind="distribution", higher_is_better=True,
-             description="Inception Score of the generated images (no reference needed); weights=")
+             description="Inception Score of the generated images (no reference needed); weights=FILE: local Inception weights (else fetched once)")
     register("masked_l1", _lazy("pixel", "masked_l1"), kind="masked", higher_is_better=False,
              description="mean |output - target| inside the hole (mask = 1), in [0, 1] units")
 

@@ -111,6 +111,11 @@ def at_hand(name: str, local: str | os.PathLike[str] | None = None) -> bool:
     return bool(local or os.environ.get(src.env)) or (cache_dir("metrics") / src.filename).is_file()
 
 
+def _a(word: str) -> str:
+    """``word`` with its indefinite article (an Inception, an AlexNet, a ...)."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def load_state(path: Path, what: str) -> dict:
     """A state_dict read with ``weights_only=True``; anything else is a one-line I2IError."""
     import torch
@@ -118,7 +123,8 @@ def load_state(path: Path, what: str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file, whatever the unpickler says
-        raise I2IError(f"{path} is not a {what} weights file ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+        raise I2IError(f"{path} is not {_a(what)} weights file: PyTorch cannot read it (a damaged or partial "
+                       f"download, or another format); download it again") from None
     if not isinstance(state, dict):
-        raise I2IError(f"{path} is not a {what} weights file (it holds a {type(state).__name__}, not a state_dict)")
+        raise I2IError(f"{path} is not {_a(what)} weights file: it holds a {type(state).__name__}, not a state_dict")
     return state
