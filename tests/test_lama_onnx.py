@@ -268,3 +268,19 @@ def test_train_inpaint_from_the_big_lama_layout(lama_file: Path, tmp_path: Path)
     assert res.exit_code == 0, res.output
     g = i2i.load(tmp_path / "lama_ft", device="cpu")  # no architecture flags
     assert g.meta.name == "spandrel_inpaint" and g.meta.kwargs["arch"] == "LaMa" and g.meta.method == "inpaint"
+
+
+def test_eval_inpaint_and_eval_translate_take_a_zoo_models_local_weights(lama_file: Path, face_and_hole,
+                                                                          tmp_path: Path) -> None:
+    """The offline hint says --weights FILE: the eval commands that open zoo names have that option."""
+    face_png, _, _, _ = face_and_hole
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.png").write_bytes(face_png.read_bytes())
+    res = CliRunner().invoke(cli, ["eval", "inpaint", "-c", "big-lama", "--weights", str(lama_file), "--data", str(data),
+                                   "--all", "--size", "32", "--baseline", "none", "--metrics", "l1,psnr,ssim,hole_l1",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    assert "spandrel_inpaint" in res.output
+    res = CliRunner().invoke(cli, ["eval", "translate", "--help"])
+    assert "--weights" in res.output

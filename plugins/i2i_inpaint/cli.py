@@ -68,7 +68,9 @@ def _short(path: Path, root: str) -> str:
 
 @click.command("inpaint")
 @click.option("--checkpoint", "-c", "checkpoint", default=None,
-              help="Run folder, checkpoint or .onnx of an inpainting model (omit: baselines only).")
+              help="Run folder, checkpoint, weights file, .onnx or zoo name (big-lama) of an inpainting model (omit: baselines only).")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False),
+              help="Local weights file for a zoo --checkpoint (instead of its download), as in `i2i translate`.")
 @click.option("--data", required=True, help="Folder of images; its held-aside split is evaluated.")
 @click.option("--holdout", type=int, default=None,
               help=f"Eval images = the last N of the sorted files, as in training (default: the checkpoint's holdout, else {DEFAULT_HOLDOUT}).")
@@ -89,7 +91,7 @@ def _short(path: Path, root: str) -> str:
               help="Local AlexNet weights for LPIPS (else $I2I_LPIPS_WEIGHTS, else downloaded once).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def eval_inpaint(checkpoint: str | None, data: str, holdout: int | None, all_images: bool, size: int | None, masks: str,
+def eval_inpaint(checkpoint: str | None, weights: str | None, data: str, holdout: int | None, all_images: bool, size: int | None, masks: str,
                  per_image: int, seed: int, baselines: tuple[str, ...], metric_names: str, feature_weights: str | None,
                  lpips_weights: str | None, device: str, as_json: bool) -> None:
     """L1, PSNR, SSIM, LPIPS and FID of filled images, per hole-ratio bucket (0-10% ... 50-60%).
@@ -103,10 +105,12 @@ def eval_inpaint(checkpoint: str | None, data: str, holdout: int | None, all_ima
         raise I2IError(f"--data {data} is not a folder of images")
     if per_image < 1:
         raise I2IError("--per-image must be >= 1")
+    if weights and not checkpoint:
+        raise I2IError("--weights is the file of a zoo model: give its name too (-c big-lama --weights FILE)")
     methods = {}
     info: dict = {}
     if checkpoint:
-        fill, info = generator_inpainter(checkpoint, device=device)
+        fill, info = generator_inpainter(checkpoint, device=device, weights=weights)
         cfg = info.get("config") or {}
         size = size or int(cfg.get("crop_size") or 0) or None
         holdout = cfg.get("holdout") if holdout is None else holdout

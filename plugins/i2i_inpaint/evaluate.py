@@ -111,12 +111,12 @@ def opencv_inpainter(method: str = "telea", radius: int = 3) -> Inpainter:
     return fill
 
 
-def generator_inpainter(source: str | Path, device: str = "cpu") -> tuple[Inpainter, dict]:
+def generator_inpainter(source: str | Path, device: str = "cpu", weights: str | None = None) -> tuple[Inpainter, dict]:
     """A trained inpainting generator opened by :func:`i2i.load` (an i2i checkpoint, an exported
     ``.onnx`` file ...), run exactly as ``i2i translate --mask`` runs it."""
     from i2i.loader import load
 
-    g = load(source, device=device)
+    g = load(source, weights=weights, device=device)
     if not any(i.get("name") == "mask" for i in g.meta.extra_inputs):
         raise I2IError(f"{source} holds generator {g.meta.name!r}, which takes no mask: it is not an inpainting model")
     config = None

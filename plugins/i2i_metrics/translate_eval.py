@@ -263,13 +263,15 @@ def _fmt(name: str, v: float) -> str:
               help="Local Inception weights for FID/KID/IS (else $I2I_FID_WEIGHTS, else downloaded once).")
 @click.option("--lpips-weights", type=click.Path(exists=True, dir_okay=False),
               help="Local AlexNet weights for LPIPS (else $I2I_LPIPS_WEIGHTS, else downloaded once).")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False),
+              help="Local weights file for a zoo SOURCE (instead of its download), as in `i2i translate`.")
 @click.option("--net", help="Which generator of a checkpoint (default: the main one; a CycleGAN run's G_B with --direction BtoA; --net G_B implies BtoA).")
 @click.option("--device", default="auto", help="auto, cpu, cuda, cuda:N (the model; metrics run in PyTorch).")
 @click.option("--save-dir", type=click.Path(file_okay=False), help="Also write every translated image to DIR.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def eval_translate(source: str, data: str, split: str, direction: str | None, target: str | None, metric_names: str,
-                   max_images: int, feature_weights: str | None, lpips_weights: str | None, net: str | None,
-                   device: str, save_dir: str | None, as_json: bool) -> None:
+                   max_images: int, feature_weights: str | None, lpips_weights: str | None, weights: str | None,
+                   net: str | None, device: str, save_dir: str | None, as_json: bool) -> None:
     """FID/KID of a translator's outputs against the target domain, and PSNR/SSIM/LPIPS when pairs exist.
 
     FID and KID: lower is better. FID is biased upward on small sets (compare only at equal sizes);
@@ -283,9 +285,9 @@ def eval_translate(source: str, data: str, split: str, direction: str | None, ta
     from i2i.loader import load
 
     metric_list(metric_names)  # an empty list is refused before any work
-    g = load(source, device=device, net=net)  # the source first: a mistyped run fetches no dataset
+    g = load(source, weights=weights, device=device, net=net)  # the source first: a mistyped run fetches no dataset
     if net is None and direction == "BtoA" and g.meta.method == "cyclegan" and g.meta.net == "G_A":
-        g = load(source, device=device, net="G_B")  # a CycleGAN checkpoint holds both directions
+        g = load(source, weights=weights, device=device, net="G_B")  # a CycleGAN checkpoint holds both directions
     direction = net_direction(g.meta.method, g.meta.net, direction)
     root = resolve_data(data)
     pairs = g.meta.info.get("ab_pairs") or {}
