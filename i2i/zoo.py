@@ -121,9 +121,32 @@ def load_state(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors come in many types; keep one line naming the file
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise I2IError(f"cannot load {path} as PyTorch weights ({type(exc).__name__}: {first}); "
-                       f"is it a complete .pth/.safetensors file? (pickles needing code are refused)") from None
+        raise I2IError(_not_weights(path, exc)) from None
+
+
+def _not_weights(path: Path, exc: Exception) -> str:
+    """What ``path`` is not, and what to do, in one line: never torch's own text, whose advice is to
+    turn the safety check off (``weights_only=False``)."""
+    import re
+
+    text = str(exc)
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        return f"{path} is empty (0 bytes), not a PyTorch weights file: download it again"
+    code = re.search(r"GLOBAL ([\w.]+)", text)
+    if code:
+        return (f"{path} is a pickle that runs code ({code.group(1)}) and i2i refuses to run it: only tensor weights "
+                f"load; get the weights as .safetensors, or as a plain state_dict .pth, from a source you trust")
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head) / len(head)
+    if head.lstrip()[:1] == b"<" or printable > 0.95:
+        kind = "an HTML page" if b"<html" in head.lower() or head.lstrip()[:1] == b"<" else "text"
+        return (f"{path} is {kind}, not a PyTorch weights file (a failed download or an error page?): "
+                f"download the weights again and check the address")
+    if head[:2] == b"PK" or isinstance(exc, EOFError) or "central directory" in text:
+        return f"{path} is cut short or damaged (an incomplete PyTorch weights file): download it again"
+    return (f"{path} is not a PyTorch weights file ({type(exc).__name__}): give a .pth/.pt of tensors "
+            f"or a .safetensors file")
 
 
 def _brief(keys: list[str], n: int = 4) -> str:

@@ -445,3 +445,26 @@ def test_a_generator_without_an_i2i_version_is_served() -> None:
     g = tiny("srvgg_compact")
     g.meta.i2i_version = ""  # files from before i2i recorded it, or a third party's
     assert create_app("tiny", generator=g, device="cpu").version == "unknown"
+
+
+class _RunsCode:
+    def __reduce__(self):  # noqa: ANN204 - a pickle that would call os.system("true") if loaded unsafely
+        import os
+
+        return (os.system, ("true",))
+
+
+def test_garbage_weights_say_what_the_file_is_not_without_torchs_advice(tmp_path: Path) -> None:
+    """An error page, random bytes, an empty file and a code-running pickle: one plain line each, and
+    never torch's 'Re-running torch.load with weights_only set to False' advice."""
+    files = {"page.pth": b"<html>404 Not Found</html>\n", "random.pth": bytes(np.random.default_rng(0).integers(128, 256, 300, dtype=np.uint8)),
+             "empty.pth": b""}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    torch.save({"w": _RunsCode()}, tmp_path / "evil.pth")
+    Image.fromarray(rgb(16, 16)).save(tmp_path / "a.png")
+    for name, says in (("page.pth", "is an HTML page, not a PyTorch weights file"), ("random.pth", "is not a PyTorch weights file"),
+                       ("empty.pth", "is empty"), ("evil.pth", "runs code (posix.system) and i2i refuses to run it")):
+        code, out = invoke("translate", str(tmp_path / "a.png"), "--model", str(tmp_path / name), "--out", str(tmp_path / "o"))
+        one_line_error(code, out, says)
+        assert "weights_only" not in out and "Re-running" not in out, out
