@@ -198,3 +198,29 @@ def test_json_and_table_agree_on_references(files: dict[str, Path]) -> None:
 def test_a_mistyped_source_is_reported_before_the_data_is_looked_up(tmp_path: Path) -> None:
     code, out = invoke(str(tmp_path / "runs" / "nope"), "--data", "no-such-dataset-xyz", "--device", "cpu")
     assert code != 0 and "Traceback" not in out and "no-such-dataset-xyz" not in out.splitlines()[-1], out
+
+
+def test_the_feature_weights_used_are_recorded_in_json_and_table(files: dict[str, Path]) -> None:
+    from i2i.download import sha256_file
+
+    want = f"{files['inception'].name}, sha256 {sha256_file(files['inception'])[:12]} (not the published "
+    args = [str(files["model"]), "--data", str(files["unaligned"]), "--feature-weights", str(files["inception"]),
+            "--metrics", "kid", "--device", "cpu", "--max-images", "2"]
+    code, out = invoke(*args, "--json")
+    assert code == 0, out
+    doc = json.loads(out[out.index("{"):])
+    assert doc["feature_weights"]["kid"].startswith(want), doc
+    code, table = invoke(*args)
+    assert code == 0 and table.splitlines()[-1].startswith(f"kid features: {want}"), table
+
+
+def test_a_published_file_is_named_as_published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from i2i_metrics import weights as W
+
+    f = tmp_path / "alexnet-owt-xxxxxxxx.pth"
+    f.write_bytes(b"abc")
+    monkeypatch.setitem(W.SOURCES, "lpips_alex", W.SOURCES["lpips_alex"].__class__(
+        **{**W.SOURCES["lpips_alex"].__dict__, "sha256_prefix": hashlib.sha256(b"abc").hexdigest()[:8]}))
+    assert W.describe("lpips_alex", f).startswith("published alexnet-owt-7be5be79.pth, sha256 ")

@@ -170,6 +170,11 @@ def test_select_by_fid_with_a_local_feature_weights_file(tmp_path: Path, monkeyp
     assert [r["step"] for r in val] == [2] and val[0]["val/fid"] >= 0 and val[0]["val/images"] == 4
     card = (run / "checkpoints" / "best" / CARD).read_text()
     assert "| fid |" in card and "| lower | distribution |" in card and "kept by `fid`" in card
+    # the protocol says which Inception file measured it: a random local one is not the published one
+    from i2i.download import sha256_file
+
+    assert (f"fid features: {weights.name}, sha256 {sha256_file(weights)[:12]} (not the published "
+            f"weights-inception-2015-12-05-6726825d.pth)") in card, card
 
 
 def test_the_card_reader_imports_without_torch() -> None:

@@ -189,7 +189,9 @@ class Validator:
                          + f", prepared without randomness; {method.method_name}'s validation_batch; "
                          + ("EMA generator" if cfg.ema_decay > 0 else "trained generator") + " in eval mode"
                          + "".join(f"; {name} with {', '.join(f'{k}={v}' for k, v in o.items())}"
-                                   for name, o in options.items() if o))
+                                   for name, o in options.items() if o)
+                         + "".join(f"; {name} features: {m.weights_record}" for name, m in self.metrics.items()
+                                   if isinstance(getattr(m, "weights_record", None), str)))
 
     # -- running --------------------------------------------------------------------------------
     def batches(self) -> Iterator[Batch]:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from i2i.errors import I2IError
 
-from .weights import load_state, weights_path
+from .weights import describe, load_state, weights_path
 
 
 class _SharedFeatures(nn.Module):
@@ -71,6 +71,7 @@ def inception(features: str, device: torch.device | None = None, weights: str | 
     except RuntimeError as exc:  # load_state_dict: missing or unexpected keys
         raise I2IError(f"{path} is not the FID Inception weights file ({' '.join(str(exc).split())[:160]})") from None
     shared = _SharedFeatures(net, 1008 if features.startswith("logits") else int(features)).to(device or "cpu")
+    shared.weights_record = describe("inception", path)
     if len(_NETS) >= 4:  # a few at most: each holds 95 MB
         _NETS.pop(next(iter(_NETS)))
     _NETS[key] = shared
@@ -127,6 +128,9 @@ class _Distribution:
         self.device = device or torch.device("cpu")
         self.custom = features is not None
         self.net = features if features is not None else inception(feature_name, self.device, weights)
+        #: the feature network's weights (file, sha256 prefix; eval --json and the model card say it)
+        self.weights_record = ("a custom feature network" if self.custom
+                               else getattr(self.net, "weights_record", "random Inception (no weights file)"))
 
     def _input(self, x: Tensor) -> Tensor:
         return x.to(self.device) if self.custom else _to_uint8(x.to(self.device))

@@ -16,7 +16,7 @@ from torch import Tensor
 from i2i.errors import I2IError
 
 from .pixel import _PerImageMean
-from .weights import load_state, weights_path
+from .weights import describe, load_state, weights_path
 
 #: AlexNet's five conv blocks (stride 4, three 3x3/2 max-pools) leave nothing of a smaller image
 MIN_SIDE = 32
@@ -45,6 +45,9 @@ def lpips_network(weights: str | None = None, random_backbone: bool = False) -> 
             raise I2IError(f"{path} is not torchvision's AlexNet (no {sorted(missing)[0]}); download "
                            "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth")
         net.net.load_state_dict(target)
+        net.weights_record = describe("lpips_alex", path)
+    else:
+        net.weights_record = "a random AlexNet backbone (random_backbone=True)"
     return net.eval().requires_grad_(False)
 
 
@@ -57,6 +60,8 @@ class LPIPS(_PerImageMean):
         super().__init__()
         self.device = device or torch.device("cpu")
         self.net = lpips_network(weights, random_backbone).to(self.device)
+        #: the AlexNet weights (file, sha256 prefix; eval --json and the model card say it)
+        self.weights_record = self.net.weights_record
 
     def update(self, output: Tensor | None, target: Tensor | None = None, mask: Tensor | None = None) -> None:
         if output is None or target is None:

@@ -146,6 +146,8 @@ class Result:
     references: int = 0
     #: targets compared one to one with their outputs
     paired_references: int = 0
+    #: metric -> the feature network's weights it measured with (file and sha256 prefix)
+    weights: dict[str, str] = field(default_factory=dict)
     seconds_translate: float = 0.0
     seconds_metrics: float = 0.0
 
@@ -161,6 +163,8 @@ def evaluate(translate: Callable[[np.ndarray], np.ndarray], test: TestSet, metri
     distribution = [n for n in metrics if spec(n).kind == "distribution"]
     paired = [n for n in metrics if spec(n).kind == "paired"]
     result = Result()
+    result.weights = {n: str(getattr(m, "weights_record")) for n, m in built.items()
+                      if getattr(m, "weights_record", None)}
     outs: list[np.ndarray] = []
     tgts: list[np.ndarray] = []
 
@@ -315,6 +319,7 @@ def eval_translate(source: str, data: str, split: str, direction: str | None, ta
             "pairing": test.pairing, "images": result.images, "references": result.references,
             "metrics": {n: {"value": _json_value(v), "higher_is_better": spec(n).higher_is_better}
                         for n, v in result.values.items()},
+            "feature_weights": result.weights,
             "seconds": {"translate": round(result.seconds_translate, 2), "metrics": round(result.seconds_metrics, 2)},
         }
         click.echo(json.dumps(doc, indent=2))
@@ -327,6 +332,9 @@ def eval_translate(source: str, data: str, split: str, direction: str | None, ta
             for n, v in result.values.items()]
     click.echo(table_text(("metric", "value", "better", "kind"), rows, right=[1]))
     click.echo(f"translate {result.seconds_translate:.1f} s, metrics {result.seconds_metrics:.1f} s")
+    for what in dict.fromkeys(result.weights.values()):  # which feature network the figures come from
+        users = ", ".join(n for n, w in result.weights.items() if w == what)
+        click.echo(f"{users} features: {what}")
 
 
 __all__ = ["TestSet", "find_test_set", "choose_metrics", "evaluate", "eval_translate", "Result"]

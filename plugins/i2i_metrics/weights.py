@@ -111,6 +111,29 @@ def at_hand(name: str, local: str | os.PathLike[str] | None = None) -> bool:
     return bool(local or os.environ.get(src.env)) or (cache_dir("metrics") / src.filename).is_file()
 
 
+#: (resolved path, size, mtime) -> sha256: a weights file is hashed once per process
+_SHA: dict[tuple[str, int, int], str] = {}
+
+
+def describe(name: str, path: str | os.PathLike[str]) -> str:
+    """Which weights file of feature network ``name`` a figure was measured with: ``published
+    <file>, sha256 <12 hex>`` when its checksum is the published one, else ``<file name>, sha256 <12 hex>
+    (not the published <file>)`` (a local file through a flag or $I2I_FID_WEIGHTS: figures not
+    comparable with papers unless it is the same network)."""
+    from i2i.download import sha256_file
+
+    src, p = SOURCES[name], Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA:
+        _SHA[key] = sha256_file(p)
+    sha = _SHA[key]
+    published = sha == src.sha256 if src.sha256 else sha.startswith(src.sha256_prefix)
+    if published:
+        return f"published {src.filename}, sha256 {sha[:12]}"
+    return f"{p.name}, sha256 {sha[:12]} (not the published {src.filename})"
+
+
 def _a(word: str) -> str:
     """``word`` with its indefinite article (an Inception, an AlexNet, a ...)."""
     return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
