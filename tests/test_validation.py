@@ -326,3 +326,20 @@ def test_an_infinity_in_the_good_direction_is_the_best_possible_and_nan_never_is
     assert not high.improves(float("inf")) and not high.improves(99.0)  # a tie with +inf is no improvement
     low = Best("fid", False, value=3.0, step=1)
     assert low.improves(float("-inf")) and not low.improves(float("inf")) and not low.improves(float("nan"))
+
+
+def test_resuming_with_another_select_by_keeps_the_old_best(data: Path, tmp_path: Path) -> None:
+    """A different select_by on --resume is refused in one line while checkpoints/best (kept by the old
+    metric) is there; moved away, the run goes on and starts a new best by the new metric."""
+    SCRIPT[:] = [2.0, 1.0]
+    run_dir = run(data, tmp_path, max_steps=2, select_by="scripted_low")
+    best = run_dir / "checkpoints" / "best"
+    before = (best / WEIGHTS).read_bytes()
+    SCRIPT[:] = [5.0]
+    with pytest.raises(I2IError, match=r"was kept by select_by=scripted_low \(1 at step 2\); resuming with "
+                                       r"select_by=scripted_high would overwrite it: .*move .* away first") as err:
+        run(data, tmp_path, resume_from=run_dir / "checkpoints" / "final", max_steps=3, select_by="scripted_high")
+    assert "\n" not in str(err.value) and (best / WEIGHTS).read_bytes() == before
+    best.rename(tmp_path / "old_best")
+    run(data, tmp_path, resume_from=run_dir / "checkpoints" / "final", max_steps=3, select_by="scripted_high")
+    assert saved_best(best) == {"metric": "scripted_high", "value": 5.0, "step": 3}

@@ -279,8 +279,20 @@ class Validator:
         return {"best": best, "last": last}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the best so far (when it was kept by the same metric) and the last values."""
+        """Restore the best so far (when it was kept by the same metric) and the last values.
+
+        A resumed run whose ``select_by`` differs from the metric that kept the run's ``checkpoints/best``
+        is refused (one line): the new metric's first validation would overwrite that best. Moving
+        ``checkpoints/best`` away (or resuming with the old ``select_by``) goes on without losing it."""
         best = state.get("best")
+        if (self.best is not None and best and best.get("value") is not None
+                and best.get("metric") != self.best.metric):
+            kept = Path(self.cfg.out_dir) / self.cfg.name / "checkpoints" / "best"
+            if kept.exists():
+                raise I2IError(f"{kept} was kept by select_by={best['metric']} ({best['value']:.6g} at step "
+                               f"{best.get('step')}); resuming with select_by={self.best.metric} would overwrite it: "
+                               f"resume with --set select_by={best['metric']}, or move {kept} away first to start "
+                               f"a new best by {self.best.metric}")
         if self.best is not None and best and best.get("metric") == self.best.metric:
             self.best.value, self.best.step = best["value"], best["step"]
         last = state.get("last")
