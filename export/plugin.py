@@ -51,7 +51,7 @@ def _label(meta) -> str:  # noqa: ANN001 - GeneratorMeta, imported lazily
 @click.command("export")
 @click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
 @click.option("--model", "model_name", metavar="NAME", help="A pretrained model from the zoo (`i2i list models`) instead of a checkpoint.")
-@click.option("--weights", type=click.Path(path_type=Path), help="With --model: a local weights file instead of downloading.")
+@click.option("--weights", type=click.Path(path_type=Path), help="With --model: a local weights file instead of downloading; alone: a published weights file to export.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output .onnx (default: <run name>.onnx here).")
 @click.option("--opset", default=18, show_default=True, type=click.IntRange(13, 23), help="ONNX opset.")
 @click.option("--fp16", is_flag=True, help="Store and run the network in float16 (inputs/outputs stay float32).")
@@ -77,10 +77,13 @@ def export_cmd(
     image size; the command fails when they differ past the tolerance.
     """
     from i2i.checkpoint import WEIGHTS, read_meta, resolve
-    from i2i.loader import load
+    from i2i.loader import load, weights_alone
 
     from .exporter import check_shape, default_tolerance, export_onnx, verify_onnx
 
+    if model_name is None:  # a weights file alone is the model, as in `i2i translate --weights FILE`
+        alone, weights = weights_alone(checkpoint, weights)
+        checkpoint = None if alone is None else Path(alone)
     if (checkpoint is None) == (model_name is None):
         raise I2IError("give either a CHECKPOINT (run folder, checkpoint folder or weights file) or --model NAME")
     static_hw = _parse_hw(static)
@@ -136,7 +139,7 @@ def export_cmd(
 @click.argument("source", required=False, metavar="[SOURCE]")
 @click.option("--model", "model_name", metavar="NAME", help="What to serve, instead of SOURCE: a zoo name (`i2i list models`), "
               "an .onnx file, a .pth/.safetensors weights file or a run/checkpoint folder.")
-@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), help="With a zoo name: a local weights file instead of downloading.")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), help="With a zoo name: a local weights file instead of downloading; alone: a published weights file to serve.")
 @click.option("--net", default=None, help="Which generator of a checkpoint (G_B for CycleGAN's B->A); default: the main one.")
 @click.option("--no-ema", is_flag=True, help="Use a checkpoint's raw weights even when it has EMA weights.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback exposes the model to the network.")
@@ -157,9 +160,12 @@ def serve_cmd(source: str | None, model_name: str | None, weights: Path | None, 
     SOURCE (or --model NAME): a zoo name, an .onnx file (served without torch), a .pth/.safetensors
     weights file, or a run/checkpoint folder - anything `i2i translate --model` takes.
     """
-    from i2i.loader import load, parse_device
+    from i2i.loader import load, parse_device, weights_alone
 
     from .server import Limits, is_loopback, serve
+
+    if model_name is None:  # a weights file alone is the model, as in `i2i translate --weights FILE`
+        source, weights = weights_alone(source, weights)
 
     if source is not None and model_name is not None:
         raise I2IError(f"give SOURCE ({source}) or --model NAME ({model_name}), not both")

@@ -317,12 +317,12 @@ def translate(inputs: tuple[str, ...], model: str | None, checkpoint: str | None
     """
     from tqdm import tqdm
 
-    from .loader import load
+    from .loader import load, weights_alone
     from .translate import expand_inputs, translate_files
     from .video import is_video_file, translate_videos
 
-    if weights is not None and not model and not checkpoint:  # a published weights file alone is the model
-        model, weights = str(weights), None
+    if not checkpoint:  # a published weights file alone is the model (export and serve ask the same helper)
+        model, weights = weights_alone(model, weights)
     if bool(checkpoint) == bool(model):
         raise I2IError("name exactly one generator: --model (zoo name, .onnx, weights file or run folder) or --checkpoint PATH")
     if checkpoint and not Path(checkpoint).exists():

@@ -104,6 +104,15 @@ def build_meta(name: str, kwargs: dict[str, Any], *, method: str = "", net: str 
     )
 
 
+def weights_alone(source: Any, weights: Any) -> tuple[Any, Any]:
+    """``(source, weights)`` of a command's model options: ``--weights FILE`` with no model, checkpoint
+    or SOURCE is itself the model (a published file, opened as :func:`load` opens it), so ``i2i
+    translate``, ``i2i export`` and ``i2i serve`` all take a weights file alone the same way."""
+    if weights is not None and not source:
+        return str(weights), None
+    return source, weights
+
+
 def _tiling_reason_of(module: Any) -> str:
     """Which layer makes ``module`` "whole_image", in words (the first one found)."""
     from torch import nn

@@ -229,3 +229,19 @@ def test_tiling_refusal_gives_the_networks_own_reason(tmp_path: Path) -> None:
     line = one_line_error(*invoke("translate", str(tmp_path / "a.png"), "--model", str(tmp_path / "swinir_x2.pth"),
                                   "--tile", "8", "--out", str(tmp_path / "o")), "SwinIR", "DISCOURAGED", "--tile")
     assert "InstanceNorm" not in line and "statistics" not in line
+
+
+def test_a_weights_file_alone_is_the_model_for_translate_export_and_serve(span_file: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--weights FILE` with nothing else opens FILE in translate, export and serve alike."""
+    import i2i_export.server
+
+    Image.fromarray(rgb(12, 10)).save(tmp_path / "a.png")
+    code, out = invoke("translate", str(tmp_path / "a.png"), "--weights", str(span_file), "--out", str(tmp_path / "o"))
+    assert code == 0, out
+    code, out = invoke("export", "--weights", str(span_file), "-o", str(tmp_path / "span.onnx"))
+    assert code == 0 and (tmp_path / "span.onnx").is_file(), out
+    served = []
+    monkeypatch.setattr(i2i_export.server, "serve", lambda *a, generator, **k: served.append(generator))
+    code, out = invoke("serve", "--weights", str(span_file), "--device", "cpu")
+    assert code == 0 and served and served[0].meta.kwargs["arch"] == "SPAN", out
