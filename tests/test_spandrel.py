@@ -245,3 +245,14 @@ def test_a_weights_file_alone_is_the_model_for_translate_export_and_serve(span_f
     monkeypatch.setattr(i2i_export.server, "serve", lambda *a, generator, **k: served.append(generator))
     code, out = invoke("serve", "--weights", str(span_file), "--device", "cpu")
     assert code == 0 and served and served[0].meta.kwargs["arch"] == "SPAN", out
+
+
+def test_init_of_another_scale_names_the_setting_to_change(span_file: Path, tmp_path: Path) -> None:
+    """An x2 init under srgan's default scale=4 says `--set scale=2`, not a generator kwarg never set."""
+    if not SET5.is_dir():
+        pytest.skip("shared Set5 not present")
+    code, out = invoke("train", "srgan", "--data", str(SET5), "--set", f"init={span_file}", "--max-steps", "1",
+                       "--set", "batch_size=1", "--set", "crop_size=32", "--set", "perceptual_weights=random",
+                       "--set", "num_workers=0", "--out-dir", str(tmp_path / "runs"), "--name", "x")
+    line = one_line_error(code, out, "is an x2 model but scale is 4", "--set scale=2")
+    assert "generator_kwargs" not in line

@@ -107,6 +107,13 @@ class SRResNetMethod(Method):
 
             name, kwargs, start = warm_start(cfg.init, generator=cfg.generator, generator_kwargs=cfg.generator_kwargs,
                                              default_generator=type(cfg)().generator, method=self.method_name)
+            from i2i.contract import generator_io
+            from i2i.registry import generators
+
+            init_scale = generator_io(generators().get(name), kwargs)["scale"]
+            if init_scale != cfg.scale:  # say the setting the user has, not the generator kwarg they never set
+                raise I2IError(f"init={cfg.init} is an x{init_scale} model but scale is {cfg.scale}: "
+                               f"add --set scale={init_scale} (the data's LR images are made at the scale)")
         G = self.make_generator("G", name, kwargs, in_channels=3, out_channels=3, scale=cfg.scale, extra_inputs=())
         if start is not None:
             from i2i.zoo import load_strict
