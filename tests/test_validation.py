@@ -343,3 +343,14 @@ def test_resuming_with_another_select_by_keeps_the_old_best(data: Path, tmp_path
     best.rename(tmp_path / "old_best")
     run(data, tmp_path, resume_from=run_dir / "checkpoints" / "final", max_steps=3, select_by="scripted_high")
     assert saved_best(best) == {"metric": "scripted_high", "value": 5.0, "step": 3}
+
+
+def test_pix2pix_refuses_val_data_of_single_images(data: Path, tmp_path: Path) -> None:
+    """Set5 (single images) is not A|B pairs: one line before training, not PSNR of half against half."""
+    set5 = FACADES.parent / "sr" / "Set5"
+    if not set5.is_dir():
+        pytest.skip("../shared/datasets/sr/Set5 not present")
+    with pytest.raises(I2IError, match=r"^val_data: .*Set5 holds single images \(.* is \d+x\d+\), not A\|B side-by-side "
+                                       r"pairs .* or A/ and B/ folders") as err:
+        run(data, tmp_path, val_data=str(set5), val_metrics=["psnr"])
+    assert "\n" not in str(err.value) and not (tmp_path / "r" / "checkpoints").exists()

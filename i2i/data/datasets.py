@@ -139,6 +139,27 @@ class AlignedDataset(_Images):
             f"{phase}/A and {phase}/B with matching file names (found: {', '.join(_subfolders(root)) or 'nothing'})"
         )
 
+    def check_side_by_side(self, aspect: float | None = None, setting: str = "") -> None:
+        """For A|B side-by-side files: a one-line I2IError unless the first file is a pair, i.e. as wide
+        as ``aspect`` (width / height of the training files) or, unknown, at least 1.5x its height. A
+        folder of single images (Set5) would otherwise be split into halves and measured silently."""
+        if not self.pairs or self.pairs[0][1] is not None:  # A/ and B/ folders: matched by name already
+            return
+        from PIL import Image
+
+        first = self.pairs[0][0]
+        try:
+            with Image.open(first) as im:
+                w, h = im.size
+        except Exception:  # noqa: BLE001 - an unreadable first file is reported when it is read
+            return
+        ok = abs(w / h - aspect) <= 0.05 * aspect if aspect else w / h >= 1.5
+        if not ok:
+            shape = f"{aspect:.2f}:1 like the training files" if aspect else "about twice as wide as tall"
+            raise I2IError(f"{setting + ': ' if setting else ''}{first.parent} holds single images ({first.name} is "
+                           f"{w}x{h}), not A|B side-by-side pairs ({shape}) or A/ and B/ folders of matching names; "
+                           f"give a folder in one of those layouts")
+
     @staticmethod
     def _match(a_dir: Path, b_dir: Path, max_items: int | None) -> list[tuple[Path, Path | None]]:
         a = {p.stem: p for p in list_images(a_dir)}

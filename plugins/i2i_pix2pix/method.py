@@ -109,9 +109,14 @@ class Pix2Pix(DomainPairMethod):
         from i2i.data import AlignedDataset
 
         cfg = self.cfg
-        return AlignedDataset(root, phase=self.validation_phase(root, explicit), direction=cfg.direction,
-                              load_size=cfg.crop_size, crop_size=cfg.crop_size, flip=False, train=False,
-                              in_channels=cfg.in_channels, out_channels=cfg.out_channels, skip_bad=cfg.skip_bad_images)
+        dataset = AlignedDataset(root, phase=self.validation_phase(root, explicit), direction=cfg.direction,
+                                 load_size=cfg.crop_size, crop_size=cfg.crop_size, flip=False, train=False,
+                                 in_channels=cfg.in_channels, out_channels=cfg.out_channels,
+                                 skip_bad=cfg.skip_bad_images)
+        # a folder of single images (Set5) is not pairs: refused, not measured half against half
+        dataset.check_side_by_side((getattr(self, "ab_pairs", None) or {}).get("aspect"),
+                                   "val_data" if explicit else "")
+        return dataset
 
     def validation_batch(self, batch: Batch):
         return self.to_unit(self.forward(batch)["fake_B"]), self.to_unit(batch["B"]), None
