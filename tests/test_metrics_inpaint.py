@@ -121,6 +121,10 @@ def test_auto_measures_lpips_and_fid_only_with_weights_at_hand(tmp_path: Path, w
     res = CliRunner().invoke(cli, base)
     assert res.exit_code == 0, res.output
     assert all(r["lpips"] is not None and r["fid"] is None for r in json.loads(res.output)["rows"])
+    assert json.loads(res.output)["feature_weights"]["lpips"].startswith(f"{Path(weights['lpips']).name}, sha256 ")
+    assert "(not the published alexnet-owt-7be5be79.pth)" in json.loads(res.output)["feature_weights"]["lpips"]
+    res = CliRunner().invoke(cli, base[:-1])
+    assert res.exit_code == 0 and f"lpips features: {Path(weights['lpips']).name}, sha256 " in res.output, res.output
     monkeypatch.setenv("I2I_OFFLINE", "1")
     res = CliRunner().invoke(cli, [*base, "--metrics", "fid"])
     lines = [line for line in res.output.splitlines() if line.strip()]

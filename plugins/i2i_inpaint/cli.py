@@ -59,6 +59,15 @@ def _choose_metrics(names: str, feature_weights: str | None, lpips_weights: str 
     return list(dict.fromkeys([*BASIC, *chosen])), kwargs
 
 
+def _weights_used(metrics: list[str], kwargs: dict) -> dict[str, str]:
+    """metric -> the feature weights file it measured with (name and sha256 prefix; published or not)."""
+    from i2i_metrics.weights import describe, weights_path
+
+    sources = {"lpips": "lpips_alex", "fid": "inception"}
+    return {m: describe(src, weights_path(src, (kwargs.get(m) or {}).get("weights")))
+            for m, src in sources.items() if m in metrics}
+
+
 def _short(path: Path, root: str) -> str:
     try:
         return str(Path(path).relative_to(root))
@@ -131,6 +140,7 @@ def eval_inpaint(checkpoint: str | None, weights: str | None, data: str, holdout
     with flags_offered():  # a missing weights file's message names --feature-weights/--lpips-weights
         rows = evaluate(images, mask_sets, methods, metrics=metrics, metric_kwargs=metric_kwargs,
                         device="cuda" if device.startswith("cuda") else "cpu")
+        used = _weights_used(metrics, metric_kwargs)
     elapsed = time.perf_counter() - t0
     left = [m for m in ("lpips", "fid") if m not in metrics]
     note = (f"{' and '.join(left)} not measured: their feature weights are not at hand; add --metrics "
@@ -141,12 +151,14 @@ def eval_inpaint(checkpoint: str | None, weights: str | None, data: str, holdout
             "per_image": per_image, "buckets": [list(b) for b in BUCKETS], "checkpoint": checkpoint,
             "model": {k: info.get(k) for k in ("generator", "kwargs")} if checkpoint else None,
             "rows": rows_to_json(rows), "seconds": round(elapsed, 2), "machine": platform.machine(),
-            "metrics": metrics, "not_measured": note or None,
+            "metrics": metrics, "not_measured": note or None, "feature_weights": used,
         }, indent=2, default=str))
         return
     held = "all images" if all_images else f"held-aside images (the last {holdout} by path)"
     click.echo(f"{len(images)} {held} at {size}x{size}: {', '.join(_short(f, data) for f in files)}")
     click.echo(f"masks {masks!r} (seed {seed}), {per_image} per image and bucket")
     click.echo(format_table(rows))
+    for name, what in used.items():  # which feature network the figures come from
+        click.echo(f"{name} features: {what}")
     if note:
         click.echo(f"i2i: {note}", err=True)
