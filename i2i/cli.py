@@ -187,6 +187,15 @@ def _recipe_path(method: str, config: str | None, data: str | None) -> Path | No
     return None
 
 
+def _is_shipped(recipe_file: Path | None) -> bool:
+    """Whether ``recipe_file`` is one of i2i's shipped recipes (not the user's own YAML)."""
+    from importlib.resources import files
+
+    if recipe_file is None:
+        return False
+    return Path(recipe_file).resolve().parent == Path(str(files("i2i_configs"))).resolve()
+
+
 @cli.command(context_settings={"show_default": True})
 @click.argument("method")
 @click.option("--data", help="Dataset name from `i2i list datasets`, or a folder.")
@@ -240,11 +249,13 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
         if saved.get("method") != method:
             raise I2IError(f"checkpoint {resume_dir} was trained with {saved.get('method')!r}, not {method!r}")
         # The saved config, so the continuation is exact; flags and --set still apply on top.
-        cfg = build(cls, vars(from_dict(cls, saved["config"])), f"checkpoint {resume_dir}", cli_values)
+        cfg = build(cls, vars(from_dict(cls, saved["config"])), f"checkpoint {resume_dir}", cli_values,
+                    recipe_is_baseline=True)
     else:
         recipe_file = _recipe_path(method, config, data)
         recipe = load_recipe(recipe_file) if recipe_file else {}
-        cfg = build(cls, recipe, str(recipe_file), cli_values)
+        # a shipped recipe's keys are not the user's: a method refuses only what the user set
+        cfg = build(cls, recipe, str(recipe_file), cli_values, recipe_is_baseline=_is_shipped(recipe_file))
         if recipe_file and _is_main_process():
             click.echo(f"i2i: recipe {recipe_file}", err=True)
     if not cfg.data:

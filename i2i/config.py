@@ -248,8 +248,12 @@ PAIRED_KEYS = {"generator": "generator_kwargs", "discriminator": "discriminator_
 
 
 def build(cls: type[C], recipe: Mapping[str, Any] | None = None, recipe_name: str = "recipe",
-          overrides: Mapping[str, Any] | None = None) -> C:
+          overrides: Mapping[str, Any] | None = None, *, recipe_is_baseline: bool = False) -> C:
     """defaults < recipe < overrides.
+
+    ``recipe_is_baseline``: the recipe is not the user's (a shipped recipe, or the checkpoint a run
+    resumes from), so a key it sets does not count as set by the user: :func:`baseline` gives the
+    config before the overrides, and a method refuses only keys the user set (Method.refuse_unused).
 
     A recipe's ``generator_kwargs`` (``discriminator_kwargs``, ``mask_kwargs``) belong to the network
     it names: when the overrides choose another one, that one starts from the defaults' kwargs (said
@@ -268,9 +272,18 @@ def build(cls: type[C], recipe: Mapping[str, Any] | None = None, recipe_name: st
                               f"{name} {chosen}", UserWarning, stacklevel=2)
     if recipe:
         cfg = apply(cfg, recipe, recipe_name)
+    base = cfg
     if overrides:
         cfg = apply(cfg, overrides, "command line")
+    if recipe and recipe_is_baseline:
+        cfg.__dict__["_baseline"] = base  # not a field: not saved, not in --help-config
     return cfg
+
+
+def baseline(cfg: C) -> C:
+    """What ``cfg``'s keys count as set against: the shipped recipe (or resumed checkpoint) it was
+    built on with ``recipe_is_baseline``, else the class defaults."""
+    return cfg.__dict__.get("_baseline") or type(cfg)()
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:

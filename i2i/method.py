@@ -238,6 +238,10 @@ class Method:
         self.discriminator_specs[net] = (name, dict(full))
         return module
 
+    #: the config key a user sets for the discriminator's layer count (a method with a shorthand key,
+    #: e.g. inpaint's d_layers, names it: the min-size advice must name the key that method reads)
+    layers_key: ClassVar[str] = "discriminator_kwargs.n_layers"
+
     def crop_multiple(self) -> int:
         """What training crops must be a multiple of: the generators' size multiples (their lcm)."""
         import math
@@ -296,7 +300,7 @@ class Method:
             return
         m = self.crop_multiple()
         fit = -(-max(least, self.generator_min_crop()) // m) * m
-        other = ("fewer layers (--set discriminator_kwargs.n_layers=N)" if "n_layers" in _parameters(spec.factory)[0]
+        other = (f"fewer layers (--set {self.layers_key}=N)" if "n_layers" in _parameters(spec.factory)[0]
                  else "another discriminator")
         raise I2IError(f"{size_key} {input_size} is too small for discriminator {spec.name}, which takes sides of at "
                        f"least {least}; use --set {size_key}={fit} or {other}")
@@ -341,8 +345,12 @@ class Method:
         self.refuse_unused(list(STABILISER_KEYS), why)
 
     def refuse_unused(self, keys: Sequence[str], why: str) -> None:
-        """A one-line error when any of ``keys`` differs from its default: the method would not read it."""
-        defaults = type(self.cfg)()
+        """A one-line error when the user set any of ``keys`` (it differs from the default, or from the
+        shipped recipe / resumed checkpoint the config was built on: :func:`i2i.config.baseline`): the
+        method would not read it."""
+        from .config import baseline
+
+        defaults = baseline(self.cfg)
         changed = [k for k in keys if getattr(self.cfg, k) != getattr(defaults, k)]
         if changed:
             raise I2IError(f"{', '.join(f'{k}={getattr(self.cfg, k)!r}' for k in changed)} would do nothing: {why}")

@@ -396,3 +396,30 @@ def test_the_stabilisers_add_no_host_sync_to_a_step(tmp_path: Path, monkeypatch:
                           feat_match_weight=10.0, r1_gamma=1.0, r2_gamma=1.0, diffaugment="color,translation,cutout")
     assert counter.outside == [], counter.outside[:5]
     assert counter.inside > 0
+
+
+def test_inpaint_refuses_only_what_the_user_set_and_names_its_own_layers_key(tmp_path) -> None:
+    """With the shipped recipe (ndf 64, d_layers 6), gan_weight=0 refuses the stabiliser the user set,
+    not the recipe's discriminator keys; the min-size advice names inpaint's d_layers (its
+    discriminator_kwargs.n_layers disagrees with the recipe's d_layers)."""
+    from click.testing import CliRunner
+
+    from i2i.cli import cli
+
+    nowhere = str(tmp_path / "nowhere")
+
+    def error(*sets: str) -> str:
+        args = ["train", "inpaint", "--data", nowhere]
+        for s in sets:
+            args += ["--set", s]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        lines = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+        assert len(lines) == 1, result.output
+        return lines[0]
+
+    line = error("gan_weight=0", "r1_gamma=1")
+    assert "r1_gamma=1.0 would do nothing: gan_weight is 0" in line and "ndf" not in line and "d_layers" not in line
+    assert "d_layers=3 would do nothing" in error("gan_weight=0", "d_layers=3")  # the user's own key still is
+    line = error("discriminator=patch_70", "crop_size=16")
+    assert "--set d_layers=N" in line and "discriminator_kwargs.n_layers" not in line

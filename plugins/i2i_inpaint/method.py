@@ -86,6 +86,7 @@ class InpaintConfig(TrainConfig):
 class Inpaint(Method):
     Config = InpaintConfig
     cfg: InpaintConfig
+    layers_key = "d_layers"  # the shorthand: --set discriminator_kwargs.n_layers disagrees with it
 
     def build_networks(self) -> None:
         c = self.cfg
