@@ -232,7 +232,9 @@ class Method:
         if getattr(self.cfg, "d_spectral_norm", False):
             from .engine.stabilisers import spectral_normalise
 
-            spectral_normalise(module)
+            if spectral_normalise(module) == 0:  # docs/stabilisers.md: a setting that does nothing is refused
+                raise I2IError(f"d_spectral_norm=true would do nothing: discriminator {spec.name} already has "
+                               f"spectral normalisation on every layer; remove d_spectral_norm")
         self.nets[net] = module
         self.discriminator_nets.append(net)
         self.discriminator_specs[net] = (name, dict(full))

@@ -217,7 +217,7 @@ def test_spectral_norm_bounds_every_discriminator_layer_at_one() -> None:
             sigma = float(torch.linalg.matrix_norm(c.weight.flatten(1), ord=2))
             assert 1.0 - 1e-4 <= sigma < 1.0 + 1e-2  # the estimate approaches sigma from below
     # sn_patch has it already: not added twice
-    sn = _method("inpaint", d_spectral_norm=True).nets["D"]
+    sn = _method("inpaint").nets["D"]
     assert spectral_normalise(sn) == 0
     assert all(len(c.parametrizations.weight) == 1 for c in sn.modules() if isinstance(c, nn.Conv2d))
 
@@ -294,7 +294,8 @@ def test_feature_matching_is_refused_for_a_discriminator_without_features(with_p
 @pytest.mark.parametrize("method", EVERY_METHOD)
 def test_every_method_gets_every_stabiliser(method: str) -> None:
     key = "gan_mode" if method in ("srgan", "inpaint") else "gan_loss"
-    m = _method(method, real_label=0.9, d_spectral_norm=True, feat_match_weight=10.0, r1_gamma=1.0, r2_gamma=1.0,
+    # inpaint's sn_patch is spectrally normalised already: d_spectral_norm there is refused (test below)
+    m = _method(method, real_label=0.9, d_spectral_norm=method != "inpaint", feat_match_weight=10.0, r1_gamma=1.0, r2_gamma=1.0,
                 diffaugment="color,translation,cutout", **{key: "lsgan"})
     torch.manual_seed(0)
     batch = m.example_batch(2)
@@ -423,3 +424,18 @@ def test_inpaint_refuses_only_what_the_user_set_and_names_its_own_layers_key(tmp
     assert "d_layers=3 would do nothing" in error("gan_weight=0", "d_layers=3")  # the user's own key still is
     line = error("discriminator=patch_70", "crop_size=16")
     assert "--set d_layers=N" in line and "discriminator_kwargs.n_layers" not in line
+
+
+def test_d_spectral_norm_on_an_already_normalised_discriminator_is_refused(tmp_path) -> None:
+    """sn_patch is spectrally normalised already: d_spectral_norm=true would do nothing, so one line."""
+    from click.testing import CliRunner
+
+    from i2i.cli import cli
+
+    for method in ("inpaint", "pix2pix"):
+        result = CliRunner().invoke(cli, ["train", method, "--data", str(tmp_path / "nowhere"), "--set",
+                                          "discriminator=sn_patch", "--set", "d_spectral_norm=true"])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1 and "d_spectral_norm=true would do nothing: discriminator sn_patch" in errors[0], \
+            result.output
