@@ -81,12 +81,13 @@ def test_every_method_reads_real_label_and_refuses_it_where_it_means_nothing(met
 
 
 def _autograd_sq_norms(D: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """||grad_x sum D(x_i)||^2 per sample, one sample at a time."""
+    """||grad_x sum_p D_p(x_i)||^2 / P per sample (P logits per image), one sample at a time."""
     out = []
     for i in range(x.shape[0]):
         xi = x[i : i + 1].clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(D(xi).sum(), xi)
-        out.append(g.pow(2).sum())
+        logits = D(xi)
+        (g,) = torch.autograd.grad(logits.sum(), xi)
+        out.append(g.pow(2).sum() / logits.numel())
     return torch.stack(out)
 
 
@@ -439,3 +440,16 @@ def test_d_spectral_norm_on_an_already_normalised_discriminator_is_refused(tmp_p
         errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
         assert len(errors) == 1 and "d_spectral_norm=true would do nothing: discriminator sn_patch" in errors[0], \
             result.output
+
+
+def test_r1_is_per_logit_so_a_patchgan_is_not_scaled_by_its_patch_count() -> None:
+    """A PatchGAN whose patches see disjoint pixels (a 1x1 conv): its R1 is the mean per-patch R1,
+    the same as one patch's D alone, not P times it (the 30x30 PatchGAN's D_r1 was ~1100 at gamma 1)."""
+    from i2i.engine.penalties import grad_norm_penalty
+
+    torch.manual_seed(0)
+    D = nn.Conv2d(3, 1, 1)
+    small, big = torch.randn(2, 3, 1, 1), torch.randn(2, 3, 30, 30)
+    one = grad_norm_penalty(D, small)
+    assert torch.allclose(one, D.weight.pow(2).sum(), rtol=1e-5)  # 1 logit: ||w||^2
+    assert torch.allclose(grad_norm_penalty(D, big), one, rtol=1e-5)  # 900 logits: the same, not 900x
