@@ -78,3 +78,39 @@ def test_a_method_without_an_output_target_pair_gets_no_monitor() -> None:
     monitor = DiversityMonitor()
     monitor.collect(OneColumn(), {}, {"y": torch.zeros(2, 3, 8, 8)})
     assert monitor.off and monitor.value() is None
+
+
+@needs_facades
+def test_a_resumed_run_logs_the_same_diversity_and_warns_at_the_same_step(tmp_path: Path, monkeypatch,
+                                                                           capsys) -> None:
+    """The ring buffer and the low-interval count are in the checkpoint: after --resume the diversity
+    column equals the uninterrupted run's (it was missing at the first step after resume, then
+    different) and the warning comes at the same step (the count restarted)."""
+    from i2i_pix2pix.method import Pix2Pix
+
+    real_forward = Pix2Pix.forward
+
+    def forward(self, batch):  # nearly collapsed: a constant image plus a little of the real output
+        out = real_forward(self, batch)
+        return {"fake_B": out["fake_B"] * 0.01 + 0.2}
+
+    monkeypatch.setattr(Pix2Pix, "forward", forward)
+    copy_facades(tmp_path / "facades", 6)
+
+    def cfg(name: str, steps: int):
+        return tiny_config([*tiny_pix2pix.TINY, "n_epochs=1", "n_epochs_decay=1", "save_every_minutes=0"],
+                           data=str(tmp_path / "facades"), out_dir=str(tmp_path / "runs"), name=name,
+                           max_steps=steps, diversity_patience=4, sample_every=0)
+
+    def rows(run: Path) -> list:
+        return [json.loads(line).get("diversity") for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+    full = train("pix2pix", cfg("full", 6))
+    warned_full = capsys.readouterr().err
+    part = train("pix2pix", cfg("part", 3))
+    capsys.readouterr()
+    resumed = train("pix2pix", cfg("part", 6), resume_from=part / "checkpoints" / "final")
+    warned_resumed = capsys.readouterr().err
+    assert rows(resumed) == rows(full) and rows(full)[3] is not None
+    # below the threshold from step 2 (step 1 has one image): patience 4 warns at step 5, in both runs
+    assert "step 5: diversity" in warned_full and "step 5: diversity" in warned_resumed

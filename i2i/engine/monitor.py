@@ -63,6 +63,17 @@ class DiversityMonitor:
             return None
         return torch.pdist(self.fake).mean() / torch.pdist(self.real).mean().clamp_min(1e-12)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The ring buffer, the low-interval count and whether it is off: saved in the checkpoint so a
+        resumed run logs the same ``diversity`` and warns at the same step as an uninterrupted one."""
+        return {"fake": None if self.fake is None else self.fake.detach().cpu(),
+                "real": None if self.real is None else self.real.detach().cpu(), "low": self.low, "off": self.off}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device | str = "cpu") -> None:
+        self.fake = None if state.get("fake") is None else state["fake"].to(device)
+        self.real = None if state.get("real") is None else state["real"].to(device)
+        self.low, self.off = int(state.get("low", 0)), bool(state.get("off", False))
+
     def check(self, value: float | None, step: int) -> str | None:
         """A warning once ``value`` stayed below the threshold for ``patience`` log intervals in a row
         (said once per such stretch), else None."""

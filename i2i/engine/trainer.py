@@ -309,6 +309,7 @@ class Trainer:
             "groups": {k: g.state_dict() for k, g in self.groups.items()},
             "rng": rng_state(),
             "extra": self.method.extra_state(),
+            "diversity": self.diversity.state_dict(),  # its ring buffer: resumed rows match an unbroken run
         }
         if self.validator is not None:
             state["validation"] = self.validator.state_dict()
@@ -351,6 +352,8 @@ class Trainer:
                 g.load_state_dict(state["groups"][k])
             self.step, self.epoch, self.epoch_pos = state["step"], state["epoch"], state["epoch_pos"]
             self.method.load_extra_state(state.get("extra", {}))
+            if state.get("diversity"):  # older checkpoints have none: the buffer starts empty
+                self.diversity.load_state_dict(state["diversity"], self.device)
             if self.validator is not None and state.get("validation"):
                 self.validator.load_state_dict(state["validation"])
             set_rng_state(state["rng"])
