@@ -16,7 +16,7 @@ import json
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 #: the card's file name in a checkpoint folder
 CARD = "MODEL_CARD.md"
@@ -30,6 +30,9 @@ class DataInfo:
     name: str
     #: training images (dataset items) seen per epoch
     size: int | None = None
+    #: per-domain image counts where the data is two unpaired sets (CycleGAN's A and B): the card
+    #: says "69 + 300 images", never one set's count for both
+    parts: list[int] | None = None
     url: str = ""
     license: str = ""
     description: str = ""
@@ -53,9 +56,16 @@ class ValidationInfo:
     best_step: int | None = None
 
 
-def data_info(data: str, size: int | None) -> DataInfo:
+def size_text(size: int | None, parts: Sequence[int] | None = None) -> str:
+    """``"69 + 300"`` for two image sets, else ``"69"``; "" when unknown."""
+    if parts:
+        return " + ".join(str(int(n)) for n in parts)
+    return str(size) if size else ""
+
+
+def data_info(data: str, size: int | None, parts: Sequence[int] | None = None) -> DataInfo:
     """The card's data section for ``--data``: a catalogue name gets its URL, licence and description."""
-    info = DataInfo(name=data, size=size)
+    info = DataInfo(name=data, size=size, parts=list(parts) if parts else None)
     try:
         from .registry import datasets
 
@@ -120,7 +130,7 @@ def _fmt(value: float | None) -> str:
 def summary(method: str, generator: str, data: DataInfo, step: int, epoch: int,
             validation: ValidationInfo | None) -> str:
     """One line: what was trained on what, how long, and how good it measured."""
-    size = f" ({data.size} images)" if data.size else ""
+    size = f" ({size_text(data.size, data.parts)} images)" if data.size or data.parts else ""
     text = f"{method} {generator} trained {step} steps ({epoch} epochs) on {Path(data.name).name}{size}"
     if validation and validation.values:
         shown = ", ".join(f"{k} {_fmt(v)}" for k, v in validation.values.items())
@@ -148,7 +158,8 @@ def render(*, method: str, tag: str, generator: str, generator_kwargs: Mapping[s
     lines.append("")
     lines += ["## Training data", "",
               f"- data: `{data.name}`" + (f" ({data.description})" if data.description else ""),
-              f"- size: {data.size} training images" if data.size else "- size: unknown",
+              f"- size: {size_text(data.size, data.parts)} training images" if data.size or data.parts
+              else "- size: unknown",
               f"- source: {data.url}" if data.url else "- source: a local folder (not in the dataset catalogue)",
               f"- licence / terms: {data.license}" if data.license else
               "- licence / terms: unknown to i2i's catalogue; check the data's own terms", ""]

@@ -201,3 +201,35 @@ def test_a_run_started_from_zoo_weights_names_their_source_and_licence() -> None
                   data=DataInfo("/data/x", 3), step=1, epoch=0, total_steps=1, precision="fp32", device="cpu",
                   i2i_version="9.9", plugins={}, command="i2i train srgan", initial_weights=[line])
     assert f"- started from other weights:\n  {line}" in card
+
+
+def test_two_unpaired_sets_report_both_counts(tmp_path) -> None:
+    """CycleGAN with a_dir/b_dir: the start line and the card give both sets' counts ("2 + 3 images"),
+    never the B set's count as if it were the whole --data folder's."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from i2i.cli import cli
+    from i2i.modelcard import DataInfo, summary
+
+    assert summary("cyclegan", "g", DataInfo("horses", 300, parts=[69, 300]), 1, 0, None) == \
+        "cyclegan g trained 1 steps (0 epochs) on horses (69 + 300 images)"
+    horses = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "horses"
+    images = sorted(p for p in horses.rglob("*") if p.suffix.lower() in (".jpg", ".png"))[:5]
+    if len(images) < 5:
+        pytest.skip("needs ../shared/datasets/horses")
+    for folder, chosen in (("a", images[:2]), ("b", images[2:])):
+        (tmp_path / folder).mkdir()
+        for p in chosen:
+            shutil.copy(p, tmp_path / folder / p.name)
+    result = CliRunner().invoke(cli, [
+        "train", "cyclegan", "--data", str(tmp_path / "a"), "--out-dir", str(tmp_path / "runs"), "--name", "r",
+        "--max-steps", "1", "--set", f"a_dir={tmp_path / 'a'}", "--set", f"b_dir={tmp_path / 'b'}",
+        "--set", "crop_size=32", "--set", "load_size=32", "--set", "generator_kwargs.ngf=4",
+        "--set", "discriminator_kwargs.ndf=4", "--set", "discriminator_kwargs.n_layers=1", "--set", "num_workers=0",
+        "--set", "save_every_minutes=0", "--set", "sample_every=0"])
+    assert result.exit_code == 0, result.output
+    assert "(2 + 3 images)" in result.output and "(3 images)" not in result.output, result.output
+    cards = [p.read_text() for p in (tmp_path / "runs" / "r").rglob("*.md")]
+    assert cards and all("(2 + 3 images)" in c and "- size: 2 + 3 training images" in c for c in cards), cards

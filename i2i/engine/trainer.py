@@ -430,7 +430,7 @@ class Trainer:
         stop.on_first = lambda name: log.info(f"i2i: {name}: stopping {when} to save a checkpoint "
                                                f"(press Ctrl-C again to abort at once, saving nothing)")
         first_step, first_tick = self.step, time.perf_counter()
-        log.info(f"i2i: training {self.method.name} on {self.data_root} ({len(self.loader.dataset)} images) "  # type: ignore[arg-type]
+        log.info(f"i2i: training {self.method.name} on {self._data_description()} "
                  f"-> {self.run_dir}; device {self.device}, precision {self.precision}, "
                  f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps"
                  + (f", {self.dist.world_size} processes" if self.dist.enabled else ""))
@@ -586,7 +586,7 @@ class Trainer:
                                     defaults)
         return render(method=self.method.name, tag=tag, generator=name, generator_kwargs=kwargs,
                       main_net=self.method.main_generator,
-                      data=data_info(self.cfg.data, self._data_size()),
+                      data=data_info(self.cfg.data, self._data_size(), self._data_parts()),
                       step=self.step, epoch=self.epoch, total_steps=self.total_steps, precision=self.precision,
                       device=str(self.device), i2i_version=__version__,
                       plugins={p.name: p.version for p in manager().info.values()}, command=command,
@@ -594,6 +594,29 @@ class Trainer:
                       ema=bool(self.ema),
                       initial_weights=[weights_line(k, str(getattr(self.cfg, k))) for k in ("init", "init_from")
                                        if getattr(self.cfg, k, "")])
+
+    def _data_parts(self) -> list[int] | None:
+        """Each domain's image count for two unpaired image sets (CycleGAN: A, B), else None."""
+        dataset = self._base_dataset()
+        a, b = getattr(dataset, "paths_A", None), getattr(dataset, "paths_B", None)
+        return [len(a), len(b)] if isinstance(a, list) and isinstance(b, list) else None
+
+    def _data_description(self) -> str:
+        """``ROOT (N images)``, or ``DIR_A + DIR_B (69 + 300 images)`` for two unpaired sets."""
+        from ..modelcard import size_text
+
+        dataset = self._base_dataset()
+        parts = self._data_parts()
+        if parts and getattr(dataset, "dir_A", None) is not None:
+            return f"{dataset.dir_A} + {dataset.dir_B} ({size_text(None, parts)} images)"  # type: ignore[attr-defined]
+        return f"{self.data_root} ({len(self.loader.dataset)} images)"  # type: ignore[arg-type]
+
+    def _base_dataset(self) -> Any:
+        """The method's dataset under the engine's wrappers (SeededItems: ``.dataset``)."""
+        dataset = self.loader.dataset
+        while not hasattr(dataset, "paths_A") and hasattr(dataset, "dataset"):
+            dataset = dataset.dataset
+        return dataset
 
     def _data_size(self) -> int:
         """Training images: dataset items, less SR's ``repeat`` (crops per image and epoch)."""
