@@ -129,6 +129,10 @@ class TrainConfig:
     val_data: str = ""
     #: keep checkpoints/best by this validation metric, e.g. fid, lpips, psnr_y ("": no best checkpoint)
     select_by: str = ""
+    #: local Inception weights for FID/KID/IS validation ("": $I2I_FID_WEIGHTS, else fetched once)
+    fid_weights: str = ""
+    #: local AlexNet weights for LPIPS validation ("": $I2I_LPIPS_WEIGHTS, else fetched once)
+    lpips_weights: str = ""
 
 
 C = TypeVar("C", bound=TrainConfig)

@@ -354,3 +354,22 @@ def test_pix2pix_refuses_val_data_of_single_images(data: Path, tmp_path: Path) -
                                        r"pairs .* or A/ and B/ folders") as err:
         run(data, tmp_path, val_data=str(set5), val_metrics=["psnr"])
     assert "\n" not in str(err.value) and not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_training_takes_feature_weights_by_setting_and_its_messages_name_it(
+        data: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, training's message names what `i2i train` takes (--set fid_weights=FILE or the variable),
+    never eval's --feature-weights; with fid_weights set, FID validates from that file."""
+    from i2i_metrics.distribution import random_inception_file
+
+    monkeypatch.setenv("I2I_OFFLINE", "1")
+    monkeypatch.delenv("I2I_FID_WEIGHTS", raising=False)
+    with pytest.raises(I2IError) as err:
+        run(data, tmp_path, max_steps=1, select_by="fid")
+    text = str(err.value)
+    assert "pass --set fid_weights=FILE or set I2I_FID_WEIGHTS=FILE" in text and "--feature-weights" not in text, text
+    weights = random_inception_file(tmp_path_factory.getbasetemp())
+    run_dir = run(data, tmp_path, max_steps=1, select_by="fid", fid_weights=str(weights))
+    assert val_rows(run_dir)[0]["val/fid"] >= 0
+    with pytest.raises(I2IError, match=r"from fid_weights\) is not a file; .*pass --set fid_weights=FILE"):
+        run(data, tmp_path / "b", max_steps=1, select_by="fid", fid_weights=str(tmp_path / "nope.pth"))

@@ -141,6 +141,15 @@ def evaluating(method: Method, raw: dict[str, nn.Module], ema: dict[str, Any]) -
             net.train(modes[n])
 
 
+def _settings_offered() -> contextlib.AbstractContextManager:
+    """The metrics plugin's "name training's settings" block, when that plugin is there."""
+    try:
+        from i2i_metrics.weights import settings_offered
+    except ImportError:  # another metrics provider: its own messages
+        return contextlib.nullcontext()
+    return settings_offered()
+
+
 class Validator:
     """Computes the validation metrics of a run and keeps the best value of ``select_by``."""
 
@@ -176,9 +185,14 @@ class Validator:
         # the real images at the first validation only: later ones cost just the generated half
         self.keeps_reference = {name for name in names if self.specs[name].kind == "distribution"
                                 and "keep_reference" in _parameters(self.specs[name].factory)}
-        self.metrics = {name: M.create(name, device=device, **options[name],
-                                       **({"keep_reference": True} if name in self.keeps_reference else {}))
-                        for name in names}
+        for name in names:  # local feature weights from the config (fid_weights, lpips_weights)
+            local = cfg.lpips_weights if name == "lpips" else cfg.fid_weights if name in ("fid", "kid", "is") else ""
+            if local and _parameters(self.specs[name].factory) & {"weights", "kwargs"}:
+                options[name] = {**options[name], "weights": local}
+        with _settings_offered():  # offline: the message names --set fid_weights=FILE, not eval's flag
+            self.metrics = {name: M.create(name, device=device, **options[name],
+                                           **({"keep_reference": True} if name in self.keeps_reference else {}))
+                            for name in names}
         self._reference_fed = False
         self._improved = False
         self.best = Best(cfg.select_by, self.specs[cfg.select_by].higher_is_better) if cfg.select_by else None

@@ -51,24 +51,42 @@ SOURCES: dict[str, FeatureWeights] = {
         None, "7be5be79", None, "I2I_LPIPS_WEIGHTS", "LPIPS AlexNet", "--lpips-weights"),
 }
 
-#: whether the running command has the flags ``--feature-weights``/``--lpips-weights`` (the eval
-#: commands set it); elsewhere (training, the Python API) only the environment variable is offered
-_FLAGS = contextvars.ContextVar("i2i_metrics_weight_flags", default=False)
+#: the training config key that takes a local copy (``i2i train --set fid_weights=FILE``)
+SETTINGS = {"inception": "fid_weights", "lpips_alex": "lpips_weights"}
+
+#: how the running entry point takes a local weights file besides the environment variable: "flags"
+#: (the eval commands' --feature-weights/--lpips-weights), "settings" (training's --set keys) or None
+#: (the Python API: the variable only)
+_OFFERED: contextvars.ContextVar[str | None] = contextvars.ContextVar("i2i_metrics_weight_options", default=None)
 
 
 @contextlib.contextmanager
-def flags_offered():
-    """Within this block, the offline/missing-file messages name the eval commands' weight flags."""
-    token = _FLAGS.set(True)
+def _offered(how: str):
+    token = _OFFERED.set(how)
     try:
         yield
     finally:
-        _FLAGS.reset(token)
+        _OFFERED.reset(token)
+
+
+def flags_offered():
+    """Within this block, the offline/missing-file messages name the eval commands' weight flags."""
+    return _offered("flags")
+
+
+def settings_offered():
+    """Within this block, the messages name training's ``--set fid_weights=FILE``/``lpips_weights``."""
+    return _offered("settings")
 
 
 def local_hint(src: FeatureWeights) -> str:
-    """How the running entry point takes a local copy: the eval flag or the environment variable."""
-    return f"pass {src.flag} FILE or set {src.env}=FILE" if _FLAGS.get() else f"set {src.env}=FILE"
+    """How the running entry point takes a local copy: its flag or setting, or the environment variable."""
+    how = _OFFERED.get()
+    if how == "flags":
+        return f"pass {src.flag} FILE or set {src.env}=FILE"
+    if how == "settings":
+        return f"pass --set {SETTINGS[src.name]}=FILE or set {src.env}=FILE"
+    return f"set {src.env}=FILE"
 
 
 def weights_path(name: str, local: str | os.PathLike[str] | None = None) -> Path:
@@ -85,7 +103,8 @@ def weights_path(name: str, local: str | os.PathLike[str] | None = None) -> Path
     if chosen:
         path = Path(chosen).expanduser()
         if not path.is_file():
-            origin = f"${src.env}" if not local else src.flag
+            origin = f"${src.env}" if not local else ({"flags": src.flag, "settings": SETTINGS[src.name]}
+                                                      .get(_OFFERED.get() or "", "weights="))
             raise I2IError(f"{src.what} weights {path} (from {origin}) is not a file; download {src.url} and "
                            f"{local_hint(src)}")
         return path
