@@ -370,8 +370,9 @@ def _say_model_card(generator: Any, *, full: bool) -> None:
     """The checkpoint's model card: its one-line summary on stderr, or (``--card``) the whole card."""
     info = generator.describe()
     if full:
-        click.echo(info["model_card"] or f"i2i: {generator.source} has no model card (only i2i checkpoints "
-                                              f"trained since issue 18 carry one)", err=not info["model_card"])
+        click.echo(info["model_card"] or f"i2i: {generator.source} has no model card (i2i writes one into each "
+                                              f"checkpoint folder of a training run; published weights, .onnx files and "
+                                              f"runs from older i2i versions have none)", err=not info["model_card"])
     elif info["summary"]:
         click.echo(f"i2i: model: {info['summary']} (--card shows the model card)", err=True)
 

@@ -233,3 +233,24 @@ def test_two_unpaired_sets_report_both_counts(tmp_path) -> None:
     assert "(2 + 3 images)" in result.output and "(3 images)" not in result.output, result.output
     cards = [p.read_text() for p in (tmp_path / "runs" / "r").rglob("*.md")]
     assert cards and all("(2 + 3 images)" in c and "- size: 2 + 3 training images" in c for c in cards), cards
+
+
+def test_a_checkpoint_without_a_card_says_which_ones_carry_one(tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+    from click.testing import CliRunner
+
+    from i2i.checkpoint import save_generator
+    from i2i.imageio import write_image
+    from i2i.loader import build_meta
+    from i2i.registry import generators
+
+    torch.manual_seed(0)
+    module = generators().create("resnet_6blocks", ngf=4).eval()
+    model = save_generator(tmp_path / "model.safetensors", module,
+                           build_meta("resnet_6blocks", {"ngf": 4}, method="pix2pix", module=module))
+    write_image(tmp_path / "in.png", np.zeros((32, 32, 3), np.uint8))
+    res = CliRunner().invoke(cli, ["translate", str(tmp_path / "in.png"), "--checkpoint", str(model), "--card",
+                                   "--out", str(tmp_path / "o")])
+    line = next(line for line in res.output.splitlines() if "has no model card" in line)
+    assert "issue" not in line and "i2i writes one into each checkpoint folder of a training run" in line, res.output
