@@ -111,7 +111,8 @@ def list_(kind: str, pattern: str, as_json: bool) -> None:
     from .registry import registry
 
     reg = registry(LIST_KINDS[kind])
-    entries = reg.list(pattern)
+    entries = [*reg.list(pattern), *_variant_rows(reg, pattern)]
+    entries.sort(key=lambda e: e.name)
     if not entries:
         names = reg.names()
         if not names:
@@ -125,6 +126,23 @@ def list_(kind: str, pattern: str, as_json: bool) -> None:
         click.echo(json.dumps([dict(zip(rows[0][0], r[1])) for r in rows], indent=2, default=str))
         return
     _table(rows[0][0], [r[1] for r in rows])
+
+
+def _variant_rows(reg: Any, pattern: str) -> list[Any]:
+    """``<entry>.<variant>`` rows for entries that build many architectures (GeneratorSpec.variants),
+    matched by PATTERN against the whole name or the variant alone (``i2i list generators SwinIR``)."""
+    import dataclasses
+    import fnmatch
+
+    rows = []
+    for spec in reg.list("*"):
+        for variant, description in (spec.variants() if getattr(spec, "variants", None) else ()):
+            name = f"{spec.name}.{variant}"
+            if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(variant, pattern):
+                # scale and size multiple come with each file (or hyperparameters), not with the family
+                rows.append(dataclasses.replace(spec, name=name, description=description, variants=None,
+                                                scale="any", size_multiple="any"))
+    return rows
 
 
 def _describe(kind: str, spec: Any) -> tuple[tuple[str, ...], tuple[Any, ...]]:

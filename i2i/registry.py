@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
 
 from .errors import I2IError, UnknownNameError, did_you_mean
 
@@ -65,6 +65,10 @@ class GeneratorSpec:
     #: out_channels, scale, size_multiple, min_size, tiling, info), for one factory that builds many
     #: architectures (spandrel's); :func:`i2i.loader.build_meta` applies them. None: the fields above.
     describe: Callable[[Any], dict[str, Any]] | None = None
+    #: ``variants() -> [(name, description)]``: the architectures one generic factory builds (spandrel's
+    #: SwinIR, HAT, ...), listed by ``i2i list generators`` as ``<name>.<variant>`` rows and matched by
+    #: its patterns; they are built through this entry's kwargs, not registered one by one.
+    variants: Callable[[], Sequence[tuple[str, str]]] | None = None
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,15 @@ def test_bad_generator_kwargs_are_one_line_errors() -> None:
 def test_list_generators_shows_spandrel() -> None:
     code, out = invoke("list", "generators")
     assert code == 0 and "spandrel " in out and "spandrel_inpaint" in out and "architectures" in out, out
+    from i2i_spandrel.arches import catalogue
+
+    for arch in catalogue():  # one row per architecture spandrel builds here, under the entry that builds it
+        parent = "spandrel_inpaint" if arch in ("LaMa", "MAT") else "spandrel"
+        assert f"\n{parent}.{arch} " in out, arch
+    code, out = invoke("list", "generators", "SwinIR")  # the architecture's own name finds its row
+    assert code == 0 and out.splitlines()[2].startswith("spandrel.SwinIR ") and len(out.splitlines()) == 3, out
+    code, out = invoke("list", "generators", "spandrel_inpaint.*", "--json")
+    assert code == 0 and {r["name"] for r in json.loads(out)} == {"spandrel_inpaint.LaMa", "spandrel_inpaint.MAT"}
 
 
 def test_non_commercial_architectures_carry_their_licence(tmp_path: Path) -> None:

@@ -48,6 +48,18 @@ def _summary() -> str:
     return f"{len(cat)} architectures{note}: docs/spandrel.md"
 
 
+#: spandrel's inpainting architectures (image + mask); every other one is image -> image
+INPAINTING = frozenset({"LaMa", "MAT"})
+
+
+def _variants(inpainting: bool):  # noqa: ANN202 - [(name, description)] for `i2i list generators`
+    from .arches import catalogue
+
+    return [(a.id, f"spandrel's {a.id}, {a.license}: a file of it opens as is; build one with "
+                   f"generator_kwargs.arch={a.id}")
+            for a in catalogue().values() if (a.id in INPAINTING) == inpainting]
+
+
 @i2i.hookimpl
 def register_generators(register) -> None:
     if not available():
@@ -56,11 +68,13 @@ def register_generators(register) -> None:
 
     register("spandrel", build, value_range=SPANDREL_RANGE, scale=4, describe=_describe,
              test_kwargs=TINY_COMPACT, test_size=32,
+             variants=lambda: _variants(False),
              description=f"any spandrel image model (ESRGAN, SwinIR, HAT, DAT, SPAN ...; {_summary()}), "
                          f"rebuilt from generator_kwargs arch/net/hyperparameters; images in [0, 1]")
     register("spandrel_inpaint", build, value_range=SPANDREL_RANGE, scale=1, describe=_describe,
              extra_inputs=[{"name": "mask", "channels": 1, "description": "1 = hole"}],
              test_kwargs=TINY_LAMA, test_size=32, test_size_multiple=8, tiling="whole_image",
+             variants=lambda: _variants(True),
              description="any spandrel inpainting model (LaMa; MAT with spandrel-extra-arches): image + mask")
 
 
