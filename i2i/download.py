@@ -44,9 +44,9 @@ def cache_dir(kind: str) -> Path:
     return base / kind
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
+def sha256_file(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    """Hex digest of a file (sha256, or ``algorithm`` such as "md5"), read in chunks."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(CHUNK), b""):
             h.update(block)
@@ -57,8 +57,10 @@ def _offline() -> bool:
     return os.environ.get("I2I_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
-def _matches(path: Path, sha256: str | None, size: int | None) -> bool:
+def _matches(path: Path, sha256: str | None, size: int | None, md5: str | None = None) -> bool:
     if size is not None and path.stat().st_size != size:
+        return False
+    if md5 is not None and sha256 is None and sha256_file(path, "md5") != md5.lower():
         return False
     return sha256 is None or sha256_file(path) == sha256.lower()
 
@@ -89,15 +91,17 @@ class _Progress:
 
 
 def download(url: str, dest: Path, *, sha256: str | None = None, size: int | None = None,
-             desc: str = "", offline_hint: str = "", timeout: float = 60.0) -> Path:
+             desc: str = "", offline_hint: str = "", timeout: float = 60.0, md5: str | None = None) -> Path:
     """Download ``url`` to ``dest`` (verified and atomic) and return ``dest``.
 
-    An existing ``dest`` that matches ``sha256``/``size`` is reused without touching the network.
+    ``md5`` is checked only where the publisher gives no sha256 (IOPaint pins its big-lama by MD5):
+    a publisher's checksum beats none. An existing ``dest`` that matches ``sha256``/``md5``/``size``
+    is reused without touching the network.
     Failures are :class:`I2IError` naming the URL; ``offline_hint`` (how to supply a local copy)
     is appended to network errors.
     """
     dest = Path(dest)
-    if dest.is_file() and _matches(dest, sha256, size):
+    if dest.is_file() and _matches(dest, sha256, size, md5):
         return dest
     hint = f"; {offline_hint}" if offline_hint else ""
     if dest.is_file():  # a copy was put there, but not the published file: say so, not only "cannot download"
@@ -119,6 +123,10 @@ def download(url: str, dest: Path, *, sha256: str | None = None, size: int | Non
             actual = sha256_file(tmp)
             if actual != sha256.lower():
                 raise I2IError(f"download of {url} failed its checksum: sha256 {actual}, expected {sha256}{hint}")
+        elif md5 is not None:
+            actual = sha256_file(tmp, "md5")
+            if actual != md5.lower():
+                raise I2IError(f"download of {url} failed its checksum: md5 {actual}, expected {md5}{hint}")
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

@@ -160,6 +160,8 @@ class ModelSpec:
     generator_kwargs: dict[str, Any] = field(default_factory=dict)
     method: str = ""
     sha256: str | None = None
+    #: the publisher's MD5, checked only where it publishes no sha256 (IOPaint's big-lama)
+    md5: str | None = None
     size_bytes: int | None = None
     #: state_dict converter: published keys/wrappers -> our generator's keys.
     converter: Callable[[dict[str, Any]], dict[str, Any]] | None = None

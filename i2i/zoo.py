@@ -191,8 +191,8 @@ def _fetch(spec) -> Path:
     if dest is None:
         raise I2IError(f"model {spec.name!r} has no download; pass the weights file with --weights FILE")
     hint = f"download it yourself and pass --weights FILE (or save it as {dest})"
-    return download(spec.url, dest, sha256=spec.sha256, size=spec.size_bytes, desc=f"{spec.name} weights",
-                    offline_hint=hint)
+    return download(spec.url, dest, sha256=spec.sha256, md5=getattr(spec, "md5", None), size=spec.size_bytes,
+                    desc=f"{spec.name} weights", offline_hint=hint)
 
 
 def open_zoo_model(name: str, weights: str | None = None) -> tuple[Any, GeneratorMeta]:

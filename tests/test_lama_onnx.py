@@ -238,8 +238,9 @@ def test_big_lama_downloads_verified_from_loopback(lama_file: Path, loopback: st
     real = models().get("big-lama")
     assert real.url == "https://github.com/Sanster/models/releases/download/add_big_lama/big-lama.pt"
     assert real.sha256 is None and "Apache-2.0" in real.license  # not known here: not invented
-    sha = hashlib.sha256(lama_file.read_bytes()).hexdigest()
-    spec = replace(real, name="big-lama-loopback", url=f"{loopback}/add_big_lama/big-lama.pt", sha256=sha,
+    assert real.md5 == "e3aa4aaa15225a33ec84f9f4bc47e500" and real.size_bytes == 205_669_692  # IOPaint's pin
+    md5 = hashlib.md5(lama_file.read_bytes()).hexdigest()  # checked the way the real entry is: by MD5 and size
+    spec = replace(real, name="big-lama-loopback", url=f"{loopback}/add_big_lama/big-lama.pt", md5=md5,
                    size_bytes=lama_file.stat().st_size)
     models().add(spec)
     try:
@@ -250,10 +251,14 @@ def test_big_lama_downloads_verified_from_loopback(lama_file: Path, loopback: st
         assert [i["name"] for i in g.meta.extra_inputs] == ["mask"] and g.meta.tiling == "whole_image"
         i2i.load("big-lama-loopback", device="cpu")
         assert len(_Files.hits) == 1  # the second time from the cache
-        bad = replace(spec, name="big-lama-bad", sha256="0" * 64, url=f"{loopback}/x/big-lama.pt")
+        bad = replace(spec, name="big-lama-bad", md5="0" * 32, url=f"{loopback}/x/big-lama.pt")
         models().add(bad)
-        with pytest.raises(i2i.errors.I2IError, match="checksum"):
+        with pytest.raises(i2i.errors.I2IError, match="checksum: md5"):
             i2i.load("big-lama-bad", device="cpu")
+        sha = hashlib.sha256(lama_file.read_bytes()).hexdigest()  # a sha256, where pinned, is what counts
+        both = replace(spec, name="big-lama-sha", sha256=sha, md5="0" * 32, url=f"{loopback}/y/big-lama.pt")
+        models().add(both)
+        i2i.load("big-lama-sha", device="cpu")
     finally:
         plugins.reset()
 

@@ -5,10 +5,11 @@ weights trained on Places2, as lama-cleaner / IOPaint publish them (a TorchScrip
 reads its tensors without running its TorchScript code (:mod:`i2i.torchscript`) and builds
 spandrel's LaMa class with them (:mod:`i2i_spandrel.arches`).
 
-sha256: not pinned. IOPaint's own source (iopaint/model/lama.py) pins the file's MD5,
-e3aa4aaa15225a33ec84f9f4bc47e500, which i2i's downloader does not check; the two SHA-256 figures
-that third parties report for this URL disagree with each other, and the file could not be fetched
-here to measure it. Until it is pinned, a download is checked only by loading strictly into LaMa.
+Checksum: the publisher's own, the MD5 e3aa4aaa15225a33ec84f9f4bc47e500 that IOPaint
+(Sanster/IOPaint, iopaint/model/lama.py: LAMA_MODEL_MD5) checks for this URL, and its size, 205,669,692
+bytes (196.1 MiB). No sha256 is pinned: the two SHA-256 figures third parties report for this URL
+disagree with each other, and the file could not be fetched here to measure one; pin it where the
+network is (``python -c "from i2i.download import sha256_file; print(sha256_file(PATH))"``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ ZOO: dict[str, dict[str, Any]] = {
         "generator_kwargs": LAMA_KWARGS,
         "url": "https://github.com/Sanster/models/releases/download/add_big_lama/big-lama.pt",
         "sha256": None,  # see the module docstring: not known here, not invented
+        "md5": "e3aa4aaa15225a33ec84f9f4bc47e500",  # IOPaint's LAMA_MODEL_MD5 for this URL
+        "size_bytes": 205_669_692,
         "converter": lama_state,
         "method": "inpaint",
         "license": "Apache-2.0 (advimman/lama)",
