@@ -509,6 +509,10 @@ class Trainer:
                 skipped = sum(g.read()["skipped"] for g in self.groups.values())
                 log.info(f"i2i: done at step {self.step}; checkpoint {path}"
                          + (f"; {skipped} step(s) skipped for non-finite losses" if skipped else ""))
+            # The other ranks wait for rank 0's final save: a rank that tears its gloo/NCCL group down
+            # while a peer still holds the connection can abort in C++ ("terminate called without an
+            # active exception", SIGABRT), failing a run that finished.
+            D.barrier(self.dist)
         finally:
             stop.uninstall()
             log.close()
