@@ -8,6 +8,8 @@ Each plain ``nn.Conv2d``/``nn.ConvTranspose2d`` is timed against a copy swapped 
 (``i2i_cpu.layers.accelerate``), interleaved, median of ``--repeat``; outputs are checked first.
 Use it to re-check the thresholds in ``i2i_cpu/layers.py`` on another CPU; ``--winograd-grid`` times
 the Winograd path (forced on, thresholds off) over channels x map sizes, the grid its thresholds come from.
+The Winograd rows time that layer even where the plugin keeps it off (AVX-512 CPUs:
+``i2i_cpu.layers.winograd_pays``); the header says which the plugin does on this CPU.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, {args.threads} threads, load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}")
+    print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}: the plugin's Winograd layer is "
+          f"{'on' if cpu_layers.WINOGRAD else 'off'} here (timed below either way)")
+    cpu_layers.WINOGRAD = True
     print(f"{'layer':36s} {'torch fwd':>10s} {'i2i fwd':>8s} {'torch f+b':>10s} {'i2i f+b':>8s} {'f+b ratio':>10s}")
     for label, make, shape in winograd_grid() if args.winograd_grid else LAYERS:
         torch.manual_seed(0)

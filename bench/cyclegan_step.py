@@ -6,7 +6,8 @@ of the reference implementation's step (junyanz/pytorch-CycleGAN-and-pix2pix
 ``CycleGANModel.optimize_parameters``: same networks, losses, pool and order: G step, then D_A and
 D_B), the i2i engine's step (``Trainer.train_step`` on the ``cyclegan`` method) on the plain built-in
 networks, and on CPU in fp32 the engine with the opt-in CPU kernels (``--set cpu_kernels=true``: the
-i2i_cpu plugin's Winograd residual convolutions). Prints seconds per iteration, the ratio to the
+i2i_cpu plugin's Winograd residual convolutions, on AVX2 CPUs; on AVX-512 CPUs the plugin leaves
+them to oneDNN, and ``I2I_CPU_WINOGRAD=1`` times Winograd there). Prints seconds per iteration, the ratio to the
 replica, and the ratio to the reference's published figure on this CPU (~18 s/it).
 
     NO_ALBUMENTATIONS_UPDATE=1 python bench/cyclegan_step.py              # CPU, fp32, 256x256

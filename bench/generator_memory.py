@@ -7,6 +7,7 @@ fake_A = G_B(B), rec_B = G_A(fake_A) and the identity passes G_A(B), G_B(A), the
 through all of it. Each variant runs in a fresh process, and the figure is that process's peak RSS
 above what it held once the models were built: the activations autograd keeps, which is where
 the i2i_cpu plugin's Winograd layer (it keeps the transformed input V, 2.25x the input) differs from nn.Conv2d.
+The Winograd layer is forced on (``I2I_CPU_WINOGRAD=1``): the plugin keeps it off on AVX-512 CPUs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("I2I_CPU_WINOGRAD", "1")  # measure the Winograd layer on any CPU
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 
 

@@ -50,6 +50,12 @@ def _assert_matches_plain(layer: nn.Module, plain: type, x: torch.Tensor, rtol: 
         torch.testing.assert_close(got, want, rtol=10 * rtol, atol=atol)
 
 
+@pytest.fixture(autouse=True)
+def winograd_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Winograd layer on whatever this CPU is (on AVX-512 it is off by default: winograd_pays)."""
+    monkeypatch.setattr(layers, "WINOGRAD", True)
+
+
 @pytest.fixture
 def winograd_calls(record_true) -> list[tuple]:
     """The (conv, input) of each layer that took the Winograd path."""
@@ -89,6 +95,26 @@ def test_winograd_output_and_gradients_match_nn_conv2d(padding: int | tuple[int,
     assert y.shape == y_ref.shape and _relative_error(y, y_ref) < 1e-4
     for got, want in zip(grads, grads_ref):
         assert _relative_error(got, want) < 1e-4
+
+
+def test_winograd_is_used_where_it_was_measured_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AVX2: on (0.57x of oneDNN); AVX-512: off (1.17x: oneDNN runs AVX-512, MKL's GEMMs AVX2 on AMD);
+    I2I_CPU_WINOGRAD=0/1 overrides either way."""
+    monkeypatch.delenv("I2I_CPU_WINOGRAD", raising=False)
+    assert layers.winograd_pays("AVX2") is True
+    assert layers.winograd_pays("AVX512") is False
+    assert layers.winograd_pays("DEFAULT") is False
+    assert layers.winograd_pays("AVX512", setting="1") is True
+    assert layers.winograd_pays("AVX2", setting="0") is False
+    monkeypatch.setenv("I2I_CPU_WINOGRAD", "1")
+    assert layers.winograd_pays("AVX512") is True
+    monkeypatch.setattr(layers, "WINOGRAD", False)
+    conv = _cpu(nn.Conv2d(128, 128, 3, padding=1))
+    x = torch.randn(1, 128, 32, 32)
+    calls = []
+    monkeypatch.setattr(layers, "winograd_conv3x3", lambda *a: calls.append(a))
+    torch.testing.assert_close(conv(x), nn.Conv2d.forward(conv, x))
+    assert calls == []
 
 
 def test_winograd_only_on_maps_of_32x32_and_more(winograd_calls: list[tuple]) -> None:

@@ -23,10 +23,13 @@ direct sum by ~1e-5 relative; the layer keeps its transformed input (2.25x the i
 gradient, so a CycleGAN generator step holds ~50% more activation memory.
 
 The thresholds below were measured on a 2-core AVX2 EPYC (BENCHMARKS.md); re-check them on another
-CPU with ``bench/conv_kernels.py`` (``--winograd-grid`` for the Winograd ones).
+CPU with ``bench/conv_kernels.py`` (``--winograd-grid`` for the Winograd ones). On AVX-512 CPUs the
+Winograd layer is off (:func:`winograd_pays`): oneDNN's direct convolution was faster there.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.nn.functional as F
@@ -58,9 +61,30 @@ def _use_gemm(x: torch.Tensor, columns: int, skinny: bool = True) -> bool:
     return _cpu_fp32_eager(x) and columns <= SMALL_MAP_COLUMNS and (skinny or not 1 < columns < SKINNY_COLUMNS)
 
 
+def winograd_pays(capability: str | None = None, setting: str | None = None) -> bool:
+    """Whether this CPU runs the Winograd layer faster than oneDNN's direct convolution.
+
+    The Winograd GEMMs run in MKL, the direct convolution in oneDNN, which uses the widest vectors the
+    CPU has. Measured with ``bench/conv_kernels.py`` (256 channels, 64x64, forward + backward): on
+    AVX2 CPUs Winograd took 0.57x of oneDNN's time; on an AVX-512 EPYC 1.17x, because oneDNN runs
+    AVX-512 there while MKL's sgemm runs its AVX2 code on AMD CPUs. So it is used where torch's CPU
+    capability (``torch.backends.cpu.get_cpu_capability()``, or ``capability``) is AVX2 and kept off
+    on AVX-512 CPUs. ``I2I_CPU_WINOGRAD=1`` (or ``setting``) forces it on, ``0`` off, for a CPU where
+    ``python bench/conv_kernels.py`` says otherwise."""
+    setting = os.environ.get("I2I_CPU_WINOGRAD", "") if setting is None else setting
+    if setting.strip() in ("0", "1"):
+        return setting.strip() == "1"
+    capability = torch.backends.cpu.get_cpu_capability() if capability is None else capability
+    return capability.upper() == "AVX2"
+
+
+#: Winograd on this CPU at all (:func:`winograd_pays`, read once at import).
+WINOGRAD = winograd_pays()
+
+
 def _use_winograd(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     return (
-        conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+        WINOGRAD and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
         and min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
         and _cpu_fp32_eager(x) and x.shape[-2] * x.shape[-1] >= WINOGRAD_MIN_PIXELS
     )
