@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,61 @@ def test_ddp_gloo_two_processes(tmp_path: Path, small_facades: Path) -> None:
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]  # written once, by rank 0
     assert weights(run)["G.model.model.0.weight"].abs().sum() > 0
+
+
+def _workers(launcher: subprocess.Popen) -> dict[int, int]:
+    """RANK -> pid of the torchrun launcher's worker processes (read from their environment)."""
+    ranks = {}
+    for pid in subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split():
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        rank = next((e.split(b"=", 1)[1] for e in env if e.startswith(b"RANK=")), None)
+        if rank is not None:
+            ranks[int(rank)] = int(pid)
+    return ranks
+
+
+@needs_facades
+@pytest.mark.slow
+def test_ddp_a_signal_to_one_rank_stops_every_rank_and_rank_0_saves(tmp_path: Path, small_facades: Path) -> None:
+    """Slurm or Kubernetes may signal any one process: the ranks agree at a log step, stop at the same
+    step, and rank 0 writes `interrupted`, which resumes."""
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "i2i.cli", "train", "pix2pix", "--data", str(small_facades), "--out-dir", str(tmp_path / "runs"),
+           "--name", "ddp", "--max-steps", "400", "--device", "cpu",
+           *sum((["--set", s] for s in [*TINY, "n_epochs=200", "save_every_minutes=0"]), [])]
+    launcher = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    run = tmp_path / "runs" / "ddp"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and launcher.poll() is None:
+            metrics = run / "metrics.jsonl"
+            if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.05)
+        ranks = _workers(launcher)
+        assert sorted(ranks) == [0, 1], ranks
+        os.kill(ranks[1], signal.SIGTERM)  # rank 1 only: rank 0 learns of it at the next log step
+        _, stderr = launcher.communicate(timeout=240)
+    except BaseException:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        raise
+    assert launcher.returncode != 0, stderr[-3000:]
+    assert "a signal on another rank at step" in stderr and "--resume" in stderr, stderr[-3000:]
+    ckpts = run / "checkpoints"
+    assert (ckpts / "latest").read_text().strip() == "interrupted"
+    step = torch.load(ckpts / "interrupted" / "state.pt", weights_only=True)["step"]
+    assert 3 <= step < 400
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, step + 1))  # every rank stopped at that step (log_every=1)
+    result = CliRunner().invoke(cli, ["train", "pix2pix", "--name", "ddp", "--out-dir", str(tmp_path / "runs"),
+                                      "--resume", "--max-steps", str(step + 2), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert torch.load(ckpts / "final" / "state.pt", weights_only=True)["step"] == step + 2
 
 
 def test_step_lr_policy_factors_and_errors() -> None:
