@@ -263,6 +263,15 @@ class Registry(Generic[S]):
             for spec in [*self._entries.values(), *(s for claims in self.clashes.values() for s in claims)]:
                 if spec.name == bare and spec.plugin == plugin:  # type: ignore[attr-defined]
                     return spec
+        base, dot, variant = name.partition(".")
+        spec = self._entries.get(base) if dot else None
+        if spec is not None and getattr(spec, "variants", None):  # a `i2i list generators` row such as spandrel.SwinIR
+            known = {v.lower(): v for v, _ in spec.variants()}  # type: ignore[attr-defined]
+            if variant.lower() in known:
+                raise UnknownNameError(
+                    f"{name} is an architecture of the {base} {self.kind}, not a {self.kind} of its own: use "
+                    f"--set {self.kind}={base} --set {self.kind}_kwargs.arch={known[variant.lower()]} "
+                    f"(YAML: {self.kind}: {base}, {self.kind}_kwargs: {{arch: {known[variant.lower()]}}})") from None
         hint = did_you_mean(name, [*self._entries, *self.clashes])
         described = [n for n, s in sorted(self._entries.items())  # "relativistic" -> ragan
                      if len(name) > 3 and name.lower() in str(getattr(s, "description", "")).lower()]

@@ -147,6 +147,19 @@ def test_bad_generator_kwargs_are_one_line_errors() -> None:
         build("Compact", hyperparameters={"no_such": 1})
     with pytest.raises(I2IError, match="scale=4, not 2"):
         build("Compact", hyperparameters={"num_feat": 8, "num_conv": 1}, scale=2)
+    # an architecture's own constructor failing (SwinIR's defaults: img_size 64 with window_size 7)
+    with pytest.raises(I2IError, match=r"SwinIR.SwinIR cannot be built with its default hyperparameters \(RuntimeError"):
+        build("SwinIR")
+
+
+def test_a_listed_architecture_row_used_as_a_generator_name_says_how(tmp_path: Path) -> None:
+    """`i2i list generators` shows spandrel.SwinIR; used as a name it says how to build that architecture."""
+    code, out = invoke("train", "srgan", "--data", str(tmp_path), "--set", "generator=spandrel.swinir")
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert code != 0 and "Traceback" not in out and lines[-1].startswith("Error:"), out
+    assert "--set generator=spandrel --set generator_kwargs.arch=SwinIR" in lines[-1], out
+    with pytest.raises(I2IError, match="unknown generator 'spandrel.NoSuchNet'"):
+        i2i.registry.generators().get("spandrel.NoSuchNet")
 
 
 def test_list_generators_shows_spandrel() -> None:

@@ -302,6 +302,12 @@ def build(arch: str = "Compact", net: str | None = None, hyperparameters: dict[s
         module = info.classes[name](**kwargs)
     except TypeError as exc:
         raise I2IError(f"spandrel {arch}.{name} does not take these hyperparameters ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any architecture's own constructor (SwinIR's defaults do not fit together)
+        said = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}" if str(exc) else type(exc).__name__
+        given = f"hyperparameters {hyperparameters}" if hyperparameters else "its default hyperparameters"
+        raise I2IError(f"spandrel {arch}.{name} cannot be built with {given} ({said}); give ones that fit together "
+                       f"with --set 'generator_kwargs.hyperparameters={{NAME: VALUE, ...}}' (the class's own arguments), or "
+                       f"start from a file of it with --set init=FILE") from None
     key = _key(arch, name, hyperparameters or {})
     if key not in _DESCRIBED:
         # spandrel's own detection, run on the built network's state_dict, describes it (scale, channels,
