@@ -170,12 +170,26 @@ def tiny_kwargs(spec: Any) -> dict[str, Any]:
 
 
 def build(kind: str, spec: Any, kwargs: Mapping[str, Any], source: str) -> Any:
-    """``spec.factory(**kwargs)``, an unexpected keyword said in one line naming ``source``."""
+    """``spec.factory(**kwargs)``; what the factory refuses is one line naming ``source``: an unexpected
+    keyword, values its constructor raises on (``ngf=-3``), or a network with an empty layer (``ngf=0``
+    builds, then fails in its first forward)."""
+    shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     try:
-        return spec.factory(**kwargs)
+        module = spec.factory(**kwargs)
+    except I2IError:
+        raise
     except TypeError as exc:
         text = str(exc)
         if "unexpected keyword argument" not in text:
-            raise
+            raise I2IError(f"{entry(kind, spec)} cannot be built with {shown} (TypeError: {text.splitlines()[0][:160]}); "
+                           f"check the values in {source}") from None
         key = text.rsplit("'", 2)[-2] if text.count("'") >= 2 else text
         raise I2IError(f"{entry(kind, spec)} does not take {key!r} ({source}.{key})") from None
+    except Exception as exc:  # noqa: BLE001 - any factory's own checks (built-in or third-party)
+        said = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}" if str(exc) else type(exc).__name__
+        raise I2IError(f"{entry(kind, spec)} cannot be built with {shown} ({said}); check the values in {source}") from None
+    empty = next((n for n, p in getattr(module, "named_parameters", lambda: ())() if p.numel() == 0), None)
+    if empty is not None:
+        raise I2IError(f"{entry(kind, spec)} built with {shown} has an empty layer ({empty} has no weights: a width "
+                       f"of 0?); check the values in {source}")
+    return module

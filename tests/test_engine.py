@@ -141,6 +141,18 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("setting, said", [
+    ("generator_kwargs.ngf=0", "has an empty layer"),              # builds, then fails in its first forward
+    ("generator_kwargs.ngf=-3", "cannot be built with ngf=-3"),     # the constructor raises
+    ("discriminator_kwargs.ndf=0", "discriminator 'patch_70'"),
+])
+def test_network_kwargs_that_cannot_build_are_one_line(tmp_path: Path, setting: str, said: str) -> None:
+    result = CliRunner().invoke(cli, ["train", "pix2pix", "--data", str(tmp_path), "--set", setting])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code != 0 and "Traceback" not in result.output and lines[-1].startswith("Error:"), result.output
+    assert said in lines[-1] and ("generator_kwargs" in lines[-1] or "discriminator_kwargs" in lines[-1]), lines[-1]
+
+
 def test_unfitting_crop_is_a_clear_error(tmp_path: Path) -> None:
     from i2i.engine import build_method
 
