@@ -182,8 +182,9 @@ def open_checkpoint(path: str | Path, net: str | None = None, ema: bool = True) 
         tensors = load_file(str(weights_file))
     except (SafetensorError, OSError) as exc:
         raise I2IError(f"{weights_file} is damaged ({exc}); use another checkpoint of the run") from None
-    module = build_strict(gmeta.name, gmeta.kwargs, generator_state(tensors, net, ema=ema), source=str(weights_file))
-    gmeta.min_size = max(gmeta.min_size, generators().get(gmeta.name).min_size)  # older checkpoints lack it
+    name = generators().recorded(gmeta.name, gmeta.info.get("plugin"))  # plugin:name while another plugin claims it
+    module = build_strict(name, gmeta.kwargs, generator_state(tensors, net, ema=ema), source=str(weights_file))
+    gmeta.min_size = max(gmeta.min_size, generators().get(name).min_size)  # older checkpoints lack it
     gmeta.info.setdefault("checkpoint", str(weights_file))
     gmeta.info.setdefault("step", meta.get("step"))
     return module, gmeta

@@ -100,7 +100,8 @@ def build_meta(name: str, kwargs: dict[str, Any], *, method: str = "", net: str 
         tiling=own.get("tiling", tiling),
         tiling_reason=own.get("tiling_reason", reason) if own.get("tiling", tiling) == "whole_image" else "",
         min_size=int(own.get("min_size", spec.min_size)), i2i_version=__version__,
-        info={**own.get("info", {}), **(info or {})},
+        # the plugin that built it: a checkpoint still opens while another plugin claims the same name
+        info={**({"plugin": spec.plugin} if getattr(spec, "plugin", "") else {}), **own.get("info", {}), **(info or {})},
     )
 
 
@@ -454,6 +455,9 @@ def _open_published(path: Path) -> tuple[Any, GeneratorMeta]:
         raise I2IError(f"{path}: no plugin recognises these weights; if a zoo entry describes the architecture, "
                        f"use --model NAME --weights {path} (`i2i list models`)")
     name, kwargs, sd = found
+    from .registry import generators
+
+    name = generators().recorded(name)  # the built-in network while a plugin claims its name too
     module = build_strict(name, kwargs, sd, str(path))
     return module, build_meta(name, kwargs, info={"weights": str(path)}, module=module)
 

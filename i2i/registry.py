@@ -279,6 +279,22 @@ class Registry(Generic[S]):
             hint = f" (did you mean: {', '.join(described[:3])}?)"
         raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}; see `i2i list {plural(self.kind)}`") from None
 
+    def recorded(self, name: str, plugin: str | None = None) -> str:
+        """The name to rebuild an entry a checkpoint or a zoo model recorded as ``name``: ``name`` itself,
+        or, while another plugin claims it too, the qualified ``plugin:name`` of the claim it was made
+        with: ``plugin`` (checkpoints record it: ``info["plugin"]``) or, not recorded, the built-in
+        claim (zoo models and older checkpoints were made with i2i's own networks). Otherwise the
+        clash error (an I2IError naming every claim)."""
+        claims = self.clashes.get(name)
+        if not claims:
+            return name
+        from .plugins import BUILTIN_PLUGINS
+
+        pick = [c for c in claims if (c.plugin == plugin if plugin else c.plugin in BUILTIN_PLUGINS)]  # type: ignore[attr-defined]
+        if len(pick) != 1:
+            raise I2IError(self.clash_message(name, claims, off=True))
+        return f"{pick[0].plugin}:{name}"  # type: ignore[attr-defined]
+
     def create(self, name: str, **overrides: Any) -> Any:
         """Build an entry: ``factory(**overrides)``."""
         return self.get(name).factory(**overrides)  # type: ignore[attr-defined]

@@ -228,14 +228,17 @@ def open_zoo_model(name: str, weights: str | None = None) -> tuple[Any, Generato
     if not isinstance(converted, dict):
         raise I2IError(f"{path} holds a {type(converted).__name__}, not a state_dict of tensors")
     hint = "" if weights else f" (cached at {path}: delete it to download again)"
+    from .registry import generators
+
     try:
-        module = build_strict(spec.generator, kwargs, converted, source=f"{path}{hint}")
+        generator = generators().recorded(spec.generator)  # i2i's own network while a plugin claims its name too
+        module = build_strict(generator, kwargs, converted, source=f"{path}{hint}")
     except I2IError as exc:
         raise I2IError(f"model {name!r}: {exc}") from None
     info = {"zoo": spec.name, "weights": origin, "license": spec.license, "source": spec.source}
     from .loader import build_meta
 
-    return module, build_meta(spec.generator, kwargs, method=spec.method, info=info, module=module)
+    return module, build_meta(generator, kwargs, method=spec.method, info=info, module=module)
 
 
 def _untag(name: str) -> str:

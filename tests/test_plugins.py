@@ -294,3 +294,39 @@ def test_a_plugin_claiming_a_builtin_name_breaks_nothing_else(monkeypatch: pytes
         assert lines and "'i2i_pix2pix'" in lines[-1] and "'clasher'" in lines[-1] and "i2i_pix2pix:unet_256" in lines[-1]
     finally:
         plugins.reset()
+
+
+def test_a_clash_leaves_checkpoints_and_files_of_that_name_opening(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A generator saved before another plugin claimed its name still opens: by the plugin its metadata
+    records, or (older files, zoo models, published weights) by i2i's own claim."""
+    import numpy as np
+
+    from i2i.checkpoint import save_generator
+    from i2i.loader import build_meta
+    from i2i.registry import create_generator, generators
+
+    torch.manual_seed(0)
+    net = create_generator("unet_256", ngf=4)
+    meta = build_meta("unet_256", {"ngf": 4}, module=net)
+    assert meta.info["plugin"] == "i2i_pix2pix"
+    save_generator(tmp_path / "new.safetensors", net, meta)
+    meta.info.pop("plugin")
+    save_generator(tmp_path / "old.safetensors", net, meta)
+    x = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    want = i2i.load(tmp_path / "new.safetensors")(x)
+
+    clasher = fake_plugin(monkeypatch, "fake_clasher", register_generators=gens("unet_256"))
+    with pytest.warns(PluginWarning, match="'unet_256' is registered twice and is off"):
+        clashing = PluginHost({**BUILTIN_PLUGINS, "clasher": clasher})
+        clashing.registry("generator")
+    monkeypatch.setattr(plugins, "_host", clashing)
+    try:
+        for name in ("new", "old"):
+            assert np.array_equal(i2i.load(tmp_path / f"{name}.safetensors")(x), want), name
+        assert generators().recorded("unet_256", "clasher") == "clasher:unet_256"
+        assert generators().recorded("unet_256") == "i2i_pix2pix:unet_256"
+        assert generators().recorded("unet_128") == "unet_128"
+        with pytest.raises(I2IError, match="registered twice"):
+            generators().recorded("unet_256", "some_other_plugin")
+    finally:
+        plugins.reset()
