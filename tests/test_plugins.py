@@ -265,6 +265,16 @@ def test_manager_is_shared_until_reset(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "i2i_srgan" not in plugins.manager().info
 
 
+def install_unet_256_clasher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the plugin host the built-ins plus a package 'clasher' that registers unet_256 again
+    (undo with plugins.reset())."""
+    clasher = fake_plugin(monkeypatch, "fake_clasher", register_generators=gens("unet_256"))
+    with pytest.warns(PluginWarning, match="'unet_256' is registered twice and is off"):
+        host = PluginHost({**BUILTIN_PLUGINS, "clasher": clasher})
+        host.registry("generator")
+    monkeypatch.setattr(plugins, "_host", host)
+
+
 def test_a_plugin_claiming_a_builtin_name_breaks_nothing_else(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A third-party package registers unet_256 again: every command still works; the name itself is a
     one-line error naming both plugins, and each claim is usable by its qualified name."""
@@ -273,11 +283,7 @@ def test_a_plugin_claiming_a_builtin_name_breaks_nothing_else(monkeypatch: pytes
 
     from i2i.cli import cli
 
-    clasher = fake_plugin(monkeypatch, "fake_clasher", register_generators=gens("unet_256"))
-    with pytest.warns(PluginWarning, match="'unet_256' is registered twice and is off"):
-        host = PluginHost({**BUILTIN_PLUGINS, "clasher": clasher})
-        host.registry("generator")
-    monkeypatch.setattr(plugins, "_host", host)
+    install_unet_256_clasher(monkeypatch)
     try:
         runner = CliRunner()
         res = runner.invoke(cli, ["list", "generators"])
@@ -315,11 +321,7 @@ def test_a_clash_leaves_checkpoints_and_files_of_that_name_opening(monkeypatch: 
     x = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     want = i2i.load(tmp_path / "new.safetensors")(x)
 
-    clasher = fake_plugin(monkeypatch, "fake_clasher", register_generators=gens("unet_256"))
-    with pytest.warns(PluginWarning, match="'unet_256' is registered twice and is off"):
-        clashing = PluginHost({**BUILTIN_PLUGINS, "clasher": clasher})
-        clashing.registry("generator")
-    monkeypatch.setattr(plugins, "_host", clashing)
+    install_unet_256_clasher(monkeypatch)
     try:
         for name in ("new", "old"):
             assert np.array_equal(i2i.load(tmp_path / f"{name}.safetensors")(x), want), name
