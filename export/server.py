@@ -76,6 +76,34 @@ class Limits:
     max_queue: int = 64
 
 
+#: ISO-BMFF brands of still images (HEIC, AVIF): an ``ftyp`` box that is not a video
+_IMAGE_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
+
+
+def video_kind(data: bytes) -> str | None:
+    """The container a body's first bytes announce when it is a video (mp4/mov, mkv/webm, avi,
+    MPEG-TS, MPEG-PS, FLV, ASF/WMV), else None: a small sniff with no decoder, so that a clip sent as
+    application/octet-stream or as a multipart part gets the video answer (415), not "not an image"."""
+    head = data[:400]
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide") and head[8:12] not in _IMAGE_BRANDS:
+        return "mp4/mov"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "mkv/webm"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    if len(head) > 188 and head[0] == 0x47 and head[188] == 0x47:
+        return "mpeg-ts"
+    if len(head) > 196 and head[4] == 0x47 and head[196] == 0x47:
+        return "mpeg-ts"  # M2TS: a 4-byte time code before each packet
+    if head[:4] == b"\x00\x00\x01\xba":
+        return "mpeg-ps"
+    if head[:3] == b"FLV":
+        return "flv"
+    if head[:4] == b"\x30\x26\xb2\x75":
+        return "asf/wmv"
+    return None
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -378,6 +406,8 @@ def create_app(
                 data, mask = await _parts(request, body, limits)
             else:
                 data = body
+            if video_kind(data):  # a clip sent as octet-stream or as a form part
+                raise ServeError(415, f"this server translates images, not videos: {VIDEO_HINT}")
             out, headers = await tr.translate(data, mask, fmt, quality, deadline, whole)
         finally:
             tr.release()
@@ -402,6 +432,8 @@ async def _parts(request: Any, body: bytes, limits: Limits) -> tuple[bytes, byte
         for key in ("image", "file", "mask"):
             part = form.get(key)
             if part is not None and hasattr(part, "read"):
+                if key != "mask" and str(getattr(part, "content_type", "") or "").lower().startswith("video/"):
+                    raise ServeError(415, f"this server translates images, not videos: {VIDEO_HINT}")
                 files[key] = await part.read()
     finally:  # the parts are spooled temporary files (on disk past 1 MB): close them now, not at GC
         await form.close()

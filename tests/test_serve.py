@@ -368,3 +368,27 @@ def test_multipart_parts_are_closed_once_read() -> None:
 
 def test_no_5xx_was_seen() -> None:
     assert statuses and not [s for s in statuses if s >= 500]  # runs last: every request this module sent through post()
+
+
+def test_video_bodies_are_recognised_without_a_decoder() -> None:
+    """The sniff behind the 415 for a clip sent as octet-stream or a form part (docs/video.md): the
+    first bytes of each container, and images (HEIC/AVIF share MP4's ftyp box) are not videos."""
+    from i2i_export.server import video_kind
+
+    ts = (b"\x47" + b"\x00" * 187) * 3
+    cases = {
+        b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00": "mp4/mov",
+        b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00": "mp4/mov",
+        b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01": "mkv/webm",
+        b"RIFF\x00\x10\x00\x00AVI LIST": "avi",
+        ts: "mpeg-ts",
+        (b"\x00\x00\x00\x00" + ts[:188]) * 2: "mpeg-ts",  # M2TS: a time code before each packet
+        b"FLV\x01\x05": "flv",
+        b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00": None,
+        b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00": None,
+        png(rgb(8, 8)): None,
+        b"\xff\xd8\xff\xe0\x00\x10JFIF": None,
+        b"": None,
+    }
+    for data, kind in cases.items():
+        assert video_kind(data) == kind, data[:16]

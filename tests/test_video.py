@@ -444,7 +444,19 @@ def test_serve_says_it_takes_no_videos(clip: Path) -> None:
     with serve_in_thread(create_app("identity", generator=g), port=0) as url, httpx.Client(base_url=url, timeout=60) as c:
         video = c.get("/v1/model").json()["video"]
         assert video["accepted"] is False and "i2i translate clip.mp4" in video["how"]
+        said = ("this server translates images, not videos: translate a video with `i2i translate clip.mp4")
         r = c.post("/v1/translate", content=clip.read_bytes(), headers={"content-type": "video/mp4"})
-        assert r.status_code == 415
-        assert r.json()["error"].startswith("this server translates images, not videos: translate a video with "
-                                            "`i2i translate clip.mp4")
+        assert r.status_code == 415 and r.json()["error"].startswith(said)
+        mkv = write_clip(clip.parent / "serve.mkv", panned_frames(horse(), 2, 32, 32), audio_hz=None)
+        webm = write_clip(clip.parent / "serve.webm", panned_frames(horse(), 2, 32, 32), audio_hz=None,
+                          codec="libvpx-vp9")
+        ts = write_clip(clip.parent / "serve.ts", panned_frames(horse(), 2, 32, 32), audio_hz=None)
+        for path in (clip, mkv, webm, ts):  # a clip sent as raw bytes, or as a form part typed as a video or not
+            data = path.read_bytes()
+            r = c.post("/v1/translate", content=data, headers={"content-type": "application/octet-stream"})
+            assert (r.status_code, r.json()["error"][: len(said)]) == (415, said), path
+            for part_type in ("video/mp4", "application/octet-stream"):
+                r = c.post("/v1/translate", files={"image": (path.name, data, part_type)})
+                assert (r.status_code, r.json()["error"][: len(said)]) == (415, said), (path, part_type)
+        r = c.post("/v1/translate", files={"image": ("a.png", b"\x89PNG not really", "video/mp4")})
+        assert r.status_code == 415  # the part says it is a video
