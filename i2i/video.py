@@ -225,9 +225,13 @@ def flicker(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray]) -> floa
 
     1 means the output changes as much as the input does; a translator that flickers scores
     higher than a steady one on the same clip. Each side is measured at its own size.
+
+    Edge cases: fewer than two frames on either side has no change to measure: ``nan``. A still
+    input (no change at all) gives 1.0 when the output is still too, and ``inf`` when the output
+    moves (change out of nothing).
     """
 
-    def change(frames: Iterable[np.ndarray]) -> float:
+    def change(frames: Iterable[np.ndarray]) -> tuple[float, int]:
         total, n, prev = 0.0, 0, None
         for f in frames:
             cur = np.asarray(f, dtype=np.float32)
@@ -235,10 +239,15 @@ def flicker(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray]) -> floa
                 total += float(np.abs(cur - prev).mean())
                 n += 1
             prev = cur
-        return total / max(n, 1)
+        return total / max(n, 1), n
 
-    base = change(inputs)
-    return change(outputs) / base if base > 0 else float("inf")
+    base, n_in = change(inputs)
+    moved, n_out = change(outputs)
+    if n_in == 0 or n_out == 0:
+        return float("nan")
+    if base == 0:
+        return 1.0 if moved == 0 else float("inf")
+    return moved / base
 
 
 class TemporalSmoother:

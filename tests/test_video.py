@@ -348,6 +348,10 @@ def test_flicker_measure() -> None:
     b = [np.full((4, 4, 3), v, np.uint8) for v in (0, 20, 40)]
     assert flicker(a, b) == pytest.approx(2.0)
     assert flicker(a, a) == pytest.approx(1.0)
+    still = [a[0]] * 3
+    assert flicker(still, still) == 1.0  # nothing moves on either side: as steady as the input
+    assert flicker(still, a) == float("inf")  # change out of a still input
+    assert np.isnan(flicker(a[:1], b[:1])) and np.isnan(flicker([], []))  # one frame: nothing to measure
     smoother = TemporalSmoother(0.5)
     first = smoother(a[0], b[0])
     assert (first == b[0]).all()
