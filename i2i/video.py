@@ -48,7 +48,10 @@ import numpy as np
 from .errors import I2IError
 
 #: Suffixes (lower case) that ``i2i translate`` takes as videos.
-VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi"})
+VIDEO_EXTENSIONS: frozenset[str] = frozenset({
+    ".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".ts", ".mts", ".m2ts", ".3gp", ".mpg", ".mpeg", ".wmv", ".flv",
+    ".ogv",
+})
 
 #: ``container`` -> (FFmpeg muxer, file suffix)
 CONTAINERS = {"mp4": ("mp4", ".mp4"), "mov": ("mov", ".mov"), "mkv": ("matroska", ".mkv"), "webm": ("webm", ".webm")}
@@ -63,7 +66,12 @@ _END = object()
 
 class VideoInterrupted(I2IError):
     """Ctrl-C or SIGTERM while translating a clip: ``partial`` is the playable file written so far
-    (None when nothing was translated yet), ``frames`` how many frames it holds."""
+    (None when nothing was translated yet), ``frames`` how many frames it holds.
+
+    It is an :class:`~i2i.errors.I2IError` (an ``Exception``), not a ``KeyboardInterrupt``: the
+    KeyboardInterrupt was handled (the partial file written and named), and this carries the outcome.
+    A loop over clips that catches ``Exception`` to go on after a bad clip must catch
+    ``VideoInterrupted`` first and stop, as ``i2i translate`` does."""
 
     exit_code = 130
 
@@ -264,7 +272,7 @@ class TemporalSmoother:
 
     def __init__(self, strength: float, sigma: float = 6.0, cut: float = 40.0) -> None:
         if not 0.0 <= strength < 1.0:
-            raise I2IError(f"--temporal-smooth is a strength in [0, 1), got {strength}")
+            raise I2IError(f"temporal_smooth (--temporal-smooth) is a strength in [0, 1), got {strength}")
         self.strength = strength
         self.sigma = sigma
         self.cut = cut
@@ -441,10 +449,11 @@ def translate_video(generator: Any, src: str | os.PathLike[str], dst: str | os.P
     src, dst = Path(src), Path(dst)
     fmt = _container_of(dst)
     if dst.resolve() == src.resolve():
-        raise I2IError(f"the output {dst} would overwrite the input; choose another --out folder")
+        raise I2IError(f"the output {dst} would overwrite the input; choose another output path (--out on the command line)")
     if batch_size < 1:
-        raise I2IError(f"--batch-size must be at least 1, got {batch_size}")
+        raise I2IError(f"batch_size (--batch-size) must be at least 1, got {batch_size}")
     codec = _check_codec(av, codec, pix_fmt)
+    _check_preset(codec, preset)
     _check_container(av, fmt, codec)
     smoother = TemporalSmoother(temporal_smooth) if temporal_smooth else None
     notes: list[str] = []
@@ -482,8 +491,9 @@ def translate_video(generator: Any, src: str | os.PathLike[str], dst: str | os.P
                                  mask=mask, max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
                                  say=say)
                     if frames[0].bits > 8:
-                        say(f"its {frames[0].bits}-bit frames are translated in 8 bits, as images are (--pix-fmt "
-                            f"yuv420p10le writes 10 bits)")
+                        deep = any(c.bits > 8 for c in av.video.format.VideoFormat(pix_fmt).components)
+                        say(f"its {frames[0].bits}-bit frames are translated in 8 bits, as images are"
+                            + (f" (written as {pix_fmt})" if deep else " (--pix-fmt yuv420p10le writes 10 bits)"))
                     writer = _Writer(av, tmp, fmt, audio, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
                                      rate=vs.average_rate or vs.guessed_rate or Fraction(24),
                                      time_base=vs.time_base,
@@ -547,7 +557,14 @@ def translate_video(generator: Any, src: str | os.PathLike[str], dst: str | os.P
                 f"{reader.size[0]}x{reader.size[1]} before translating")
         if reader.fixed_pts:
             say(f"{reader.fixed_pts} frame(s) had missing or non-increasing timestamps; they were renumbered")
+        if writer.fixed_audio:
+            say(f"its sound's timestamps go back {writer.fixed_audio} time(s) (clips joined end to end?): the sound "
+                f"after each jump was moved to follow on")
         os.replace(tmp, dst)
+        stale = dst.with_name(f"{dst.stem}.partial{dst.suffix}")
+        if stale.is_file():  # what an interrupted earlier run left: the whole clip is here now
+            stale.unlink()
+            say(f"removed {stale.name}, the part an earlier interrupted run left")
     seconds = time.perf_counter() - t0
     return VideoResult(path=dst, frames=writer.frames, width=writer.width, height=writer.height,
                        duration=writer.duration_s, audio_streams=writer.audio_streams, seconds=seconds,
@@ -587,6 +604,37 @@ def _check_codec(av: Any, codec: str, pix_fmt: str) -> str:
         raise I2IError(f"the {encoder.name} encoder does not take --pix-fmt {pix_fmt}; it takes {', '.join(names[:12])}"
                        + (", ..." if len(names) > 12 else ""))
     return encoder.name
+
+
+#: presets of the encoders whose list is known (checked before opening: the encoder's own error is
+#: printed by FFmpeg and says less)
+_PRESETS: dict[str, list[str]] = {
+    name: ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"]
+    for name in ("libx264", "libx264rgb", "libx265")
+}
+#: libsvtav1's presets are numbers: -1 (slowest) ... 13 (fastest)
+_PRESET_RANGE = {"libsvtav1": (-1, 13)}
+
+#: encoder options that keep the encoders that print their settings on every clip quiet
+#: (libsvtav1 reads its level from the environment: SVT_LOG=1 is errors only)
+_QUIET: dict[str, dict[str, str]] = {"libx265": {"x265-params": "log-level=error"}}
+
+
+def _check_preset(codec: str, preset: str | None) -> None:
+    """A one-line I2IError for a preset the encoder does not have (for encoders with a known list)."""
+    if not preset:
+        return
+    if codec in _PRESETS and preset not in _PRESETS[codec]:
+        names = _PRESETS[codec]
+        raise I2IError(f"--preset {preset}: unknown preset for {codec}; choose one of {', '.join(names)}")
+    if codec in _PRESET_RANGE:
+        lo, hi = _PRESET_RANGE[codec]
+        try:
+            ok = lo <= int(preset) <= hi
+        except ValueError:
+            ok = False
+        if not ok:
+            raise I2IError(f"--preset {preset}: {codec}'s presets are numbers from {lo} (slowest) to {hi} (fastest)")
 
 
 def _check_container(av: Any, fmt: str, codec: str) -> None:
@@ -815,6 +863,10 @@ class _Writer(threading.Thread):
         self._crop: tuple[int, int] | None = None
         self._colour: dict[str, Any] = {}
         self._early: list[Any] = []  # audio packets before the first frame, held until the streams exist
+        #: per copied audio stream: the last muxed dts and duration, and the shift that keeps them increasing
+        self._adts: dict[int, tuple[int, int]] = {}
+        self._ashift: dict[int, int] = {}
+        self.fixed_audio = 0
 
     @property
     def duration_s(self) -> float:
@@ -938,6 +990,9 @@ class _Writer(threading.Thread):
                 if "preset" not in names:
                     raise I2IError(f"--preset: the {self.codec} encoder has no presets")
                 options["preset"] = self.preset
+            options.update(_QUIET.get(self.codec, {}))
+            if self.codec == "libsvtav1":
+                os.environ.setdefault("SVT_LOG", "1")
             vstream = out.add_stream(self.codec, rate=self.rate, options=options)
             vstream.width, vstream.height = self.width, self.height
             try:
@@ -956,7 +1011,9 @@ class _Writer(threading.Thread):
                 vstream.codec_context.color_range = 1
             astreams, recode = {}, {}
             for s in self.audio:
-                if s.index in with_recode or s.codec_context.name not in out.supported_codecs:
+                name = s.codec_context.name
+                pcm_in_mp4 = self.fmt == "mp4" and name.startswith("pcm_")  # muxed, but few players play it
+                if s.index in with_recode or name not in out.supported_codecs or pcm_in_mp4:
                     enc_name = _AUDIO_FALLBACK.get(self.fmt, "aac")
                     rates = av.Codec(enc_name, "w").audio_rates or []
                     rate = s.codec_context.sample_rate or 48000
@@ -964,19 +1021,36 @@ class _Writer(threading.Thread):
                         rate = min(rates, key=lambda r: (r < rate, abs(r - rate)))
                     enc = out.add_stream(enc_name, rate=rate)
                     try:
-                        enc.layout = s.codec_context.layout
+                        layout = s.codec_context.layout
+                        if layout.name.endswith("channels"):  # no channel order (PCM in .mkv): AAC refuses it
+                            layout = av.AudioLayout(len(layout.channels))
+                        enc.layout = layout
                     except Exception:  # noqa: BLE001 - the encoder's default layout then
                         pass
                     recode[s.index] = (av.AudioResampler(format=enc.codec_context.codec.audio_formats[0].name,
                                                          layout=enc.codec_context.layout,
                                                          rate=enc.codec_context.sample_rate), enc)
-                    self.say(f"its {s.codec_context.name} sound cannot be copied into .{_ext(self.fmt)}: re-encoded as "
-                             f"{enc_name} (--container mkv copies it)")
+                    if pcm_in_mp4 and s.index not in with_recode:
+                        self.say(f"its {name} sound is re-encoded as {enc_name} for .mp4, where few players play PCM "
+                                 f"(--container mkv or mov copies it)")
+                    else:
+                        self.say(f"its {name} sound cannot be copied into .{_ext(self.fmt)}: re-encoded as "
+                                 f"{enc_name} (--container mkv copies it)")
                 else:
                     astreams[s.index] = out.add_stream_from_template(s)
             try:
                 out.start_encoding()
-            except av.error.FFmpegError:
+            except av.error.FFmpegError as exc:
+                if not vstream.codec_context.is_open:  # the encoder refused its options, not the muxer the sound
+                    given = " ".join(f"{k}={v}" for k, v in options.items() if k not in ("b",))
+                    raise I2IError(f"the {self.codec} encoder refuses {self.pix_fmt} {self.width}x{self.height}"
+                                   + (f" with {given}" if given else "") + f": {_reason(exc)}") from None
+                for index, (_, enc) in recode.items():
+                    if not enc.codec_context.is_open:
+                        name = next(a.codec_context.name for a in self.audio if a.index == index)
+                        raise I2IError(f"the {enc.codec_context.name} encoder refuses the {name} sound "
+                                       f"({enc.codec_context.sample_rate} Hz, {enc.codec_context.layout.name}): "
+                                       f"{_reason(exc)}; --container mkv copies it") from None
                 copied = set(astreams)
                 if copied and not with_recode:  # the muxer refused a copied sound: re-encode it instead
                     out.close()
@@ -1013,6 +1087,22 @@ class _Writer(threading.Thread):
     def _audio(self, packet: Any) -> None:
         index = packet.stream.index
         if index in self.astreams:
+            # concatenated clips (two .ts files joined with cat) jump back in time: the muxer refuses a
+            # dts that does not increase, so such packets continue from the previous one instead
+            shift = self._ashift.get(index, 0)
+            if packet.dts is not None:
+                dts = packet.dts + shift
+                last = self._adts.get(index)
+                if last is not None and dts <= last[0]:
+                    shift += last[0] + max(last[1], 1) - dts
+                    self._ashift[index] = shift
+                    self.fixed_audio += 1
+                    dts = packet.dts + shift
+                if shift:
+                    packet.dts = dts
+                    if packet.pts is not None:
+                        packet.pts = packet.pts + shift
+                self._adts[index] = (dts, packet.duration or 0)
             packet.stream = self.astreams[index]
             self.out.mux(packet)
             return
@@ -1087,7 +1177,7 @@ def translate_videos(generator: Any, paths: list[Path], out_dir: Path, *, size: 
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_term) if in_main else None
     try:
-        for path, name in zip(paths, names):
+        for number, (path, name) in enumerate(zip(paths, names)):
             tty = sys.stderr.isatty()
             bar = tqdm(total=0, unit="frame", desc=path.name, disable=not tty, file=sys.stderr, dynamic_ncols=True)
             last = [time.monotonic()]
@@ -1108,6 +1198,10 @@ def translate_videos(generator: Any, paths: list[Path], out_dir: Path, *, size: 
             except VideoInterrupted as exc:
                 bar.close()
                 echo(f"i2i: {exc}")
+                left = len(paths) - number - 1
+                if left:
+                    echo(f"i2i: {left} more video(s) were not started: {', '.join(p.name for p in paths[number + 1:][:5])}"
+                         + (", ..." if left > 5 else ""))
                 raise SystemExit(exc.exit_code) from None
             except I2IError as exc:
                 bar.close()

@@ -159,6 +159,7 @@ def test_ten_bit_input_is_translated_and_said(tmp_path: Path) -> None:
     assert out.notes == ["its 10-bit frames are translated in 8 bits, as images are (--pix-fmt yuv420p10le writes 10 bits)"]
     ten = translate_video(identity(), src, tmp_path / "out10.mp4", pix_fmt="yuv420p10le")
     assert probe(ten.path).pix_fmt == "yuv420p10le"
+    assert ten.notes == ["its 10-bit frames are translated in 8 bits, as images are (written as yuv420p10le)"]
 
 
 def test_sound_the_container_cannot_hold_is_re_encoded_and_said(tmp_path: Path) -> None:
@@ -170,6 +171,74 @@ def test_sound_the_container_cannot_hold_is_re_encoded_and_said(tmp_path: Path) 
     assert out.notes == ["its pcm_s16le sound cannot be copied into .webm: re-encoded as libopus (--container mkv copies it)"]
     kept = translate_video(identity(), src, tmp_path / "out.mkv")  # Matroska holds PCM: copied
     assert [a[0] for a in probe(kept.path).audio] == ["pcm_s16le"] and kept.notes == []
+    mp4 = translate_video(identity(), src, tmp_path / "out.mp4")  # the mp4 muxer takes PCM, few players play it
+    assert [a[0] for a in probe(mp4.path).audio] == ["aac"]
+    assert mp4.notes == ["its pcm_s16le sound is re-encoded as aac for .mp4, where few players play PCM "
+                         "(--container mkv or mov copies it)"]
+
+
+def joined_clips(tmp_path: Path, second_width: int = 32) -> Path:
+    """Two .ts clips joined with `cat`: the timestamps of video and sound start again half-way."""
+    one = write_clip(tmp_path / "one.ts", panned_frames(horse(), 12, 32, 32), fps=24)
+    two = write_clip(tmp_path / "two.ts", panned_frames(horse(), 12, second_width, 32), fps=24)
+    joined = tmp_path / f"joined{second_width}.ts"
+    joined.write_bytes(one.read_bytes() + two.read_bytes())
+    return joined
+
+
+def test_clips_joined_end_to_end_keep_their_sound(tmp_path: Path) -> None:
+    """Timestamps that go back (and a size that changes) half-way, with sound: the copied sound
+    packets go back too, which the muxer refuses; they are moved to follow on, and said."""
+    for width in (32, 48):
+        src = joined_clips(tmp_path, width)
+        with av.open(str(src)) as c:  # the premise: the sound's dts goes back
+            dts = [p.dts for p in c.demux(audio=0) if p.dts is not None]
+        assert any(b <= a for a, b in zip(dts, dts[1:]))
+        for suffix in (".mp4", ".mkv"):
+            out = translate_video(identity(), src, tmp_path / f"out{width}{suffix}")
+            info = probe(out.path)
+            assert info.frames == out.frames == 24 and (info.width, info.height) == (32, 32)
+            assert all(b > a for a, b in zip(info.times, info.times[1:]))
+            assert len(info.audio) == 1 and info.audio[0][1] == pytest.approx(1.0, abs=0.1)  # both halves' sound
+            assert "12 frame(s) had missing or non-increasing timestamps; they were renumbered" in out.notes
+            assert ("its sound's timestamps go back 1 time(s) (clips joined end to end?): the sound after each jump "
+                    "was moved to follow on") in out.notes
+            assert (width == 48) == any("scaled to the first's 32x32" in n for n in out.notes)
+
+
+def test_joined_clips_on_the_command_line(tmp_path: Path) -> None:
+    from i2i.cli import cli
+
+    if not ANIME.is_file():
+        pytest.skip(f"{ANIME} is absent")
+    src = joined_clips(tmp_path, 48)
+    res = CliRunner().invoke(cli, ["translate", str(src), "--model", str(ANIME), "--out", str(tmp_path / "o"),
+                                   "--container", "mkv", "--preset", "ultrafast"])
+    assert res.exit_code == 0, res.output
+    assert "the sound after each jump was moved to follow on" in res.output
+    assert len(probe(tmp_path / "o" / "joined48.mkv").audio) == 1
+
+
+def test_an_encoder_that_refuses_its_settings_is_not_blamed_on_the_sound(clip: Path, tmp_path: Path) -> None:
+    """The MPEG-4 part 2 encoder takes no time base past 1/65535 (this .mkv's is 1/1000, a VFR
+    .mp4's 1/90000): an encoder failure names the encoder, not a sound that 'cannot be copied'."""
+    times = [0.0, 0.04, 0.1, 0.2]
+    src = write_clip(tmp_path / "vfr.mp4", panned_frames(horse(), 4, 32, 32), times=times)
+    notes: list[str] = []
+    with pytest.raises(I2IError, match=r"^the mpeg4 encoder refuses yuv420p 32x32: ") as caught:
+        translate_video(identity(), src, tmp_path / "out.mp4", codec="mpeg4", note=notes.append)
+    assert "\n" not in str(caught.value) and notes == []
+    assert list(tmp_path.iterdir()) == [src]
+
+
+def test_x265_prints_nothing_per_clip(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    src = write_clip(tmp_path / "s.mp4", panned_frames(horse(), 4, 32, 32), audio_hz=None)
+    capfd.readouterr()
+    for codec in ("libx265", "libsvtav1"):
+        if codec in av.codecs_available:
+            translate_video(identity(), src, tmp_path / f"{codec}.mkv", codec=codec, pix_fmt="yuv420p")
+    err = capfd.readouterr().err
+    assert err.count("\n") <= 2, err
 
 
 def test_an_onnx_file_runs_batched_through_onnxruntime(clip: Path, anime: Generator, tmp_path: Path) -> None:
@@ -228,6 +297,30 @@ def test_ctrl_c_leaves_a_playable_partial_file_and_says_so(clip: Path, tmp_path:
     assert info.frames == 6 and info.times == probe(clip).times[:6] and info.rotation == 90
     assert len(info.audio) == 1  # the sound up to where it stopped
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.partial.mp4"]  # no final name, no temporary
+
+
+def test_a_finished_run_removes_the_partial_file_an_interrupted_one_left(clip: Path, tmp_path: Path) -> None:
+    with pytest.raises(VideoInterrupted):
+        translate_video(identity(stop_at=2), clip, tmp_path / "out.mp4", batch_size=2)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.partial.mp4"]
+    out = translate_video(identity(), clip, tmp_path / "out.mp4")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+    assert out.notes == ["removed out.partial.mp4, the part an earlier interrupted run left"]
+
+
+def test_ctrl_c_in_a_folder_says_which_clips_were_not_started(clip: Path, tmp_path: Path) -> None:
+    from i2i.video import translate_videos
+
+    paths = []
+    for name in ("a", "b", "c"):
+        paths.append(tmp_path / f"{name}.mp4")
+        paths[-1].write_bytes(clip.read_bytes())
+    lines: list[str] = []
+    with pytest.raises(SystemExit) as caught:
+        translate_videos(identity(stop_at=3), paths, tmp_path / "out", batch_size=2, echo=lines.append)
+    assert caught.value.code == 130
+    assert lines[-2].startswith(f"i2i: interrupted: {tmp_path / 'out' / 'a.partial.mp4'} holds the first 4 of 48")
+    assert lines[-1] == "i2i: 2 more video(s) were not started: b.mp4, c.mp4"
 
 
 def test_ctrl_c_before_any_frame_leaves_nothing(clip: Path, tmp_path: Path) -> None:
@@ -294,9 +387,16 @@ def test_options_the_encoder_refuses_are_one_line_errors(clip: Path, tmp_path: P
         (dict(codec="aac"), "^aac is not a video encoder"),
         (dict(pix_fmt="yuv999"), "^unknown --pix-fmt 'yuv999'"),
         (dict(codec="ffv1", pix_fmt="gbrp"), "^the ffv1 encoder does not take --pix-fmt gbrp; it takes "),
-        (dict(batch_size=0), "^--batch-size must be at least 1"),
-        (dict(temporal_smooth=1.0), r"^--temporal-smooth is a strength in \[0, 1\)"),
+        (dict(batch_size=0), r"^batch_size \(--batch-size\) must be at least 1"),
+        (dict(temporal_smooth=1.0), r"^temporal_smooth \(--temporal-smooth\) is a strength in \[0, 1\)"),
+        (dict(preset="turbo"), "^--preset turbo: unknown preset for libx264; choose one of ultrafast, superfast, "
+                               "veryfast, faster, fast, medium, slow, slower, veryslow, placebo$"),
+        (dict(codec="libx265", preset="turbo"), "^--preset turbo: unknown preset for libx265; choose one of "),
+        (dict(codec="libvpx-vp9", preset="fast"), "^--preset: the libvpx-vp9 encoder has no presets$"),
     ]
+    if "libsvtav1" in av.codecs_available:
+        cases.append((dict(codec="libsvtav1", preset="turbo"),
+                      r"^--preset turbo: libsvtav1's presets are numbers from -1 \(slowest\) to 13 \(fastest\)$"))
     for kwargs, message in cases:
         with pytest.raises(I2IError, match=message):
             translate_video(g, clip, tmp_path / "out.mp4", **kwargs)  # type: ignore[arg-type]
@@ -304,7 +404,7 @@ def test_options_the_encoder_refuses_are_one_line_errors(clip: Path, tmp_path: P
         translate_video(g, clip, tmp_path / "out.webm")
     with pytest.raises(I2IError, match="^cannot write a video as out.gif: use .mp4, .mov, .mkv or .webm$"):
         translate_video(g, clip, tmp_path / "out.gif")
-    with pytest.raises(I2IError, match="would overwrite the input"):
+    with pytest.raises(I2IError, match=r"would overwrite the input; choose another output path \(--out on the command line\)$"):
         translate_video(g, clip, clip)
     assert list(tmp_path.iterdir()) == []
 
@@ -400,6 +500,40 @@ def test_expand_inputs_finds_videos(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in expand_inputs((str(tmp_path),))] == ["a.mp4", "b.MOV", "c.mkv", "d.webm", "e.avi", "f.png"]
     assert [p.name for p in expand_inputs((str(tmp_path / "*.m*"),))] == ["a.mp4", "c.mkv"]
+    more = ["i.m4v", "j.ts", "k.mts", "l.m2ts", "m.3gp", "n.mpg", "o.mpeg", "p.wmv", "q.flv", "r.ogv"]
+    for name in more:
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in expand_inputs((str(tmp_path / "[i-r].*"),))] == more
+
+
+def test_m4v_and_ts_clips_are_translated_on_the_command_line(clip: Path, tmp_path: Path) -> None:
+    from i2i.cli import cli
+
+    if not ANIME.is_file():
+        pytest.skip(f"{ANIME} is absent")
+    m4v = tmp_path / "phone.m4v"
+    m4v.write_bytes(clip.read_bytes())
+    ts = write_clip(tmp_path / "cam.ts", panned_frames(horse(), 6, 32, 32), fps=24)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["translate", str(m4v), str(ts), "--model", str(ANIME), "--out", str(out),
+                                   "--preset", "ultrafast"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["cam.mp4", "phone.mp4"]
+    assert probe(out / "phone.mp4").frames == 48 and probe(out / "cam.mp4").frames == 6
+
+
+def test_an_unknown_preset_on_the_command_line_is_one_line(clip: Path, tmp_path: Path) -> None:
+    from i2i.cli import cli
+
+    if not ANIME.is_file():
+        pytest.skip(f"{ANIME} is absent")
+    res = CliRunner().invoke(cli, ["translate", str(clip), "--model", str(ANIME), "--out", str(tmp_path / "o"),
+                                   "--preset", "turbo"])
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines()[-1] == (
+        "Error: --preset turbo: unknown preset for libx264; choose one of ultrafast, superfast, veryfast, faster, "
+        "fast, medium, slow, slower, veryslow, placebo")
+    assert "cannot be copied" not in res.output
 
 
 def test_ctrl_c_on_the_command_line_exits_130_with_a_playable_file(tmp_path: Path) -> None:
