@@ -158,7 +158,11 @@ class VideoInfo:
 
 
 def probe(path: str | os.PathLike[str], decode_audio: bool = True) -> VideoInfo:
-    """Open ``path`` and decode every video frame (and audio frame) to count what it really holds."""
+    """Open ``path`` and decode every video frame (and audio frame) to count what it really holds.
+
+    ``duration`` ends at the last frame's time plus its decoded duration. In MP4/MOV with B-frames
+    that duration is the gap to the next *decoding* timestamp, which on a variable-rate clip can be
+    another frame's: the file's edit list (what players show) may end elsewhere."""
     av = require_av()
     with _open_input(av, Path(path)) as container:
         vs = container.streams.video[0]
@@ -867,6 +871,7 @@ class _Writer(threading.Thread):
         self._adts: dict[int, tuple[int, int]] = {}
         self._ashift: dict[int, int] = {}
         self.fixed_audio = 0
+        self._durations: dict[int, int] = {}  # pts -> duration of the frames in the encoder
 
     @property
     def duration_s(self) -> float:
@@ -936,7 +941,7 @@ class _Writer(threading.Thread):
                         self._early.append(item)
             if self.out is not None and not self._aborted.is_set():
                 for packet in self.vstream.encode(None):
-                    self.out.mux(packet)
+                    self._mux_video(packet)
                 for index, (resampler, stream) in self.recode.items():
                     for packet in stream.encode(None):
                         self.out.mux(packet)
@@ -1077,12 +1082,23 @@ class _Writer(threading.Thread):
         frame.pts = f.pts
         frame.time_base = self.time_base
         frame.duration = f.duration
+        self._durations[f.pts] = f.duration
         for packet in self.vstream.encode(frame):
-            self.out.mux(packet)
+            self._mux_video(packet)
         if self._first_pts is None:
             self._first_pts = f.pts
         self._end_pts = f.pts + f.duration
         self.frames += 1
+
+    def _mux_video(self, packet: Any) -> None:
+        """Mux with its frame's own duration: the encoder (x264) gives every packet one frame at the
+        average rate, and MP4/MOV end the track at the largest pts + duration, so the last frame of a
+        variable-rate clip lasted that guess instead of its own time."""
+        if packet.pts is not None:
+            duration = self._durations.pop(packet.pts, None)
+            if duration:
+                packet.duration = duration
+        self.out.mux(packet)
 
     def _audio(self, packet: Any) -> None:
         index = packet.stream.index

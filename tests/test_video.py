@@ -139,6 +139,30 @@ def test_variable_frame_rate_keeps_every_timestamp(tmp_path: Path) -> None:
     assert probe(out.path).times == pytest.approx(probe(src).times, abs=1e-6)
 
 
+def mp4_edit_end(path: Path) -> float:
+    """Seconds the first edit list entry (elst, version 0, of the first track) shows: where players end the video."""
+    import struct
+
+    data = path.read_bytes()
+    mvhd = data.find(b"mvhd")
+    timescale = struct.unpack(">I", data[mvhd + 16 : mvhd + 20])[0]
+    elst = data.find(b"elst")
+    return struct.unpack(">I", data[elst + 12 : elst + 16])[0] / timescale
+
+
+def test_a_variable_frame_rate_clip_ends_where_its_last_frame_ends(tmp_path: Path) -> None:
+    """H.264 gives every packet one frame at the average rate; the last frame of a variable-rate clip
+    lasted that (0.2 s here) instead of its own 0.05 s: each packet now carries its frame's duration."""
+    times = [0, 0.04, 0.08, 0.2, 0.25, 0.3, 0.5, 0.52, 0.54, 0.56, 0.7, 0.8, 0.9, 1.0, 1.05, 1.1, 1.3, 1.35, 1.4, 1.5]
+    src = write_clip(tmp_path / "vfr.mp4", panned_frames(horse(), len(times), 32, 32), times=times)
+    assert probe(src).duration == pytest.approx(1.55)
+    mkv = translate_video(identity(), src, tmp_path / "out.mkv")
+    assert mkv.duration == pytest.approx(1.55) and probe(mkv.path).duration == pytest.approx(1.55, abs=1e-3)
+    mp4 = translate_video(identity(), src, tmp_path / "out.mp4")
+    assert mp4.duration == pytest.approx(1.55) and mp4_edit_end(mp4.path) == pytest.approx(1.55, abs=1e-3)
+    assert probe(mp4.path).times == probe(src).times
+
+
 def test_odd_sizes_are_cropped_for_yuv420p_or_kept_with_yuv444p(tmp_path: Path) -> None:
     src = write_clip(tmp_path / "odd.mp4", panned_frames(horse(), 6, 33, 25), pix_fmt="yuv444p", audio_hz=None)
     notes: list[str] = []
