@@ -1043,19 +1043,23 @@ class _Writer(threading.Thread):
                                  f"{enc_name} (--container mkv copies it)")
                 else:
                     astreams[s.index] = out.add_stream_from_template(s)
+            logs: list[Any] = []
             try:
-                out.start_encoding()
+                with _ffmpeg_errors(av) as logs:  # FFmpeg's reason, in the one-line error, not on stderr
+                    out.start_encoding()
             except av.error.FFmpegError as exc:
+                cause = next((str(m).strip() for level, _, m in reversed(logs) if level <= 16 and str(m).strip()),
+                             _reason(exc))
                 if not vstream.codec_context.is_open:  # the encoder refused its options, not the muxer the sound
                     given = " ".join(f"{k}={v}" for k, v in options.items() if k not in ("b",))
                     raise I2IError(f"the {self.codec} encoder refuses {self.pix_fmt} {self.width}x{self.height}"
-                                   + (f" with {given}" if given else "") + f": {_reason(exc)}") from None
+                                   + (f" with {given}" if given else "") + f": {cause}") from None
                 for index, (_, enc) in recode.items():
                     if not enc.codec_context.is_open:
                         name = next(a.codec_context.name for a in self.audio if a.index == index)
                         raise I2IError(f"the {enc.codec_context.name} encoder refuses the {name} sound "
                                        f"({enc.codec_context.sample_rate} Hz, {enc.codec_context.layout.name}): "
-                                       f"{_reason(exc)}; --container mkv copies it") from None
+                                       f"{cause}; --container mkv copies it") from None
                 copied = set(astreams)
                 if copied and not with_recode:  # the muxer refused a copied sound: re-encode it instead
                     out.close()
@@ -1129,6 +1133,29 @@ class _Writer(threading.Thread):
                 for part in resampler.resample(frame):
                     for p in stream.encode(part):
                         self.out.mux(p)
+
+
+class _ffmpeg_errors:
+    """Collect FFmpeg's error log lines (level ERROR and worse) while opening the output, instead of
+    letting them reach stderr; PyAV logs nothing by default, so the level is raised for the moment."""
+
+    def __init__(self, av: Any) -> None:
+        self.av = av
+        self.previous: Any = None
+        self.capture: Any = None
+
+    def __enter__(self) -> list[Any]:
+        logging = self.av.logging
+        self.previous = logging.get_level()
+        if self.previous is None:
+            logging.set_level(logging.ERROR)
+        self.capture = logging.Capture()
+        return self.capture.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.capture.__exit__(*exc)
+        if self.previous is None:
+            self.av.logging.set_level(None)
 
 
 def _ext(muxer: str) -> str:
