@@ -15,14 +15,16 @@ from .loader import DEFAULT_MAX_PIXELS, Generator, plan_tile
 
 def expand_inputs(inputs: tuple[str, ...]) -> list[Path]:
     """Files, folders (their images and videos) and globs -> paths, in order, without duplicates."""
-    from .video import list_videos
+    from .imageio import IMAGE_EXTENSIONS
+    from .video import VIDEO_EXTENSIONS, list_videos
 
     paths: list[Path] = []
     for item in inputs:
-        try:
-            found = sorted(list_images(item) + list_videos(item))
-        except I2IError:
-            found = []
+        found = sorted(list_images(item) + list_videos(item))  # a path that does not exist: "no such file or folder"
+        if not found and Path(item).expanduser().is_file():
+            raise I2IError(f"{item} is neither an image nor a video i2i reads (by its suffix "
+                           f"{Path(item).suffix or '(none)'!r}); images: {' '.join(sorted(IMAGE_EXTENSIONS))}; "
+                           f"videos: {' '.join(sorted(VIDEO_EXTENSIONS))}")
         if not found:
             raise I2IError(f"no images or videos found at {item!r}; pass image or video files, folders or globs "
                            f"like 'photos/*.jpg'")

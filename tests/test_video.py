@@ -530,6 +530,14 @@ def test_expand_inputs_finds_videos(tmp_path: Path) -> None:
     for name in more:
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in expand_inputs((str(tmp_path / "[i-r].*"),))] == more
+    # an existing file of another kind names its suffix and what is read; a missing path says so
+    with pytest.raises(I2IError, match=r"g.txt is neither an image nor a video i2i reads \(by its suffix '.txt'\).*\.m4v"):
+        expand_inputs((str(tmp_path / "g.txt"),))
+    with pytest.raises(I2IError, match="no such file or folder"):
+        expand_inputs((str(tmp_path / "missing.mp4"),))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(I2IError, match="no images or videos found at"):
+        expand_inputs((str(tmp_path / "empty"),))
 
 
 def test_m4v_and_ts_clips_are_translated_on_the_command_line(clip: Path, tmp_path: Path) -> None:
