@@ -91,10 +91,11 @@ def video_kind(data: bytes) -> str | None:
         return "mkv/webm"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return "avi"
-    if len(head) > 188 and head[0] == 0x47 and head[188] == 0x47:
+    # MPEG-TS: a 0x47 sync byte every 188 bytes (three of them, so a GIF's leading 'G' is not one)
+    if len(head) > 376 and head[0] == head[188] == head[376] == 0x47:
         return "mpeg-ts"
-    if len(head) > 196 and head[4] == 0x47 and head[196] == 0x47:
-        return "mpeg-ts"  # M2TS: a 4-byte time code before each packet
+    if len(head) > 388 and head[4] == head[196] == head[388] == 0x47:
+        return "mpeg-ts"  # M2TS: a 4-byte time code before each 188-byte packet
     if head[:4] == b"\x00\x00\x01\xba":
         return "mpeg-ps"
     if head[:3] == b"FLV":

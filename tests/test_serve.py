@@ -382,7 +382,8 @@ def test_video_bodies_are_recognised_without_a_decoder() -> None:
         b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01": "mkv/webm",
         b"RIFF\x00\x10\x00\x00AVI LIST": "avi",
         ts: "mpeg-ts",
-        (b"\x00\x00\x00\x00" + ts[:188]) * 2: "mpeg-ts",  # M2TS: a time code before each packet
+        (b"\x00\x00\x00\x00" + ts[:188]) * 3: "mpeg-ts",  # M2TS: a time code before each packet
+        b"GIF89a" + b"\x00" * 182 + b"G" + b"\x00" * 200: None,  # a GIF's 'G' (0x47) is not one sync byte
         b"FLV\x01\x05": "flv",
         b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00": None,
         b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00": None,
