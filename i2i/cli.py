@@ -112,8 +112,11 @@ def list_(kind: str, pattern: str, as_json: bool) -> None:
 
     reg = registry(LIST_KINDS[kind])
     entries = [*reg.list(pattern), *_variant_rows(reg, pattern)]
-    entries.sort(key=lambda e: e.name)
-    if not entries:
+    rows = [_describe(kind, e) for e in entries]
+    for name, claims in reg.clashing(pattern).items():  # switched off: say so, and the names that work
+        rows += _clash_rows(kind, name, claims)
+    rows.sort(key=_bare_first)
+    if not rows:
         names = reg.names()
         if not names:
             raise I2IError(f"no {kind} are registered; `i2i plugins` shows which plugins are loaded")
@@ -121,11 +124,30 @@ def list_(kind: str, pattern: str, as_json: bool) -> None:
         hint = f"did you mean: {', '.join(close)}?" if close else \
             f"registered: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}"
         raise I2IError(f"no {kind} match {pattern!r} ({hint}); `i2i list {kind}` shows them all")
-    rows = [_describe(kind, e) for e in entries]
     if as_json:
         click.echo(json.dumps([dict(zip(rows[0][0], r[1])) for r in rows], indent=2, default=str))
         return
     _table(rows[0][0], [r[1] for r in rows])
+
+
+def _clash_rows(kind: str, name: str, claims: list[Any]) -> list[tuple[tuple[str, ...], tuple[Any, ...]]]:
+    """`i2i list` rows for a name two plugins claim: the bare name, marked off, naming both plugins and
+    the qualified names to use; then one row per claim as ``plugin:name`` (usable as it stands)."""
+    plugins = list(dict.fromkeys(c.plugin for c in claims))
+    qualified = list(dict.fromkeys(f"{c.plugin}:{name}" for c in claims))
+    by = "by plugin " + " and ".join(repr(p) for p in plugins) if len(plugins) > 1 else f"twice by plugin {plugins[0]!r}"
+    headers = _describe(kind, claims[0])[0]
+    note = f"OFF: registered {by}; use {' or '.join(qualified)}"
+    off = tuple(name if h == "name" else ", ".join(plugins) if h == "plugin" else note if h == "description" else "-"
+                for h in headers)
+    first_claims = {c.plugin: c for c in reversed(claims)}  # plugin:name opens that plugin's first claim
+    return [(headers, off), *((headers, (f"{p}:{name}", *_describe(kind, first_claims[p])[1][1:])) for p in plugins)]
+
+
+def _bare_first(row: tuple[tuple[str, ...], tuple[Any, ...]]) -> tuple[str, str]:
+    """Sort key of `i2i list` rows: by name, a ``plugin:name`` row right after the bare name's row."""
+    plugin, colon, bare = str(row[1][0]).partition(":")
+    return (bare, plugin) if colon else (plugin, "")
 
 
 def _variant_rows(reg: Any, pattern: str) -> list[Any]:

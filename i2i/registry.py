@@ -260,9 +260,10 @@ class Registry(Generic[S]):
             raise I2IError(self.clash_message(name, self.clashes[name]))
         plugin, colon, bare = name.partition(":")
         if colon:  # a qualified name: plugin:name
-            for spec in [*self._entries.values(), *(s for claims in self.clashes.values() for s in claims)]:
+            for spec in self._all():
                 if spec.name == bare and spec.plugin == plugin:  # type: ignore[attr-defined]
                     return spec
+            raise UnknownNameError(self.missing_message(plugin, bare)) from None
         base, dot, variant = name.partition(".")
         spec = self._entries.get(base) if dot else None
         if spec is not None and getattr(spec, "variants", None):  # a `i2i list generators` row such as spandrel.SwinIR
@@ -279,17 +280,51 @@ class Registry(Generic[S]):
             hint = f" (did you mean: {', '.join(described[:3])}?)"
         raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}; see `i2i list {plural(self.kind)}`") from None
 
+    def _all(self) -> list[S]:
+        """Every spec, the claims of switched-off names included."""
+        return [*self._entries.values(), *(s for claims in self.clashes.values() for s in claims)]
+
+    def plugins(self) -> list[str]:
+        """The plugins that registered something of this kind, in registration order."""
+        return list(dict.fromkeys(s.plugin for s in self._all()))  # type: ignore[attr-defined]
+
+    def missing_message(self, plugin: str, name: str) -> str:
+        """One line for ``plugin:name`` that no loaded plugin provides. Never suggests another plugin's
+        entry of that name as if it were the same network: it is a different one."""
+        others = [f"{s.plugin}:{name}" for s in self._all() if s.name == name]  # type: ignore[attr-defined]
+        other = (f"; {', '.join(others)} {'is a' if len(others) == 1 else 'are'} different network"
+                 f"{'' if len(others) == 1 else 's'} of that name, not a replacement" if others else "")
+        if plugin in self.plugins():
+            mine = sorted(s.name for s in self._all() if s.plugin == plugin)  # type: ignore[attr-defined]
+            hint = did_you_mean(name, mine) or f" (its {plural(self.kind)}: {', '.join(mine[:8])}{', ...' if len(mine) > 8 else ''})"
+            return (f"plugin {plugin!r} has no {self.kind} {name!r}{hint}; `i2i list {plural(self.kind)}` shows what is "
+                    f"registered (or install the version of {plugin!r} that had it){other}")
+        return (f"{self.kind} {name!r} of plugin {plugin!r}, which is not installed (or blocked, or registers no "
+                f"{plural(self.kind)}); install it, or unblock it (I2I_BLOCK_PLUGINS, I2I_PLUGINS; `i2i plugins` "
+                f"lists what is loaded){other}")
+
     def recorded(self, name: str, plugin: str | None = None) -> str:
         """The name to rebuild an entry a checkpoint or a zoo model recorded as ``name``: ``name`` itself,
         or, while another plugin claims it too, the qualified ``plugin:name`` of the claim it was made
         with: ``plugin`` (checkpoints record it: ``info["plugin"]``) or, not recorded, the built-in
         claim (zoo models and older checkpoints were made with i2i's own networks). Otherwise the
-        clash error (an I2IError naming every claim)."""
-        claims = self.clashes.get(name)
-        if not claims:
-            return name
+        clash error (an I2IError naming every claim). A name recorded with a ``plugin`` that provides it no
+        more (uninstalled, blocked) is an error saying so (:meth:`missing_message`), even where another
+        plugin has an entry of that name: that is a different network (only a network that moved
+        between i2i's own plugins is followed)."""
         from .plugins import BUILTIN_PLUGINS
 
+        if ":" in name:  # recorded qualified (generator=plugin:name): get() opens it or says what is missing
+            return name
+        claims = self.clashes.get(name) or []
+        spec = self._entries.get(name)
+        if plugin and not any(c.plugin == plugin for c in [*claims, *([spec] if spec else [])]):  # type: ignore[attr-defined]
+            builtin_kept = plugin in BUILTIN_PLUGINS and spec is not None and spec.plugin in BUILTIN_PLUGINS  # type: ignore[attr-defined]
+            if not builtin_kept:  # the plugin that made it is gone: never rebuild another plugin's network
+                raise UnknownNameError(self.missing_message(plugin, name))
+            return name  # a network that moved between i2i's own plugins
+        if not claims:
+            return name
         pick = [c for c in claims if (c.plugin == plugin if plugin else c.plugin in BUILTIN_PLUGINS)]  # type: ignore[attr-defined]
         if len(pick) != 1:
             raise I2IError(self.clash_message(name, claims, off=True))
@@ -303,6 +338,13 @@ class Registry(Generic[S]):
         """Entries whose name matches a shell wildcard (``unet_*``), sorted by name (clashing names
         are left out: they are reachable only by their qualified names)."""
         return [s for n, s in sorted(self._entries.items()) if fnmatch.fnmatchcase(n, pattern)]
+
+    def clashing(self, pattern: str = "*") -> dict[str, list[S]]:
+        """Names switched off because two plugins (or one, twice) claim them -> every claim, for the
+        names matching ``pattern`` bare or qualified (``unet*``, ``clashr16:*``), sorted by name."""
+        return {n: claims for n, claims in sorted(self.clashes.items())
+                if fnmatch.fnmatchcase(n, pattern)
+                or any(fnmatch.fnmatchcase(f"{c.plugin}:{n}", pattern) for c in claims)}  # type: ignore[attr-defined]
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -328,7 +328,72 @@ def test_a_clash_leaves_checkpoints_and_files_of_that_name_opening(monkeypatch: 
         assert generators().recorded("unet_256", "clasher") == "clasher:unet_256"
         assert generators().recorded("unet_256") == "i2i_pix2pix:unet_256"
         assert generators().recorded("unet_128") == "unet_128"
-        with pytest.raises(I2IError, match="registered twice"):
-            generators().recorded("unet_256", "some_other_plugin")
+        with pytest.raises(I2IError, match="generator 'unet_256' of plugin 'some_other_plugin', which is not installed"):
+            generators().recorded("unet_256", "some_other_plugin")  # neither claim is the network it was made with
     finally:
         plugins.reset()
+
+
+def test_list_shows_a_clashing_name_as_off_with_the_qualified_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`i2i list generators 'unet*'` with a plugin claiming unet_256 too: a row says the name is off and
+    by whom, and one row per claim gives the qualified name to use; --json holds the same rows."""
+    import json
+
+    from click.testing import CliRunner
+
+    from i2i.cli import cli
+
+    install_unet_256_clasher(monkeypatch)
+    try:
+        runner = CliRunner()
+        res = runner.invoke(cli, ["list", "generators", "unet*"])
+        assert res.exit_code == 0, res.output
+        names = [line.split()[0] for line in res.output.splitlines()[2:] if line.strip()]
+        assert names == ["unet_128", "unet_256", "clasher:unet_256", "i2i_pix2pix:unet_256"]
+        off = next(line for line in res.output.splitlines() if line.startswith("unet_256 "))
+        assert "OFF: registered by plugin 'clasher' and 'i2i_pix2pix'" in off
+        assert "use clasher:unet_256 or i2i_pix2pix:unet_256" in off
+        rows = json.loads(runner.invoke(cli, ["list", "generators", "unet*", "--json"]).output)
+        assert [r["name"] for r in rows] == names and rows[1]["description"].startswith("OFF: ")
+        assert rows[1]["plugin"] == "clasher, i2i_pix2pix" and rows[3]["multiple"] == 256
+        assert {r["plugin"] for r in rows[2:]} == {"clasher", "i2i_pix2pix"}
+        for pattern in ("clasher:*", "unet_256"):  # the qualified names match too; only the clash is listed
+            rows = json.loads(runner.invoke(cli, ["list", "generators", pattern, "--json"]).output)
+            assert [r["name"] for r in rows] == names[1:], pattern
+    finally:
+        plugins.reset()
+
+
+def test_a_checkpoint_of_an_uninstalled_plugin_names_it_and_never_opens_another_network(tmp_path: Path) -> None:
+    """Made with clasher:unet_256 (or recorded as unet_256 of plugin clasher), then clasher is uninstalled:
+    every door says the plugin is missing, and never builds i2i_pix2pix's unet_256 in its place (whose
+    weights would even fit here) or suggests it as a spelling fix."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from i2i.checkpoint import save_generator
+    from i2i.cli import cli
+    from i2i.loader import build_meta
+    from i2i.registry import create_generator
+
+    net = create_generator("unet_256", ngf=4)
+    for name, label in (("clasher:unet_256", "qualified"), ("unet_256", "bare")):
+        meta = build_meta("unet_256", {"ngf": 4}, module=net)
+        meta.name, meta.info["plugin"] = name, "clasher"
+        save_generator(tmp_path / f"{label}.safetensors", net, meta)
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    want = ("generator 'unet_256' of plugin 'clasher', which is not installed (or blocked, or registers no "
+            "generators); install it, or unblock it")
+    runner = CliRunner()
+    for label in ("qualified", "bare"):
+        weights = str(tmp_path / f"{label}.safetensors")
+        with pytest.raises(I2IError) as err:
+            i2i.load(weights)
+        assert str(err.value).startswith(want) and "did you mean" not in str(err.value), label
+        assert "i2i_pix2pix:unet_256 is a different network of that name, not a replacement" in str(err.value)
+        for args in (["translate", str(tmp_path / "a.png"), "--checkpoint", weights, "--out", str(tmp_path / "out")],
+                     ["export", weights, "-o", str(tmp_path / "m.onnx")]):
+            res = runner.invoke(cli, args)
+            assert res.exit_code == 1 and "Traceback" not in res.output, (label, args, res.output)
+            assert res.output.strip().splitlines()[-1] == f"Error: {err.value}", (label, args)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "m.onnx").exists()

@@ -84,3 +84,37 @@ def test_an_unknown_name_found_in_a_description_is_suggested() -> None:
 
     with pytest.raises(UnknownNameError, match=r"unknown loss 'relativistic' \(did you mean: ragan\?\); see `i2i list losses`"):
         losses().get("relativistic")
+
+
+def test_a_qualified_name_of_a_missing_plugin_says_so_and_suggests_no_other_network() -> None:
+    reg = _filled()
+    with pytest.raises(UnknownNameError) as err:
+        reg.get("clashr16:unet_256")  # a checkpoint made with a plugin since uninstalled
+    assert str(err.value) == (
+        "generator 'unet_256' of plugin 'clashr16', which is not installed (or blocked, or registers no generators); "
+        "install it, or unblock it (I2I_BLOCK_PLUGINS, I2I_PLUGINS; `i2i plugins` lists what is loaded); "
+        "p2p:unet_256 is a different network of that name, not a replacement")
+    with pytest.raises(UnknownNameError, match=r"^generator 'tiny' of plugin 'gone', which is not installed .*loaded\)$"):
+        reg.get("gone:tiny")
+    with pytest.raises(UnknownNameError, match=r"^plugin 'p2p' has no generator 'unet_512' \(did you mean: unet_128, "
+                                               r"unet_256\?\); `i2i list generators` shows"):
+        reg.get("p2p:unet_512")
+    with pytest.raises(UnknownNameError, match=r"^plugin 'sr' has no generator 'unet_256' \(its generators: srresnet\); "
+                                               r".* \(or install the version of 'sr' that had it\); p2p:unet_256 is a "
+                                               r"different network of that name, not a replacement$"):
+        reg.get("sr:unet_256")
+    assert reg.get("p2p:unet_256").plugin == "p2p" and reg.get("sr:srresnet").name == "srresnet"
+
+
+def test_recorded_never_swaps_in_another_plugins_network() -> None:
+    reg = _filled()
+    assert reg.recorded("unet_256") == "unet_256" and reg.recorded("unet_256", "p2p") == "unet_256"
+    assert reg.recorded("clashr16:unet_256", "clashr16") == "clashr16:unet_256"  # get() says what is missing
+    with pytest.raises(UnknownNameError, match="^generator 'unet_256' of plugin 'clashr16', which is not installed"):
+        reg.recorded("unet_256", "clashr16")  # made by clashr16's unet_256, not p2p's
+    with pytest.raises(UnknownNameError, match="^generator 'srresnet' of plugin 'i2i_srgan', which is not installed"):
+        reg.recorded("srresnet", "i2i_srgan")  # i2i's own plugin blocked: a third party's srresnet is not it
+
+    builtins: Registry[GeneratorSpec] = Registry("generator", GeneratorSpec)
+    builtins.add(builtins.make_spec("i2i_cyclegan", "unet_256", nn.Identity))
+    assert builtins.recorded("unet_256", "i2i_pix2pix") == "unet_256"  # moved between i2i's own plugins
