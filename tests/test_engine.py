@@ -201,43 +201,87 @@ def _workers(launcher: subprocess.Popen) -> dict[int, int]:
 
 @needs_facades
 @pytest.mark.slow
-def test_ddp_a_signal_to_one_rank_stops_every_rank_and_rank_0_saves(tmp_path: Path, small_facades: Path) -> None:
-    """Slurm or Kubernetes may signal any one process: the ranks agree at a log step, stop at the same
-    step, and rank 0 writes `interrupted`, which resumes."""
+@pytest.mark.parametrize("target, log_every", [("rank 1", 1), ("launcher", 50)])
+def test_ddp_a_signal_stops_every_rank_and_rank_0_saves(tmp_path: Path, small_facades: Path, target: str,
+                                                        log_every: int) -> None:
+    """Slurm or Kubernetes may signal any one process, or torchrun, which forwards the signal and kills
+    its workers 30 s later: the ranks agree within seconds (not at the next of every 50 log steps), stop
+    at the same step, and rank 0 writes `interrupted`, which resumes."""
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
+    settings = [*TINY, "n_epochs=200", "save_every_minutes=0", f"log_every={log_every}"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "i2i.cli", "train", "pix2pix", "--data", str(small_facades), "--out-dir", str(tmp_path / "runs"),
-           "--name", "ddp", "--max-steps", "400", "--device", "cpu",
-           *sum((["--set", s] for s in [*TINY, "n_epochs=200", "save_every_minutes=0"]), [])]
+           "--name", "ddp", "--max-steps", "400", "--device", "cpu", *sum((["--set", s] for s in settings), [])]
     launcher = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
     run = tmp_path / "runs" / "ddp"
     try:
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and launcher.poll() is None:
-            metrics = run / "metrics.jsonl"
-            if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
+        while time.monotonic() < deadline and launcher.poll() is None:  # a few steps in
+            if (run / "metrics.jsonl").is_file() and len((run / "metrics.jsonl").read_text().splitlines()) >= 3:
+                break
+            if log_every > 1 and (run / "config.yaml").is_file():  # training has started: let it take some steps
+                time.sleep(3)
                 break
             time.sleep(0.05)
         ranks = _workers(launcher)
         assert sorted(ranks) == [0, 1], ranks
-        os.kill(ranks[1], signal.SIGTERM)  # rank 1 only: rank 0 learns of it at the next log step
+        started = time.monotonic()
+        os.kill(ranks[1] if target == "rank 1" else launcher.pid, signal.SIGTERM)
         _, stderr = launcher.communicate(timeout=240)
+        assert time.monotonic() - started < 30, stderr[-3000:]  # before torchrun's kill
     except BaseException:
         os.killpg(launcher.pid, signal.SIGKILL)
         raise
     assert launcher.returncode != 0, stderr[-3000:]
-    assert "a signal on another rank at step" in stderr and "--resume" in stderr, stderr[-3000:]
+    said = "a signal on another rank at step" if target == "rank 1" else "SIGTERM at step"
+    assert said in stderr and "--resume" in stderr and "forcefully" not in stderr, stderr[-3000:]
     ckpts = run / "checkpoints"
     assert (ckpts / "latest").read_text().strip() == "interrupted"
     step = torch.load(ckpts / "interrupted" / "state.pt", weights_only=True)["step"]
-    assert 3 <= step < 400
-    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(1, step + 1))  # every rank stopped at that step (log_every=1)
+    assert 1 <= step < 400
+    if log_every == 1:
+        steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert steps == list(range(1, step + 1))  # every rank stopped at that step
     result = CliRunner().invoke(cli, ["train", "pix2pix", "--name", "ddp", "--out-dir", str(tmp_path / "runs"),
                                       "--resume", "--max-steps", str(step + 2), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert torch.load(ckpts / "final" / "state.pt", weights_only=True)["step"] == step + 2
+
+
+@needs_facades
+def test_a_second_signal_aborts_at_once_in_one_line(tmp_path: Path, small_facades: Path) -> None:
+    """The first signal asks for a save after the step; a second one aborts: one line and the signal's
+    exit status (click's 'Aborted!' and status 1 before)."""
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    cmd = [sys.executable, "-m", "i2i.cli", "train", "pix2pix", "--data", str(small_facades), "--out-dir",
+           str(tmp_path / "runs"), "--name", "t", "--max-steps", "400", *sum((["--set", s] for s in TINY), [])]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    metrics = tmp_path / "runs" / "t" / "metrics.jsonl"
+    while time.monotonic() < deadline and proc.poll() is None and not (metrics.is_file() and metrics.read_text()):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)  # another signal (two of one kind may reach a process as one)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "i2i: a second signal (SIGTERM): aborted at once" in err and "Aborted!" not in err, err[-2000:]
+    assert "Traceback" not in err and not (tmp_path / "runs" / "t" / "checkpoints" / "interrupted").exists()
+
+
+def test_under_ddp_ranks_check_for_a_signal_every_few_seconds_not_every_log_step() -> None:
+    """torchrun kills its workers 30 s after forwarding a signal: at 1.5 s a step the ranks must agree
+    every ~6 steps, not every 50 (log_every), or a slow run is killed before it saves."""
+    from types import SimpleNamespace
+
+    from i2i.engine.distributed import DistInfo
+    from i2i.engine.trainer import STOP_CHECK_SECONDS, Trainer
+
+    fake = SimpleNamespace(cfg=SimpleNamespace(log_every=50), dist=DistInfo(), device=torch.device("cpu"))
+    assert STOP_CHECK_SECONDS <= 15
+    assert Trainer._agree_stop_every(fake, 1.5) == int(STOP_CHECK_SECONDS / 1.5)
+    assert Trainer._agree_stop_every(fake, 0.01) == 50      # never less often than at log steps
+    assert Trainer._agree_stop_every(fake, 120.0) == 1      # a step longer than the budget: every step
 
 
 def test_step_lr_policy_factors_and_errors() -> None:

@@ -69,6 +69,15 @@ def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def min_int(value: int, info: DistInfo, device: torch.device) -> int:
+    """The smallest ``value`` over the ranks (every rank gets the same number)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor(float(value), device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -142,12 +142,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 class TrainingInterrupted(I2IError):
-    """Training stopped on SIGINT/SIGTERM after saving an ``interrupted`` checkpoint."""
+    """Training stopped on SIGINT/SIGTERM: after saving an ``interrupted`` checkpoint (the first signal),
+    or at once, saving nothing (a second one)."""
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         #: what the process should exit with: 128 + the signal's number, as a shell reports it
         self.exit_code = exit_code
+
+
+#: Under DDP the ranks check for a signal about this often (seconds): torchrun forwards SIGINT/SIGTERM to
+#: its workers and kills them 30 s later, which must leave time for the step and rank 0's save.
+STOP_CHECK_SECONDS = 10.0
 
 
 class _StopOnSignal:
@@ -167,10 +173,12 @@ class _StopOnSignal:
             self._old[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
         if self.signal is not None:
             self.uninstall()
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
+            raise TrainingInterrupted(f"a second signal ({name}): aborted at once; nothing was saved since the last "
+                                      f"checkpoint", exit_code=128 + signum)
+        self.signal = name
         if self.on_first:
             self.on_first(self.signal)
 
@@ -426,10 +434,13 @@ class Trainer:
 
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump({"method": self.method.name, **to_dict(cfg)}, sort_keys=False))
         log = RunLog(self.run_dir, self.total_steps, self.step, enabled=main)
-        when = f"at the next log step (every {cfg.log_every})" if self.dist.enabled else "after this step"
-        stop.on_first = lambda name: log.info(f"i2i: {name}: stopping {when} to save a checkpoint "
-                                               f"(press Ctrl-C again to abort at once, saving nothing)")
+        when = f"within {STOP_CHECK_SECONDS:.0f} s (the ranks agree on it)" if self.dist.enabled else "after this step"
+        stop.on_first = lambda name: log.info(
+            f"i2i: {name}: stopping {when} to save a checkpoint ("
+            + ("press Ctrl-C again to abort" if name == "SIGINT" else "a second signal aborts") + " at once, saving nothing)")
         first_step, first_tick = self.step, time.perf_counter()
+        # under DDP, steps between signal checks: every step until the first log step has timed them
+        self._stop_every = 1
         log.info(f"i2i: training {self.method.name} on {self._data_description()} "
                  f"-> {self.run_dir}; device {self.device}, precision {self.precision}, "
                  f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps"
@@ -467,6 +478,7 @@ class Trainer:
                         counts[k] = counts.get(k, 0) + 1
                     log.step()
                     at_log = self.step % cfg.log_every == 0 or self.step == self.total_steps
+                    window_seconds = (data_time + compute_time) / window
                     if at_log:  # the host reads the device here (and at samples and saves), never per step
                         elapsed = data_time + compute_time
                         self._log_window(log, sums, counts, {
@@ -486,11 +498,19 @@ class Trainer:
                     due = cfg.save_every_minutes > 0 and time.monotonic() - self._saved_at >= 60 * cfg.save_every_minutes
                     if main and ((cfg.save_every and self.step % cfg.save_every == 0) or due):
                         self.save(f"step_{self.step:07d}")
-                    # Every rank stops at the same step: under DDP they agree at log steps (an all-reduce
-                    # is a sync), so a signal stops the run within log_every steps; alone, at once.
-                    if (at_log or not self.dist.enabled) and D.any_rank(stop.signal is not None, self.dist, self.device):
+                    # Every rank stops at the same step. Alone: after this step. Under DDP the ranks agree
+                    # through an all-reduce (a host sync) every stop_every steps, about STOP_CHECK_SECONDS
+                    # apart (measured at log steps), since torchrun kills its workers 30 s after it forwards
+                    # a signal. At the last step the run just finishes: its final checkpoint is the save.
+                    if at_log and self.dist.enabled:
+                        self._stop_every = self._agree_stop_every(window_seconds)
+                    check = not self.dist.enabled or at_log or self.step % self._stop_every == 0
+                    if check and self.step < self.total_steps and D.any_rank(stop.signal is not None, self.dist,
+                                                                             self.device):
                         self._interrupted(log, stop.signal or "a signal on another rank")
                     if self.step >= self.total_steps:
+                        if stop.signal is not None:
+                            log.info(f"i2i: {stop.signal} came at the last step: the run finishes as planned")
                         break
                 else:  # the epoch ran to its end
                     self.epoch += 1
@@ -518,6 +538,12 @@ class Trainer:
             log.close()
             D.cleanup(self.dist)
         return self.run_dir
+
+    def _agree_stop_every(self, seconds_per_step: float) -> int:
+        """Under DDP: every how many steps the ranks check for a signal, so that a check comes about every
+        STOP_CHECK_SECONDS (at most every log_every steps); the slowest rank's figure, agreed by all."""
+        steps = max(1, min(self.cfg.log_every, int(STOP_CHECK_SECONDS / max(seconds_per_step, 1e-6))))
+        return D.min_int(steps, self.dist, self.device)
 
     def _step_schedules(self) -> None:
         """Step every group's LR schedule (per epoch or per iteration, ``lr_unit``)."""
