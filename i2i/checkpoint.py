@@ -48,7 +48,62 @@ def resolve(path: str | Path) -> Path:
             for name in (tag, tag + ".old"):
                 if (candidate / name / WEIGHTS).is_file():
                     return candidate / name / WEIGHTS
+            # never a silent pick of another checkpoint: say what is there and let the user choose
+            raise I2IError(gone_latest(candidate, tag, "pass that folder instead: {path}"))
     raise I2IError(f"no checkpoint found in {path}: expected {WEIGHTS}, or a 'latest' pointer in it or in its checkpoints/ folder")
+
+
+def checkpoints_present(checkpoints: Path) -> list[str]:
+    """The checkpoint folders (holding weights) in a checkpoints/ folder: named tags first (final, last,
+    interrupted, best ...), then step_N newest first."""
+    found = [d.name for d in Path(checkpoints).iterdir() if d.is_dir() and (d / WEIGHTS).is_file()
+             and not d.name.endswith((".tmp", ".old"))] if Path(checkpoints).is_dir() else []
+    steps = sorted((n for n in found if n.startswith("step_") and n[5:].isdigit()), key=lambda n: -int(n[5:]))
+    return sorted(n for n in found if n not in steps) + steps
+
+
+def gone_latest(checkpoints: Path, tag: str, todo: str) -> str:
+    """One line for a ``latest`` pointer naming a folder that is gone: what the run still has, and
+    ``todo`` (``{path}``: the checkpoint to suggest, ``last`` when there is one)."""
+    have = checkpoints_present(checkpoints)
+    if not have:
+        return (f"{checkpoints}/{LATEST} names {tag!r}, which is gone, and no checkpoint is left in {checkpoints}: "
+                f"the run cannot be resumed or loaded; start it again")
+    pick = next((n for n in ("last", "final", "interrupted") if n in have), None) or \
+        next((n for n in have if n.startswith("step_")), have[0])
+    shown = ", ".join(have[:6]) + (f" (+{len(have) - 6} more)" if len(have) > 6 else "")
+    return (f"{checkpoints}/{LATEST} names {tag!r}, which is gone; the run has: {shown}; "
+            + todo.format(path=Path(checkpoints) / pick))
+
+
+def _state_problem(path: Path, exc: BaseException) -> str:
+    """Why ``state.pt`` does not load, in a few words, never torch's own text (whose advice is to turn
+    the safety check off): empty, a pickle that needs code (the only "unsafe" one), or damaged."""
+    import re
+
+    text = str(exc)
+    try:
+        head = path.read_bytes()[:4]
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if not head:
+        return "is empty (0 bytes)"
+    code = re.search(r"GLOBAL ([\w.]+)", text)
+    if code:
+        return (f"is a pickle that runs code ({code.group(1)}), which i2i never writes; it is not loaded (unsafe)")
+    if head[:2] == b"PK" or "central directory" in text or "zip" in text.lower() or isinstance(exc, EOFError):
+        return "is damaged or truncated (an incomplete zip archive)"
+    return "is damaged or truncated (not readable as a PyTorch state file)"
+
+
+def read_state(state_file: str | Path, todo: str = "use another checkpoint of the run (checkpoints/last, step_*)") -> Any:
+    """``torch.load(state.pt, weights_only=True)``; a file that does not load is one I2IError saying
+    what it is (damaged or truncated, empty, or unsafe) and ``todo``."""
+    state_file = Path(state_file)
+    try:
+        return torch.load(state_file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors come in many types
+        raise I2IError(f"{state_file} {_state_problem(state_file, exc)}; {todo}") from None
 
 
 def read_meta(weights_file: str | Path) -> dict[str, Any]:
@@ -183,7 +238,9 @@ def open_checkpoint(path: str | Path, net: str | None = None, ema: bool = True) 
     except (SafetensorError, OSError) as exc:
         raise I2IError(f"{weights_file} is damaged ({exc}); use another checkpoint of the run") from None
     name = generators().recorded(gmeta.name, gmeta.info.get("plugin"))  # plugin:name while another plugin claims it
-    module = build_strict(name, gmeta.kwargs, generator_state(tensors, net, ema=ema), source=str(weights_file))
+    module = build_strict(name, gmeta.kwargs, generator_state(tensors, net, ema=ema), source=str(weights_file),
+                          todo=f"the file is not from the architecture/settings its metadata records (edited or "
+                               f"damaged?): use another checkpoint of the run (checkpoints/last, step_*)")
     gmeta.min_size = max(gmeta.min_size, generators().get(name).min_size)  # older checkpoints lack it
     gmeta.info.setdefault("checkpoint", str(weights_file))
     gmeta.info.setdefault("step", meta.get("step"))

@@ -272,7 +272,7 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
             cli_values[key] = value
     resume_dir = None
     if resume or resume_from:
-        from .checkpoint import LATEST, read_meta, resolve
+        from .checkpoint import LATEST, STATE, WEIGHTS, gone_latest, read_meta, read_state, resolve
 
         if resume_from:
             weights = resolve(resume_from)
@@ -283,11 +283,18 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
             ckpts = Path(cli_values.get("out_dir", "runs")) / str(run_name) / "checkpoints"
             if not (ckpts / LATEST).is_file():
                 raise I2IError(f"nothing to resume: no checkpoint in {ckpts}")
+            tag = (ckpts / LATEST).read_text().strip()
+            if not any((ckpts / t / WEIGHTS).is_file() for t in (tag, tag + ".old")):
+                raise I2IError(gone_latest(ckpts, tag, "pass --resume-from {path}"))
             weights = resolve(ckpts)
         resume_dir = weights.parent
         saved = read_meta(weights)
         if saved.get("method") != method:
             raise I2IError(f"checkpoint {resume_dir} was trained with {saved.get('method')!r}, not {method!r}")
+        if (resume_dir / STATE).is_file():  # a damaged, truncated or unsafe state.pt: one line, before any work
+            other = (f"--resume-from {resume_dir.parent}/last, or a step_* folder"
+                     if resume_dir.parent.name == "checkpoints" else "checkpoints/last, step_*")
+            read_state(resume_dir / STATE, f"resume from another checkpoint of the run ({other})")
         # The saved config, so the continuation is exact; flags and --set still apply on top.
         cfg = build(cls, vars(from_dict(cls, saved["config"])), f"checkpoint {resume_dir}", cli_values,
                     recipe_is_baseline=True)
@@ -309,14 +316,68 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
     from .engine import train as run_training
     from .engine.trainer import TrainingInterrupted
 
+    from .zoo import WeightsMismatch
+
     try:
         run_dir = run_training(method, cfg, resume_from=resume_dir)
     except TrainingInterrupted as exc:
         if _is_main_process():
             click.echo(f"i2i: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except WeightsMismatch as exc:
+        if resume_dir is None or str(resume_dir) not in exc.source:
+            raise
+        raise I2IError(_resume_mismatch(exc, resume_dir, saved, cfg, cli_values)) from None
+    except I2IError as exc:
+        finished = f"the run in {run_dir} is finished"
+        if not resume_from or not str(exc).startswith(finished):
+            raise
+        # --resume-from a finished checkpoint into another run: name the checkpoint, not the new folder
+        raise I2IError(f"the checkpoint {resume_dir} is finished{str(exc)[len(finished):]}") from None
     if _is_main_process():
         click.echo(f"run folder: {run_dir}")
+
+
+#: the config keys that choose the networks (a change makes the checkpoint's weights not fit)
+_NETWORK_KEYS = ("generator", "generator_kwargs", "discriminator", "discriminator_kwargs")
+
+
+def _resume_mismatch(exc: Any, resume_dir: Path, saved: dict[str, Any], cfg: Any, cli_values: dict[str, Any]) -> str:
+    """One line for a resumed checkpoint whose weights do not fit the networks this run builds: the
+    settings that differ from the checkpoint's and what to do, then the short key detail."""
+    from .config import to_dict
+
+    then, now = saved.get("config", {}), to_dict(cfg)
+    changed = [k for k in cli_values if k.split(".")[0] in then and k.split(".")[0] not in
+               ("data", "name", "out_dir", "max_steps", "batch_size", "device", "precision")
+               and then.get(k.split(".")[0]) != now.get(k.split(".")[0])]
+    networks = [k for k in changed if k.split(".")[0] in _NETWORK_KEYS]
+    drop = ", ".join(f"--set {k}={cli_values[k]}" for k in (networks or changed))
+    counts = ", ".join(f"{n} {what}" for n, what in zip(exc.counts, ("missing keys", "unexpected keys",
+                                                                    "shape mismatches")) if n)
+    detail = f"({exc.source} do not fit: {counts})"
+    other = (f"--resume-from {resume_dir.parent}/last, or a step_* folder" if resume_dir.parent.name == "checkpoints"
+             else "checkpoints/last, step_*")
+    if networks:
+        kind = "discriminator" if all(k.startswith("discriminator") for k in networks) else "generator"
+        main = saved.get("main", "G")
+        gen = saved.get("generators", {}).get(main, {})
+        if kind == "generator" and gen.get("name"):
+            have = f"the checkpoint's {main} is {gen['name']}({_kwargs_text(gen.get('kwargs', {}))})"
+        else:
+            have = f"the checkpoint's {kind} is {then.get(kind)}({_kwargs_text(then.get(kind + '_kwargs') or {})})"
+        ask = f"{now.get(kind)}({_kwargs_text(now.get(kind + '_kwargs') or {})})"
+        return (f"{have}, this run asks for {ask}: resume with the run's own settings (drop {drop}) or start a "
+                f"new run with --name NAME {detail}")
+    if changed:
+        return (f"the checkpoint {resume_dir} does not fit the networks of this run's settings ({drop}): resume "
+                f"with the run's own settings (drop them) or start a new run with --name NAME {detail}")
+    return (f"{exc.source} do not fit {exc.what}: {exc.detail}; the file is not from this architecture/settings "
+            f"(edited or damaged?): resume from another checkpoint of the run ({other})")
+
+
+def _kwargs_text(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in kwargs.items()) or "its defaults"
 
 
 def _default_name(method: str, data: str, config: str | None) -> str:

@@ -23,7 +23,7 @@ from .artifact import GeneratorMeta
 from .errors import I2IError, did_you_mean
 
 __all__ = ["open_zoo_model", "cache_path", "cache_status", "load_state", "build_strict", "load_strict",
-           "unwrap_state_dict", "fill_batchnorm_counters"]
+           "unwrap_state_dict", "fill_batchnorm_counters", "WeightsMismatch"]
 
 #: keys under which published checkpoints nest the generator's state_dict, most specific first
 #: (basicsr saves both ``params_ema`` and ``params``: the EMA weights are the published ones)
@@ -149,23 +149,44 @@ def _not_weights(path: Path, exc: Exception) -> str:
             f"or a .safetensors file")
 
 
-def _brief(keys: list[str], n: int = 4) -> str:
-    shown = ", ".join(keys[:n])
-    return shown + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+def _first(items: list[str], n: int = 2) -> str:
+    """The first ``n`` of a list and how many in all: a short key detail, whatever the mismatch."""
+    return ", ".join(items[:n]) + (f", ... ({len(items)} in all)" if len(items) > n else "")
 
 
-def build_strict(generator: str, kwargs: dict[str, Any], state: dict[str, Any], source: str = "") -> Any:
+class WeightsMismatch(I2IError):
+    """Weights that do not fit the network built for them (missing, unexpected or wrong-shaped tensors).
+
+    ``source``, ``what``: as given to :func:`load_strict`; ``detail``: the short key/shape account and
+    ``counts`` (missing, unexpected, wrong-shaped), so a caller that knows more (``i2i train --resume``
+    with other settings) can say it its own way."""
+
+    def __init__(self, message: str, source: str = "", what: str = "", detail: str = "",
+                 counts: tuple[int, int, int] = (0, 0, 0)) -> None:
+        super().__init__(message)
+        self.source, self.what, self.detail = source, what, detail
+        self.counts = counts  # missing, unexpected, wrong-shaped tensors
+
+
+#: what load_strict says to do when its caller does not say
+NOT_THIS_ARCHITECTURE = ("the file is not from this architecture/settings: use weights saved by this network "
+                         "with these settings")
+
+
+def build_strict(generator: str, kwargs: dict[str, Any], state: dict[str, Any], source: str = "",
+                 todo: str | None = None) -> Any:
     """Build ``generator(**kwargs)`` and load ``state`` strictly; a mismatch is one clear line."""
     from .registry import create_generator
 
     module = create_generator(generator, **kwargs)
-    load_strict(module, state, f"weights {source}", f"{generator}({kwargs})")
+    load_strict(module, state, f"weights {source}", f"{generator}({kwargs})", todo=todo)
     return module.eval()
 
 
-def load_strict(module: Any, state: dict[str, Any], source: str, what: str) -> None:
+def load_strict(module: Any, state: dict[str, Any], source: str, what: str, todo: str | None = None) -> None:
     """``module.load_state_dict(state, strict=True)``, with missing, unexpected and wrong-shaped
-    tensors said in one line (``"<source> do not fit <what>: ..."``), as an I2IError."""
+    tensors said in one short line (``"<source> do not fit <what>: ...; <todo>"``), as a
+    :class:`WeightsMismatch` (an I2IError). ``todo``: what to do (default :data:`NOT_THIS_ARCHITECTURE`)."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -174,12 +195,15 @@ def load_strict(module: Any, state: dict[str, Any], source: str, what: str) -> N
     if missing or unexpected or shapes:
         parts = []
         if missing:
-            parts.append(f"missing keys: {_brief(missing)}")
+            parts.append(f"missing keys: {_first(missing)}")
         if unexpected:
-            parts.append(f"unexpected keys: {_brief(unexpected)}")
+            parts.append(f"unexpected keys: {_first(unexpected)}")
         if shapes:
-            parts.append(f"shape mismatch: {_brief(shapes, 2)}")
-        raise I2IError(f"{source} do not fit {what}: {'; '.join(parts)}")
+            parts.append(f"shape mismatch: {_first(shapes, 1)}")
+        detail = "; ".join(parts)
+        raise WeightsMismatch(f"{source} do not fit {what}: {detail}; {todo or NOT_THIS_ARCHITECTURE}",
+                              source=source, what=what, detail=detail,
+                              counts=(len(missing), len(unexpected), len(shapes)))
     module.load_state_dict(state, strict=True)
 
 

@@ -285,11 +285,20 @@ def test_a_wrong_shaped_checkpoint_is_one_line(tmp_path: Path, resnet_run: Path)
     bad = tmp_path / "weights.safetensors"
     save_file(tensors, str(bad), metadata=metadata)
     assert META_KEY in metadata
-    with pytest.raises(I2IError, match="shape mismatch"):
+    todo = ("not from the architecture/settings its metadata records", "use another checkpoint of the run")
+    with pytest.raises(I2IError, match="shape mismatch.*not from the architecture/settings.*another checkpoint"):
         i2i.load(bad)
     Image.fromarray(rgb(16, 16)).save(tmp_path / "a.png")
     code, out = invoke("translate", str(tmp_path / "a.png"), "--checkpoint", str(bad))
-    one_line_error(code, out, "shape mismatch")
+    one_line_error(code, out, "shape mismatch", *todo)
+    # a renamed key: the same line with what to do, through translate and export; the key detail stays short
+    tensors = load_file(str(resnet_run))
+    tensors["G.renamed"] = tensors.pop(next(k for k in tensors if k.startswith("G.")))
+    save_file(tensors, str(bad), metadata=metadata)
+    code, out = invoke("translate", str(tmp_path / "a.png"), "--checkpoint", str(bad), "--out", str(tmp_path / "o"))
+    one_line_error(code, out, "missing keys", "unexpected keys: renamed", *todo)
+    code, out = invoke("export", str(bad), "-o", str(tmp_path / "x.onnx"))
+    one_line_error(code, out, "missing keys", "unexpected keys: renamed", *todo)
 
 
 # -- eval: one model per --model, as in translate --------------------------------------------------

@@ -205,6 +205,38 @@ def test_resuming_a_finished_run_says_so_and_extending_works(tmp_path: Path, fac
     result = CliRunner().invoke(cli, [*again, "--set", "n_epochs=2"])
     assert result.exit_code == 0, result.output
     assert torch.load(ended / "checkpoints" / "final" / "state.pt", weights_only=True)["step"] == 12
+    # --resume-from a finished checkpoint into a new name: the checkpoint is what is finished
+    final = ended / "checkpoints" / "final"
+    result = CliRunner().invoke(cli, ["train", "pix2pix", "--name", "ended2", "--out-dir", str(tmp_path / "runs"),
+                                      "--resume-from", str(final)])
+    one_line(result, f"the checkpoint {final} is finished at step 12 of 12", "more epochs")
+    assert "ended2" not in result.output.splitlines()[-1]
+
+
+@needs_facades
+def test_a_latest_naming_a_gone_folder_names_what_the_run_has(tmp_path: Path, facades: Path) -> None:
+    import i2i
+
+    run = train("pix2pix", cfg(tmp_path, max_steps=4, save_every=2))
+    ckpts = run / "checkpoints"
+    (ckpts / "latest").write_text("step_0009999\n")
+    result = CliRunner().invoke(cli, ["train", "pix2pix", "--name", "t", "--out-dir", str(tmp_path / "runs"),
+                                      "--resume"])
+    one_line(result, "latest names 'step_0009999', which is gone", "the run has: final, step_0000004, step_0000002",
+             f"pass --resume-from {ckpts / 'final'}")
+    # translate, i2i.load (eval, export, serve): the same line, no silent pick of another checkpoint
+    for where in (run, ckpts):
+        with pytest.raises(I2IError, match=r"which is gone; the run has: final, step_0000004, step_0000002; .*final"):
+            i2i.load(where, device="cpu")
+    from PIL import Image
+
+    Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
+    result = CliRunner().invoke(cli, ["translate", str(tmp_path / "a.png"), "--checkpoint", str(run),
+                                      "--out", str(tmp_path / "out")])
+    one_line(result, "which is gone", "the run has: final, step_0000004", str(ckpts / "final"))
+    (ckpts / "final").rename(ckpts / "last")  # "last" (an epoch's end) is the one to go on from when there is one
+    one_line(CliRunner().invoke(cli, ["train", "pix2pix", "--name", "t", "--out-dir", str(tmp_path / "runs"),
+                                      "--resume"]), "the run has: last, step_0000004", str(ckpts / "last"))
 
 
 @needs_facades
@@ -284,11 +316,24 @@ def test_checkpoint_problems_are_one_line(tmp_path: Path, facades: Path) -> None
     damaged = variant("damaged")
     (damaged / "state.pt").write_bytes(b"PK\x03\x04 not a zip")
     one_line(resume(damaged), "state.pt is damaged", "another checkpoint")
+    # plain garbage bytes are damaged, not "unsafe": only a pickle that needs code is
+    garbage = variant("garbage")
+    (garbage / "state.pt").write_bytes(b"not a pickle at all" * 10)
+    result = resume(garbage)
+    one_line(result, "state.pt is damaged or truncated", "another checkpoint")
+    assert "unsafe" not in result.output and "plain tensors" not in result.output
+    # a truncated state.pt: our words, never torch's sentence cut in the middle
+    truncated_state = variant("truncated_state")
+    data = (truncated_state / "state.pt").read_bytes()
+    (truncated_state / "state.pt").write_bytes(data[: len(data) // 2])
+    result = resume(truncated_state)
+    one_line(result, "state.pt is damaged or truncated", "checkpoints/last")
+    assert "likelihood" not in result.output and "miniz" not in result.output
     unsafe = variant("unsafe")
     torch.save({"step": 2, "where": Path("/tmp")}, unsafe / "state.pt")
     result = resume(unsafe)
-    one_line(result, "unsafe")
-    assert "weights_only=False" not in result.output
+    one_line(result, "unsafe", "pathlib")
+    assert "weights_only=False" not in result.output and "damaged" not in result.output
     nostate = variant("nostate")
     (nostate / "state.pt").unlink()
     one_line(resume(nostate), "has no state.pt")
@@ -301,8 +346,22 @@ def test_checkpoint_problems_are_one_line(tmp_path: Path, facades: Path) -> None
     key = next(k for k in tensors if k.startswith("G."))
     tensors["G.renamed"] = tensors.pop(key)
     save_file(tensors, str(renamed / "weights.safetensors"), metadata=metadata)
-    one_line(resume(renamed), "missing keys", "unexpected keys: renamed")
-    one_line(resume(good, "--set", "generator_kwargs.ngf=16"), "shape mismatch")  # another generator's weights
+    one_line(resume(renamed), "missing keys", "unexpected keys: renamed", "not from this architecture/settings",
+             "another checkpoint")
+    shaped = variant("shaped")
+    tensors = load_file(str(good / "weights.safetensors"))
+    key = next(k for k in tensors if k.startswith("G.") and tensors[k].ndim == 4)
+    tensors[key] = torch.zeros(1, 1, 1, 1)
+    save_file(tensors, str(shaped / "weights.safetensors"), metadata=metadata)
+    one_line(resume(shaped), "shape mismatch", "not from this architecture/settings", "another checkpoint")
+    # other settings for the networks: said first, with what to do; the key detail stays short
+    result = resume(good, "--set", "generator_kwargs.ngf=16")
+    one_line(result, "the checkpoint's G is unet_", "ngf=", "drop --set generator_kwargs.ngf=16", "--name",
+             "shape mismatch")
+    result = resume(good, "--set", "generator=resnet_6blocks")
+    one_line(result, "the checkpoint's G is unet_", "this run asks for resnet_6blocks",
+             "drop --set generator=resnet_6blocks", "start a new run with --name", "missing")
+    assert len(result.output.splitlines()[-1]) < 500, result.output
     truncated = variant("truncated")
     data = (truncated / "weights.safetensors").read_bytes()
     (truncated / "weights.safetensors").write_bytes(data[: len(data) // 2])
