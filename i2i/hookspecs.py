@@ -1,8 +1,9 @@
 """The plugin author's contract: every hook i2i calls, typed, one docstring each.
 
 Registration hooks receive a ``register`` callback rather than returning objects, so that the
-host owns naming: it records which plugin provided each name, rejects clashes with an error that
-names both plugins, and suggests close matches for unknown names (see :mod:`i2i.registry`).
+host owns naming: it records which plugin provided each name, switches a name two plugins claim
+off (a warning and, where it is used, an error naming both, with their qualified ``plugin:name``),
+and suggests close matches for unknown names (see :mod:`i2i.registry`).
 """
 
 from __future__ import annotations

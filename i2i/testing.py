@@ -424,7 +424,9 @@ def plugin_paths(project_dir: str | Path, site_dir: str | Path) -> list[Path]:
         lines.append(f"[{group}]")
         lines.extend(f"{key} = {value}" for key, value in entries.items())
     (dist / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    where = data.get("tool", {}).get("setuptools", {}).get("packages", {}).get("find", {}).get("where", ["."])
+    packages = data.get("tool", {}).get("setuptools", {}).get("packages", {})
+    # `packages = ["my_plugin"]` (a list: the packages sit in the project) or `[...packages.find] where`
+    where = packages.get("find", {}).get("where", ["."]) if isinstance(packages, dict) else ["."]
     return [site_dir.resolve(), (project_dir / where[0]).resolve()]
 
 

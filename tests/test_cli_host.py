@@ -285,3 +285,15 @@ def test_help_and_plugins_do_not_import_torch() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_plugin_paths_reads_a_package_list_as_well_as_find(tmp_path: Path) -> None:
+    """`[tool.setuptools] packages = ["pkg"]` (a list) is as common as `packages.find`: both work."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "listed-plugin"\nversion = "0.1"\n[project.entry-points.i2i]\nlisted = "listed_plugin"\n'
+        '[tool.setuptools]\npackages = ["listed_plugin"]\n')
+    site, root = plugin_paths(project, tmp_path / "site")
+    assert root == project.resolve()
+    assert "listed = listed_plugin" in (site / "listed_plugin-0.1.dist-info" / "entry_points.txt").read_text()
