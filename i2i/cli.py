@@ -328,12 +328,6 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
         if resume_dir is None or str(resume_dir) not in exc.source:
             raise
         raise I2IError(_resume_mismatch(exc, resume_dir, saved, cfg, cli_values)) from None
-    except I2IError as exc:
-        finished = f"the run in {run_dir} is finished"
-        if not resume_from or not str(exc).startswith(finished):
-            raise
-        # --resume-from a finished checkpoint into another run: name the checkpoint, not the new folder
-        raise I2IError(f"the checkpoint {resume_dir} is finished{str(exc)[len(finished):]}") from None
     if _is_main_process():
         click.echo(f"run folder: {run_dir}")
 

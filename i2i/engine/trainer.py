@@ -278,7 +278,9 @@ class Trainer:
                 how = ("more epochs (--set n_epochs=N / n_epochs_decay=N: its epochs end at this step)" if by_epochs
                        else "more iterations (--set n_iters=N / n_iters_decay=N)" if by_iters
                        else "a larger --max-steps")
-                raise I2IError(f"the run in {self.run_dir} is finished at step {self.step} of {self.total_steps}; to "
+                own = Path(resume_from).resolve().is_relative_to(self.run_dir.resolve())
+                what = f"the run in {self.run_dir}" if own else f"the checkpoint {resume_from}"  # --resume-from elsewhere
+                raise I2IError(f"{what} is finished at step {self.step} of {self.total_steps}; to "
                                f"train longer, resume it with {how}")
         if self.dist.enabled:  # different dropout masks per rank; identical weights come from DDP's broadcast
             torch.manual_seed(cfg.seed + 1000 * self.dist.rank + self.step)
@@ -354,8 +356,10 @@ class Trainer:
         if not state_file.is_file():
             raise I2IError(f"{directory} has no {STATE} (weights only: it can be translated or exported, not "
                            f"resumed); {other}")
+        from ..checkpoint import read_state
+
+        state = read_state(state_file, other)  # damaged, truncated or unsafe: one line saying which
         try:
-            state = torch.load(state_file, map_location="cpu", weights_only=True)
             for k, g in self.groups.items():
                 g.load_state_dict(state["groups"][k])
             self.step, self.epoch, self.epoch_pos = state["step"], state["epoch"], state["epoch_pos"]
@@ -367,11 +371,8 @@ class Trainer:
             set_rng_state(state["rng"])
         except I2IError:
             raise
-        except Exception as exc:  # pickle, zip, key and shape errors come in many types
-            unsafe = "Weights only load failed" in str(exc) or "weights_only" in str(exc)
-            why = ("holds objects that are not plain tensors and containers, which i2i never writes; it is not "
-                   "loaded (unsafe)") if unsafe else f"is damaged ({type(exc).__name__}: {_first_line(exc)})"
-            raise I2IError(f"{state_file} {why}; {other}") from None
+        except Exception as exc:  # key and shape errors of a state.pt that loaded: not one i2i wrote
+            raise I2IError(f"{state_file} is damaged ({type(exc).__name__}: {_first_line(exc)}); {other}") from None
 
     # -- the loop ----------------------------------------------------------------------------
     def generator_steps_now(self) -> bool:
