@@ -246,6 +246,7 @@ def test_ddp_a_signal_stops_every_rank_and_rank_0_saves(tmp_path: Path, small_fa
     result = CliRunner().invoke(cli, ["train", "pix2pix", "--name", "ddp", "--out-dir", str(tmp_path / "runs"),
                                       "--resume", "--max-steps", str(step + 2), "--device", "cpu"])
     assert result.exit_code == 0, result.output
+    assert f"resuming from step {step} " in result.output and "checkpoints/interrupted" in result.output
     assert torch.load(ckpts / "final" / "state.pt", weights_only=True)["step"] == step + 2
 
 

@@ -270,8 +270,10 @@ class Trainer:
 
         self.run_dir = Path(cfg.out_dir) / cfg.name
         self.validator = self._make_validator()
+        self.resumed_from: Path | None = None
         if resume_from is not None:
             self.load(resume_from)
+            self.resumed_from = Path(resume_from)
             if self.step >= self.total_steps:
                 by_epochs = self.total_steps == self.total_epochs * self.steps_per_epoch and cfg.lr_unit == "epoch"
                 by_iters = cfg.lr_unit == "iter" and self.total_steps == cfg.n_iters + cfg.n_iters_decay
@@ -446,6 +448,8 @@ class Trainer:
                  f"-> {self.run_dir}; device {self.device}, precision {self.precision}, "
                  f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps"
                  + (f", {self.dist.world_size} processes" if self.dist.enabled else ""))
+        if self.resumed_from is not None:
+            log.info(f"i2i: resuming from step {self.step} (epoch {self.epoch}) of {self.resumed_from}")
         for net in self.raw.values():
             net.train()
         sums: dict[str, torch.Tensor] = {}  # running loss sums: device tensors, read at log steps only
