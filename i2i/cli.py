@@ -298,6 +298,7 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
         # The saved config, so the continuation is exact; flags and --set still apply on top.
         cfg = build(cls, vars(from_dict(cls, saved["config"])), f"checkpoint {resume_dir}", cli_values,
                     recipe_is_baseline=True)
+        _qualify_recorded_networks(cfg, saved, cli_values)
     else:
         recipe_file = _recipe_path(method, config, data)
         recipe = load_recipe(recipe_file) if recipe_file else {}
@@ -330,6 +331,20 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
         raise I2IError(_resume_mismatch(exc, resume_dir, saved, cfg, cli_values)) from None
     if _is_main_process():
         click.echo(f"run folder: {run_dir}")
+
+
+def _qualify_recorded_networks(cfg: Any, saved: dict[str, Any], cli_values: dict[str, Any]) -> None:
+    """A resumed run builds the networks its checkpoint was made with: while another plugin claims a
+    recorded name too, the qualified ``plugin:name`` of the claim the checkpoint records (the
+    generator's plugin is in its metadata; a discriminator's is i2i's own) instead of the clash error."""
+    from .registry import discriminators, generators
+
+    gen = saved.get("generators", {}).get(saved.get("main", "G"), {})
+    for key, registry, plugin in (("generator", generators(), gen.get("info", {}).get("plugin")),
+                                  ("discriminator", discriminators(), None)):
+        name = getattr(cfg, key, None)
+        if isinstance(name, str) and name and key not in cli_values:
+            setattr(cfg, key, registry.recorded(name, plugin))
 
 
 #: the config keys that choose the networks (a change makes the checkpoint's weights not fit)

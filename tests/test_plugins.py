@@ -397,3 +397,31 @@ def test_a_checkpoint_of_an_uninstalled_plugin_names_it_and_never_opens_another_
             assert res.exit_code == 1 and "Traceback" not in res.output, (label, args, res.output)
             assert res.output.strip().splitlines()[-1] == f"Error: {err.value}", (label, args)
     assert not (tmp_path / "out").exists() and not (tmp_path / "m.onnx").exists()
+
+
+def test_a_run_resumes_while_another_plugin_claims_its_generator(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A run of unet_256 started before a package that registers unet_256 again was installed resumes
+    with the network it was made with (its checkpoint records the plugin), not the clash error."""
+    from click.testing import CliRunner
+
+    from i2i.cli import cli
+    from tiny_pix2pix import copy_facades, needs_facades
+
+    if needs_facades.args[0]:
+        pytest.skip("../shared/datasets/facades not present")
+    data = copy_facades(tmp_path / "facades", 2)
+    runs = str(tmp_path / "runs")
+    tiny = ["--set", "generator=unet_256", "--set", "generator_kwargs.ngf=4", "--set", "discriminator_kwargs.ndf=4",
+            "--set", "num_workers=0", "--set", "n_epochs=2", "--set", "n_epochs_decay=0", "--set", "save_every_minutes=0"]
+    first = CliRunner().invoke(cli, ["train", "pix2pix", "--data", str(data), "--out-dir", runs, "--name", "r",
+                                     "--max-steps", "1", *tiny])
+    assert first.exit_code == 0, first.output
+    install_unet_256_clasher(monkeypatch)
+    try:
+        res = CliRunner().invoke(cli, ["train", "pix2pix", "--out-dir", runs, "--name", "r", "--resume", "--max-steps", "2"])
+        assert res.exit_code == 0 and "resuming from step 1" in res.output, res.output
+        new = CliRunner().invoke(cli, ["train", "pix2pix", "--data", str(data), "--out-dir", runs, "--name", "n",
+                                       "--max-steps", "1", *tiny])
+        assert new.exit_code != 0 and "registered twice" in new.output  # something new with the bare name: the clash
+    finally:
+        plugins.reset()
