@@ -28,6 +28,9 @@ from i2i.imageio import write_image
 from i2i.registry import registry
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+needs_facades = pytest.mark.skipif(not (SHARED / "facades").is_dir(), reason="../shared/datasets/facades not present")
+needs_facades_and_monet = pytest.mark.skipif(not ((SHARED / "facades").is_dir() and (SHARED / "monet2photo").is_dir()),
+                                             reason="../shared/datasets/facades or monet2photo not present")
 
 
 @pytest.fixture(autouse=True)
@@ -85,8 +88,12 @@ def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 # -- paths -----------------------------------------------------------------------------------------
 
-def test_folder_path_is_used_as_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@needs_facades
+def test_existing_folder_path_is_used_as_is() -> None:
     assert resolve_data(str(SHARED / "facades")) == (SHARED / "facades").resolve()
+
+
+def test_folder_path_is_used_as_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(I2IError, match="data folder .*nowhere does not exist"):
         resolve_data(str(tmp_path / "nowhere"))
     (tmp_path / "f.txt").write_text("x")
@@ -117,6 +124,7 @@ def test_builtin_catalogue() -> None:
     assert {s.layout for s in reg} <= {"aligned", "unaligned", "folder"}
 
 
+@needs_facades_and_monet
 def test_i2i_data_dir_lookup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert catalogue_status("facades") == "-"
     monkeypatch.setenv("I2I_DATA_DIR", os.pathsep.join([str(tmp_path / "empty"), str(SHARED)]))
@@ -179,6 +187,7 @@ def test_offline_error_says_how_to_supply_a_copy() -> None:
 
 # -- the command line ------------------------------------------------------------------------------
 
+@needs_facades
 def test_cli_list_datasets() -> None:
     runner = CliRunner()
     result = runner.invoke(cli, ["list", "datasets"], env={"I2I_DATA_DIR": str(SHARED)})

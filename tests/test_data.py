@@ -20,6 +20,10 @@ from i2i.imageio import write_image
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
+def needs(sub: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not (SHARED / sub).is_dir(), reason=f"../shared/datasets/{sub} not present")
+
+
 def _noise(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
@@ -169,6 +173,7 @@ def test_unaligned_trainA_trainB(tmp_path: Path) -> None:
     assert explicit.dir_A.name == "trainB" and len(explicit) == 5
 
 
+@needs("monet2photo")
 def test_unaligned_monet2photo_two_folders() -> None:
     ds = UnalignedDataset(SHARED / "monet2photo", load_size=64, crop_size=32, max_items=20)
     assert (ds.dir_A.name, ds.dir_B.name) == ("monet", "photo")  # x2y: A is x
@@ -183,6 +188,7 @@ def test_unaligned_monet2photo_two_folders() -> None:
 
 # -- real paired data and plain folders ------------------------------------------------------------
 
+@needs("facades")
 def test_real_facades() -> None:
     ds = AlignedDataset(SHARED / "facades", phase="train")
     assert len(ds) == 400
@@ -198,6 +204,7 @@ def test_real_facades() -> None:
     assert len(test) == 2 and test[1]["A"].shape == (3, 256, 256)
 
 
+@needs("sr/Set5")
 def test_image_folder_set5() -> None:
     ds = ImageFolderDataset(SHARED / "sr" / "Set5", crop_size=48)  # no train/ folder: root is used
     assert len(ds) == 5

@@ -118,6 +118,8 @@ def _table(out: str) -> dict[str, list[str]]:
             for cells in (re.split(r"\s{2,}", line.strip()) for line in lines[rule + 1:])}
 
 
+@pytest.mark.skipif(not (gpu_check.METHODS["pix2pix"] / "train").is_dir(),
+                    reason="../shared/datasets/facades not present (the steps stage copies a few of its images)")
 def test_steps_table_on_cpu(capsys: pytest.CaptureFixture[str]) -> None:
     assert gpu_check.main(["steps", "--method", "pix2pix", "--device", "cpu", "--precisions", "fp32", "--size", "32",
                            "--iters", "1", "--rounds", "1", "--warmup", "1", "--set", "generator=resnet_6blocks",

@@ -35,6 +35,10 @@ SEEDS = range(8)
 LEVEL = 2 / 255  # one uint8 level in [-1, 1]
 
 
+def needs(sub: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not (SHARED / sub).is_dir(), reason=f"../shared/datasets/{sub} not present")
+
+
 # -- the old pipeline (the reference) --------------------------------------------------------------
 
 def old_square(load: int, crop: int, flip: bool, train: bool, extra: tuple[str, ...] = ()) -> A.Compose:
@@ -91,6 +95,7 @@ def close_to_old(new: torch.Tensor, old: torch.Tensor) -> None:
 
 # -- square layouts: same crops and flips as before ------------------------------------------------
 
+@needs("facades")
 @pytest.mark.parametrize("train", [True, False])
 def test_facades_items_equal_the_old_pipeline(train: bool) -> None:
     ds = AlignedDataset(SHARED / "facades", train=train, max_items=4)
@@ -129,6 +134,7 @@ def test_crop_and_flip_are_drawn_independently() -> None:
     assert combos == {(False, False), (False, True), (True, False), (True, True)}
 
 
+@needs("facades")
 def test_aligned_grey_and_btoa_equal_the_old_pipeline() -> None:
     ds = AlignedDataset(SHARED / "facades", direction="BtoA", in_channels=1, load_size=72, crop_size=64, max_items=3)
     for seed in SEEDS:
@@ -141,7 +147,7 @@ def test_aligned_grey_and_btoa_equal_the_old_pipeline() -> None:
         close_to_old(new["B"], old["B"])
 
 
-@pytest.mark.parametrize("root", ["horses", "monet2photo"])
+@pytest.mark.parametrize("root", [pytest.param(r, marks=needs(r)) for r in ("horses", "monet2photo")])
 def test_unaligned_items_equal_the_old_pipeline(root: str) -> None:
     data = SHARED / root
     ds = UnalignedDataset(data, a_dir=".", b_dir=".", max_items=6) if root == "horses" else \
@@ -158,6 +164,7 @@ def test_unaligned_items_equal_the_old_pipeline(root: str) -> None:
 
 # -- layouts whose maths did not move: bit for bit -------------------------------------------------
 
+@needs("sr/Set5")
 def test_image_folder_items_equal_the_old_ones() -> None:
     ds = ImageFolderDataset(SHARED / "sr" / "Set5", load_size=96, crop_size=64)
     pipeline = ds.transform
@@ -171,6 +178,7 @@ def test_image_folder_items_equal_the_old_ones() -> None:
         assert torch.equal(((new + 1) * 127.5).round(), ((old + 1) * 127.5).round())
 
 
+@needs("sr/Set5")
 def test_sr_items_are_bitwise_the_old_ones() -> None:
     from i2i_srgan.data import SRDataset, augment, lr_crop
 
@@ -190,6 +198,7 @@ def test_sr_items_are_bitwise_the_old_ones() -> None:
             assert torch.equal(new[key], old), key
 
 
+@needs("inpaint/celeba_hq/src")
 def test_inpaint_items_are_bitwise_the_old_ones() -> None:
     from i2i_inpaint.data import InpaintDataset
     from i2i_inpaint.masks import mask_from_spec
@@ -210,6 +219,7 @@ def test_inpaint_items_are_bitwise_the_old_ones() -> None:
 
 # -- the engine's path equals the hand-loaded item -------------------------------------------------
 
+@needs("facades")
 def test_to_device_finishes_raw_batches_like_items() -> None:
     """SeededItems reads raw_item; collate + Method.to_device give exactly the stacked ``ds[i]``."""
     ds = AlignedDataset(SHARED / "facades", max_items=4)

@@ -27,6 +27,11 @@ needs = pytest.mark.skipif(not (COMPACT.is_file() and SRGAN.is_file() and SET5.i
                            reason="needs ../shared/weights and ../shared/datasets/sr/Set5")
 
 
+def needs_layout(name: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not (LAYOUTS / f"{name}.json").is_file(),
+                              reason=f"../shared/weights/key_layouts/{name}.json not present")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _plugins_one_thread(one_thread: None) -> None:
     manager()
@@ -77,11 +82,11 @@ def test_srgan_legacy_pickle_loads_strictly() -> None:
     assert out.shape == (1, 3, 48, 40) and 0 <= out.min() and out.max() <= 1
 
 
-@pytest.mark.parametrize("name, zoo", [
+@pytest.mark.parametrize("name, zoo", [pytest.param(name, zoo, marks=needs_layout(name)) for name, zoo in [
     ("realesrgan_RRDBNet_x4plus_anime_6B_basicsr", "realesrgan-x4plus-anime-6b"),
     ("realesrgan_RRDBNet_x4plus_basicsr", "realesrgan-x4plus"),
     ("esrgan_RRDBNet_x4_xinntao", "realesrgan-x4plus"),  # same architecture, old key names
-])
+]])
 def test_rrdbnet_official_key_layouts_load_strictly(name: str, zoo: str) -> None:
     # Exact official keys and shapes on the meta device (no memory, no time): the zoo entry's
     # converter must produce a state_dict that our RRDBNet accepts with strict=True, and the
@@ -108,6 +113,7 @@ def test_rrdbnet_official_key_layouts_load_strictly(name: str, zoo: str) -> None
         module.load_state_dict(converted, strict=True, assign=True)
 
 
+@needs_layout("realesrgan_RRDBNet_x4plus_anime_6B_basicsr")
 def test_rrdbnet_published_file_loads_through_the_zoo(tmp_path: Path) -> None:
     # End to end on a file of the x4plus_anime_6B layout: {"params_ema": sd}, random values.
     from i2i.loader import load

@@ -31,6 +31,8 @@ from i2i.video import (  # noqa: E402
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 ANIME = SHARED / "weights" / "realesrgan" / "realesr-animevideov3.pth"
 HORSE = SHARED / "datasets" / "horses" / "n02381460_1019.jpg"
+needs_anime = pytest.mark.skipif(not ANIME.is_file(),
+                                 reason="../shared/weights/realesrgan/realesr-animevideov3.pth not present")
 
 
 def horse() -> np.ndarray:
@@ -435,6 +437,7 @@ def test_options_the_encoder_refuses_are_one_line_errors(clip: Path, tmp_path: P
     assert list(tmp_path.iterdir()) == []
 
 
+@needs_anime  # the command line part loads it
 def test_without_pyav_the_error_names_the_extra(clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from i2i.cli import cli
 
@@ -506,6 +509,7 @@ def test_translate_command_takes_videos_with_images(clip: Path, anime: Generator
     assert probe(out / "pan_mp4.mp4").frames == 48
 
 
+@needs_anime
 def test_translate_command_lists_a_bad_video_and_goes_on(clip: Path, tmp_path: Path) -> None:
     from i2i.cli import cli
 
