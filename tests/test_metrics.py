@@ -77,12 +77,18 @@ def test_unknown_names_options_and_missing_libraries_are_one_line(monkeypatch: p
         M.create("psnr", crop=4)
     import sys
 
-    for mod in [m for m in sys.modules if m.split(".")[0] in ("i2i_metrics", "torchmetrics")]:
+    ours = ("i2i_metrics", "torchmetrics")
+    before = {m for m in sys.modules if m.split(".")[0] in ours}
+    for mod in before:
         monkeypatch.delitem(sys.modules, mod)
     monkeypatch.setitem(sys.modules, "torchmetrics", None)  # an install without the train extra's metrics
     with pytest.raises(I2IError, match=r"metric 'kid' needs torchmetrics \(pip install 'i2i\[train\]'\)"):
         M.create("kid", features=Identity(4))
     monkeypatch.undo()
+    # the modules imported afresh meanwhile go too: left, they would be second copies beside the
+    # restored ones (a second i2i_metrics.weights, whose state other tests would not see)
+    for mod in [m for m in sys.modules if m.split(".")[0] in ours and m not in before]:
+        del sys.modules[mod]
     res = CliRunner().invoke(cli, ["list", "metrics", "k*"])
     assert res.exit_code == 0 and "kid" in res.output and "distribution" in res.output and "lower" in res.output
 
