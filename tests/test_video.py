@@ -35,6 +35,10 @@ needs_anime = pytest.mark.skipif(not ANIME.is_file(),
                                  reason="../shared/weights/realesrgan/realesr-animevideov3.pth not present")
 
 
+#: tests whose figures were measured on the horse photo (the stand-in pattern moves them)
+needs_horse = pytest.mark.skipif(not HORSE.is_file(), reason="../shared/datasets/horses not present")
+
+
 def horse() -> np.ndarray:
     if HORSE.is_file():
         return decode_image(HORSE)
@@ -152,16 +156,20 @@ def mp4_edit_end(path: Path) -> float:
     return struct.unpack(">I", data[elst + 12 : elst + 16])[0] / timescale
 
 
+@needs_horse
 def test_a_variable_frame_rate_clip_ends_where_its_last_frame_ends(tmp_path: Path) -> None:
     """H.264 gives every packet one frame at the average rate; the last frame of a variable-rate clip
     lasted that (0.2 s here) instead of its own 0.05 s: each packet now carries its frame's duration."""
     times = [0, 0.04, 0.08, 0.2, 0.25, 0.3, 0.5, 0.52, 0.54, 0.56, 0.7, 0.8, 0.9, 1.0, 1.05, 1.1, 1.3, 1.35, 1.4, 1.5]
     src = write_clip(tmp_path / "vfr.mp4", panned_frames(horse(), len(times), 32, 32), times=times)
-    assert probe(src).duration == pytest.approx(1.55)
+    # the source's own end: its last frame's duration is the encoder's choice, which depends on the
+    # content (0.05 s on the horse, 1/24 s on other pictures); the output must end where it ends
+    end = probe(src).duration
+    assert 1.5 < end <= 1.6
     mkv = translate_video(identity(), src, tmp_path / "out.mkv")
-    assert mkv.duration == pytest.approx(1.55) and probe(mkv.path).duration == pytest.approx(1.55, abs=1e-3)
+    assert mkv.duration == pytest.approx(end) and probe(mkv.path).duration == pytest.approx(end, abs=1e-3)
     mp4 = translate_video(identity(), src, tmp_path / "out.mp4")
-    assert mp4.duration == pytest.approx(1.55) and mp4_edit_end(mp4.path) == pytest.approx(1.55, abs=1e-3)
+    assert mp4.duration == pytest.approx(end) and mp4_edit_end(mp4.path) == pytest.approx(end, abs=1e-3)
     assert probe(mp4.path).times == probe(src).times
 
 
@@ -452,6 +460,7 @@ def test_without_pyav_the_error_names_the_extra(clip: Path, tmp_path: Path, monk
 # -- flicker ------------------------------------------------------------------------------------
 
 
+@needs_horse
 def test_temporal_smoothing_steadies_a_flickering_translator(tmp_path: Path) -> None:
     """A still shot through a translator that adds fresh noise to every frame: the option cuts the
     output's frame-to-frame change; on a pan, the output still follows the input (no smearing)."""
