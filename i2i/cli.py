@@ -451,6 +451,11 @@ def translate(inputs: tuple[str, ...], model: str | None, checkpoint: str | None
     paths = expand_inputs(inputs)
     videos = [p for p in paths if is_video_file(p)]  # streamed by i2i/video.py
     paths = [p for p in paths if not is_video_file(p)]
+    if videos:  # a bad video option is one line before any image or clip is translated
+        from .video import check_options
+
+        check_options(**{k: video[k] for k in ("codec", "pix_fmt", "crf", "preset", "batch_size", "container")
+                         if k in video})
     generator = load(model or checkpoint, weights=weights, device=device, net=net, ema=not no_ema,  # type: ignore[arg-type]
                      cpu_kernels=cpu_kernels)
     if card:

@@ -45,6 +45,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from glob import escape as glob_escape
+
 from .errors import I2IError
 
 #: Suffixes (lower case) that ``i2i translate`` takes as videos.
@@ -255,6 +257,9 @@ def flicker(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray]) -> floa
 
     base, n_in = change(inputs)
     moved, n_out = change(outputs)
+    if n_in != n_out:
+        raise I2IError(f"flicker compares a clip with its translation frame by frame: {n_in + 1} input frames, "
+                       f"{n_out + 1} output frames")
     if n_in == 0 or n_out == 0:
         return float("nan")
     if base == 0:
@@ -454,11 +459,7 @@ def translate_video(generator: Any, src: str | os.PathLike[str], dst: str | os.P
     fmt = _container_of(dst)
     if dst.resolve() == src.resolve():
         raise I2IError(f"the output {dst} would overwrite the input; choose another output path (--out on the command line)")
-    if batch_size < 1:
-        raise I2IError(f"batch_size (--batch-size) must be at least 1, got {batch_size}")
-    codec = _check_codec(av, codec, pix_fmt)
-    _check_preset(codec, preset)
-    _check_container(av, fmt, codec)
+    codec = check_options(codec=codec, pix_fmt=pix_fmt, crf=crf, preset=preset, batch_size=batch_size, container=fmt)
     smoother = TemporalSmoother(temporal_smooth) if temporal_smooth else None
     notes: list[str] = []
 
@@ -565,10 +566,10 @@ def translate_video(generator: Any, src: str | os.PathLike[str], dst: str | os.P
             say(f"its sound's timestamps go back {writer.fixed_audio} time(s) (clips joined end to end?): the sound "
                 f"after each jump was moved to follow on")
         os.replace(tmp, dst)
-        stale = dst.with_name(f"{dst.stem}.partial{dst.suffix}")
-        if stale.is_file():  # what an interrupted earlier run left: the whole clip is here now
-            stale.unlink()
-            say(f"removed {stale.name}, the part an earlier interrupted run left")
+        for stale in sorted(dst.parent.glob(f"{glob_escape(dst.stem)}.partial.*")):  # any container's
+            if stale.is_file() and stale.suffix.lower() in {s for _, s in CONTAINERS.values()}:
+                stale.unlink()  # what an interrupted earlier run left: the whole clip is here now
+                say(f"removed {stale.name}, the part an earlier interrupted run left")
     seconds = time.perf_counter() - t0
     return VideoResult(path=dst, frames=writer.frames, width=writer.width, height=writer.height,
                        duration=writer.duration_s, audio_streams=writer.audio_streams, seconds=seconds,
@@ -587,6 +588,22 @@ def _expected_frames(container: Any, vs: Any) -> int:
     else:
         return 0
     return int(round(seconds * float(rate))) if rate else 0
+
+
+def check_options(codec: str = "libx264", pix_fmt: str = "yuv420p", crf: int | None = 18, preset: str | None = None,
+                  batch_size: int = 4, container: str = "mp4") -> str:  # container: mp4, mov, mkv, webm or a muxer
+    """The encoder's name for ``codec``, or a one-line I2IError for options that cannot work together:
+    an unknown codec, pixel format, preset or container, a CRF outside 0-63 (an integer), a batch size
+    below 1. ``i2i translate`` asks before translating anything, so a bad option never comes after work."""
+    av = require_av()
+    if batch_size < 1:
+        raise I2IError(f"batch_size (--batch-size) must be at least 1, got {batch_size}")
+    if crf is not None and (isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 63):
+        raise I2IError(f"crf (--crf) is an integer from 0 (lossless) to 63 (x264 and x265 use up to 51), got {crf!r}")
+    codec = _check_codec(av, codec, pix_fmt)
+    _check_preset(codec, preset)
+    _check_container(av, CONTAINERS[container][0] if container in CONTAINERS else container, codec)
+    return codec
 
 
 def _check_codec(av: Any, codec: str, pix_fmt: str) -> str:
@@ -1256,7 +1273,7 @@ def translate_videos(generator: Any, paths: list[Path], out_dir: Path, *, size: 
             bar.close()
             results.append(result)
             echo(f"{path.name} -> {result.path}: {result.frames} frames, {result.width}x{result.height}, "
-                 f"{result.duration:.2f} s, {result.audio_streams} audio stream(s), {result.fps:.2f} fps")
+                 f"{result.duration:.2f} s, {result.audio_streams} audio stream(s); translated at {result.fps:.2f} frames/s")
     finally:
         if in_main and previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -645,3 +645,30 @@ def test_serve_says_it_takes_no_videos(clip: Path) -> None:
                 assert (r.status_code, r.json()["error"][: len(said)]) == (415, said), (path, part_type)
         r = c.post("/v1/translate", files={"image": ("a.png", b"\x89PNG not really", "video/mp4")})
         assert r.status_code == 415  # the part says it is a video
+
+
+def test_video_options_are_checked_before_any_work_and_stale_parts_of_any_container_go(clip: Path, tmp_path: Path) -> None:
+    """A bad --preset/--crf is one line before an image of the same run is written; the Python API
+    refuses a CRF x264 cannot take; a finished clip removes what an interrupted run left in another
+    container; flicker() wants as many output frames as input frames."""
+    from i2i.cli import cli
+    from i2i.video import check_options, flicker
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(folder / "a.png", horse()[:32, :32])
+    (folder / "b.mp4").write_bytes(clip.read_bytes())
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["translate", str(folder), "--model", str(tmp_path / "none.onnx"), "--out", str(out),
+                                   "--preset", "turbo"])
+    assert res.exit_code != 0 and "--preset turbo: unknown preset for libx264" in res.output and not out.exists()
+    for bad in (99, 2.5, -1):
+        with pytest.raises(I2IError, match=r"crf \(--crf\) is an integer from 0"):
+            check_options(crf=bad)
+    stale = tmp_path / "b.partial.mkv"
+    stale.write_bytes(b"part")
+    notes: list[str] = []
+    translate_video(identity(), clip, tmp_path / "b.mp4", note=notes.append)
+    assert not stale.exists() and any("removed b.partial.mkv" in n for n in notes), notes
+    with pytest.raises(I2IError, match="5 input frames, 3 output frames"):
+        flicker([np.zeros((2, 2, 3))] * 5, [np.zeros((2, 2, 3))] * 3)
