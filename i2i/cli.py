@@ -456,6 +456,13 @@ def translate(inputs: tuple[str, ...], model: str | None, checkpoint: str | None
 
         check_options(**{k: video[k] for k in ("codec", "pix_fmt", "crf", "preset", "batch_size", "container")
                          if k in video})
+    else:  # options only clips read, given for images alone: say they did nothing
+        ctx = click.get_current_context()
+        given = [f"--{k.replace('_', '-')}" for k in video
+                 if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            click.echo(f"i2i: {', '.join(given)} {'is' if len(given) == 1 else 'are'} for videos; no video among "
+                       f"the inputs", err=True)
     generator = load(model or checkpoint, weights=weights, device=device, net=net, ema=not no_ema,  # type: ignore[arg-type]
                      cpu_kernels=cpu_kernels)
     if card:

@@ -662,6 +662,9 @@ def test_video_options_are_checked_before_any_work_and_stale_parts_of_any_contai
     res = CliRunner().invoke(cli, ["translate", str(folder), "--model", str(tmp_path / "none.onnx"), "--out", str(out),
                                    "--preset", "turbo"])
     assert res.exit_code != 0 and "--preset turbo: unknown preset for libx264" in res.output and not out.exists()
+    res = CliRunner().invoke(cli, ["translate", str(folder / "a.png"), "--model", str(tmp_path / "none.onnx"),
+                                   "--out", str(out), "--crf", "20"])
+    assert "i2i: --crf is for videos; no video among the inputs" in res.output  # said, not silently ignored
     for bad in (99, 2.5, -1):
         with pytest.raises(I2IError, match=r"crf \(--crf\) is an integer from 0"):
             check_options(crf=bad)
