@@ -272,7 +272,7 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
             cli_values[key] = value
     resume_dir = None
     if resume or resume_from:
-        from .checkpoint import LATEST, STATE, WEIGHTS, gone_latest, read_meta, read_state, resolve
+        from .checkpoint import LATEST, WEIGHTS, gone_latest, read_meta, resolve
 
         if resume_from:
             weights = resolve(resume_from)
@@ -291,10 +291,6 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
         saved = read_meta(weights)
         if saved.get("method") != method:
             raise I2IError(f"checkpoint {resume_dir} was trained with {saved.get('method')!r}, not {method!r}")
-        if (resume_dir / STATE).is_file():  # a damaged, truncated or unsafe state.pt: one line, before any work
-            other = (f"--resume-from {resume_dir.parent}/last, or a step_* folder"
-                     if resume_dir.parent.name == "checkpoints" else "checkpoints/last, step_*")
-            read_state(resume_dir / STATE, f"resume from another checkpoint of the run ({other})")
         # The saved config, so the continuation is exact; flags and --set still apply on top.
         cfg = build(cls, vars(from_dict(cls, saved["config"])), f"checkpoint {resume_dir}", cli_values,
                     recipe_is_baseline=True)
@@ -355,6 +351,7 @@ def _resume_mismatch(exc: Any, resume_dir: Path, saved: dict[str, Any], cfg: Any
     """One line for a resumed checkpoint whose weights do not fit the networks this run builds: the
     settings that differ from the checkpoint's and what to do, then the short key detail."""
     from .config import to_dict
+    from .engine.trainer import other_checkpoints
 
     then, now = saved.get("config", {}), to_dict(cfg)
     changed = [k for k in cli_values if k.split(".")[0] in then and k.split(".")[0] not in
@@ -365,8 +362,6 @@ def _resume_mismatch(exc: Any, resume_dir: Path, saved: dict[str, Any], cfg: Any
     counts = ", ".join(f"{n} {what}" for n, what in zip(exc.counts, ("missing keys", "unexpected keys",
                                                                     "shape mismatches")) if n)
     detail = f"({exc.source} do not fit: {counts})"
-    other = (f"--resume-from {resume_dir.parent}/last, or a step_* folder" if resume_dir.parent.name == "checkpoints"
-             else "checkpoints/last, step_*")
     if networks:
         kind = "discriminator" if all(k.startswith("discriminator") for k in networks) else "generator"
         main = saved.get("main", "G")
@@ -382,7 +377,7 @@ def _resume_mismatch(exc: Any, resume_dir: Path, saved: dict[str, Any], cfg: Any
         return (f"the checkpoint {resume_dir} does not fit the networks of this run's settings ({drop}): resume "
                 f"with the run's own settings (drop them) or start a new run with --name NAME {detail}")
     return (f"{exc.source} do not fit {exc.what}: {exc.detail}; the file is not from this architecture/settings "
-            f"(edited or damaged?): resume from another checkpoint of the run ({other})")
+            f"(edited or damaged?): resume from another checkpoint of the run ({other_checkpoints(resume_dir)})")
 
 
 def _kwargs_text(kwargs: dict[str, Any]) -> str:

@@ -188,6 +188,13 @@ class _StopOnSignal:
         self._old = {}
 
 
+def other_checkpoints(directory: Path) -> str:
+    """What to resume from instead of checkpoint ``directory`` (for one-line errors)."""
+    if Path(directory).parent.name == "checkpoints":
+        return f"--resume-from {Path(directory).parent}/last, or a step_* folder"
+    return "--resume-from runs/NAME/checkpoints/last, or a step_* folder"
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [""])[0][:200]
 
@@ -341,7 +348,7 @@ class Trainer:
         from ..zoo import load_strict
 
         weights_file, state_file = directory / WEIGHTS, directory / STATE
-        other = "resume from another checkpoint of the run (--resume-from runs/NAME/checkpoints/TAG)"
+        other = f"resume from another checkpoint of the run ({other_checkpoints(directory)})"
         try:
             weights = load_file(str(weights_file), device=str(self.device))
         except (SafetensorError, OSError) as exc:
