@@ -73,9 +73,12 @@ def check(cfg: Any) -> None:
     """Refuse, in one line, what the chosen optimizer, policy and unit do not read.
 
     ``cfg`` is a :class:`~i2i.config.TrainConfig` (any method's subclass): a key counts as set when it
-    differs from that class's default. Called before any data is read.
+    differs from :func:`i2i.config.baseline` (the shipped recipe or resumed checkpoint it was built
+    on, else the class defaults), as for Method.refuse_unused. Called before any data is read.
     """
-    defaults = type(cfg)()
+    from ..config import baseline
+
+    defaults = baseline(cfg)
     changed = {k for k in vars(defaults) if getattr(cfg, k) != getattr(defaults, k)}
     if cfg.optimizer not in OPTIMIZERS:
         raise I2IError(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
