@@ -85,8 +85,9 @@ def build_meta(name: str, kwargs: dict[str, Any], *, method: str = "", net: str 
     spec = spec or generators().get(name)
     tiling, reason = spec.tiling, getattr(spec, "tiling_reason", "")
     if tiling == "auto":
-        tiling = _tiling_of(module) if module is not None else ""
-        reason = reason or (_tiling_reason_of(module) if tiling == "whole_image" else "")
+        found = _tiling_reason_of(module) if module is not None else ""  # one walk over the layers
+        tiling = ("whole_image" if found else "local") if module is not None else ""
+        reason = reason or found
     io = generator_io(spec, kwargs)  # read through the spec's contract, not guessed from kwarg names
     # a factory of many architectures (spandrel) says what this built instance is
     own = dict(spec.describe(module)) if getattr(spec, "describe", None) is not None and module is not None else {}
@@ -134,14 +135,7 @@ def tiling_reason(meta: GeneratorMeta) -> str:
 
 def _tiling_of(module: Any) -> str:
     """"whole_image" when a layer normalises over the whole image at inference, else "local"."""
-    from torch import nn
-
-    for layer in module.modules():
-        if isinstance(layer, (nn.GroupNorm, nn.LayerNorm)):
-            return "whole_image"
-        if isinstance(layer, nn.modules.instancenorm._InstanceNorm) and not layer.track_running_stats:
-            return "whole_image"
-    return "local"
+    return "whole_image" if _tiling_reason_of(module) else "local"
 
 
 class Generator:
