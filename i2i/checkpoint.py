@@ -77,21 +77,19 @@ def gone_latest(checkpoints: Path, tag: str, todo: str) -> str:
 
 
 def _state_problem(path: Path, exc: BaseException) -> str:
-    """Why ``state.pt`` does not load, in a few words, never torch's own text (whose advice is to turn
-    the safety check off): empty, a pickle that needs code (the only "unsafe" one), or damaged."""
-    import re
+    """Why ``state.pt`` does not load, in a few words (:func:`i2i.zoo.load_failure`): empty, a pickle
+    that needs code (the only "unsafe" one), or damaged."""
+    from .zoo import load_failure
 
-    text = str(exc)
     try:
-        head = path.read_bytes()[:4]
+        kind, detail = load_failure(path, exc)
     except OSError as err:
         return f"cannot be read ({err.strerror or err})"
-    if not head:
+    if kind == "empty":
         return "is empty (0 bytes)"
-    code = re.search(r"GLOBAL ([\w.]+)", text)
-    if code:
-        return (f"is a pickle that runs code ({code.group(1)}), which i2i never writes; it is not loaded (unsafe)")
-    if head[:2] == b"PK" or "central directory" in text or "zip" in text.lower() or isinstance(exc, EOFError):
+    if kind == "code":
+        return f"is a pickle that runs code ({detail}), which i2i never writes; it is not loaded (unsafe)"
+    if kind == "truncated":
         return "is damaged or truncated (an incomplete zip archive)"
     return "is damaged or truncated (not readable as a PyTorch state file)"
 

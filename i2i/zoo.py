@@ -124,28 +124,44 @@ def load_state(path: str | Path) -> Any:
         raise I2IError(_not_weights(path, exc)) from None
 
 
-def _not_weights(path: Path, exc: Exception) -> str:
-    """What ``path`` is not, and what to do, in one line: never torch's own text, whose advice is to
-    turn the safety check off (``weights_only=False``)."""
+def load_failure(path: Path, exc: BaseException) -> tuple[str, str]:
+    """Why ``torch.load(path, weights_only=True)`` raised ``exc``, as ``(kind, detail)``, read from the
+    file's first bytes and the error, never passing on torch's own text (whose advice is to turn the
+    safety check off): ``empty``; ``code`` (a pickle that needs code; detail: what it calls);
+    ``html`` or ``text`` (a failed download); ``truncated`` (a cut-short zip archive); ``other``.
+    The one classifier behind the weights reader's and the checkpoint state reader's messages."""
     import re
 
     text = str(exc)
     with open(path, "rb") as f:
         head = f.read(512)
     if not head:
-        return f"{path} is empty (0 bytes), not a PyTorch weights file: download it again"
+        return "empty", ""
     code = re.search(r"GLOBAL ([\w.]+)", text)
     if code:
-        return (f"{path} is a pickle that runs code ({code.group(1)}) and i2i refuses to run it: only tensor weights "
-                f"load; get the weights as .safetensors, or as a plain state_dict .pth, from a source you trust")
+        return "code", code.group(1)
     printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head) / len(head)
     if head.lstrip()[:1] == b"<" or printable > 0.95:
-        kind = "an HTML page" if b"<html" in head.lower() or head.lstrip()[:1] == b"<" else "text"
-        return (f"{path} is {kind}, not a PyTorch weights file (a failed download or an error page?): "
-                f"download the weights again and check the address")
-    if head[:2] == b"PK" or isinstance(exc, EOFError) or "central directory" in text:
+        return ("html" if b"<html" in head.lower() or head.lstrip()[:1] == b"<" else "text"), ""
+    if head[:2] == b"PK" or isinstance(exc, EOFError) or "central directory" in text or "zip" in text.lower():
+        return "truncated", ""
+    return "other", type(exc).__name__
+
+
+def _not_weights(path: Path, exc: Exception) -> str:
+    """What ``path`` is not, and what to do, in one line (:func:`load_failure`)."""
+    kind, detail = load_failure(path, exc)
+    if kind == "empty":
+        return f"{path} is empty (0 bytes), not a PyTorch weights file: download it again"
+    if kind == "code":
+        return (f"{path} is a pickle that runs code ({detail}) and i2i refuses to run it: only tensor weights "
+                f"load; get the weights as .safetensors, or as a plain state_dict .pth, from a source you trust")
+    if kind in ("html", "text"):
+        return (f"{path} is {'an HTML page' if kind == 'html' else 'text'}, not a PyTorch weights file (a failed "
+                f"download or an error page?): download the weights again and check the address")
+    if kind == "truncated":
         return f"{path} is cut short or damaged (an incomplete PyTorch weights file): download it again"
-    return (f"{path} is not a PyTorch weights file ({type(exc).__name__}): give a .pth/.pt of tensors "
+    return (f"{path} is not a PyTorch weights file ({detail}): give a .pth/.pt of tensors "
             f"or a .safetensors file")
 
 
