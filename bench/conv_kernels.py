@@ -8,8 +8,9 @@ Each plain ``nn.Conv2d``/``nn.ConvTranspose2d`` is timed against a copy swapped 
 (``i2i_cpu.layers.accelerate``), interleaved, median of ``--repeat``; outputs are checked first.
 Use it to re-check the thresholds in ``i2i_cpu/layers.py`` on another CPU; ``--winograd-grid`` times
 the Winograd path (forced on, thresholds off) over channels x map sizes, the grid its thresholds come from.
-The Winograd rows time that layer even where the plugin keeps it off (AVX-512 CPUs:
-``i2i_cpu.layers.winograd_pays``); the header says which the plugin does on this CPU.
+The Winograd rows time that layer even where the plugin keeps it off (``i2i_cpu.layers.winograd_pays``);
+the header says which the plugin does on this CPU. Both columns run with freed memory kept in the
+process, as the plugin's hook sets it (``--default-malloc``: glibc as it starts).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import torch
 from torch import nn
 
 import i2i_cpu.layers as cpu_layers
+from i2i_cpu import winograd
+from i2i_cpu.allocator import keep_freed_memory
 from i2i_cpu.layers import accelerate
 
 #: (label, plain torch layer, input shape)
@@ -62,12 +65,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--winograd-grid", action="store_true", help="the Winograd layer over channels x map sizes")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's thresholds as they are (the plugin raises them when it swaps a layer)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, {args.threads} threads, load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}")
     print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}: the plugin's Winograd layer is "
-          f"{'on' if cpu_layers.WINOGRAD else 'off'} here (timed below either way)")
+          f"{'on' if cpu_layers.WINOGRAD else 'off'} here (timed below either way), its GEMMs in "
+          f"{'MKL' if winograd.GEMM is None else 'oneDNN'}")
+    # As the plugin's hook does when it swaps a layer; both columns run with it (--default-malloc: neither).
+    if not args.default_malloc:
+        print(f"freed memory kept in the process (i2i_cpu.allocator): {keep_freed_memory()}")
     cpu_layers.WINOGRAD = True
     print(f"{'layer':36s} {'torch fwd':>10s} {'i2i fwd':>8s} {'torch f+b':>10s} {'i2i f+b':>8s} {'f+b ratio':>10s}")
     for label, make, shape in winograd_grid() if args.winograd_grid else LAYERS:

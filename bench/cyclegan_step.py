@@ -6,9 +6,10 @@ of the reference implementation's step (junyanz/pytorch-CycleGAN-and-pix2pix
 ``CycleGANModel.optimize_parameters``: same networks, losses, pool and order: G step, then D_A and
 D_B), the i2i engine's step (``Trainer.train_step`` on the ``cyclegan`` method) on the plain built-in
 networks, and on CPU in fp32 the engine with the opt-in CPU kernels (``--set cpu_kernels=true``: the
-i2i_cpu plugin's Winograd residual convolutions, on AVX2 CPUs; on AVX-512 CPUs the plugin leaves
-them to oneDNN, and ``I2I_CPU_WINOGRAD=1`` times Winograd there). Prints seconds per iteration, the ratio to the
-replica, and the ratio to the reference's published figure on this CPU (~18 s/it).
+i2i_cpu plugin's Winograd residual convolutions; ``I2I_CPU_WINOGRAD=0`` leaves them to oneDNN) in a
+process of its own, beside the plain engine with freed memory kept as the plugin keeps it (its
+allocator part alone). Prints seconds per iteration, the ratio to the replica, and the ratio to the
+reference's published figure on this CPU (~18 s/it).
 
     NO_ALBUMENTATIONS_UPDATE=1 python bench/cyclegan_step.py              # CPU, fp32, 256x256
     NO_ALBUMENTATIONS_UPDATE=1 python bench/cyclegan_step.py --iters 1 --rounds 2   # shorter
@@ -40,7 +41,8 @@ import torch
 from torch import nn
 
 from i2i.engine import Trainer
-from step_harness import batches, channels_last_step, print_memory, time_interleaved
+from step_harness import KEEP_MEMORY, Worker, batches, channels_last_step, print_memory, print_workers, run_worker
+from step_harness import time_interleaved
 from step_harness import make_trainer as harness_trainer  # the shared builder; this file's make_trainer adds the recipe
 
 MONET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "monet2photo"
@@ -138,8 +140,20 @@ def main() -> None:
                     help="also time the engine with this config override (repeatable), e.g. lambda_identity=0")
     ap.add_argument("--no-cpu-kernels", action="store_true", help="skip the engine with cpu_kernels=true")
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)  # settings of a variant timed in its own process
+    ap.add_argument("--worker-data", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+
+    if args.worker is not None:
+        out = Path(tempfile.mkdtemp(prefix="i2i-bench-worker-"))
+        torch.manual_seed(0)
+        random.seed(0)
+        run_worker(args.worker, lambda extra: make_trainer(args.worker_data, out, args.device, args.precision,
+                                                           args.size, extra),
+                   max(args.iters, args.warmup), args.device)
+        shutil.rmtree(out, ignore_errors=True)
+        return
 
     tmp = Path(tempfile.mkdtemp(prefix="i2i-bench-"))
     for sub, n in (("monet", 4), ("photo", 4)):
@@ -155,9 +169,16 @@ def main() -> None:
     if not args.no_reference:
         variants["reference replica (fp32)"] = reference_step(engine)
     variants[f"i2i engine ({engine.precision})"] = engine.train_step
+    workers: dict[str, Worker] = {}
     if not args.no_cpu_kernels and args.device == "cpu" and engine.precision == "fp32":
-        t = make_trainer(tmp / "data", tmp / "runs", args.device, args.precision, args.size, ["cpu_kernels=true"])
-        variants[f"i2i engine ({t.precision}, cpu_kernels)"] = t.train_step
+        # Processes of their own: the plugin keeps freed memory in its process (i2i_cpu.allocator), which
+        # alone speeds up any variant there; the second worker shows that part without the kernels.
+        for label, setting in (("cpu_kernels", "cpu_kernels=true"), ("memory kept", KEEP_MEMORY)):
+            workers[label] = Worker(__file__, [
+                "--worker", setting, "--worker-data", str(tmp / "data"), "--device", args.device, "--precision",
+                args.precision, "--size", str(args.size), "--threads", str(args.threads), "--iters", str(args.iters),
+                "--warmup", str(args.warmup)])
+            variants[f"i2i engine ({engine.precision}, {label})"] = workers[label]
     if args.channels_last:
         t = make_trainer(tmp / "data", tmp / "runs", args.device, args.precision, args.size, ["channels_last=true"])
         variants[f"i2i engine ({t.precision}, channels_last)"] = channels_last_step(t)
@@ -184,6 +205,7 @@ def main() -> None:
     if args.size != 256:
         print("* scaled to 256x256 by area")
     print_memory(args.device)
+    print_workers(workers)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

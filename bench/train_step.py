@@ -4,8 +4,9 @@ Times, side by side in one process (interleaved, so machine noise hits all alike
 of the reference implementation's step (junyanz/pytorch-CycleGAN-and-pix2pix
 ``Pix2PixModel.optimize_parameters``: same networks, same losses, same order), the i2i engine's step
 (``Trainer.train_step``) on the plain built-in networks, and on CPU in fp32 the engine with the
-opt-in CPU kernels (``--set cpu_kernels=true``: the i2i_cpu plugin). Prints seconds per iteration,
-images/s, the ratio to the reference, and peak memory.
+opt-in CPU kernels (``--set cpu_kernels=true``: the i2i_cpu plugin) in a process of its own, beside
+the plain engine with freed memory kept as the plugin keeps it (its allocator part alone). Prints
+seconds per iteration, images/s, the ratio to the reference, and peak memory.
 
     python bench/train_step.py                       # CPU, fp32: reference, plain, cpu_kernels
     python bench/train_step.py --iters 1 --rounds 2  # a quick look
@@ -33,7 +34,8 @@ import torch
 from torch import nn
 
 from i2i.engine import Trainer
-from step_harness import batches, channels_last_step, print_memory, time_interleaved
+from step_harness import KEEP_MEMORY, Worker, batches, channels_last_step, print_memory, print_workers, run_worker
+from step_harness import time_interleaved
 from step_harness import make_trainer as harness_trainer  # the shared builder; this file's make_trainer adds the recipe
 
 FACADES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "facades"
@@ -91,7 +93,16 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also time the engine with torch.compile")
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--no-cpu-kernels", action="store_true", help="skip the engine with cpu_kernels=true")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)  # settings of a variant timed in its own process
+    ap.add_argument("--worker-data", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+
+    if args.worker is not None:
+        out = Path(tempfile.mkdtemp(prefix="i2i-bench-worker-"))
+        run_worker(args.worker, lambda extra: make_trainer(args.worker_data, out, args.device, args.precision, extra),
+                   args.iters, args.device)
+        shutil.rmtree(out, ignore_errors=True)
+        return
 
     tmp = Path(tempfile.mkdtemp(prefix="i2i-bench-"))
     data = tmp / "facades" / "train"
@@ -106,9 +117,14 @@ def main() -> None:
     if not args.no_reference:
         variants["reference (fp32)"] = reference_step(engine)
     variants[f"i2i engine ({engine.precision})"] = engine.train_step
+    workers: dict[str, Worker] = {}
     if not args.no_cpu_kernels and args.device == "cpu" and engine.precision == "fp32":
-        t = make_trainer(data.parent, tmp / "runs", args.device, args.precision, ["cpu_kernels=true"])
-        variants[f"i2i engine ({t.precision}, cpu_kernels)"] = t.train_step
+        # Processes of their own: the plugin keeps freed memory in its process (i2i_cpu.allocator), which
+        # alone speeds up any variant there; the second worker shows that part without the kernels.
+        for label, setting in (("cpu_kernels", "cpu_kernels=true"), ("memory kept", KEEP_MEMORY)):
+            workers[label] = Worker(__file__, ["--worker", setting, "--worker-data", str(data.parent), "--device",
+                                               args.device, "--precision", args.precision, "--iters", str(args.iters)])
+            variants[f"i2i engine ({engine.precision}, {label})"] = workers[label]
     if args.channels_last:
         t = make_trainer(data.parent, tmp / "runs", args.device, args.precision, ["channels_last=true"])
         variants[f"i2i engine ({t.precision}, channels_last)"] = channels_last_step(t)
@@ -130,6 +146,7 @@ def main() -> None:
         ratio = f"{s / base:.2f}x" if base else "-"
         print(f"{name:42s} {s:8.3f} {1 / s:8.2f} {ratio:>13s}")
     print_memory(args.device)
+    print_workers(workers)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -5,6 +5,10 @@ with the plugin blocked everything runs on the plain layers."""
 from __future__ import annotations
 
 import copy
+import os
+import platform
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -13,7 +17,9 @@ import torch
 from torch import nn
 
 import i2i
+import i2i_cpu.allocator as allocator
 import i2i_cpu.layers as layers
+import i2i_cpu.winograd as winograd
 from i2i import plugins
 from i2i.accelerate import AccelerateWarning, cpu_kernels
 from i2i.errors import I2IError
@@ -56,6 +62,35 @@ def winograd_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(layers, "WINOGRAD", True)
 
 
+@pytest.fixture(autouse=True)
+def avx2_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The maths tests take both kernels on small layers whatever this CPU is: the AVX2 thresholds (on
+    AVX-512 CPUs only the innermost U-Net layers take the GEMM path)."""
+    for name, value in layers.thresholds("AVX2")._asdict().items():
+        monkeypatch.setattr(layers, name.upper(), value)
+
+
+@pytest.fixture(autouse=True)
+def allocator_calls(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    """The hook's glibc setting recorded instead of made: it is process-wide (tested in a subprocess)."""
+    calls: list[None] = []
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append(None) or True)
+    return calls
+
+
+@pytest.fixture(params=["mkl", "onednn"])
+def gemm(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The Winograd layer with either GEMM: torch.bmm (MKL) or oneDNN's product, where torch has it."""
+    if request.param == "mkl":
+        monkeypatch.setattr(winograd, "GEMM", None)
+    else:
+        onednn = winograd._onednn_linear("AVX512")
+        if onednn is None:
+            pytest.skip("this torch has no oneDNN matrix product")
+        monkeypatch.setattr(winograd, "GEMM", onednn)
+    return request.param
+
+
 @pytest.fixture
 def winograd_calls(record_true) -> list[tuple]:
     """The (conv, input) of each layer that took the Winograd path."""
@@ -80,7 +115,7 @@ def any_map_size(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("padding", [0, 1, 2, 3, (1, 0)])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(1, 11, 9), (2, 8, 8)])
-@pytest.mark.usefixtures("any_map_size")
+@pytest.mark.usefixtures("any_map_size", "gemm")
 def test_winograd_output_and_gradients_match_nn_conv2d(padding: int | tuple[int, int], bias: bool,
                                                        shape: tuple[int, int, int], winograd_calls: list[tuple]) -> None:
     torch.manual_seed(0)
@@ -98,16 +133,22 @@ def test_winograd_output_and_gradients_match_nn_conv2d(padding: int | tuple[int,
 
 
 def test_winograd_is_used_where_it_was_measured_faster(monkeypatch: pytest.MonkeyPatch) -> None:
-    """AVX2: on (0.57x of oneDNN); AVX-512: off (1.17x: oneDNN runs AVX-512, MKL's GEMMs AVX2 on AMD);
-    I2I_CPU_WINOGRAD=0/1 overrides either way."""
+    """AVX2: on (0.57x of oneDNN, MKL's GEMMs); AVX-512: on with oneDNN's GEMMs (0.71x), off without
+    them (1.17x: MKL's GEMMs run AVX2 on AMD); I2I_CPU_WINOGRAD=0/1 overrides either way."""
     monkeypatch.delenv("I2I_CPU_WINOGRAD", raising=False)
     assert layers.winograd_pays("AVX2") is True
-    assert layers.winograd_pays("AVX512") is False
     assert layers.winograd_pays("DEFAULT") is False
+    monkeypatch.setattr(winograd, "GEMM", None)
+    assert layers.winograd_pays("AVX512") is False
     assert layers.winograd_pays("AVX512", setting="1") is True
-    assert layers.winograd_pays("AVX2", setting="0") is False
-    monkeypatch.setenv("I2I_CPU_WINOGRAD", "1")
+    monkeypatch.setattr(winograd, "GEMM", lambda x, w: x @ w.t())
     assert layers.winograd_pays("AVX512") is True
+    assert layers.winograd_pays("AVX2", setting="0") is False
+    monkeypatch.setenv("I2I_CPU_WINOGRAD", "0")
+    assert layers.winograd_pays("AVX512") is False
+
+
+def test_winograd_off_takes_the_standard_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(layers, "WINOGRAD", False)
     conv = _cpu(nn.Conv2d(128, 128, 3, padding=1))
     x = torch.randn(1, 128, 32, 32)
@@ -115,6 +156,23 @@ def test_winograd_is_used_where_it_was_measured_faster(monkeypatch: pytest.Monke
     monkeypatch.setattr(layers, "winograd_conv3x3", lambda *a: calls.append(a))
     torch.testing.assert_close(conv(x), nn.Conv2d.forward(conv, x))
     assert calls == []
+
+
+def test_thresholds_follow_the_cpu() -> None:
+    """On AVX-512 oneDNN's own kernels win more often: fewer layers take the plugin's kernels."""
+    avx2, avx512 = layers.thresholds("AVX2"), layers.thresholds("AVX512")
+    assert (avx2.small_map_columns, avx2.winograd_min_channels, avx2.winograd_min_pixels) == (64, 128, 32 * 32)
+    assert (avx512.small_map_columns, avx512.winograd_min_channels, avx512.winograd_min_pixels) == (1, 256, 64 * 64)
+    assert layers.thresholds("DEFAULT") == avx2
+
+
+def test_the_gemm_is_onednn_on_avx512_only() -> None:
+    """MKL's product stays on AVX2 CPUs (where it was measured); oneDNN's, where torch has it, on AVX-512."""
+    assert winograd._onednn_linear("AVX2") is None and winograd._onednn_linear("DEFAULT") is None
+    onednn = winograd._onednn_linear("AVX512")
+    if onednn is not None:
+        a, b = torch.randn(5, 7), torch.randn(3, 7)
+        torch.testing.assert_close(onednn(a, b), a @ b.t())
 
 
 def test_winograd_only_on_maps_of_32x32_and_more(winograd_calls: list[tuple]) -> None:
@@ -139,7 +197,7 @@ def test_narrow_strided_autocast_float64_and_traced_convolutions_take_the_standa
     assert "aten::_convolution" in str(traced.inlined_graph)
 
 
-@pytest.mark.usefixtures("any_map_size")
+@pytest.mark.usefixtures("any_map_size", "gemm")
 def test_winograd_gradients_for_the_weights_alone_and_the_input_alone() -> None:
     """A first layer's input needs no gradient, a frozen layer's weights none: each is left out."""
     torch.manual_seed(0)
@@ -163,7 +221,7 @@ def test_winograd_conv3x3_rejects_other_kernels() -> None:
         winograd_conv3x3(torch.randn(1, 4, 8, 8), torch.randn(4, 4, 5, 5))
 
 
-@pytest.mark.usefixtures("any_map_size")
+@pytest.mark.usefixtures("any_map_size", "gemm")
 def test_winograd_takes_channels_last_input(winograd_calls: list[tuple]) -> None:
     """The engine's channels_last switch hands the layer NHWC-strided tensors; same results."""
     torch.manual_seed(0)
@@ -257,7 +315,7 @@ def test_swapping_keeps_the_parameters_and_restore_undoes_it() -> None:
     assert [type(m) for m in net] == [nn.Conv2d, nn.ConvTranspose2d, nn.Linear]
 
 
-@pytest.mark.usefixtures("any_map_size")
+@pytest.mark.usefixtures("any_map_size", "gemm")
 def test_resnet_generator_trains_like_the_plain_layers(winograd_calls: list[tuple]) -> None:
     """resnet_6blocks at ngf 32: its 12 residual convolutions (128 channels) on the Winograd path."""
     from i2i_cyclegan.networks import ResnetGenerator
@@ -300,65 +358,54 @@ def test_unet_256_output_and_gradients_unchanged_by_the_gemm_path(gemm_calls: li
 
 
 @pytest.mark.usefixtures("clean_plugin_env")
-def test_the_hook_swaps_only_for_fp32_on_the_cpu() -> None:
+def test_the_hook_swaps_only_for_fp32_on_the_cpu(allocator_calls: list[None]) -> None:
     net = nn.Sequential(nn.Conv2d(4, 8, 4, 2, 1))
     hook = plugins.manager().pm.hook.accelerate
     assert hook(module=net, device=torch.device("cuda"), precision="fp32") == [0]
     assert hook(module=net, device=torch.device("cpu"), precision="bf16") == [0]
-    assert type(net[0]) is nn.Conv2d
+    assert type(net[0]) is nn.Conv2d and allocator_calls == []
     assert hook(module=net, device=torch.device("cpu"), precision="fp32") == [1]
     assert type(net[0]) is CpuConv2d
+    assert len(allocator_calls) == 1  # freed memory is kept once a layer runs on the CPU kernels
 
 
-@pytest.mark.usefixtures("clean_plugin_env")
-def test_cpu_kernels_off_the_cpu_or_outside_fp32_warn_and_change_nothing() -> None:
-    net = nn.Sequential(nn.Conv2d(4, 8, 4, 2, 1))
-    with pytest.warns(AccelerateWarning, match="fp32 on the CPU"):
-        assert cpu_kernels(net, "cuda") == 0
-    with pytest.warns(AccelerateWarning, match="fp32 on the CPU"):
-        assert cpu_kernels(net, "cpu", "bf16") == 0
-    assert type(net[0]) is nn.Conv2d
+_PAGE_FAULTS_PER_CALL = """
+import resource, sys, torch
+sys.path.insert(0, {plugins!r})
+from i2i_cpu import allocator
+from i2i_cpu.winograd import winograd_conv3x3
+
+print(allocator.keep_freed_memory() if {keep} else "-")
+x = torch.randn(1, 256, 64, 64, requires_grad=True)
+w = torch.randn(256, 256, 3, 3, requires_grad=True)
+for i in range(6):
+    if i == 3:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    winograd_conv3x3(x, w, None, (1, 1)).sum().backward()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3)
+"""
 
 
-@pytest.mark.usefixtures("clean_plugin_env")
-def test_blocked_plugin_leaves_the_plain_layers_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("I2I_BLOCK_PLUGINS", "i2i_cpu")
-    plugins.reset()
-    assert "i2i_cpu" not in plugins.manager().info
-    net = nn.Sequential(nn.Conv2d(4, 8, 4, 2, 1))
-    with pytest.warns(AccelerateWarning, match="I2I_BLOCK_PLUGINS"):
-        assert cpu_kernels(net, "cpu") == 0
-    assert type(net[0]) is nn.Conv2d
+def _faults_per_call(keep: bool, **env: str) -> tuple[str, float]:
+    """(what keep_freed_memory returned, minor page faults per Winograd call after three warm-up calls)."""
+    code = _PAGE_FAULTS_PER_CALL.format(plugins=str(Path(allocator.__file__).resolve().parents[1]), keep=keep)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                         check=True).stdout.split()
+    return out[0], float(out[1])
 
 
-@pytest.mark.usefixtures("clean_plugin_env")
-def test_a_third_party_accelerator_gets_the_layers_the_builtin_leaves() -> None:
-    """Plugins are asked in registration order; each takes only layers of the exact torch classes, so a
-    layer is never claimed twice, and a broken accelerator is a warning, not a failed run."""
-
-    class Linears:  # another package's accelerator: it only knows nn.Linear
-        @i2i.hookimpl
-        def accelerate(self, module, device, precision):
-            swapped = [m for m in module.modules() if type(m) is nn.Linear]
-            for m in swapped:
-                m.__class__ = FastLinear
-            return len(swapped)
-
-    class FastLinear(nn.Linear):
-        pass
-
-    class Broken:
-        @i2i.hookimpl
-        def accelerate(self, module, device, precision):
-            raise RuntimeError("no kernels for this CPU")
-
-    pm = plugins.manager().pm
-    pm.register(Linears(), name="linears")
-    pm.register(Broken(), name="broken")
-    net = nn.Sequential(nn.Conv2d(4, 8, 4, 2, 1), nn.Flatten(), nn.Linear(8, 2))
-    with pytest.warns(AccelerateWarning, match="'broken' skipped in accelerate: RuntimeError: no kernels"):
-        assert cpu_kernels(net, "cpu") == 2
-    assert [type(m) for m in net] == [CpuConv2d, nn.Flatten, FastLinear]
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+def test_kept_memory_spares_the_winograd_layer_its_page_faults() -> None:
+    """A 256-channel 64x64 Winograd layer, forward + backward: glibc by default hands its freed buffers
+    back to the kernel, so each call page-faults on ~9000 pages (~9 ms of a 23 ms call on the 2-core
+    EPYC); with the thresholds raised ~300. A user's own MALLOC_* setting is left alone."""
+    said, kept = _faults_per_call(True)
+    _, default = _faults_per_call(False)
+    assert said == "True"
+    assert kept * 3 < default, f"{kept} page faults per call with the memory kept, {default} without"
+    said, _ = _faults_per_call(True, MALLOC_TRIM_THRESHOLD_=str(1 << 30))
+    assert said == "False"
 
 
 # --------------------------------------------------------------------------- the doors: engine, loader, CLI

@@ -22,30 +22,55 @@ through such a layer (a gradient penalty) raises instead of being wrong. Roundin
 direct sum by ~1e-5 relative; the layer keeps its transformed input (2.25x the input) for the weight
 gradient, so a CycleGAN generator step holds ~50% more activation memory.
 
-The thresholds below were measured on a 2-core AVX2 EPYC (BENCHMARKS.md); re-check them on another
-CPU with ``bench/conv_kernels.py`` (``--winograd-grid`` for the Winograd ones). On AVX-512 CPUs the
-Winograd layer is off (:func:`winograd_pays`): oneDNN's direct convolution was faster there.
+The thresholds depend on the CPU (:func:`thresholds`: measured on a 2-core AVX2 EPYC and a 2-core
+AVX-512 EPYC, BENCHMARKS.md); re-check them on another CPU with ``bench/conv_kernels.py``
+(``--winograd-grid`` for the Winograd ones). :func:`winograd_pays` says where the Winograd layer is
+used at all.
 """
 
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import winograd
 from .winograd import winograd_conv3x3
 
-#: Largest GEMM width (batch x output positions) computed as a matrix product; larger maps keep oneDNN.
-SMALL_MAP_COLUMNS = 64
+
+class Thresholds(NamedTuple):
+    """Where each kernel beats oneDNN on a CPU (``bench/conv_kernels.py``, ``--winograd-grid``)."""
+
+    #: largest GEMM width (batch x output positions) computed as a matrix product; larger maps keep oneDNN
+    small_map_columns: int
+    #: Winograd: narrower convolutions gain too little from the 36 GEMMs to pay for the transforms
+    winograd_min_channels: int
+    #: Winograd: smaller input maps stay direct, the transforms' fixed costs dominate there
+    winograd_min_pixels: int
+
+
+def thresholds(capability: str | None = None) -> Thresholds:
+    """The thresholds for torch's CPU capability (``capability``), each measured on a 2-core EPYC.
+
+    AVX2 (2026-11): small maps up to 64 columns, Winograd from 128 channels and 32x32 (8x8: 3-4x
+    slower). AVX-512 (2026-12, freed memory kept as :mod:`i2i_cpu.allocator` keeps it): oneDNN's own
+    kernels are faster there, so only the innermost U-Net layers (one column: 0.73-0.78x) take the GEMM
+    (2-64 columns measured 0.89-1.57x), and Winograd only from 256 channels and 64x64 (0.78x; 48x48
+    1.02x, 192 channels at 64x64 0.97x)."""
+    capability = (torch.backends.cpu.get_cpu_capability() if capability is None else capability).upper()
+    if capability.startswith("AVX512"):
+        return Thresholds(small_map_columns=1, winograd_min_channels=256, winograd_min_pixels=64 * 64)
+    return Thresholds(small_map_columns=64, winograd_min_channels=128, winograd_min_pixels=32 * 32)
+
+
+#: this CPU's thresholds (:func:`thresholds`), read once at import
+SMALL_MAP_COLUMNS, WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_PIXELS = thresholds()
 #: Below this GEMM width (but above 1) MKL's GEMMs turn erratic: the transposed convolution multiplies
 #: with the map on the left, the convolution stays with oneDNN.
 SKINNY_COLUMNS = 8
-#: Winograd: narrower convolutions gain too little from the 36 GEMMs to pay for the transforms.
-WINOGRAD_MIN_CHANNELS = 128
-#: Winograd: smaller input maps stay direct, the transforms' fixed costs dominate there (8x8: 3-4x slower).
-WINOGRAD_MIN_PIXELS = 32 * 32
 
 
 def _cpu_fp32_eager(x: torch.Tensor) -> bool:
@@ -64,18 +89,18 @@ def _use_gemm(x: torch.Tensor, columns: int, skinny: bool = True) -> bool:
 def winograd_pays(capability: str | None = None, setting: str | None = None) -> bool:
     """Whether this CPU runs the Winograd layer faster than oneDNN's direct convolution.
 
-    The Winograd GEMMs run in MKL, the direct convolution in oneDNN, which uses the widest vectors the
-    CPU has. Measured with ``bench/conv_kernels.py`` (256 channels, 64x64, forward + backward): on
-    AVX2 CPUs Winograd took 0.57x of oneDNN's time; on an AVX-512 EPYC 1.17x, because oneDNN runs
-    AVX-512 there while MKL's sgemm runs its AVX2 code on AMD CPUs. So it is used where torch's CPU
-    capability (``torch.backends.cpu.get_cpu_capability()``, or ``capability``) is AVX2 and kept off
-    on AVX-512 CPUs. ``I2I_CPU_WINOGRAD=1`` (or ``setting``) forces it on, ``0`` off, for a CPU where
-    ``python bench/conv_kernels.py`` says otherwise."""
+    Measured with ``bench/conv_kernels.py`` (256 channels, 64x64, forward + backward, 2 threads): on an
+    AVX2 EPYC Winograd took 0.57x of oneDNN's time with MKL's GEMMs; on an AVX-512 EPYC 1.17x with
+    MKL's GEMMs (MKL's sgemm keeps to AVX2 on AMD CPUs while oneDNN runs AVX-512) and 0.71x with
+    oneDNN's (:data:`i2i_cpu.winograd.GEMM`). So it is used where torch's CPU capability
+    (``torch.backends.cpu.get_cpu_capability()``, or ``capability``) is AVX2, or AVX-512 with oneDNN's
+    GEMM at hand, and nowhere else. ``I2I_CPU_WINOGRAD=1`` (or ``setting``) forces it on, ``0`` off,
+    for a CPU where ``python bench/conv_kernels.py`` says otherwise."""
     setting = os.environ.get("I2I_CPU_WINOGRAD", "") if setting is None else setting
     if setting.strip() in ("0", "1"):
         return setting.strip() == "1"
-    capability = torch.backends.cpu.get_cpu_capability() if capability is None else capability
-    return capability.upper() == "AVX2"
+    capability = (torch.backends.cpu.get_cpu_capability() if capability is None else capability).upper()
+    return capability == "AVX2" or (capability.startswith("AVX512") and winograd.GEMM is not None)
 
 
 #: Winograd on this CPU at all (:func:`winograd_pays`, read once at import).
