@@ -408,6 +408,57 @@ def test_kept_memory_spares_the_winograd_layer_its_page_faults() -> None:
     assert said == "False"
 
 
+@pytest.mark.usefixtures("clean_plugin_env")
+def test_cpu_kernels_off_the_cpu_or_outside_fp32_warn_and_change_nothing() -> None:
+    net = nn.Sequential(nn.Conv2d(4, 8, 4, 2, 1))
+    with pytest.warns(AccelerateWarning, match="fp32 on the CPU"):
+        assert cpu_kernels(net, "cuda") == 0
+    with pytest.warns(AccelerateWarning, match="fp32 on the CPU"):
+        assert cpu_kernels(net, "cpu", "bf16") == 0
+    assert type(net[0]) is nn.Conv2d
+
+
+@pytest.mark.usefixtures("clean_plugin_env")
+def test_blocked_plugin_leaves_the_plain_layers_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("I2I_BLOCK_PLUGINS", "i2i_cpu")
+    plugins.reset()
+    assert "i2i_cpu" not in plugins.manager().info
+    net = nn.Sequential(nn.Conv2d(4, 8, 4, 2, 1))
+    with pytest.warns(AccelerateWarning, match="I2I_BLOCK_PLUGINS"):
+        assert cpu_kernels(net, "cpu") == 0
+    assert type(net[0]) is nn.Conv2d
+
+
+@pytest.mark.usefixtures("clean_plugin_env")
+def test_a_third_party_accelerator_gets_the_layers_the_builtin_leaves() -> None:
+    """Plugins are asked in registration order; each takes only layers of the exact torch classes, so a
+    layer is never claimed twice, and a broken accelerator is a warning, not a failed run."""
+
+    class Linears:  # another package's accelerator: it only knows nn.Linear
+        @i2i.hookimpl
+        def accelerate(self, module, device, precision):
+            swapped = [m for m in module.modules() if type(m) is nn.Linear]
+            for m in swapped:
+                m.__class__ = FastLinear
+            return len(swapped)
+
+    class FastLinear(nn.Linear):
+        pass
+
+    class Broken:
+        @i2i.hookimpl
+        def accelerate(self, module, device, precision):
+            raise RuntimeError("no kernels for this CPU")
+
+    pm = plugins.manager().pm
+    pm.register(Linears(), name="linears")
+    pm.register(Broken(), name="broken")
+    net = nn.Sequential(nn.Conv2d(4, 8, 4, 2, 1), nn.Flatten(), nn.Linear(8, 2))
+    with pytest.warns(AccelerateWarning, match="'broken' skipped in accelerate: RuntimeError: no kernels"):
+        assert cpu_kernels(net, "cpu") == 2
+    assert [type(m) for m in net] == [CpuConv2d, nn.Flatten, FastLinear]
+
+
 # --------------------------------------------------------------------------- the doors: engine, loader, CLI
 
 
