@@ -7,7 +7,9 @@ fake_A = G_B(B), rec_B = G_A(fake_A) and the identity passes G_A(B), G_B(A), the
 through all of it. Each variant runs in a fresh process, and the figure is that process's peak RSS
 above what it held once the models were built: the activations autograd keeps, which is where
 the i2i_cpu plugin's Winograd layer (it keeps the transformed input V, 2.25x the input) differs from nn.Conv2d.
-The Winograd layer is forced on (``I2I_CPU_WINOGRAD=1``): the plugin keeps it off on AVX-512 CPUs.
+The Winograd layer is forced on (``I2I_CPU_WINOGRAD=1``) and the plugin's allocator setting made as
+its hook makes it (freed memory kept: ``i2i_cpu.allocator``), so the figure is what a user's
+``cpu_kernels`` process holds.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ def run_variant(variant: str, size: int, blocks: int) -> None:
     torch.manual_seed(0)
     g_a, g_b = (ResnetGenerator(3, 3, ngf=64, n_blocks=blocks) for _ in range(2))
     if variant == "cpu_kernels":
+        from i2i_cpu.allocator import keep_freed_memory
         from i2i_cpu.layers import accelerate
 
         accelerate(g_a), accelerate(g_b)
+        keep_freed_memory()
     a, b = torch.rand(1, 3, size, size) * 2 - 1, torch.rand(1, 3, size, size) * 2 - 1
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     fake_b, fake_a = g_a(a), g_b(b)

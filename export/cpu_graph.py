@@ -15,7 +15,10 @@
 
        input transform   V = B^T d B    a depthwise Conv: 36 fixed 6x6 kernels per channel, stride 4
        36 channel GEMMs  M = U . V      one batched MatMul with U = G g G^T precomputed from the weights
-       output transform  Y = A^T M A    a MatMul with the 16x36 transform, DepthToSpace(4) back to the image
+       output transform  Y = A^T M A    one MatMul with the 16x36 transform, DepthToSpace(4) back to the image
+
+   A bias is added after the output transform, or left out where only InstanceNormalization reads the
+   convolution (its mean subtraction cancels a per-channel bias: a ResNet generator's blocks).
 
    (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016). Maps of any size work:
    the input is padded by 3 on the bottom and right inside the depthwise Conv (so ceil(H/4) tiles
@@ -129,6 +132,11 @@ def _rewrite_convs(model: onnx.ModelProto, prefix: str, eligible: Callable[[list
 
     graph = model.graph
     constants = _constants(graph)
+    readers: dict[str, list[tuple[str, int]]] = {}  # tensor -> (op_type, input index) of each node reading it
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            readers.setdefault(name, []).append((node.op_type, i))
+    outputs = {o.name for o in graph.output}
     nodes: list[Any] = []
     count = 0
     for node in graph.node:
@@ -142,6 +150,11 @@ def _rewrite_convs(model: onnx.ModelProto, prefix: str, eligible: Callable[[list
             continue
         w = numpy_helper.to_array(weight)
         bias = numpy_helper.to_array(constants[bias_name]) if bias_name else np.zeros(w.shape[0])
+        if node.output[0] not in outputs and readers.get(node.output[0], []) and all(
+                r == ("InstanceNormalization", 0) for r in readers[node.output[0]]):
+            # InstanceNormalization subtracts each channel's mean: a per-channel bias before it cancels
+            # exactly (up to rounding), and the rewrites then need no Add for it (ResNet blocks).
+            bias = np.zeros_like(bias)
         pt, pl, pb, pr = (list(attrs.get("pads", [0, 0, 0, 0])) + [0] * 4)[:4]
         p = f"{prefix}{count}_"
         count += 1
@@ -175,19 +188,20 @@ def _winograd_nodes(conv: _Conv, p: str, const: Const) -> list[Any]:
         helper.make_node("Reshape", [p + "v", const("ctk", np.array([0, in_ch, 36, -1], np.int64))], [p + "v2"]),
         helper.make_node("Transpose", [p + "v2"], [p + "v3"], perm=[0, 2, 1, 3]),       # N 36 C T
         helper.make_node("MatMul", [const("u", np.ascontiguousarray(u, np.float32)), p + "v3"], [p + "m"]),  # N 36 O T
-        helper.make_node("Transpose", [p + "m"], [p + "m2"], perm=[0, 2, 1, 3]),        # N O 36 T
-        helper.make_node("MatMul", [const("a", ka.astype(np.float32)), p + "m2"], [p + "y16"]),  # N O 16 T
+        helper.make_node("Reshape", [p + "m", const("flat", np.array([0, 36, -1], np.int64))], [p + "m2"]),  # N 36 O*T
+        # One GEMM for the output transform, leaving (p, q) outermost: DepthToSpace's DCR order
+        helper.make_node("MatMul", [const("a", ka.astype(np.float32)), p + "m2"], [p + "y16"]),  # N 16 O*T
         helper.make_node("Shape", [p + "v"], [p + "vshape"]),
         helper.make_node("Slice", [p + "vshape", const("i0", np.array([0], np.int64)),
                                    const("i1", np.array([1], np.int64))], [p + "n"]),
         helper.make_node("Slice", [p + "vshape", p + "i2", p + "i4"], [p + "tiles"]),
         helper.make_node("Concat", [p + "n", const("o16", np.array([out_ch * 16], np.int64)), p + "tiles"],
                          [p + "tshape"], axis=0),
-        helper.make_node("Reshape", [p + "y16", p + "tshape"], [p + "y16img"]),         # N O*16 th tw
-        helper.make_node("DepthToSpace", [p + "y16img"], [p + "ynob"], blocksize=4, mode="CRD"),
-        helper.make_node("Add", [p + "ynob", const("b", conv.bias.reshape(out_ch, 1, 1).astype(np.float32))],
-                         [p + "yfull"]),
-        *_crop_to_conv_size(conv, p, const, p + "yfull"),
+        helper.make_node("Reshape", [p + "y16", p + "tshape"], [p + "y16img"]),         # N 16*O th tw
+        helper.make_node("DepthToSpace", [p + "y16img"], [p + "ynob"], blocksize=4, mode="DCR"),
+        *([helper.make_node("Add", [p + "ynob", const("b", conv.bias.reshape(out_ch, 1, 1).astype(np.float32))],
+                            [p + "yfull"])] if conv.bias.any() else []),
+        *_crop_to_conv_size(conv, p, const, p + "yfull" if conv.bias.any() else p + "ynob"),
     ]
 
 

@@ -91,6 +91,37 @@ def test_zero_padded_convolutions_with_and_without_bias(tmp_path: Path, padding:
     _assert_agrees(net, model, x, 1e-4)
 
 
+class _ConvThenNorm(nn.Module):
+    """A biased 3x3 convolution read by InstanceNorm alone, and another read by InstanceNorm and a sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(128, 128, 3, padding=1), nn.Conv2d(128, 128, 3, padding=1)
+        self.norm = nn.InstanceNorm2d(128)
+        for conv in (self.a, self.b):
+            nn.init.uniform_(conv.bias, 2.0, 3.0)  # a bias far from zero: dropping it wrongly would show
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.b(self.norm(self.a(x)))
+        return self.norm(y) + y
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore:ONNX export mode is set to TrainingMode.EVAL")
+def test_a_bias_only_instance_norm_reads_is_left_out_and_others_kept(tmp_path: Path) -> None:
+    """InstanceNormalization subtracts each channel's mean, so a per-channel bias before it cancels:
+    the rewrite adds none there (a ResNet block), but keeps the bias of a convolution read elsewhere too."""
+    torch.manual_seed(0)
+    net = _ConvThenNorm().eval()
+    path = _export(net, torch.randn(1, 128, 9, 9), tmp_path / "norm.onnx")
+    count, model = _rewritten(path)
+    assert count == 2
+    biases = [i for n in onnx.load_from_string(model).graph.node if n.op_type == "Add" for i in n.input
+              if i.startswith("winograd") and i.endswith("_b")]
+    assert biases == ["winograd1_b"]  # self.b's; self.a's bias is left out
+    x = np.random.default_rng(2).standard_normal((1, 128, 10, 7)).astype(np.float32)
+    _assert_agrees(net, model, x, 1e-4)
+
+
 def test_narrow_strided_and_grouped_convolutions_are_left_alone(tmp_path: Path) -> None:
     net = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.Conv2d(64, 128, 3, stride=2),
                         nn.Conv2d(128, 128, 3, groups=2), nn.Conv2d(128, 128, 1)).eval()
