@@ -441,8 +441,12 @@ def test_metric_wording_says_what_options_are_and_reads_a_bad_weights_file_in_on
         assert M.spec(name).description.endswith("weights=FILE: local " + ("AlexNet" if name == "lpips" else "Inception")
                                                   + " weights (else fetched once)")
     bad = tmp_path / "bad.pth"
-    bad.write_bytes(b"\x80\x02" + b"junk" * 10)
+    bad.write_bytes(b"\x80\x02" + bytes(range(128, 256)))  # binary, but no pickle torch reads
     with pytest.raises(I2IError) as err:
         load_state(bad, "Inception")
     text = str(err.value)
     assert "is not an Inception weights file: PyTorch cannot read it" in text and "Error" not in text
+    for content, says in ((b"", "it is empty"), (b"<html><body>404</body></html>", "it is an HTML page")):
+        bad.write_bytes(content)
+        with pytest.raises(I2IError, match=f"is not an Inception weights file: {says}.*download it again"):
+            load_state(bad, "Inception")

@@ -162,11 +162,17 @@ def load_state(path: Path, what: str) -> dict:
     """A state_dict read with ``weights_only=True``; anything else is a one-line I2IError."""
     import torch
 
+    from i2i.zoo import load_failure
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file, whatever the unpickler says
-        raise I2IError(f"{path} is not {_a(what)} weights file: PyTorch cannot read it (a damaged or partial "
-                       f"download, or another format); download it again") from None
+        kind, detail = load_failure(path, exc)  # the one reading of torch.load's failures (i2i.zoo)
+        why = {"empty": "it is empty (0 bytes)", "html": "it is an HTML page (an error page saved as the file?)",
+               "text": "it is text (an error message saved as the file?)", "truncated": "it is cut short",
+               "code": f"it is a pickle that runs code ({detail}), which i2i refuses to run",
+               }.get(kind, "PyTorch cannot read it (a damaged or partial download, or another format)")
+        raise I2IError(f"{path} is not {_a(what)} weights file: {why}; download it again") from None
     if not isinstance(state, dict):
         raise I2IError(f"{path} is not {_a(what)} weights file: it holds a {type(state).__name__}, not a state_dict")
     return state
