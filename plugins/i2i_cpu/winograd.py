@@ -18,7 +18,8 @@ they cost well under the GEMMs they save on 64x64 maps, and nearly as much as th
 The 36 GEMMs run where they are fastest (:data:`GEMM`): MKL's batched sgemm (``torch.bmm``) on AVX2
 CPUs, oneDNN's on AVX-512 CPUs, where MKL's sgemm keeps to AVX2 on AMD. A 256-channel 64x64
 convolution, forward + backward, 2 threads (bench/conv_kernels.py): 61 ms against oneDNN's direct
-107 ms on an AVX2 EPYC; 23 ms against 32 ms on an AVX-512 EPYC. The rounding differs from the direct
+107 ms on an AVX2 EPYC; 23 ms against 32 ms on an AVX-512 EPYC (freed memory kept, as
+:mod:`i2i_cpu.allocator` keeps it: else ~9000 page faults a call). The rounding differs from the direct
 sum by ~1e-5 relative. The saved activation is V (2.25x the input) instead of the input.
 """
 
