@@ -74,14 +74,22 @@ class Worker:
     def __call__(self, n: int) -> float:
         self.proc.stdin.write(f"{n}\n")  # type: ignore[union-attr]
         self.proc.stdin.flush()  # type: ignore[union-attr]
-        return float(self.proc.stdout.readline())  # type: ignore[union-attr]
+        return self._number()
 
     def close(self) -> float:
         """End the worker; returns its peak RSS in MiB."""
         self.proc.stdin.close()  # type: ignore[union-attr]
-        rss = float(self.proc.stdout.readline())  # type: ignore[union-attr]
+        rss = self._number()
         self.proc.wait(timeout=60)
         return rss
+
+    def _number(self) -> float:
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        try:
+            return float(line)
+        except ValueError:
+            raise SystemExit(f"the benchmark worker {' '.join(self.proc.args[2:])} stopped answering "
+                             f"({line.strip() or 'it exited'}; its error is above)") from None
 
 
 def serve(step: Step, feed: list[dict[str, Any]], device: str) -> None:

@@ -11,8 +11,9 @@ subclasses with other kernels, in place, with the same parameters and state_dict
 - wide 3x3 stride-1 convolutions (a ResNet generator's residual blocks) as Winograd F(4x4, 3x3),
   forward and backward (:mod:`i2i_cpu.winograd`; first derivatives only).
 
-While they run, freed memory stays in the process (:mod:`i2i_cpu.allocator`: glibc's mmap and trim
-thresholds raised), since the layers' transient buffers would otherwise page-fault on every call.
+Once it has swapped a layer, freed memory stays in the process for its lifetime (:mod:`i2i_cpu.allocator`:
+glibc's mmap and trim thresholds raised), since the layers' transient buffers would otherwise
+page-fault on every call.
 
 Only on the CPU in fp32: anything else (CUDA, autocast, tracing, ONNX export) keeps the standard
 operators. Block it like any plugin: ``I2I_BLOCK_PLUGINS=i2i_cpu``. The ONNX counterpart is an

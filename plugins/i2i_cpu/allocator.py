@@ -6,11 +6,13 @@ a page fault for each of their 4 KiB pages: on a 2-core AVX-512 EPYC a 256-chann
 layer took 32-36 ms forward + backward that way and 23 ms with the memory kept (oneDNN's direct
 convolution: 32 ms), a CycleGAN training step 0.87x of the plain one against 0.82x (BENCHMARKS.md).
 
-So when the plugin swaps its first layer it raises glibc's thresholds: blocks under 64 MiB come from
-the heap, and the heap is trimmed only past 512 MiB free at its top. The process then holds its
-high-water mark between steps, as a training process does anyway (Intel's PyTorch extension reaches
-the same end by preloading jemalloc). Setting ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_``
-yourself leaves glibc as you set it; on other C libraries nothing is changed.
+So when the plugin swaps its first layer it raises glibc's thresholds for the rest of the process:
+blocks up to 32 MiB (the most glibc's ``mallopt`` takes on every release) come from the heap, and the
+heap is trimmed only past 512 MiB free at its top. The process then holds its high-water mark between
+steps, as a training process does anyway (Intel's PyTorch extension reaches the same end by
+preloading jemalloc). Setting the thresholds yourself (``MALLOC_MMAP_THRESHOLD_``,
+``MALLOC_TRIM_THRESHOLD_``, or ``glibc.malloc.*_threshold`` in ``GLIBC_TUNABLES``) leaves glibc as you
+set it; on other C libraries nothing is changed.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import platform
 
 #: mallopt's parameter numbers (glibc's malloc.h) and the values set
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-MMAP_THRESHOLD = 64 << 20
+MMAP_THRESHOLD = 32 << 20  # glibc before 2.35 refuses more (HEAP_MAX_SIZE / 2)
 TRIM_THRESHOLD = 512 << 20
-#: the environment variables with which a user sets the same thresholds
+#: the environment variables with which a user sets the same thresholds, and the tunables that replace them
 USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+USER_TUNABLES = ("glibc.malloc.mmap_threshold", "glibc.malloc.trim_threshold")
 
 _kept = False
 
@@ -35,11 +38,16 @@ def keep_freed_memory() -> bool:
     global _kept
     if _kept:
         return True
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or any(v in os.environ for v in USER_SETTINGS):
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if any(v in os.environ for v in USER_SETTINGS) or any(t in tunables for t in USER_TUNABLES):
         return False
     mallopt = ctypes.CDLL(None).mallopt
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    # mallopt returns 1 on success; the mmap threshold first, since setting either fixes both.
+    # mallopt returns 1 on success. Setting either threshold ends glibc's own adjustment of both, and a
+    # raised trim threshold with the default mmap threshold maps every block afresh (far slower than
+    # glibc's default): so the trim threshold is set only once the mmap threshold is.
     _kept = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
     return _kept
 

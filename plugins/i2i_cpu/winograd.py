@@ -74,6 +74,7 @@ def _onednn_linear(capability: str | None = None) -> Callable[[torch.Tensor, tor
     ``torch.bmm`` runs MKL's sgemm, which takes its AVX2 code on AMD CPUs, while oneDNN uses the widest
     vectors the CPU has: the 36 products of a 256-channel 64x64 layer took 3.4 ms in oneDNN against
     5.8 ms in MKL on a 2-core AVX-512 EPYC. On AVX2 CPUs MKL's product is the one measured (and kept).
+    On Intel AVX-512 CPUs MKL runs AVX-512 too; oneDNN's product is used there as well (not measured).
     oneDNN's product is a private operator (``torch.ops.mkldnn``, there for torch.compile's CPU
     backend), so it is probed once, and ``torch.bmm`` is used where it is missing or differs."""
     capability = torch.backends.cpu.get_cpu_capability() if capability is None else capability
@@ -96,7 +97,8 @@ GEMM = _onednn_linear()
 def _products(a: torch.Tensor, b: torch.Tensor, *, b_transposed: bool = False) -> torch.Tensor:
     """The 36 channel GEMMs, ``a[i] @ b[i]`` (``a[i] @ b[i].T`` with ``b_transposed``): (36, rows, cols).
 
-    ``a`` and ``b`` must be contiguous: oneDNN takes a slow reference path for other strides."""
+    ``a`` and ``b`` must be contiguous: oneDNN reads ``b[i].T`` (a plain transpose) at full speed, but a
+    row-strided operand (V's view for n == 1) takes its reference path, 355 ms against 0.13 ms."""
     if GEMM is None or a.dtype != torch.float32:
         return torch.bmm(a, b.transpose(1, 2) if b_transposed else b)
     out = a.new_empty(36, a.shape[1], b.shape[1] if b_transposed else b.shape[2])
@@ -168,9 +170,15 @@ class _Winograd3x3(torch.autograd.Function):
 
 
 def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                     padding: tuple[int, int] = (0, 0)) -> torch.Tensor:
+                     padding: int | tuple[int, int] = (0, 0)) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, padding=padding)`` for a 3x3 kernel, stride 1, no groups or
-    dilation, zero padding, computed as Winograd F(4x4, 3x3) with a Winograd-domain backward."""
+    dilation, zero padding, computed as Winograd F(4x4, 3x3) with a Winograd-domain backward.
+
+    ``x``: (n, c, h, w) float32 or float64; ``weight``: (k, c, 3, 3). Raises ValueError for another
+    kernel size or dtype (the transforms' constants lose ~1-10% in float16/bfloat16)."""
     if weight.shape[2:] != (3, 3):
         raise ValueError(f"winograd_conv3x3 needs a 3x3 kernel, got {tuple(weight.shape[2:])}")
-    return _Winograd3x3.apply(x, weight, bias, tuple(padding))
+    if x.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"winograd_conv3x3 computes in float32 or float64, got {x.dtype}")
+    pads = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    return _Winograd3x3.apply(x, weight, bias, pads)
