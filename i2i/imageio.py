@@ -40,6 +40,7 @@ import os
 import re
 import secrets
 import struct
+import warnings
 import zlib
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
@@ -48,6 +49,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import I2IError
+
+
+class ImageFramesWarning(UserWarning):
+    """An image file holds several frames (animated GIF/PNG/WebP, multi-page TIFF); the first is used."""
+
 
 #: Suffixes (lower case) that :func:`list_images` picks up.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -260,6 +266,9 @@ def decode_image(source: str | os.PathLike[str] | bytes, *, max_pixels: int | No
             ("truncated file") or otherwise undecodable; ``path`` is the file (None for bytes) and
             the message names ``label``.
         ValueError: ``max_pixels`` is not positive.
+
+    Warns:
+        ImageFramesWarning: the file holds several frames (an animated GIF, say); the first is decoded.
     """
     if max_pixels is not None and max_pixels < 1:
         raise ValueError(f"max_pixels must be positive or None, got {max_pixels}")
@@ -280,6 +289,7 @@ def decode_image(source: str | os.PathLike[str] | bytes, *, max_pixels: int | No
         with Image.open(io.BytesIO(data) if data is not None else path) as img:
             if max_pixels is not None and img.width * img.height > max_pixels:
                 raise ImageTooLargeError(path, img.width, img.height, max_pixels, label=label)
+            frames = getattr(img, "n_frames", 1)
             grey_alpha = _grey_alpha_source(img)  # before load(), which clears img.tile
             img.load()  # decode now: truncated files fail here, inside the try
             ImageOps.exif_transpose(img, in_place=True)
@@ -296,6 +306,9 @@ def decode_image(source: str | os.PathLike[str] | bytes, *, max_pixels: int | No
         raise BadImageError(path, "empty" if empty else _reason(exc), label=label) from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
         raise BadImageError(path, _reason(exc), label=label) from None
+    if frames > 1:  # an animated GIF/PNG/WebP or a multi-page TIFF: say so rather than drop the rest unseen
+        warnings.warn(f"i2i: {label} has {frames} frames; only the first is used (a clip translates "
+                      f"frame by frame as a video: convert it to .mp4)", ImageFramesWarning, stacklevel=2)
     if array.ndim == 2:
         array = array[:, :, None]
     elif grey_alpha:
@@ -550,7 +563,7 @@ def list_images(folder_or_glob: str | os.PathLike[str], recursive: bool = False)
 __all__ = [
     "BAD_IMAGE_HINT", "BYTES_LABEL", "ENCODE_FORMATS", "IMAGE_EXTENSIONS", "PNG_COMPRESS_LEVEL",
     "BadImageError", "ImageTooLargeError",
-    "decode_image", "read_image", "split_alpha", "to_channels",
+    "ImageFramesWarning", "decode_image", "read_image", "split_alpha", "to_channels",
     "encode_image", "write_image",
     "list_images", "is_image_file",
 ]

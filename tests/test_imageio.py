@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 import zlib
 from pathlib import Path
 
@@ -705,3 +706,19 @@ def test_png_writer_round_trips_through_pillow(channels: int, shape: tuple[int, 
     path = write_image(tmp_path / "x.png", array)
     assert path.read_bytes() == data  # a file and the bytes of the server are one encoding
     assert encode_image(Image.fromarray(array if channels > 1 else array[:, :, 0])) == data  # PIL in: same bytes
+
+
+def test_an_animated_image_gives_its_first_frame_and_says_so(tmp_path: Path) -> None:
+    from i2i.imageio import ImageFramesWarning, decode_image
+
+    frames = [Image.new("RGB", (8, 6), colour) for colour in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
+    gif = tmp_path / "clip.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100)
+    with pytest.warns(ImageFramesWarning, match=r"clip.gif has 3 frames; only the first is used"):
+        first = decode_image(gif)
+    assert first.shape == (6, 8, 3) and tuple(first[0, 0]) == (255, 0, 0)
+    still = tmp_path / "still.gif"
+    frames[1].save(still)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImageFramesWarning)
+        assert tuple(decode_image(still)[0, 0]) == (0, 0, 255)
