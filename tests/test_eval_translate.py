@@ -124,6 +124,14 @@ def test_single_images_without_a_target_folder_are_one_line(files: dict[str, Pat
     assert code != 0 and "not A|B pairs: pass --target DIR" in out.splitlines()[-1], out
 
 
+def test_a_folder_of_videos_says_it_holds_videos(files: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "clip.mp4").write_bytes(b"not decoded: the suffix is what is counted")
+    code, out = invoke(str(files["model"]), "--data", str(tmp_path), "--device", "cpu")
+    last = out.splitlines()[-1]
+    assert code != 0 and "no test images in" in last and "it holds 1 video: eval scores images" in last, out
+
+
 def test_a_target_folder_with_the_same_names_gives_pairs(files: dict[str, Path]) -> None:
     # the horses against themselves: pairs by name, so PSNR is measured (a random model: low)
     code, out = invoke(str(files["model"]), "--data", str(files["unaligned"] / "testA"), "--target",

@@ -76,7 +76,12 @@ def find_test_set(root: Path, split: str, direction: str | None, target: Path | 
     folder = root / split if (root / split).is_dir() else root
     files = cap(_images(folder))
     if not files:
-        raise I2IError(f"no test images in {folder}: expected {split}A/ and {split}B/, {split}/ of A|B pair "
+        from i2i.video import list_videos
+
+        videos = list_videos(folder) if folder.is_dir() else []
+        held = (f" (it holds {len(videos)} video{'s' * (len(videos) > 1)}: eval scores images; translate a clip "
+                f"with `i2i translate`, or give its frames as images)") if videos else ""
+        raise I2IError(f"no test images in {folder}{held}: expected {split}A/ and {split}B/, {split}/ of A|B pair "
                        f"files, or a folder with --target DIR")
     from i2i.imageio import decode_image
 
