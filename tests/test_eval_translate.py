@@ -124,6 +124,18 @@ def test_single_images_without_a_target_folder_are_one_line(files: dict[str, Pat
     assert code != 0 and "not A|B pairs: pass --target DIR" in out.splitlines()[-1], out
 
 
+def test_pairs_wider_than_two_to_one_are_pairs_as_in_training(tmp_path: Path) -> None:
+    """pix2pix trains on A|B files at least 1.5x as wide as tall; eval reads the same files as pairs."""
+    from PIL import Image
+
+    from i2i_metrics.translate_eval import find_test_set
+
+    (tmp_path / "test").mkdir()
+    Image.new("RGB", (600, 256)).save(tmp_path / "test" / "wide.png")
+    test = find_test_set(tmp_path, "test", None, None, None)
+    assert test.pairing == "pairs" and len(test.inputs) == 1
+
+
 def test_a_folder_of_videos_says_it_holds_videos(files: dict[str, Path], tmp_path: Path) -> None:
     (tmp_path / "test").mkdir()
     (tmp_path / "test" / "clip.mp4").write_bytes(b"not decoded: the suffix is what is counted")

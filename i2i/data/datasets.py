@@ -39,6 +39,13 @@ class SkippedImageWarning(UserWarning):
     """An unreadable image was skipped because ``skip_bad`` (``skip_bad_images``) is on."""
 
 
+def side_by_side(width: int, height: int, aspect: float | None = None) -> bool:
+    """Whether a ``width`` x ``height`` file is an A|B side-by-side pair: as wide as ``aspect`` (width /
+    height of the training files, within 5%) or, unknown, at least 1.5x its height. The one rule for
+    training (pix2pix) and for ``i2i eval translate``."""
+    return abs(width / height - aspect) <= 0.05 * aspect if aspect else width / height >= 1.5
+
+
 def _has_images(folder: Path) -> bool:
     return folder.is_dir() and any(is_image_file(p) for p in folder.iterdir())
 
@@ -153,8 +160,7 @@ class AlignedDataset(_Images):
                 w, h = im.size
         except Exception:  # noqa: BLE001 - an unreadable first file is reported when it is read
             return
-        ok = abs(w / h - aspect) <= 0.05 * aspect if aspect else w / h >= 1.5
-        if not ok:
+        if not side_by_side(w, h, aspect):
             shape = f"{aspect:.2f}:1 like the training files" if aspect else "about twice as wide as tall"
             raise I2IError(f"{setting + ': ' if setting else ''}{first.parent} holds single images ({first.name} is "
                            f"{w}x{h}), not A|B side-by-side pairs ({shape}) or A/ and B/ folders of matching names; "

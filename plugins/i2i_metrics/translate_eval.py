@@ -83,10 +83,11 @@ def find_test_set(root: Path, split: str, direction: str | None, target: Path | 
                 f"with `i2i translate`, or give its frames as images)") if videos else ""
         raise I2IError(f"no test images in {folder}{held}: expected {split}A/ and {split}B/, {split}/ of A|B pair "
                        f"files, or a folder with --target DIR")
+    from i2i.data.datasets import side_by_side
     from i2i.imageio import decode_image
 
     h, w = decode_image(files[0]).shape[:2]
-    if abs(w / h - 2.0) > 0.02:
+    if not side_by_side(w, h):  # the training rule (pix2pix), so what trains as pairs is measured as pairs
         raise I2IError(f"{folder} holds single images ({w}x{h}), not A|B pairs: pass --target DIR with the "
                        f"target domain's images")
     halves = "right -> left" if side == "right" else "left -> right"
