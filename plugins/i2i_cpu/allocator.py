@@ -1,13 +1,13 @@
-"""Keep freed memory in the process while the CPU layers run (glibc's ``mallopt``).
+"""Keep freed memory in the process once the CPU layers run (glibc's ``mallopt``).
 
 The Winograd layer makes and drops a dozen 4-10 MB buffers per call. glibc's malloc gives buffers of
 that size back to the kernel when they are freed (mmap, or trimming the heap), so the next call pays
 a page fault for each of their 4 KiB pages: on a 2-core AVX-512 EPYC a 256-channel 64x64 Winograd
-layer took 32-36 ms forward + backward that way and 23 ms with the memory kept (oneDNN's direct
-convolution: 32 ms), a CycleGAN training step 0.87x of the plain one against 0.82x (BENCHMARKS.md).
+layer took 32-36 ms forward + backward that way (~9000 page faults a call) and 23 ms with the memory
+kept, against 32 ms for oneDNN's direct convolution (BENCHMARKS.md).
 
 So when the plugin swaps its first layer it raises glibc's thresholds for the rest of the process:
-blocks up to 32 MiB (the most glibc's ``mallopt`` takes on every release) come from the heap, and the
+blocks up to 32 MiB (the most that older glibc releases' ``mallopt`` takes) come from the heap, and the
 heap is trimmed only past 512 MiB free at its top. The process then holds its high-water mark between
 steps, as a training process does anyway (Intel's PyTorch extension reaches the same end by
 preloading jemalloc). Setting the thresholds yourself (``MALLOC_MMAP_THRESHOLD_``,
@@ -23,7 +23,7 @@ import platform
 
 #: mallopt's parameter numbers (glibc's malloc.h) and the values set
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-MMAP_THRESHOLD = 32 << 20  # glibc before 2.35 refuses more (HEAP_MAX_SIZE / 2)
+MMAP_THRESHOLD = 32 << 20  # older glibc refuses more (HEAP_MAX_SIZE / 2)
 TRIM_THRESHOLD = 512 << 20
 #: the environment variables with which a user sets the same thresholds, and the tunables that replace them
 USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
