@@ -32,8 +32,9 @@ STATE = "state.pt"
 LATEST = "latest"
 
 
-def resolve(path: str | Path) -> Path:
-    """The weights file behind any of the accepted checkpoint paths."""
+def resolve(path: str | Path, gone: str = "pass that folder instead: {path}") -> Path:
+    """The weights file behind any of the accepted checkpoint paths. A ``latest`` pointer naming a folder
+    that is gone is an I2IError saying what the run has, then ``gone`` (:func:`gone_latest`)."""
     p = Path(path)
     if not p.exists():
         raise I2IError(f"checkpoint {path} does not exist; pass a run folder, a checkpoint folder or a {WEIGHTS} file")
@@ -49,7 +50,7 @@ def resolve(path: str | Path) -> Path:
                 if (candidate / name / WEIGHTS).is_file():
                     return candidate / name / WEIGHTS
             # never a silent pick of another checkpoint: say what is there and let the user choose
-            raise I2IError(gone_latest(candidate, tag, "pass that folder instead: {path}"))
+            raise I2IError(gone_latest(candidate, tag, gone))
     raise I2IError(f"no checkpoint found in {path}: expected {WEIGHTS}, or a 'latest' pointer in it or in its checkpoints/ folder")
 
 

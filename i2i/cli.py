@@ -272,7 +272,7 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
             cli_values[key] = value
     resume_dir = None
     if resume or resume_from:
-        from .checkpoint import LATEST, WEIGHTS, gone_latest, read_meta, resolve
+        from .checkpoint import LATEST, read_meta, resolve
 
         if resume_from:
             weights = resolve(resume_from)
@@ -283,10 +283,7 @@ def train(method: str, data: str | None, config: str | None, overrides: tuple[st
             ckpts = Path(cli_values.get("out_dir", "runs")) / str(run_name) / "checkpoints"
             if not (ckpts / LATEST).is_file():
                 raise I2IError(f"nothing to resume: no checkpoint in {ckpts}")
-            tag = (ckpts / LATEST).read_text().strip()
-            if not any((ckpts / t / WEIGHTS).is_file() for t in (tag, tag + ".old")):
-                raise I2IError(gone_latest(ckpts, tag, "pass --resume-from {path}"))
-            weights = resolve(ckpts)
+            weights = resolve(ckpts, gone="pass --resume-from {path}")
         resume_dir = weights.parent
         saved = read_meta(weights)
         if saved.get("method") != method:
