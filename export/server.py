@@ -49,6 +49,8 @@ from i2i.loader import DEFAULT_MAX_PIXELS, Generator, load
 
 #: what /v1/model and a video upload say: `i2i serve` takes images only
 VIDEO_HINT = "translate a video with `i2i translate clip.mp4 --model ...` (streamed, batched, sound kept)"
+#: the 415 answer to a video, however it came (Content-Type, a form part's type, or its first bytes)
+NOT_VIDEOS = f"this server translates images, not videos: {VIDEO_HINT}"
 
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp"}
 RAW_TYPES = ("image/", "application/octet-stream")
@@ -394,7 +396,7 @@ def create_app(
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         multipart = ctype == "multipart/form-data"
         if ctype.startswith("video/"):
-            raise ServeError(415, f"this server translates images, not videos: {VIDEO_HINT}")
+            raise ServeError(415, NOT_VIDEOS)
         if not multipart and not ctype.startswith(RAW_TYPES):
             raise ServeError(415, f"unsupported content type {ctype or '(none)'!r}: send image bytes (image/png, image/jpeg ...) or multipart/form-data with an 'image' field")
         tr.admit()
@@ -408,7 +410,7 @@ def create_app(
             else:
                 data = body
             if video_kind(data):  # a clip sent as octet-stream or as a form part
-                raise ServeError(415, f"this server translates images, not videos: {VIDEO_HINT}")
+                raise ServeError(415, NOT_VIDEOS)
             out, headers = await tr.translate(data, mask, fmt, quality, deadline, whole)
         finally:
             tr.release()
@@ -434,7 +436,7 @@ async def _parts(request: Any, body: bytes, limits: Limits) -> tuple[bytes, byte
             part = form.get(key)
             if part is not None and hasattr(part, "read"):
                 if key != "mask" and str(getattr(part, "content_type", "") or "").lower().startswith("video/"):
-                    raise ServeError(415, f"this server translates images, not videos: {VIDEO_HINT}")
+                    raise ServeError(415, NOT_VIDEOS)
                 files[key] = await part.read()
     finally:  # the parts are spooled temporary files (on disk past 1 MB): close them now, not at GC
         await form.close()
