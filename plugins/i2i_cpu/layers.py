@@ -60,7 +60,7 @@ def thresholds(capability: str | None = None) -> Thresholds:
     kernels are faster there, so only the innermost U-Net layers (one column: 0.73-0.78x) take the GEMM
     (2-64 columns measured 0.89-1.57x), and Winograd only from 256 channels and 64x64 (0.78x; 48x48
     1.02x, 192 channels at 64x64 0.97x)."""
-    capability = (torch.backends.cpu.get_cpu_capability() if capability is None else capability).upper()
+    capability = winograd.cpu_capability(capability)
     if capability.startswith("AVX512"):
         return Thresholds(small_map_columns=1, winograd_min_channels=256, winograd_min_pixels=64 * 64)
     return Thresholds(small_map_columns=64, winograd_min_channels=128, winograd_min_pixels=32 * 32)
@@ -99,7 +99,7 @@ def winograd_pays(capability: str | None = None, setting: str | None = None) -> 
     setting = os.environ.get("I2I_CPU_WINOGRAD", "") if setting is None else setting
     if setting.strip() in ("0", "1"):
         return setting.strip() == "1"
-    capability = (torch.backends.cpu.get_cpu_capability() if capability is None else capability).upper()
+    capability = winograd.cpu_capability(capability)
     return capability == "AVX2" or (capability.startswith("AVX512") and winograd.GEMM is not None)
 
 

@@ -68,6 +68,12 @@ def _transform_weight(weight: torch.Tensor, t: _Transforms) -> torch.Tensor:
     return (t.weight @ weight.reshape(k * c, 9).t()).view(36, k, c)
 
 
+def cpu_capability(capability: str | None = None) -> str:
+    """``capability``, or torch's for this CPU (``torch.backends.cpu.get_cpu_capability()``), upper case:
+    AVX2, AVX512, DEFAULT ... what the plugin's choices are made on."""
+    return (torch.backends.cpu.get_cpu_capability() if capability is None else capability).upper()
+
+
 def _onednn_linear(capability: str | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
     """oneDNN's float32 matrix product ``x @ w.T`` where the CPU has AVX-512, else None (``torch.bmm``).
 
@@ -77,8 +83,7 @@ def _onednn_linear(capability: str | None = None) -> Callable[[torch.Tensor, tor
     On Intel AVX-512 CPUs MKL runs AVX-512 too; oneDNN's product is used there as well (not measured).
     oneDNN's product is a private operator (``torch.ops.mkldnn``, there for torch.compile's CPU
     backend), so it is probed once, and ``torch.bmm`` is used where it is missing or differs."""
-    capability = torch.backends.cpu.get_cpu_capability() if capability is None else capability
-    if not capability.upper().startswith("AVX512"):
+    if not cpu_capability(capability).startswith("AVX512"):
         return None
     try:
         op = torch.ops.mkldnn._linear_pointwise.default  # the overload itself: no resolution per call
