@@ -490,9 +490,10 @@ class Trainer:
                         counts[k] = counts.get(k, 0) + 1
                     log.step()
                     at_log = self.step % cfg.log_every == 0 or self.step == self.total_steps
-                    window_seconds = (data_time + compute_time) / window
                     if at_log:  # the host reads the device here (and at samples and saves), never per step
                         elapsed = data_time + compute_time
+                        if self.dist.enabled:  # steps between signal checks, from this window's step time
+                            self._stop_every = self._agree_stop_every(elapsed / window)
                         self._log_window(log, sums, counts, {
                             "lr": lr, "data_time": data_time / window, "compute_time": compute_time / window,
                             "images_per_s": images / elapsed if elapsed else 0.0})
@@ -514,8 +515,6 @@ class Trainer:
                     # through an all-reduce (a host sync) every stop_every steps, about STOP_CHECK_SECONDS
                     # apart (measured at log steps), since torchrun kills its workers 30 s after it forwards
                     # a signal. At the last step the run just finishes: its final checkpoint is the save.
-                    if at_log and self.dist.enabled:
-                        self._stop_every = self._agree_stop_every(window_seconds)
                     check = not self.dist.enabled or at_log or self.step % self._stop_every == 0
                     if check and self.step < self.total_steps and D.any_rank(stop.signal is not None, self.dist,
                                                                              self.device):
