@@ -152,10 +152,19 @@ def run_worker(settings: str, make: Callable[[list[str]], Trainer], n_batches: i
     serve(trainer.train_step, batches(trainer, n_batches), device)
 
 
+def cpu_kernel_workers(script: str, precision: str, args: list[str]) -> dict[str, Worker]:
+    """The engine with ``cpu_kernels=true`` and the plain engine with only its kept memory, each in a
+    :class:`Worker` process of ``script`` (``args``: what it needs to build the same trainer), keyed by
+    their row labels. Processes of their own: the plugin keeps freed memory in its process
+    (i2i_cpu.allocator), which alone speeds up any variant there; the second shows that part alone."""
+    return {f"i2i engine ({precision}, {label})": Worker(script, ["--worker", setting, *args])
+            for label, setting in (("cpu_kernels", "cpu_kernels=true"), ("memory kept", KEEP_MEMORY))}
+
+
 def print_workers(workers: dict[str, Worker]) -> None:
     """End the workers and print each one's peak RSS."""
     for name, w in workers.items():
-        print(f"peak RSS of the {name} process: {w.close():.0f} MiB")
+        print(f"peak RSS of the {name} worker: {w.close():.0f} MiB")
 
 
 def print_memory(device: str) -> None:

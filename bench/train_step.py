@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from i2i.engine import Trainer
-from step_harness import KEEP_MEMORY, Worker, batches, channels_last_step, print_memory, print_workers, run_worker
-from step_harness import time_interleaved
+from step_harness import Worker, batches, channels_last_step, cpu_kernel_workers, print_memory, print_workers
+from step_harness import run_worker, time_interleaved
 from step_harness import make_trainer as harness_trainer  # the shared builder; this file's make_trainer adds the recipe
 
 FACADES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "facades"
@@ -119,12 +119,10 @@ def main() -> None:
     variants[f"i2i engine ({engine.precision})"] = engine.train_step
     workers: dict[str, Worker] = {}
     if not args.no_cpu_kernels and args.device == "cpu" and engine.precision == "fp32":
-        # Processes of their own: the plugin keeps freed memory in its process (i2i_cpu.allocator), which
-        # alone speeds up any variant there; the second worker shows that part without the kernels.
-        for label, setting in (("cpu_kernels", "cpu_kernels=true"), ("memory kept", KEEP_MEMORY)):
-            workers[label] = Worker(__file__, ["--worker", setting, "--worker-data", str(data.parent), "--device",
-                                               args.device, "--precision", args.precision, "--iters", str(args.iters)])
-            variants[f"i2i engine ({engine.precision}, {label})"] = workers[label]
+        workers = cpu_kernel_workers(__file__, engine.precision, [
+            "--worker-data", str(data.parent), "--device", args.device, "--precision", args.precision,
+            "--iters", str(args.iters)])
+        variants.update(workers)
     if args.channels_last:
         t = make_trainer(data.parent, tmp / "runs", args.device, args.precision, ["channels_last=true"])
         variants[f"i2i engine ({t.precision}, channels_last)"] = channels_last_step(t)
