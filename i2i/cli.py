@@ -497,6 +497,7 @@ CACHE_KINDS = {
     "models": "downloaded pretrained weights",
     "tensorrt": "TensorRT engines (built again on the next run, slowly)",
     "metrics": "feature-network weights for FID/KID/IS (Inception) and LPIPS (AlexNet)",
+    "kernels": "compiled CPU kernels (i2i_cpu's Winograd transforms; built again on the next run, in ~1 s)",
 }
 
 

@@ -19,6 +19,7 @@ from torch import nn
 import i2i
 import i2i_cpu.allocator as allocator
 import i2i_cpu.layers as layers
+import i2i_cpu.native as native
 import i2i_cpu.winograd as winograd
 from i2i import plugins
 from i2i.accelerate import AccelerateWarning, cpu_kernels
@@ -91,6 +92,16 @@ def gemm(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     return request.param
 
 
+@pytest.fixture(params=["c", "torch"])
+def transforms(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The Winograd transforms in C (built here, or skipped without a compiler) or in torch operations."""
+    if request.param == "torch":
+        monkeypatch.setattr(winograd, "_native", lambda x: None)
+    elif native.kernels() is None:
+        pytest.skip("no C compiler here to build the C transforms")
+    return request.param
+
+
 @pytest.fixture
 def winograd_calls(record_true) -> list[tuple]:
     """The (conv, input) of each layer that took the Winograd path."""
@@ -115,7 +126,7 @@ def any_map_size(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("padding", [0, 1, 2, 3, (1, 0)])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(1, 11, 9), (2, 8, 8)])
-@pytest.mark.usefixtures("any_map_size", "gemm")
+@pytest.mark.usefixtures("any_map_size", "gemm", "transforms")
 def test_winograd_output_and_gradients_match_nn_conv2d(padding: int | tuple[int, int], bias: bool,
                                                        shape: tuple[int, int, int], winograd_calls: list[tuple]) -> None:
     torch.manual_seed(0)
@@ -197,7 +208,7 @@ def test_narrow_strided_autocast_float64_and_traced_convolutions_take_the_standa
     assert "aten::_convolution" in str(traced.inlined_graph)
 
 
-@pytest.mark.usefixtures("any_map_size", "gemm")
+@pytest.mark.usefixtures("any_map_size", "gemm", "transforms")
 def test_winograd_gradients_for_the_weights_alone_and_the_input_alone() -> None:
     """A first layer's input needs no gradient, a frozen layer's weights none: each is left out."""
     torch.manual_seed(0)
@@ -225,7 +236,7 @@ def test_winograd_conv3x3_rejects_other_kernels_and_half_precision_and_takes_int
     torch.testing.assert_close(winograd_conv3x3(x, w, None, 1), torch.nn.functional.conv2d(x, w, padding=1))
 
 
-@pytest.mark.usefixtures("any_map_size", "gemm")
+@pytest.mark.usefixtures("any_map_size", "gemm", "transforms")
 def test_winograd_takes_channels_last_input(winograd_calls: list[tuple]) -> None:
     """The engine's channels_last switch hands the layer NHWC-strided tensors; same results."""
     torch.manual_seed(0)
@@ -251,6 +262,99 @@ def test_winograd_second_derivatives_are_refused_not_wrong() -> None:
     (grad_x,) = torch.autograd.grad(conv(x).square().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError):
         grad_x.square().sum().backward()
+
+
+@pytest.mark.usefixtures("any_map_size", "gemm")
+def test_c_transforms_on_two_threads_match_nn_conv2d() -> None:
+    """The C transforms split the channels over OpenMP threads (torch's): no two write one place."""
+    if native.kernels() is None:
+        pytest.skip("no C compiler here to build the C transforms")
+    torch.manual_seed(0)
+    conv = _cpu(nn.Conv2d(131, 129, 3, padding=(1, 2)))
+    x = torch.randn(3, 131, 13, 18)
+    y_ref, grads_ref = _grads(conv, lambda t: nn.Conv2d.forward(conv, t), x)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        y, grads = _grads(conv, conv, x)
+    finally:
+        torch.set_num_threads(before)
+    assert _relative_error(y, y_ref) < 1e-4
+    for got, want in zip(grads, grads_ref):
+        assert _relative_error(got, want) < 1e-4
+
+
+@pytest.fixture
+def fresh_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """native.kernels() builds again in this test (its per-process memo cleared before and after)."""
+    native.kernels.cache_clear()
+    yield
+    native.kernels.cache_clear()
+
+
+def _compiler_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    calls: list[list[str]] = []
+    run = subprocess.run
+
+    def recording(cmd, *args, **kwargs):
+        if "-o" in cmd:
+            calls.append(list(cmd))
+        return run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(native.subprocess, "run", recording)
+    return calls
+
+
+def test_c_transforms_are_built_once_into_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil as _shutil
+
+    if _shutil.which(os.environ.get("CC") or "cc") is None:
+        pytest.skip("no C compiler here")
+    calls = _compiler_calls(monkeypatch)
+    path = native.build()
+    assert path.is_file() and path.parent == Path(os.environ["I2I_CACHE_DIR"]) / "kernels" and len(calls) == 1
+    assert native.build() == path and len(calls) == 1, "a second build compiled again"
+    assert [p.name for p in path.parent.iterdir()] == [path.name], "a temporary file was left behind"
+    lib = native.load(path)
+    assert all(hasattr(lib, name) for name in native.SIGNATURES)
+
+
+@pytest.mark.usefixtures("fresh_build", "any_map_size")
+def test_without_a_compiler_the_torch_transforms_are_used_with_one_warning(monkeypatch: pytest.MonkeyPatch,
+                                                                           tmp_path: Path) -> None:
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with pytest.warns(native.NativeBuildWarning, match="Install a C compiler"):
+        assert native.kernels() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once, not on every layer call
+        conv = _cpu(nn.Conv2d(128, 128, 3, padding=1))
+        x = torch.randn(1, 128, 9, 9)
+        assert _relative_error(conv(x), nn.Conv2d.forward(conv, x)) < 1e-4
+
+
+@pytest.mark.usefixtures("fresh_build")
+def test_a_failed_build_says_why_and_falls_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cc = tmp_path / "broken-cc"
+    cc.write_text('#!/bin/sh\nif [ "$1" = --version ]; then echo "broken-cc 1.0"; exit 0; fi\n'
+                  'echo "fatal error: omp.h: No such file or directory" >&2; exit 1\n')
+    cc.chmod(0o755)
+    monkeypatch.setenv("CC", str(cc))
+    with pytest.warns(native.NativeBuildWarning, match="did not compile .fatal error: omp.h: No such file"):
+        assert native.kernels() is None
+    assert not list((Path(os.environ["I2I_CACHE_DIR"]) / "kernels").iterdir()), "a failed build left a file"
+
+
+@pytest.mark.usefixtures("fresh_build")
+def test_c_transforms_off_by_setting_or_without_a_cache_folder(monkeypatch: pytest.MonkeyPatch, no_home) -> None:
+    monkeypatch.setenv("I2I_CPU_NATIVE", "0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert native.kernels() is None
+    native.kernels.cache_clear()
+    monkeypatch.delenv("I2I_CPU_NATIVE")
+    no_home()
+    with pytest.warns(native.NativeBuildWarning, match="I2I_CACHE_DIR"):
+        assert native.kernels() is None
 
 
 # --------------------------------------------------------------------------- small maps as one GEMM
@@ -319,7 +423,7 @@ def test_swapping_keeps_the_parameters_and_restore_undoes_it() -> None:
     assert [type(m) for m in net] == [nn.Conv2d, nn.ConvTranspose2d, nn.Linear]
 
 
-@pytest.mark.usefixtures("any_map_size", "gemm")
+@pytest.mark.usefixtures("any_map_size", "gemm", "transforms")
 def test_resnet_generator_trains_like_the_plain_layers(winograd_calls: list[tuple]) -> None:
     """resnet_6blocks at ngf 32: its 12 residual convolutions (128 channels) on the Winograd path."""
     from i2i_cyclegan.networks import ResnetGenerator

@@ -9,7 +9,8 @@ subclasses with other kernels, in place, with the same parameters and state_dict
 
 - convolutions and transposed convolutions on small maps (a U-Net's inner levels) as one GEMM;
 - wide 3x3 stride-1 convolutions (a ResNet generator's residual blocks) as Winograd F(4x4, 3x3),
-  forward and backward (:mod:`i2i_cpu.winograd`; first derivatives only).
+  forward and backward (:mod:`i2i_cpu.winograd`; first derivatives only), its transforms in C
+  (:mod:`i2i_cpu.native`: compiled on first use with the system C compiler, else torch operations).
 
 Once it has swapped a layer, freed memory stays in the process for its lifetime (:mod:`i2i_cpu.allocator`:
 glibc's mmap and trim thresholds raised), since the layers' transient buffers would otherwise
@@ -34,10 +35,12 @@ def accelerate(module, device, precision: str) -> int:
 
     if torch.device(device).type != "cpu" or precision != "fp32":
         return 0
+    from . import native
     from .allocator import keep_freed_memory
     from .layers import accelerate as swap
 
     count = swap(module)
     if count:
         keep_freed_memory()  # the layers' transient buffers would otherwise page-fault on every call
+        native.kernels()  # built (or its warning given) now, not inside the first training step
     return count

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from . import native
 from .winograd_transforms import AT, BT, G
 
 
@@ -62,9 +63,18 @@ def _sandwich(left: torch.Tensor, tiles: torch.Tensor) -> torch.Tensor:
     return torch.matmul(left, rows).view(left.shape[0], left.shape[0], *rest)
 
 
-def _transform_weight(weight: torch.Tensor, t: _Transforms) -> torch.Tensor:
-    """U = G g G^T for every (output, input) channel pair: (36, k, c)."""
+def _transform_weight(weight: torch.Tensor, t: _Transforms, lib: Any = None, *, transposed: bool = False) -> torch.Tensor:
+    """U = G g G^T for every (output, input) channel pair: (36, k, c); (36, c, k) with ``transposed``
+    (U^T, for dV = U^T dM). ``lib``: the C transforms, or None for torch operations (one GEMM with
+    G (x) G, whose 9-long inner dimension leaves it memory-bound: ~2.5x the C loop's time)."""
     k, c = weight.shape[:2]
+    if lib is not None:
+        g = weight.detach().contiguous()
+        u = weight.new_empty(36, c, k) if transposed else weight.new_empty(36, k, c)
+        lib.winograd_weight(g.data_ptr(), u.data_ptr(), k, c, int(transposed))
+        return u
+    if transposed:
+        weight, k, c = weight.transpose(0, 1).contiguous(), c, k  # contiguous for the GEMMs
     return (t.weight @ weight.reshape(k * c, 9).t()).view(36, k, c)
 
 
@@ -99,11 +109,19 @@ def _onednn_linear(capability: str | None = None) -> Callable[[torch.Tensor, tor
 GEMM = _onednn_linear()
 
 
-def _products(a: torch.Tensor, b: torch.Tensor, *, b_transposed: bool = False) -> torch.Tensor:
-    """The 36 channel GEMMs, ``a[i] @ b[i]`` (``a[i] @ b[i].T`` with ``b_transposed``): (36, rows, cols).
+def _product_list(a: torch.Tensor, b: torch.Tensor, *, b_transposed: bool = False) -> list[torch.Tensor]:
+    """The 36 channel GEMMs, ``a[i] @ b[i]`` (``a[i] @ b[i].T`` with ``b_transposed``), each a contiguous
+    (rows, cols) tensor: what the C transforms read in place, without a copy into one tensor.
 
     ``a`` and ``b`` must be contiguous: oneDNN reads ``b[i].T`` (a plain transpose) at full speed, but a
     row-strided operand (V's view for n == 1) takes its reference path, 355 ms against 0.13 ms."""
+    if GEMM is None or a.dtype != torch.float32:
+        return list(torch.bmm(a, b.transpose(1, 2) if b_transposed else b).unbind())
+    return [GEMM(a[i], b[i] if b_transposed else b[i].t()) for i in range(36)]
+
+
+def _products(a: torch.Tensor, b: torch.Tensor, *, b_transposed: bool = False) -> torch.Tensor:
+    """:func:`_product_list` as one (36, rows, cols) tensor."""
     if GEMM is None or a.dtype != torch.float32:
         return torch.bmm(a, b.transpose(1, 2) if b_transposed else b)
     out = a.new_empty(36, a.shape[1], b.shape[1] if b_transposed else b.shape[2])
@@ -122,6 +140,11 @@ class _Geometry(NamedTuple):
     padding: tuple[int, int]
 
 
+def _native(x: torch.Tensor) -> Any:
+    """The C transforms (:func:`i2i_cpu.native.kernels`) for a float32 ``x``, else None (torch operations)."""
+    return native.kernels() if x.dtype == torch.float32 else None
+
+
 class _Winograd3x3(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -132,17 +155,29 @@ class _Winograd3x3(torch.autograd.Function):
         (ph, pw) = padding
         h, w = h0 + 2 * ph - 2, w0 + 2 * pw - 2
         th, tw = -(-h // 4), -(-w // 4)
-        # ceil(h/4) tiles of 4 outputs read 4*th + 2 input rows: zero-pad the bottom/right to that.
-        x = _pad(x, (pw, 4 * tw + 2 - w0 - pw, ph, 4 * th + 2 - h0 - ph))
-        v = F.conv2d(x.reshape(n * c, 1, 4 * th + 2, 4 * tw + 2), t.input_kernels, stride=4)
-        # (n*c, 36, th, tw) -> V: (36, c, n*tiles); a view for n == 1, which oneDNN's GEMM cannot read.
-        v = v.view(n, c, 36, th * tw).permute(2, 1, 0, 3).reshape(36, c, n * th * tw)
-        v = v if GEMM is None else v.contiguous()
-        m = _products(_transform_weight(weight, t), v)  # (36, k, n*tiles)
-        y = _sandwich(t.at, m.view(6, 6, k, n, th, tw))  # Y = A^T M A: (4, 4, k, n, th, tw)
-        y = y.permute(3, 2, 4, 0, 5, 1).reshape(n, k, 4 * th, 4 * tw)[:, :, :h, :w]
-        if bias is not None:
-            y = y + bias.view(1, -1, 1, 1)
+        lib = _native(x)
+        u = _transform_weight(weight, t, lib)
+        if lib is not None:
+            x = x.contiguous()
+            v = x.new_empty(36, c, n * th * tw)
+            lib.winograd_input(x.data_ptr(), v.data_ptr(), n, c, h0, w0, ph, pw, th, tw)
+            m = _product_list(u, v)  # 36 x (k, n*tiles)
+            y = x.new_empty(n, k, h, w)
+            b = None if bias is None else bias.contiguous()
+            lib.winograd_output(native.pointers(m), None if b is None else b.data_ptr(), y.data_ptr(),
+                                n, k, h, w, th, tw)
+        else:
+            # ceil(h/4) tiles of 4 outputs read 4*th + 2 input rows: zero-pad the bottom/right to that.
+            x = _pad(x, (pw, 4 * tw + 2 - w0 - pw, ph, 4 * th + 2 - h0 - ph))
+            v = F.conv2d(x.reshape(n * c, 1, 4 * th + 2, 4 * tw + 2), t.input_kernels, stride=4)
+            # (n*c, 36, th, tw) -> V: (36, c, n*tiles); a view for n == 1, which oneDNN's GEMM cannot read.
+            v = v.view(n, c, 36, th * tw).permute(2, 1, 0, 3).reshape(36, c, n * th * tw)
+            v = v if GEMM is None else v.contiguous()
+            m = _products(u, v)  # (36, k, n*tiles)
+            y = _sandwich(t.at, m.view(6, 6, k, n, th, tw))  # Y = A^T M A: (4, 4, k, n, th, tw)
+            y = y.permute(3, 2, 4, 0, 5, 1).reshape(n, k, 4 * th, 4 * tw)[:, :, :h, :w]
+            if bias is not None:
+                y = y + bias.view(1, -1, 1, 1)
         # V, not x, for the weight gradient. U is recomputed (~2 ms) rather than kept: it is as large
         # as V at batch 1, and a CycleGAN step holds ~100 of these layers' activations.
         ctx.save_for_backward(v if ctx.needs_input_grad[1] else None, weight)
@@ -157,20 +192,36 @@ class _Winograd3x3(torch.autograd.Function):
         n, c, k, (h0, w0), (h, w), (th, tw), (ph, pw) = ctx.geometry
         t = _transforms(grad.dtype, grad.device)
         grad_b = grad.sum((0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        grad = _pad(grad, (0, 4 * tw - w, 0, 4 * th - h))
-        tiles = grad.reshape(n, k, th, 4, tw, 4).permute(3, 5, 1, 0, 2, 4)
-        grad_m = _sandwich(t.at.t(), tiles).reshape(36, k, n * th * tw)  # dM = A dY A^T per tile
+        lib = _native(grad)
+        if lib is not None:
+            grad = grad.contiguous()
+            grad_m = grad.new_empty(36, k, n * th * tw)
+            lib.winograd_grad_output(grad.data_ptr(), grad_m.data_ptr(), n, k, h, w, th, tw)
+        else:
+            grad = _pad(grad, (0, 4 * tw - w, 0, 4 * th - h))
+            tiles = grad.reshape(n, k, th, 4, tw, 4).permute(3, 5, 1, 0, 2, 4)
+            grad_m = _sandwich(t.at.t(), tiles).reshape(36, k, n * th * tw)  # dM = A dY A^T per tile
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            # dV = U^T dM, U^T transformed from the transposed weight (contiguous for the GEMMs).
-            grad_v = _products(_transform_weight(weight.transpose(0, 1).contiguous(), t), grad_m)  # (36, c, n*tiles)
-            pixels = _sandwich(t.b, grad_v.view(6, 6, c, n, th * tw))  # B dV B^T per tile
-            pixels = pixels.permute(3, 2, 0, 1, 4).reshape(n, c * 36, th * tw)
-            # Neighbouring 6x6 tiles overlap by 2: fold sums their contributions.
-            grad_x = F.fold(pixels, (4 * th + 2, 4 * tw + 2), 6, stride=4)[:, :, ph:ph + h0, pw:pw + w0]
+            u_t = _transform_weight(weight, t, lib, transposed=True)  # dV = U^T dM
+            if lib is not None:
+                grad_v = _product_list(u_t, grad_m)  # 36 x (c, n*tiles)
+                grad_x = grad.new_empty(n, c, h0, w0)
+                lib.winograd_grad_input(native.pointers(grad_v), grad_x.data_ptr(), n, c, h0, w0, ph, pw, th, tw)
+            else:
+                grad_v = _products(u_t, grad_m)  # (36, c, n*tiles)
+                pixels = _sandwich(t.b, grad_v.view(6, 6, c, n, th * tw))  # B dV B^T per tile
+                pixels = pixels.permute(3, 2, 0, 1, 4).reshape(n, c * 36, th * tw)
+                # Neighbouring 6x6 tiles overlap by 2: fold sums their contributions.
+                grad_x = F.fold(pixels, (4 * th + 2, 4 * tw + 2), 6, stride=4)[:, :, ph:ph + h0, pw:pw + w0]
         if ctx.needs_input_grad[1]:
-            grad_u = _products(grad_m, v, b_transposed=True)  # dU = dM V^T: (36, k, c)
-            grad_w = (t.weight.t() @ grad_u.view(36, k * c)).t().reshape(k, c, 3, 3)
+            if lib is not None:
+                grad_u = _product_list(grad_m, v, b_transposed=True)  # dU = dM V^T: 36 x (k, c), kept alive
+                grad_w = weight.new_empty(k, c, 3, 3)  # dg = G^T dU G
+                lib.winograd_grad_weight(native.pointers(grad_u), grad_w.data_ptr(), k, c)
+            else:
+                grad_u = _products(grad_m, v, b_transposed=True)  # dU = dM V^T: (36, k, c)
+                grad_w = (t.weight.t() @ grad_u.view(36, k * c)).t().reshape(k, c, 3, 3)
         return grad_x, grad_w, grad_b, None
 
 

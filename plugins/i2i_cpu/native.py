@@ -1,0 +1,126 @@
+"""The Winograd transforms in C (``winograd_kernels.c``): compiled once per machine, loaded with ctypes.
+
+The library is built on first use with the system C compiler (``$CC``, else ``cc``; ``-O3
+-march=native -fopenmp``) into i2i's cache (``i2i cache``: kind ``kernels``), named by a hash of the
+source, the flags, the compiler's version and the CPU, so an edit or another machine builds afresh.
+There are no Python or torch headers to compile against (a build takes ~1 s), and the library uses
+the OpenMP runtime torch already loaded (``libgomp.so.1``), so its threads are torch's.
+
+Where there is no compiler, or the build fails, :func:`kernels` returns None and
+:mod:`i2i_cpu.winograd` computes the transforms with torch operations (the same sums, ~1.5x slower
+per layer); ``I2I_CPU_NATIVE=0`` chooses that too.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import importlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("winograd_kernels.c")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c99")
+
+_ints = [ctypes.c_int] * 8
+#: each function's argument types, as winograd_kernels.c declares them
+SIGNATURES = {
+    "winograd_input": [ctypes.c_void_p, ctypes.c_void_p, *_ints],
+    "winograd_output": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, *_ints[:6]],
+    "winograd_grad_output": [ctypes.c_void_p, ctypes.c_void_p, *_ints[:6]],
+    "winograd_grad_input": [ctypes.c_void_p, ctypes.c_void_p, *_ints],
+    "winograd_weight": [ctypes.c_void_p, ctypes.c_void_p, *_ints[:3]],
+    "winograd_grad_weight": [ctypes.c_void_p, ctypes.c_void_p, *_ints[:2]],
+}
+
+
+class NativeBuildWarning(UserWarning):
+    """The C transforms could not be built: the torch operations are used (slower, same results)."""
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "flags")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _library_path(compiler: str, version: str) -> Path:
+    from i2i.download import cache_dir
+
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, compiler, version, platform.machine(),
+                                    _cpu_model()]).encode()).hexdigest()[:16]
+    return cache_dir("kernels") / f"winograd_{key}.so"
+
+
+def build(compiler: str | None = None) -> Path:
+    """Compile ``winograd_kernels.c`` into the cache (if not there yet) and return the library's path.
+    Raises OSError (no compiler, or no cache folder) or subprocess.CalledProcessError (it did not compile)."""
+    compiler = compiler or os.environ.get("CC") or "cc"
+    exe = shutil.which(compiler)
+    if exe is None:
+        raise OSError(f"no C compiler {compiler!r} on PATH")
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
+    path = _library_path(exe, version)
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # built beside its final name and renamed: another process never loads half a file
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    os.close(fd)
+    try:
+        subprocess.run([exe, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, check=True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load(path: Path) -> ctypes.CDLL:
+    """The library at ``path`` with its functions' argument types set."""
+    lib = ctypes.CDLL(str(path))
+    for name, argtypes in SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, None
+    return lib
+
+
+@functools.cache
+def kernels() -> ctypes.CDLL | None:
+    """The C transforms, built and loaded once per process; None where ``I2I_CPU_NATIVE=0``, or (with a
+    :class:`NativeBuildWarning` saying why) where they cannot be built."""
+    if os.environ.get("I2I_CPU_NATIVE", "").strip() == "0":
+        return None
+    from i2i.errors import I2IError
+
+    importlib.import_module("torch")  # torch's libgomp.so.1 loaded first: the library then shares it
+
+    try:
+        return load(build())
+    except subprocess.CalledProcessError as e:
+        reason = (e.stderr or "").strip().splitlines()[-1:] or [f"exit status {e.returncode}"]
+        warnings.warn(f"i2i_cpu: the C Winograd transforms did not compile ({reason[0]}); using torch "
+                      "operations (slower)", NativeBuildWarning, stacklevel=2)
+    except OSError as e:
+        warnings.warn(f"i2i_cpu: the C Winograd transforms are not available ({e}); using torch operations "
+                      "(slower). Install a C compiler (gcc or clang) to build them", NativeBuildWarning, stacklevel=2)
+    except I2IError as e:  # no cache folder to build into (no home directory)
+        warnings.warn(f"i2i_cpu: the C Winograd transforms are not built: {e}; using torch operations (slower)",
+                      NativeBuildWarning, stacklevel=2)
+    return None
+
+
+def pointers(tensors: list) -> ctypes.Array:
+    """A C array of the data pointers of ``tensors`` (contiguous float32), for the ``const float *const *``
+    arguments."""
+    return (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
