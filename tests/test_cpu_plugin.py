@@ -357,6 +357,55 @@ def test_c_transforms_off_by_setting_or_without_a_cache_folder(monkeypatch: pyte
         assert native.kernels() is None
 
 
+# --------------------------------------------------------------------------- few outputs, large kernels
+
+
+@pytest.fixture
+def space_to_depth_calls(record_true) -> list[tuple]:
+    """The (conv, input) of each layer that took the 2x2-block path."""
+    return record_true(layers, "_use_space_to_depth")
+
+
+@pytest.mark.parametrize("out,kernel,padding,size", [
+    (3, 7, 0, (1, 64, 22, 22)),   # a ResNet generator's last layer, after its reflection pad
+    (3, 7, 3, (2, 16, 13, 10)),   # odd sizes, zero padding, a batch
+    (1, (5, 6), (2, 1), (1, 8, 9, 12)),  # an even kernel side, a single output
+    (4, 5, 0, (1, 4, 5, 5)),      # the map as large as the kernel: one output pixel
+])
+@pytest.mark.parametrize("bias", [True, False])
+def test_narrow_large_kernel_conv_on_pixel_blocks_matches_nn_conv2d(out, kernel, padding, size, bias,
+                                                                   space_to_depth_calls: list[tuple]) -> None:
+    torch.manual_seed(0)
+    conv = _cpu(nn.Conv2d(size[1], out, kernel, padding=padding, bias=bias))
+    _assert_matches_plain(conv, nn.Conv2d, torch.randn(size), rtol=1e-5, atol=1e-5)
+    assert space_to_depth_calls, "the 2x2-block path was not taken"
+
+
+def test_narrow_conv_second_derivatives_are_right() -> None:
+    """Standard operators only: a gradient penalty through the layer gets the true second derivative."""
+    torch.manual_seed(0)
+    conv = _cpu(nn.Conv2d(4, 3, 7, padding=3))
+    x = torch.randn(1, 4, 10, 10)
+
+    def penalty(forward) -> list[torch.Tensor]:
+        xi = x.clone().requires_grad_()
+        (g,) = torch.autograd.grad(forward(xi).square().sum(), xi, create_graph=True)
+        return list(torch.autograd.grad(g.square().sum(), conv.parameters()))
+
+    for got, want in zip(penalty(conv), penalty(lambda t: nn.Conv2d.forward(conv, t))):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("make", [lambda: nn.Conv2d(8, 5, 7), lambda: nn.Conv2d(8, 3, 3),
+                                  lambda: nn.Conv2d(8, 3, 7, stride=2)])
+def test_wider_smaller_or_strided_convs_keep_onednn(make, space_to_depth_calls: list[tuple]) -> None:
+    """Five outputs, a 3x3 kernel or a stride: measured no faster on blocks, or not what they compute."""
+    conv = _cpu(make())
+    x = torch.randn(1, 8, 16, 16)
+    torch.testing.assert_close(conv(x), nn.Conv2d.forward(conv, x))
+    assert not space_to_depth_calls
+
+
 # --------------------------------------------------------------------------- small maps as one GEMM
 
 

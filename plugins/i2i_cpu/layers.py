@@ -15,6 +15,10 @@ spends its time reordering those weights into its blocked layout on every call, 
 product (unfold/fold around an MKL GEMM) the same sums run up to 2-3x faster there
 (bench/conv_kernels.py). Only the kernel and the summation order differ.
 
+**Few outputs, large kernels, on 2x2 pixel blocks** (:mod:`i2i_cpu.space_to_depth`): a generator's
+last layer (7x7, 64 -> 3 channels) is one of oneDNN's slow cases; as a 4x4 convolution to 12 channels
+on a quarter of the pixels it takes ~0.55x of the time forward + backward.
+
 **Wide 3x3 convolutions as Winograd F(4x4, 3x3)** (:mod:`i2i_cpu.winograd`), forward and both
 gradients with a quarter of the multiplications: a ResNet generator spends ~70% of a CPU training
 step in its 3x3 256-channel residual convolutions. First derivatives only: a second derivative
@@ -38,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import winograd
+from .space_to_depth import space_to_depth_conv
 from .winograd import winograd_conv3x3
 
 
@@ -68,6 +73,10 @@ def thresholds(capability: str | None = None) -> Thresholds:
 
 #: this CPU's thresholds (:func:`thresholds`), read once at import
 SMALL_MAP_COLUMNS, WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_PIXELS = thresholds()
+#: Space-to-depth for convolutions with at most this many outputs and kernels of at least this size
+#: (bench/conv_kernels.py, AVX-512 EPYC: 64 -> 1-4 channels 7x7 0.54-0.56x forward + backward, 5x5 0.82x;
+#: 8 outputs 0.93x, 3x3 1.31x). The same rule as ``i2i export --optimize cpu``'s narrow rewrite.
+NARROW_MAX_OUT, NARROW_MIN_KERNEL = 4, 5
 #: Below this GEMM width (but above 1) MKL's GEMMs turn erratic: the transposed convolution multiplies
 #: with the map on the left, the convolution stays with oneDNN.
 SKINNY_COLUMNS = 8
@@ -115,6 +124,11 @@ def _use_winograd(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     )
 
 
+def _use_space_to_depth(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    return (conv.stride == (1, 1) and conv.out_channels <= NARROW_MAX_OUT
+            and min(conv.kernel_size) >= NARROW_MIN_KERNEL and _cpu_fp32_eager(x))
+
+
 def _plain_conv(m: nn.Conv2d) -> bool:
     """Ungrouped, undilated, zero-padded with explicit padding: what both CPU paths compute."""
     return (m.groups == 1 and m.dilation == (1, 1) and m.padding_mode == "zeros"
@@ -126,14 +140,17 @@ def _plain_conv_transpose(m: nn.ConvTranspose2d) -> bool:
 
 
 class CpuConv2d(nn.Conv2d):
-    """``nn.Conv2d`` that runs wide 3x3 convolutions as Winograd F(4x4, 3x3) and small maps as one
-    GEMM on the CPU (same parameters, same maths). Made by :func:`accelerate`, not built directly."""
+    """``nn.Conv2d`` that runs wide 3x3 convolutions as Winograd F(4x4, 3x3), narrow large-kernel ones
+    on 2x2 pixel blocks and small maps as one GEMM on the CPU (same parameters, same maths). Made by
+    :func:`accelerate`, not built directly."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
             return super().forward(x)
         if _use_winograd(self, x):
             return winograd_conv3x3(x, self.weight, self.bias, self.padding)  # type: ignore[arg-type]
+        if _use_space_to_depth(self, x):
+            return space_to_depth_conv(x, self.weight, self.bias, self.padding)  # type: ignore[arg-type]
         n, _, h, w = x.shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding  # type: ignore[misc]
         ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
