@@ -8,7 +8,8 @@ its last 7x7 convolution to 3 channels (on 2x2 pixel blocks).
 Each plain ``nn.Conv2d``/``nn.ConvTranspose2d`` is timed against a copy swapped by the plugin
 (``i2i_cpu.layers.accelerate``), interleaved, median of ``--repeat``; outputs are checked first.
 Use it to re-check the thresholds in ``i2i_cpu/layers.py`` on another CPU; ``--winograd-grid`` times
-the Winograd path (forced on, thresholds off) over channels x map sizes, the grid its thresholds come from.
+the Winograd path (forced on, thresholds off) over channels x map sizes, 3x3 and 4x4 kernels, the grid
+its thresholds come from.
 The Winograd rows time that layer even where the plugin keeps it off (``i2i_cpu.layers.winograd_pays``);
 the header says which the plugin does on this CPU. Both columns run with freed memory kept in the
 process, as the plugin's hook sets it (``--default-malloc``: glibc as it starts).
@@ -57,10 +58,13 @@ def timed(fn) -> float:
 
 
 def winograd_grid() -> list[tuple]:
-    """3x3 stride-1 convolutions, C -> C channels, on (map + 2)^2 inputs without padding."""
+    """3x3 stride-1 convolutions, C -> C channels, on (map + 2)^2 inputs without padding (F(4x4, 3x3)),
+    and 4x4 ones from C to 2C channels on map^2 inputs with padding 1, as a PatchGAN's (F(3x3, 4x4))."""
     cpu_layers.WINOGRAD_MIN_CHANNELS = cpu_layers.WINOGRAD_MIN_PIXELS = 0  # time the Winograd path everywhere
     return [(f"winograd {c}->{c}, {hw}x{hw} out", lambda c=c: nn.Conv2d(c, c, 3), (1, c, hw + 2, hw + 2))
-            for c in (64, 96, 128, 192, 256) for hw in (8, 16, 24, 32, 48, 64, 96, 128)]
+            for c in (64, 96, 128, 192, 256) for hw in (16, 24, 32, 48, 64, 96)] + [
+            (f"winograd 4x4 {c}->{2 * c}, {hw}x{hw} in", lambda c=c: nn.Conv2d(c, 2 * c, 4, padding=1), (1, c, hw, hw))
+            for c in (64, 128, 256) for hw in (16, 32, 64)]
 
 
 def main() -> None:

@@ -532,6 +532,12 @@ class Adversarial:
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.augment is None else self.augment(x, self.layout)
 
+    @property
+    def penalised(self) -> bool:
+        """Whether a gradient penalty is on (gp_weight, r1_gamma or r2_gamma): the discriminator is then
+        differentiated twice, which the CPU kernels' Winograd layers do not support."""
+        return self.gp_weight > 0 or self.r1_gamma > 0 or self.r2_gamma > 0
+
     def critic(self, D: nn.Module) -> Any:
         """What the discriminator loss sees as the critic: ``D`` behind DiffAugment when it is on."""
         return D if self.augment is None else (lambda x: D(self._aug(x)))
@@ -546,7 +552,7 @@ class Adversarial:
                      "fake": self.loss(fake_logits, False, reference=real_logits)}
         else:
             terms = {"real": self.loss(real_logits, True), "fake": self.loss(fake_logits, False)}
-        if self.gp_weight > 0 or self.r1_gamma > 0 or self.r2_gamma > 0:
+        if self.penalised:
             from .engine.penalties import gradient_penalty, r1_penalty, r2_penalty
 
             critic = self.critic(D)

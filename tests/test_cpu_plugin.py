@@ -126,11 +126,12 @@ def any_map_size(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("padding", [0, 1, 2, 3, (1, 0)])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(1, 11, 9), (2, 8, 8)])
+@pytest.mark.parametrize("kernel", [3, 4])  # F(4x4, 3x3) and F(3x3, 4x4)
 @pytest.mark.usefixtures("any_map_size", "gemm", "transforms")
-def test_winograd_output_and_gradients_match_nn_conv2d(padding: int | tuple[int, int], bias: bool,
+def test_winograd_output_and_gradients_match_nn_conv2d(padding: int | tuple[int, int], bias: bool, kernel: int,
                                                        shape: tuple[int, int, int], winograd_calls: list[tuple]) -> None:
     torch.manual_seed(0)
-    conv = _cpu(nn.Conv2d(128, 128, 3, padding=padding, bias=bias))
+    conv = _cpu(nn.Conv2d(128, 128, kernel, padding=padding, bias=bias))
     n, h, w = shape
     # Winograd rounds differently from the direct sum: ~1e-5 relative, far from a wrong result
     # (a transposed or misaligned kernel gives errors of order 1).
@@ -164,7 +165,7 @@ def test_winograd_off_takes_the_standard_path(monkeypatch: pytest.MonkeyPatch) -
     conv = _cpu(nn.Conv2d(128, 128, 3, padding=1))
     x = torch.randn(1, 128, 32, 32)
     calls = []
-    monkeypatch.setattr(layers, "winograd_conv3x3", lambda *a: calls.append(a))
+    monkeypatch.setattr(layers, "winograd_conv", lambda *a: calls.append(a))
     torch.testing.assert_close(conv(x), nn.Conv2d.forward(conv, x))
     assert calls == []
 
@@ -173,7 +174,7 @@ def test_thresholds_follow_the_cpu() -> None:
     """On AVX-512 oneDNN's own kernels win more often: fewer layers take the plugin's kernels."""
     avx2, avx512 = layers.thresholds("AVX2"), layers.thresholds("AVX512")
     assert (avx2.small_map_columns, avx2.winograd_min_channels, avx2.winograd_min_pixels) == (64, 128, 32 * 32)
-    assert (avx512.small_map_columns, avx512.winograd_min_channels, avx512.winograd_min_pixels) == (1, 256, 64 * 64)
+    assert (avx512.small_map_columns, avx512.winograd_min_channels, avx512.winograd_min_pixels) == (1, 192, 32 * 32)
     assert layers.thresholds("DEFAULT") == avx2
 
 
@@ -225,15 +226,17 @@ def test_winograd_gradients_for_the_weights_alone_and_the_input_alone() -> None:
     assert _relative_error(xi.grad, want) < 1e-4
 
 
-def test_winograd_conv3x3_rejects_other_kernels_and_half_precision_and_takes_int_padding() -> None:
-    from i2i_cpu.winograd import winograd_conv3x3
+def test_winograd_conv_rejects_other_kernels_and_half_precision_and_takes_int_padding() -> None:
+    from i2i_cpu.winograd import winograd_conv
 
-    with pytest.raises(ValueError, match="3x3 kernel"):
-        winograd_conv3x3(torch.randn(1, 4, 8, 8), torch.randn(4, 4, 5, 5))
+    with pytest.raises(ValueError, match="3x3 or 4x4 kernel, got .5, 5."):
+        winograd_conv(torch.randn(1, 4, 8, 8), torch.randn(4, 4, 5, 5))
     with pytest.raises(ValueError, match="float32 or float64, got torch.bfloat16"):
-        winograd_conv3x3(torch.randn(1, 4, 8, 8, dtype=torch.bfloat16), torch.randn(4, 4, 3, 3, dtype=torch.bfloat16))
+        winograd_conv(torch.randn(1, 4, 8, 8, dtype=torch.bfloat16), torch.randn(4, 4, 3, 3, dtype=torch.bfloat16))
     x, w = torch.randn(1, 4, 9, 7, dtype=torch.float64), torch.randn(5, 4, 3, 3, dtype=torch.float64)
-    torch.testing.assert_close(winograd_conv3x3(x, w, None, 1), torch.nn.functional.conv2d(x, w, padding=1))
+    torch.testing.assert_close(winograd_conv(x, w, None, 1), torch.nn.functional.conv2d(x, w, padding=1))
+    w4 = torch.randn(5, 4, 4, 4, dtype=torch.float64)
+    torch.testing.assert_close(winograd_conv(x, w4, None, 1), torch.nn.functional.conv2d(x, w4, padding=1))
 
 
 @pytest.mark.usefixtures("any_map_size", "gemm", "transforms")
@@ -632,7 +635,9 @@ def test_a_third_party_accelerator_gets_the_layers_the_builtin_leaves() -> None:
 
 
 @pytest.mark.usefixtures("clean_plugin_env")
-def test_the_engine_swaps_the_generators_only_and_checkpoints_keep_their_keys(tmp_path: Path) -> None:
+def test_the_engine_swaps_the_networks_and_checkpoints_keep_their_keys(tmp_path: Path) -> None:
+    """Generators and discriminators are swapped; the discriminators stay plain when a gradient penalty
+    differentiates them twice (the Winograd layers give first derivatives only)."""
     from tiny_pix2pix import FACADES, TINY, copy_facades, tiny_config
 
     from i2i.engine import Trainer
@@ -646,16 +651,20 @@ def test_the_engine_swaps_the_generators_only_and_checkpoints_keep_their_keys(tm
                           data=data, out_dir=tmp_path / "runs", name=name, device="cpu")
         return Trainer("pix2pix", cfg)
 
-    fast, plain = trainer("fast", "cpu_kernels=true"), trainer("plain")
-    assert CpuConv2d in {type(m) for m in fast.raw["G"].modules()}
-    assert {type(m) for m in fast.raw["D"].modules()} == {type(m) for m in plain.raw["D"].modules()}
-    assert not {CpuConv2d, CpuConvTranspose2d} & {type(m) for m in plain.raw["G"].modules()}
+    fast, plain, penalised = trainer("fast", "cpu_kernels=true"), trainer("plain"), trainer("r1", "cpu_kernels=true",
+                                                                                             "r1_gamma=1")
+    for net in ("G", "D"):
+        assert CpuConv2d in {type(m) for m in fast.raw[net].modules()}, net
+        assert not {CpuConv2d, CpuConvTranspose2d} & {type(m) for m in plain.raw[net].modules()}, net
+    assert CpuConv2d in {type(m) for m in penalised.raw["G"].modules()}
+    assert {type(m) for m in penalised.raw["D"].modules()} == {type(m) for m in plain.raw["D"].modules()}
     batch = next(iter(plain.loader))
-    fast.train_step(fast.method.to_device(batch))
-    plain.train_step(plain.method.to_device(batch))
-    a, b = fast.raw["G"].state_dict(), plain.raw["G"].state_dict()
-    assert a.keys() == b.keys()  # what the checkpoint stores
-    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-3
+    for t in (fast, plain, penalised):
+        t.train_step(t.method.to_device(batch))
+    for net in ("G", "D"):
+        a, b = fast.raw[net].state_dict(), plain.raw[net].state_dict()
+        assert a.keys() == b.keys()  # what the checkpoint stores
+        assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-3
 
 
 @pytest.fixture

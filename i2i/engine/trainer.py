@@ -229,10 +229,14 @@ class Trainer:
         fmt = torch.channels_last if cfg.channels_last else torch.preserve_format
         self.raw = {n: net.to(self.device, memory_format=fmt) for n, net in self.method.nets.items()}
         self.G_names, self.D_names = list(self.method.generator_nets), list(self.method.discriminator_nets)
-        if cfg.cpu_kernels:  # opt-in: the accelerator plugins' CPU kernels, generators only (i2i/accelerate.py)
+        if cfg.cpu_kernels:  # opt-in: the accelerator plugins' CPU kernels (i2i/accelerate.py)
             from ..accelerate import cpu_kernels
 
-            for n in self.G_names:
+            # The discriminators too, unless a gradient penalty differentiates them twice (the Winograd
+            # layers give first derivatives only) or the method does not say (no `adversarial`).
+            adversarial = getattr(self.method, "adversarial", None)
+            twice = adversarial is None or getattr(adversarial, "penalised", True)
+            for n in self.G_names + ([] if twice else self.D_names):
                 cpu_kernels(self.raw[n], self.device, self.precision)
 
         # The optimizer, schedule and critic steps are checked before any data is read (schedule.py).

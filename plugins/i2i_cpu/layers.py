@@ -19,9 +19,10 @@ product (unfold/fold around an MKL GEMM) the same sums run up to 2-3x faster the
 last layer (7x7, 64 -> 3 channels) is one of oneDNN's slow cases; as a 4x4 convolution to 12 channels
 on a quarter of the pixels it takes ~0.55x of the time forward + backward.
 
-**Wide 3x3 convolutions as Winograd F(4x4, 3x3)** (:mod:`i2i_cpu.winograd`), forward and both
-gradients with a quarter of the multiplications: a ResNet generator spends ~70% of a CPU training
-step in its 3x3 256-channel residual convolutions. First derivatives only: a second derivative
+**Wide 3x3 and 4x4 convolutions as Winograd F(4x4, 3x3) and F(3x3, 4x4)** (:mod:`i2i_cpu.winograd`),
+forward and both gradients with a quarter of the multiplications: a ResNet generator spends ~70% of a
+CPU training step in its 3x3 256-channel residual convolutions, a PatchGAN much of its time in its one
+stride-1 4x4 256 -> 512 layer. First derivatives only: a second derivative
 through such a layer (a gradient penalty) raises instead of being wrong. Rounding differs from the
 direct sum by ~1e-5 relative; the layer keeps its transformed input (2.25x the input) for the weight
 gradient, so a CycleGAN generator step holds ~50% more activation memory.
@@ -43,7 +44,7 @@ from torch import nn
 
 from . import winograd
 from .space_to_depth import space_to_depth_conv
-from .winograd import winograd_conv3x3
+from .winograd import winograd_conv
 
 
 class Thresholds(NamedTuple):
@@ -60,14 +61,16 @@ class Thresholds(NamedTuple):
 def thresholds(capability: str | None = None) -> Thresholds:
     """The thresholds for torch's CPU capability (``capability``), each measured on a 2-core EPYC.
 
-    AVX2 (2026-11): small maps up to 64 columns, Winograd from 128 channels and 32x32 (8x8: 3-4x
-    slower). AVX-512 (2026-12, freed memory kept as :mod:`i2i_cpu.allocator` keeps it): oneDNN's own
-    kernels are faster there, so only the innermost U-Net layers (one column: 0.73-0.78x) take the GEMM
-    (2-64 columns measured 0.89-1.57x), and Winograd only from 256 channels and 64x64 (0.78x; 48x48
-    1.02x, 192 channels at 64x64 0.97x)."""
+    AVX2 (2026-11, Winograd transforms in torch operations): small maps up to 64 columns, Winograd from
+    128 channels and 32x32 (8x8: 3-4x slower). AVX-512 (2026-12, freed memory kept as
+    :mod:`i2i_cpu.allocator` keeps it, transforms in C): oneDNN's own kernels are faster there, so only
+    the innermost U-Net layers (one column: 0.73-0.78x) take the GEMM (2-64 columns measured
+    0.89-1.57x), and Winograd from 192 channels and 32x32 inputs (3x3: 192 channels 0.91x and 256
+    0.86x at 32x32, 256 at 64x64 0.54x; 128 channels 1.31x at 32x32, 0.70x at 64x64; 4x4, 256 -> 512:
+    0.74x at 32x32, 1.49x at 16x16)."""
     capability = winograd.cpu_capability(capability)
     if capability.startswith("AVX512"):
-        return Thresholds(small_map_columns=1, winograd_min_channels=256, winograd_min_pixels=64 * 64)
+        return Thresholds(small_map_columns=1, winograd_min_channels=192, winograd_min_pixels=32 * 32)
     return Thresholds(small_map_columns=64, winograd_min_channels=128, winograd_min_pixels=32 * 32)
 
 
@@ -118,7 +121,7 @@ WINOGRAD = winograd_pays()
 
 def _use_winograd(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     return (
-        WINOGRAD and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+        WINOGRAD and conv.kernel_size in ((3, 3), (4, 4)) and conv.stride == (1, 1)
         and min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
         and _cpu_fp32_eager(x) and x.shape[-2] * x.shape[-1] >= WINOGRAD_MIN_PIXELS
     )
@@ -148,7 +151,7 @@ class CpuConv2d(nn.Conv2d):
         if x.dim() != 4:
             return super().forward(x)
         if _use_winograd(self, x):
-            return winograd_conv3x3(x, self.weight, self.bias, self.padding)  # type: ignore[arg-type]
+            return winograd_conv(x, self.weight, self.bias, self.padding)  # type: ignore[arg-type]
         if _use_space_to_depth(self, x):
             return space_to_depth_conv(x, self.weight, self.bias, self.padding)  # type: ignore[arg-type]
         n, _, h, w = x.shape

@@ -26,17 +26,19 @@ import warnings
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("winograd_kernels.c")
+#: every file the build reads (the source includes the header once per tile size)
+SOURCES = (SOURCE, SOURCE.with_name("winograd_kernels_tile.h"))
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c99")
 
-_ints = [ctypes.c_int] * 8
-#: each function's argument types, as winograd_kernels.c declares them
+_ints = [ctypes.c_int] * 9
+#: each function's argument types, as winograd_kernels.c declares them (each ends with m, the tile size)
 SIGNATURES = {
     "winograd_input": [ctypes.c_void_p, ctypes.c_void_p, *_ints],
-    "winograd_output": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, *_ints[:6]],
-    "winograd_grad_output": [ctypes.c_void_p, ctypes.c_void_p, *_ints[:6]],
+    "winograd_output": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, *_ints[:7]],
+    "winograd_grad_output": [ctypes.c_void_p, ctypes.c_void_p, *_ints[:7]],
     "winograd_grad_input": [ctypes.c_void_p, ctypes.c_void_p, *_ints],
-    "winograd_weight": [ctypes.c_void_p, ctypes.c_void_p, *_ints[:3]],
-    "winograd_grad_weight": [ctypes.c_void_p, ctypes.c_void_p, *_ints[:2]],
+    "winograd_weight": [ctypes.c_void_p, ctypes.c_void_p, *_ints[:4]],
+    "winograd_grad_weight": [ctypes.c_void_p, ctypes.c_void_p, *_ints[:3]],
 }
 
 
@@ -57,7 +59,7 @@ def _cpu_model() -> str:
 def _library_path(compiler: str, version: str) -> Path:
     from i2i.download import cache_dir
 
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, compiler, version, platform.machine(),
+    key = hashlib.sha256("\0".join([*(f.read_text() for f in SOURCES), *FLAGS, compiler, version, platform.machine(),
                                     _cpu_model()]).encode()).hexdigest()[:16]
     return cache_dir("kernels") / f"winograd_{key}.so"
 

@@ -33,21 +33,23 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from . import native
-from .winograd_transforms import AT, BT, G
+from .winograd_transforms import MATRICES
 
 
 class _Transforms(NamedTuple):
+    m: int                       # output tile size: 4 for 3x3 kernels, 3 for 4x4 ones (6x6 input tiles)
     input_kernels: torch.Tensor  # (36, 1, 6, 6): kernel a*6+b computes (B^T d B)[a, b]
-    weight: torch.Tensor         # (36, 9): (G (x) G), vec(g) -> vec(G g G^T)
+    weight: torch.Tensor         # (36, r*r): (G (x) G), vec(g) -> vec(G g G^T)
     b: torch.Tensor              # (6, 6): B, for dx = B dV B^T
-    at: torch.Tensor             # (4, 6): A^T, for Y = A^T M A and dM = A dY A^T
+    at: torch.Tensor             # (m, 6): A^T, for Y = A^T M A and dM = A dY A^T
 
 
 @functools.lru_cache(maxsize=8)
-def _transforms(dtype: torch.dtype, device: torch.device) -> _Transforms:
-    bt, g, at = (torch.tensor(m, dtype=torch.float64) for m in (BT, G, AT))
+def _transforms(r: int, dtype: torch.dtype, device: torch.device) -> _Transforms:
+    """The transforms for an r x r kernel (3 or 4)."""
+    bt, g, at = (torch.tensor(m, dtype=torch.float64) for m in MATRICES[r])
     as_ = functools.partial(torch.Tensor.to, dtype=dtype, device=device)
-    return _Transforms(as_(torch.kron(bt, bt).reshape(36, 1, 6, 6)), as_(torch.kron(g, g)),
+    return _Transforms(7 - r, as_(torch.kron(bt, bt).reshape(36, 1, 6, 6)), as_(torch.kron(g, g)),
                        as_(bt.t().contiguous()), as_(at))
 
 
@@ -66,16 +68,16 @@ def _sandwich(left: torch.Tensor, tiles: torch.Tensor) -> torch.Tensor:
 def _transform_weight(weight: torch.Tensor, t: _Transforms, lib: Any = None, *, transposed: bool = False) -> torch.Tensor:
     """U = G g G^T for every (output, input) channel pair: (36, k, c); (36, c, k) with ``transposed``
     (U^T, for dV = U^T dM). ``lib``: the C transforms, or None for torch operations (one GEMM with
-    G (x) G, whose 9-long inner dimension leaves it memory-bound: ~2.5x the C loop's time)."""
-    k, c = weight.shape[:2]
+    G (x) G, whose 9- or 16-long inner dimension leaves it memory-bound: ~2.5x the C loop's time)."""
+    k, c, r = weight.shape[:3]
     if lib is not None:
         g = weight.detach().contiguous()
         u = weight.new_empty(36, c, k) if transposed else weight.new_empty(36, k, c)
-        lib.winograd_weight(g.data_ptr(), u.data_ptr(), k, c, int(transposed))
+        lib.winograd_weight(g.data_ptr(), u.data_ptr(), k, c, int(transposed), t.m)
         return u
     if transposed:
         weight, k, c = weight.transpose(0, 1).contiguous(), c, k  # contiguous for the GEMMs
-    return (t.weight @ weight.reshape(k * c, 9).t()).view(36, k, c)
+    return (t.weight @ weight.reshape(k * c, r * r).t()).view(36, k, c)
 
 
 def cpu_capability(capability: str | None = None) -> str:
@@ -145,37 +147,37 @@ def _native(x: torch.Tensor) -> Any:
     return native.kernels() if x.dtype == torch.float32 else None
 
 
-class _Winograd3x3(torch.autograd.Function):
+class _Winograd(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 padding: tuple[int, int]) -> torch.Tensor:
-        t = _transforms(x.dtype, x.device)
         n, c, h0, w0 = x.shape
-        k = weight.shape[0]
-        (ph, pw) = padding
-        h, w = h0 + 2 * ph - 2, w0 + 2 * pw - 2
-        th, tw = -(-h // 4), -(-w // 4)
+        k, r = weight.shape[0], weight.shape[2]
+        t = _transforms(r, x.dtype, x.device)
+        m, (ph, pw) = t.m, padding
+        h, w = h0 + 2 * ph - r + 1, w0 + 2 * pw - r + 1
+        th, tw = -(-h // m), -(-w // m)
         lib = _native(x)
         u = _transform_weight(weight, t, lib)
         if lib is not None:
             x = x.contiguous()
             v = x.new_empty(36, c, n * th * tw)
-            lib.winograd_input(x.data_ptr(), v.data_ptr(), n, c, h0, w0, ph, pw, th, tw)
-            m = _product_list(u, v)  # 36 x (k, n*tiles)
+            lib.winograd_input(x.data_ptr(), v.data_ptr(), n, c, h0, w0, ph, pw, th, tw, m)
+            prods = _product_list(u, v)  # 36 x (k, n*tiles)
             y = x.new_empty(n, k, h, w)
             b = None if bias is None else bias.contiguous()
-            lib.winograd_output(native.pointers(m), None if b is None else b.data_ptr(), y.data_ptr(),
-                                n, k, h, w, th, tw)
+            lib.winograd_output(native.pointers(prods), None if b is None else b.data_ptr(), y.data_ptr(),
+                                n, k, h, w, th, tw, m)
         else:
-            # ceil(h/4) tiles of 4 outputs read 4*th + 2 input rows: zero-pad the bottom/right to that.
-            x = _pad(x, (pw, 4 * tw + 2 - w0 - pw, ph, 4 * th + 2 - h0 - ph))
-            v = F.conv2d(x.reshape(n * c, 1, 4 * th + 2, 4 * tw + 2), t.input_kernels, stride=4)
+            # ceil(h/m) tiles of m outputs read m*th + 6 - m input rows: zero-pad the bottom/right to that.
+            x = _pad(x, (pw, m * tw + 6 - m - w0 - pw, ph, m * th + 6 - m - h0 - ph))
+            v = F.conv2d(x.reshape(n * c, 1, m * th + 6 - m, m * tw + 6 - m), t.input_kernels, stride=m)
             # (n*c, 36, th, tw) -> V: (36, c, n*tiles); a view for n == 1, which oneDNN's GEMM cannot read.
             v = v.view(n, c, 36, th * tw).permute(2, 1, 0, 3).reshape(36, c, n * th * tw)
             v = v if GEMM is None else v.contiguous()
-            m = _products(u, v)  # (36, k, n*tiles)
-            y = _sandwich(t.at, m.view(6, 6, k, n, th, tw))  # Y = A^T M A: (4, 4, k, n, th, tw)
-            y = y.permute(3, 2, 4, 0, 5, 1).reshape(n, k, 4 * th, 4 * tw)[:, :, :h, :w]
+            prod = _products(u, v)  # (36, k, n*tiles)
+            y = _sandwich(t.at, prod.view(6, 6, k, n, th, tw))  # Y = A^T M A: (m, m, k, n, th, tw)
+            y = y.permute(3, 2, 4, 0, 5, 1).reshape(n, k, m * th, m * tw)[:, :, :h, :w]
             if bias is not None:
                 y = y + bias.view(1, -1, 1, 1)
         # V, not x, for the weight gradient. U is recomputed (~2 ms) rather than kept: it is as large
@@ -190,16 +192,18 @@ class _Winograd3x3(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         v, weight = ctx.saved_tensors
         n, c, k, (h0, w0), (h, w), (th, tw), (ph, pw) = ctx.geometry
-        t = _transforms(grad.dtype, grad.device)
+        r = weight.shape[2]
+        t = _transforms(r, grad.dtype, grad.device)
+        m = t.m
         grad_b = grad.sum((0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
         lib = _native(grad)
         if lib is not None:
             grad = grad.contiguous()
             grad_m = grad.new_empty(36, k, n * th * tw)
-            lib.winograd_grad_output(grad.data_ptr(), grad_m.data_ptr(), n, k, h, w, th, tw)
+            lib.winograd_grad_output(grad.data_ptr(), grad_m.data_ptr(), n, k, h, w, th, tw, m)
         else:
-            grad = _pad(grad, (0, 4 * tw - w, 0, 4 * th - h))
-            tiles = grad.reshape(n, k, th, 4, tw, 4).permute(3, 5, 1, 0, 2, 4)
+            grad = _pad(grad, (0, m * tw - w, 0, m * th - h))
+            tiles = grad.reshape(n, k, th, m, tw, m).permute(3, 5, 1, 0, 2, 4)
             grad_m = _sandwich(t.at.t(), tiles).reshape(36, k, n * th * tw)  # dM = A dY A^T per tile
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
@@ -207,34 +211,35 @@ class _Winograd3x3(torch.autograd.Function):
             if lib is not None:
                 grad_v = _product_list(u_t, grad_m)  # 36 x (c, n*tiles)
                 grad_x = grad.new_empty(n, c, h0, w0)
-                lib.winograd_grad_input(native.pointers(grad_v), grad_x.data_ptr(), n, c, h0, w0, ph, pw, th, tw)
+                lib.winograd_grad_input(native.pointers(grad_v), grad_x.data_ptr(), n, c, h0, w0, ph, pw, th, tw, m)
             else:
                 grad_v = _products(u_t, grad_m)  # (36, c, n*tiles)
                 pixels = _sandwich(t.b, grad_v.view(6, 6, c, n, th * tw))  # B dV B^T per tile
                 pixels = pixels.permute(3, 2, 0, 1, 4).reshape(n, c * 36, th * tw)
-                # Neighbouring 6x6 tiles overlap by 2: fold sums their contributions.
-                grad_x = F.fold(pixels, (4 * th + 2, 4 * tw + 2), 6, stride=4)[:, :, ph:ph + h0, pw:pw + w0]
+                # Neighbouring 6x6 tiles overlap by 6 - m: fold sums their contributions.
+                grad_x = F.fold(pixels, (m * th + 6 - m, m * tw + 6 - m), 6, stride=m)[:, :, ph:ph + h0, pw:pw + w0]
         if ctx.needs_input_grad[1]:
             if lib is not None:
                 grad_u = _product_list(grad_m, v, b_transposed=True)  # dU = dM V^T: 36 x (k, c), kept alive
-                grad_w = weight.new_empty(k, c, 3, 3)  # dg = G^T dU G
-                lib.winograd_grad_weight(native.pointers(grad_u), grad_w.data_ptr(), k, c)
+                grad_w = weight.new_empty(k, c, r, r)  # dg = G^T dU G
+                lib.winograd_grad_weight(native.pointers(grad_u), grad_w.data_ptr(), k, c, m)
             else:
                 grad_u = _products(grad_m, v, b_transposed=True)  # dU = dM V^T: (36, k, c)
-                grad_w = (t.weight.t() @ grad_u.view(36, k * c)).t().reshape(k, c, 3, 3)
+                grad_w = (t.weight.t() @ grad_u.view(36, k * c)).t().reshape(k, c, r, r)
         return grad_x, grad_w, grad_b, None
 
 
-def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                     padding: int | tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """``F.conv2d(x, weight, bias, padding=padding)`` for a 3x3 kernel, stride 1, no groups or
-    dilation, zero padding, computed as Winograd F(4x4, 3x3) with a Winograd-domain backward.
+def winograd_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                  padding: int | tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, padding=padding)`` for a 3x3 or 4x4 kernel, stride 1, no groups or
+    dilation, zero padding, computed as Winograd F(4x4, 3x3) or F(3x3, 4x4) with a Winograd-domain
+    backward.
 
-    ``x``: (n, c, h, w) float32 or float64; ``weight``: (k, c, 3, 3). Raises ValueError for another
+    ``x``: (n, c, h, w) float32 or float64; ``weight``: (k, c, r, r). Raises ValueError for another
     kernel size or dtype (the transforms' constants lose ~1-10% in float16/bfloat16)."""
-    if weight.shape[2:] != (3, 3):
-        raise ValueError(f"winograd_conv3x3 needs a 3x3 kernel, got {tuple(weight.shape[2:])}")
+    if tuple(weight.shape[2:]) not in ((3, 3), (4, 4)):
+        raise ValueError(f"winograd_conv needs a 3x3 or 4x4 kernel, got {tuple(weight.shape[2:])}")
     if x.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"winograd_conv3x3 computes in float32 or float64, got {x.dtype}")
+        raise ValueError(f"winograd_conv computes in float32 or float64, got {x.dtype}")
     pads = (padding, padding) if isinstance(padding, int) else tuple(padding)
-    return _Winograd3x3.apply(x, weight, bias, pads)
+    return _Winograd.apply(x, weight, bias, pads)
