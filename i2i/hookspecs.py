@@ -108,14 +108,15 @@ def identify_weights(state: dict) -> tuple[str, dict, dict] | None:
 
 @hookspec
 def accelerate(module: "torch.nn.Module", device: "torch.device", precision: str) -> int:
-    """Make a built generator faster where it runs, in place; return how many layers you changed.
+    """Make a built network faster where it runs, in place; return how many layers you changed.
 
     Opt-in: called only when the user asks (``--set cpu_kernels=true``, ``i2i translate --cpu-kernels``,
     ``i2i.load(..., cpu_kernels=True)``), today only for fp32 on the CPU (``device`` and ``precision``
     say where: return 0 for anything you do not handle). Every accelerator is called, in plugin
-    order, after the module is on ``device`` and before optimizers, EMA or wrappers see it. Only
-    generators are handed over: discriminators stay plain, as gradient penalties take second
-    derivatives through them.
+    order, after the module is on ``device`` and before optimizers, EMA or wrappers see it. Generators
+    are handed over, and discriminators unless a gradient penalty (``gp_weight``, ``r1_gamma``,
+    ``r2_gamma``) takes second derivatives through them: layers whose backward is not itself
+    differentiable are safe.
 
     A changed layer keeps its parameters, buffers and state_dict keys (checkpoints, EMA and export read
     them), computes the same function within float tolerance with correct first derivatives, and takes

@@ -259,7 +259,7 @@ def test_winograd_takes_channels_last_input(winograd_calls: list[tuple]) -> None
 @pytest.mark.usefixtures("any_map_size")
 def test_winograd_second_derivatives_are_refused_not_wrong() -> None:
     """A gradient penalty through the layer needs double backward, which the Winograd backward does
-    not provide: it must raise rather than return a wrong derivative (hence generators only)."""
+    not provide: it must raise rather than return a wrong derivative (hence no penalised discriminators)."""
     conv = _cpu(nn.Conv2d(128, 128, 3, padding=1))
     x = torch.randn(1, 128, 8, 8, requires_grad=True)
     (grad_x,) = torch.autograd.grad(conv(x).square().sum(), x, create_graph=True)

@@ -1,26 +1,29 @@
-"""3x3 stride-1 convolutions as Winograd F(4x4, 3x3), forward and backward, with torch operations.
+"""3x3 and 4x4 stride-1 convolutions as Winograd F(4x4, 3x3) and F(3x3, 4x4), forward and backward.
 
 A ResNet generator spends most of a CPU training step in its 3x3, 256-channel residual convolutions,
-which oneDNN computes directly. F(4x4, 3x3) computes each 4x4 output tile from a 6x6 input tile with
-36 multiplications per (input, output) channel pair instead of 144 (Lavin & Gray, "Fast Algorithms
-for Convolutional Neural Networks", 2016):
+a PatchGAN much of its own in its one stride-1 4x4 layer (256 -> 512), which oneDNN computes directly.
+F(4x4, 3x3) computes each 4x4 output tile from a 6x6 input tile with 36 multiplications per (input,
+output) channel pair instead of 144, F(3x3, 4x4) each 3x3 tile with 36 instead of 144 (Lavin & Gray,
+"Fast Algorithms for Convolutional Neural Networks", 2016):
 
-    input transform   V = B^T d B    a convolution with 36 fixed 6x6 kernels, stride 4, per channel
+    input transform   V = B^T d B    36 numbers per 6x6 input tile and channel
     36 channel GEMMs  M = U . V      U = G g G^T from the weights
-    output transform  Y = A^T M A    two small matmuls per tile, tiles back into the image
+    output transform  Y = A^T M A    m x m outputs per tile, tiles back into the image
 
 The backward pass stays in the Winograd domain, where the two gradients are again 36 GEMMs each:
 dM = A dY A^T, dU = dM . V^T (then dg = G^T dU G) and dV = U^T . dM (then dx = B dV B^T, the
-overlapping 6x6 tiles summed by ``fold``). So all three products of a training step do a quarter of
-the direct convolution's multiplications. The transforms are memory-bound passes: at 256 channels
-they cost well under the GEMMs they save on 64x64 maps, and nearly as much as the GEMMs on 32x32.
+overlapping 6x6 tiles summed). So all three products of a training step do a quarter of the direct
+convolution's multiplications. The transforms are memory-bound passes, in C where a C compiler is
+at hand (:mod:`i2i_cpu.native`: one pass each), else in torch operations (several passes each: a
+depthwise convolution, matmuls, permutes, ``fold``).
 
 The 36 GEMMs run where they are fastest (:data:`GEMM`): MKL's batched sgemm (``torch.bmm``) on AVX2
 CPUs, oneDNN's on AVX-512 CPUs, where MKL's sgemm keeps to AVX2 on AMD. A 256-channel 64x64
 convolution, forward + backward, 2 threads (bench/conv_kernels.py): 61 ms against oneDNN's direct
-107 ms on an AVX2 EPYC; 23 ms against 32 ms on an AVX-512 EPYC (freed memory kept, as
-:mod:`i2i_cpu.allocator` keeps it: else ~9000 page faults a call). The rounding differs from the direct
-sum by ~1e-5 relative. The saved activation is V (2.25x the input) instead of the input.
+107 ms on an AVX2 EPYC (torch transforms); on an AVX-512 EPYC 16 ms against 30 ms with the C
+transforms, 23 ms with the torch ones (freed memory kept, as :mod:`i2i_cpu.allocator` keeps it: else
+~9000 page faults a call). The rounding differs from the direct sum by ~1e-5 relative. The saved
+activation is V (2.25x the input for F(4x4, 3x3)) instead of the input.
 """
 
 from __future__ import annotations
