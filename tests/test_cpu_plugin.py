@@ -322,6 +322,17 @@ def test_c_transforms_are_built_once_into_the_cache(monkeypatch: pytest.MonkeyPa
     assert all(hasattr(lib, name) for name in native.SIGNATURES)
 
 
+def test_the_library_is_built_per_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """-march=native: a VM with AVX-512 and one without may both say "AMD EPYC"; each builds its own."""
+    if platform.system() == "Linux":
+        assert "flags" in native._cpu_model() or "Features" in native._cpu_model()
+    paths = set()
+    for flags in ("fpu sse2 avx2", "fpu sse2 avx2 avx512f"):
+        monkeypatch.setattr(native, "_cpu_model", lambda flags=flags: f"model name: AMD EPYC\nflags: {flags}")
+        paths.add(native._library_path("/usr/bin/cc", "cc 12"))
+    assert len(paths) == 2
+
+
 @pytest.mark.usefixtures("fresh_build", "any_map_size")
 def test_without_a_compiler_the_torch_transforms_are_used_with_one_warning(monkeypatch: pytest.MonkeyPatch,
                                                                            tmp_path: Path) -> None:

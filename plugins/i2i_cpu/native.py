@@ -47,13 +47,16 @@ class NativeBuildWarning(UserWarning):
 
 
 def _cpu_model() -> str:
+    """The CPU's model name and feature flags (``-march=native`` compiles for them): VMs report the
+    same model name ("AMD EPYC") with and without AVX-512, and a library built for one would crash on
+    the other."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "flags")):
-                return line
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor()
+        return platform.processor()
+    model = next((line for line in lines if line.startswith("model name")), "")
+    flags = next((line for line in lines if line.startswith(("flags", "Features"))), "")
+    return f"{model}\n{flags}"
 
 
 def _library_path(compiler: str, version: str) -> Path:
