@@ -3,8 +3,9 @@
     NO_ALBUMENTATIONS_UPDATE=1 python bench/conv_kernels.py [--threads N] [--repeat 15]
 
 The layers are the built-in networks' own, at batch 1 and 256x256 input: the U-Net's inner levels
-(maps of 8x8 and less as one GEMM), a ResNet block's 3x3 wide convolutions (Winograd F(4x4, 3x3)) and
-its last 7x7 convolution to 3 channels (on 2x2 pixel blocks).
+(maps of 8x8 and less as one GEMM), a ResNet block's 3x3 wide convolutions (Winograd F(4x4, 3x3)),
+its last 7x7 convolution to 3 channels (on 2x2 pixel blocks) and a 70x70 PatchGAN's stride-1 4x4
+layer (Winograd F(3x3, 4x4)).
 Each plain ``nn.Conv2d``/``nn.ConvTranspose2d`` is timed against a copy swapped by the plugin
 (``i2i_cpu.layers.accelerate``), interleaved, median of ``--repeat``; outputs are checked first.
 Use it to re-check the thresholds in ``i2i_cpu/layers.py`` on another CPU; ``--winograd-grid`` times
@@ -47,6 +48,7 @@ LAYERS = [
     ("resnet conv3x3 256->256, 34x34 in", lambda: nn.Conv2d(256, 256, 3), (1, 256, 34, 34)),
     ("resnet conv3x3 128->128, 34x34 in", lambda: nn.Conv2d(128, 128, 3), (1, 128, 34, 34)),
     ("resnet last conv7x7 64->3, 262x262 in", lambda: nn.Conv2d(64, 3, 7), (1, 64, 262, 262)),
+    ("patchgan conv4x4 256->512, 32x32 in", lambda: nn.Conv2d(256, 512, 4, padding=1), (1, 256, 32, 32)),
     ("conv5x5 64->3, 260x260 in", lambda: nn.Conv2d(64, 3, 5), (1, 64, 260, 260)),
 ]
 
