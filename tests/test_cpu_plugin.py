@@ -347,6 +347,21 @@ def test_without_a_compiler_the_torch_transforms_are_used_with_one_warning(monke
 
 
 @pytest.mark.usefixtures("fresh_build")
+def test_a_damaged_library_in_the_cache_is_built_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil as _shutil
+
+    if _shutil.which(os.environ.get("CC") or "cc") is None:
+        pytest.skip("no C compiler here")
+    path = native.build()
+    path.write_bytes(b"\x7fELF cut short")
+    calls = _compiler_calls(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert native.kernels() is not None
+    assert len(calls) == 1 and native.load(path)
+
+
+@pytest.mark.usefixtures("fresh_build")
 def test_a_failed_build_says_why_and_falls_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     cc = tmp_path / "broken-cc"
     cc.write_text('#!/bin/sh\nif [ "$1" = --version ]; then echo "broken-cc 1.0"; exit 0; fi\n'

@@ -8,13 +8,16 @@ subclasses with other kernels, in place, with the same parameters and state_dict
 (:mod:`i2i_cpu.layers`):
 
 - convolutions and transposed convolutions on small maps (a U-Net's inner levels) as one GEMM;
-- wide 3x3 stride-1 convolutions (a ResNet generator's residual blocks) as Winograd F(4x4, 3x3),
-  forward and backward (:mod:`i2i_cpu.winograd`; first derivatives only), its transforms in C
-  (:mod:`i2i_cpu.native`: compiled on first use with the system C compiler, else torch operations).
+- convolutions to at most 4 channels with kernels of 5 and more (a ResNet generator's last layer) on
+  2x2 pixel blocks (:mod:`i2i_cpu.space_to_depth`);
+- wide 3x3 and 4x4 stride-1 convolutions (a ResNet generator's residual blocks, a PatchGAN's
+  stride-1 layer) as Winograd F(4x4, 3x3) and F(3x3, 4x4), forward and backward
+  (:mod:`i2i_cpu.winograd`; first derivatives only), their transforms in C (:mod:`i2i_cpu.native`:
+  compiled on first use with the system C compiler, else torch operations).
 
 Once it has swapped a layer, freed memory stays in the process for its lifetime (:mod:`i2i_cpu.allocator`:
-glibc's mmap and trim thresholds raised), since the layers' transient buffers would otherwise
-page-fault on every call.
+glibc told not to map and unmap large blocks), since the layers' transient buffers and large gradients
+would otherwise page-fault on every call.
 
 Only on the CPU in fp32: anything else (CUDA, autocast, tracing, ONNX export) keeps the standard
 operators. Block it like any plugin: ``I2I_BLOCK_PLUGINS=i2i_cpu``. The ONNX counterpart is an

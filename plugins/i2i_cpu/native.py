@@ -69,11 +69,12 @@ def _library_path(compiler: str, version: str) -> Path:
 
 def build(compiler: str | None = None) -> Path:
     """Compile ``winograd_kernels.c`` into the cache (if not there yet) and return the library's path.
-    Raises OSError (no compiler, or no cache folder) or subprocess.CalledProcessError (it did not compile)."""
+    Raises FileNotFoundError (no compiler), OSError (no cache folder to write), I2IError (no home
+    directory for the cache) or subprocess.CalledProcessError (it did not compile)."""
     compiler = compiler or os.environ.get("CC") or "cc"
     exe = shutil.which(compiler)
     if exe is None:
-        raise OSError(f"no C compiler {compiler!r} on PATH")
+        raise FileNotFoundError(f"no C compiler {compiler!r} on PATH")
     version = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
     path = _library_path(exe, version)
     if path.exists():
@@ -111,14 +112,22 @@ def kernels() -> ctypes.CDLL | None:
     importlib.import_module("torch")  # torch's libgomp.so.1 loaded first: the library then shares it
 
     try:
-        return load(build())
+        path = build()
+        try:
+            return load(path)
+        except OSError:  # a damaged library in the cache (a disk that filled up, say): built again, once
+            path.unlink(missing_ok=True)
+            return load(build())
     except subprocess.CalledProcessError as e:
         reason = (e.stderr or "").strip().splitlines()[-1:] or [f"exit status {e.returncode}"]
         warnings.warn(f"i2i_cpu: the C Winograd transforms did not compile ({reason[0]}); using torch "
                       "operations (slower)", NativeBuildWarning, stacklevel=2)
-    except OSError as e:
+    except FileNotFoundError as e:
         warnings.warn(f"i2i_cpu: the C Winograd transforms are not available ({e}); using torch operations "
                       "(slower). Install a C compiler (gcc or clang) to build them", NativeBuildWarning, stacklevel=2)
+    except OSError as e:  # the cache folder not writable, or a library that does not load
+        warnings.warn(f"i2i_cpu: the C Winograd transforms are not available ({e}); using torch operations "
+                      "(slower)", NativeBuildWarning, stacklevel=2)
     except I2IError as e:  # no cache folder to build into (no home directory)
         warnings.warn(f"i2i_cpu: the C Winograd transforms are not built: {e}; using torch operations (slower)",
                       NativeBuildWarning, stacklevel=2)
