@@ -38,12 +38,12 @@ def accelerate(module, device, precision: str) -> int:
 
     if torch.device(device).type != "cpu" or precision != "fp32":
         return 0
-    from . import native
+    from . import layers, native
     from .allocator import keep_freed_memory
-    from .layers import accelerate as swap
 
-    count = swap(module)
+    count = layers.accelerate(module)
     if count:
         keep_freed_memory()  # the layers' transient buffers would otherwise page-fault on every call
-        native.kernels()  # built (or its warning given) now, not inside the first training step
+        if layers.WINOGRAD:
+            native.kernels()  # built (or its warning given) now, not inside the first training step
     return count
