@@ -555,6 +555,19 @@ def test_the_hook_swaps_only_for_fp32_on_the_cpu(allocator_calls: list[None]) ->
     assert len(allocator_calls) == 1  # freed memory is kept once a layer runs on the CPU kernels
 
 
+@pytest.mark.usefixtures("clean_plugin_env")
+@pytest.mark.parametrize("used", [True, False])
+def test_the_hook_builds_the_c_transforms_only_where_winograd_runs(monkeypatch: pytest.MonkeyPatch, used: bool) -> None:
+    """Built at swap time (a missing compiler is said before training starts), and not at all on a CPU
+    where the Winograd layer is off: no build, no warning about a compiler it would not use."""
+    monkeypatch.setattr(layers, "WINOGRAD", used)
+    builds: list[None] = []
+    monkeypatch.setattr(native, "kernels", lambda: builds.append(None))
+    hook = plugins.manager().pm.hook.accelerate
+    assert hook(module=nn.Sequential(nn.Conv2d(4, 8, 3)), device=torch.device("cpu"), precision="fp32") == [1]
+    assert len(builds) == int(used)
+
+
 _PAGE_FAULTS_PER_BUFFER = """
 import ctypes, resource, sys
 sys.path.insert(0, {plugins!r})
