@@ -507,7 +507,7 @@ CACHE_KINDS = {
 @click.option("--yes", is_flag=True, help="Clear downloads without asking.")
 def cache(action: str, kinds: tuple[str, ...], yes: bool) -> None:
     """Show what i2i keeps in its cache ($I2I_CACHE_DIR, else ~/.cache/i2i), or clear KINDS of it
-    (datasets, models, tensorrt, or all)."""
+    (datasets, models, tensorrt, metrics, kernels, or all)."""
     import shutil
 
     from .download import cache_dir

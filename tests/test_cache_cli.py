@@ -53,3 +53,11 @@ def test_no_home_directory_is_a_one_line_error(no_home) -> None:
     no_home()
     result = CliRunner().invoke(cli, ["cache"])
     assert result.exit_code != 0 and "set I2I_CACHE_DIR" in result.output and result.exception.__class__ is SystemExit
+
+
+def test_help_names_every_kind() -> None:
+    from i2i.cli import CACHE_KINDS
+
+    result = CliRunner().invoke(cli, ["cache", "--help"])
+    assert result.exit_code == 0
+    assert all(kind in result.output for kind in CACHE_KINDS), result.output

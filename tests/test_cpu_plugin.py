@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import os
 import platform
+import re
 import subprocess
 import sys
 import warnings
@@ -287,6 +288,51 @@ def test_c_transforms_on_two_threads_match_nn_conv2d() -> None:
         assert _relative_error(got, want) < 1e-4
 
 
+@pytest.mark.parametrize("kernel", [3, 4])
+@pytest.mark.parametrize("channels", [(1, 1), (3, 3), (2, 7), (5, 3)])
+@pytest.mark.usefixtures("gemm", "transforms")
+def test_winograd_conv_on_few_channels(kernel: int, channels: tuple[int, int]) -> None:
+    """Fewer than 16 channel pairs: the C weight transform's blocks of 16 still cover them (a block
+    size of 0 divided by zero)."""
+    from i2i_cpu.winograd import winograd_conv
+
+    torch.manual_seed(0)
+    k, c = channels
+    x, w, b = (torch.randn(s, requires_grad=True) for s in ((2, c, 9, 7), (k, c, kernel, kernel), (k,)))
+    y = winograd_conv(x, w, b, 1)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, w, b), g)
+    y_ref = torch.nn.functional.conv2d(x, w, b, padding=1)
+    want = torch.autograd.grad(y_ref, (x, w, b), g)
+    assert _relative_error(y, y_ref) < 1e-4
+    for a, r in zip(got, want):
+        assert _relative_error(a, r) < 1e-4
+
+
+@pytest.mark.usefixtures("any_map_size")
+def test_mixed_dtypes_and_maps_smaller_than_the_kernel_get_the_standard_errors() -> None:
+    """What nn.Conv2d refuses the Winograd path refuses too, instead of reading a half-precision weight
+    as float32 or returning an empty map."""
+    from i2i_cpu.winograd import winograd_conv
+
+    x = torch.randn(1, 4, 8, 8)
+    with pytest.raises(ValueError, match="one dtype, got torch.float32, torch.float16"):
+        winograd_conv(x, torch.randn(4, 4, 3, 3).half())
+    with pytest.raises(ValueError, match="one dtype, got torch.float32, torch.float32, torch.float64"):
+        winograd_conv(x, torch.randn(4, 4, 3, 3), torch.randn(4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="smaller than the 3x3 kernel"):
+        winograd_conv(torch.randn(1, 4, 2, 64), torch.randn(4, 4, 3, 3))
+    half = _cpu(nn.Conv2d(128, 128, 3, padding=1)).half()
+    with pytest.raises(RuntimeError) as plain_error:
+        nn.Conv2d.forward(half, torch.randn(1, 128, 32, 32))
+    with pytest.raises(RuntimeError, match=re.escape(str(plain_error.value))):
+        half(torch.randn(1, 128, 32, 32))
+    for conv in (_cpu(nn.Conv2d(128, 128, 3)), _cpu(nn.Conv2d(8, 3, 7))):
+        small = torch.randn(1, conv.in_channels, 2, 64)
+        with pytest.raises(RuntimeError, match="Kernel size can't be greater than actual input size"):
+            conv(small)
+
+
 @pytest.fixture
 def fresh_build(monkeypatch: pytest.MonkeyPatch) -> None:
     """native.kernels() builds again in this test (its per-process memo cleared before and after)."""
@@ -318,6 +364,9 @@ def test_c_transforms_are_built_once_into_the_cache(monkeypatch: pytest.MonkeyPa
     assert path.is_file() and path.parent == Path(os.environ["I2I_CACHE_DIR"]) / "kernels" and len(calls) == 1
     assert native.build() == path and len(calls) == 1, "a second build compiled again"
     assert [p.name for p in path.parent.iterdir()] == [path.name], "a temporary file was left behind"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o755 & ~umask, "others sharing the cache could not load it"
     lib = native.load(path)
     assert all(hasattr(lib, name) for name in native.SIGNATURES)
 
@@ -364,11 +413,12 @@ def test_a_damaged_library_in_the_cache_is_built_again(monkeypatch: pytest.Monke
 @pytest.mark.usefixtures("fresh_build")
 def test_a_failed_build_says_why_and_falls_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     cc = tmp_path / "broken-cc"
-    cc.write_text('#!/bin/sh\nif [ "$1" = --version ]; then echo "broken-cc 1.0"; exit 0; fi\n'
-                  'echo "fatal error: omp.h: No such file or directory" >&2; exit 1\n')
+    cc.write_text('#!/bin/sh\nif [ "$2" = --version ]; then echo "broken-cc 1.0"; exit 0; fi\n'
+                  'echo "x.c:1:10: fatal error: omp.h: No such file or directory" >&2\n'
+                  'echo "compilation terminated." >&2; exit 1\n')
     cc.chmod(0o755)
-    monkeypatch.setenv("CC", str(cc))
-    with pytest.warns(native.NativeBuildWarning, match="did not compile .fatal error: omp.h: No such file"):
+    monkeypatch.setenv("CC", f"{cc} --wrapped")  # a command, as CC="ccache gcc" is
+    with pytest.warns(native.NativeBuildWarning, match="did not compile .x.c:1:10: fatal error: omp.h: No such file"):
         assert native.kernels() is None
     assert not list((Path(os.environ["I2I_CACHE_DIR"]) / "kernels").iterdir()), "a failed build left a file"
 
@@ -556,16 +606,18 @@ def test_the_hook_swaps_only_for_fp32_on_the_cpu(allocator_calls: list[None]) ->
 
 
 @pytest.mark.usefixtures("clean_plugin_env")
-@pytest.mark.parametrize("used", [True, False])
-def test_the_hook_builds_the_c_transforms_only_where_winograd_runs(monkeypatch: pytest.MonkeyPatch, used: bool) -> None:
-    """Built at swap time (a missing compiler is said before training starts), and not at all on a CPU
-    where the Winograd layer is off: no build, no warning about a compiler it would not use."""
-    monkeypatch.setattr(layers, "WINOGRAD", used)
-    builds: list[None] = []
-    monkeypatch.setattr(native, "kernels", lambda: builds.append(None))
+@pytest.mark.parametrize("winograd_here,channels,builds", [(True, 128, 1), (True, 64, 0), (False, 128, 0)])
+def test_the_hook_builds_the_c_transforms_only_where_winograd_runs(monkeypatch: pytest.MonkeyPatch, winograd_here: bool,
+                                                                   channels: int, builds: int) -> None:
+    """Built at swap time (a missing compiler is said before training starts), and not at all for a
+    network no layer of which takes the Winograd path on this CPU: no build, no warning about it."""
+    monkeypatch.setattr(layers, "WINOGRAD", winograd_here)
+    calls: list[None] = []
+    monkeypatch.setattr(native, "kernels", lambda: calls.append(None))
     hook = plugins.manager().pm.hook.accelerate
-    assert hook(module=nn.Sequential(nn.Conv2d(4, 8, 3)), device=torch.device("cpu"), precision="fp32") == [1]
-    assert len(builds) == int(used)
+    net = nn.Sequential(nn.Conv2d(3, channels, 7), nn.Conv2d(channels, channels, 3))
+    assert hook(module=net, device=torch.device("cpu"), precision="fp32") == [2]
+    assert len(calls) == builds
 
 
 _PAGE_FAULTS_PER_BUFFER = """

@@ -44,6 +44,6 @@ def accelerate(module, device, precision: str) -> int:
     count = layers.accelerate(module)
     if count:
         keep_freed_memory()  # the layers' transient buffers would otherwise page-fault on every call
-        if layers.WINOGRAD:
+        if layers.may_use_winograd(module):
             native.kernels()  # built (or its warning given) now, not inside the first training step
     return count

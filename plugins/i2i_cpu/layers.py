@@ -120,16 +120,22 @@ WINOGRAD = winograd_pays()
 
 
 def _use_winograd(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    (ph, pw) = conv.padding  # type: ignore[misc]
     return (
         WINOGRAD and conv.kernel_size in ((3, 3), (4, 4)) and conv.stride == (1, 1)
         and min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
         and _cpu_fp32_eager(x) and x.shape[-2] * x.shape[-1] >= WINOGRAD_MIN_PIXELS
+        # the standard layer's own errors for a map smaller than the kernel or mixed dtypes
+        and min(x.shape[-2] + 2 * ph, x.shape[-1] + 2 * pw) >= conv.kernel_size[0]
+        and conv.weight.dtype == x.dtype and (conv.bias is None or conv.bias.dtype == x.dtype)
     )
 
 
 def _use_space_to_depth(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    (ph, pw), (kh, kw) = conv.padding, conv.kernel_size  # type: ignore[misc]
     return (conv.stride == (1, 1) and conv.out_channels <= NARROW_MAX_OUT
-            and min(conv.kernel_size) >= NARROW_MIN_KERNEL and _cpu_fp32_eager(x))
+            and min(kh, kw) >= NARROW_MIN_KERNEL and _cpu_fp32_eager(x)
+            and x.shape[-2] + 2 * ph >= kh and x.shape[-1] + 2 * pw >= kw)  # else the standard layer's error
 
 
 def _plain_conv(m: nn.Conv2d) -> bool:
@@ -159,7 +165,7 @@ class CpuConv2d(nn.Conv2d):
         ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
         # 2-7 columns: MKL's skinny GEMMs in the backward pass make this 2x slower than oneDNN
         # (bench/conv_kernels.py: 512->512 on a 4x4 map, 27 vs 14 ms forward + backward).
-        if not _use_gemm(x, n * ho * wo, skinny=False):
+        if not _use_gemm(x, n * ho * wo, skinny=False) or ho < 1 or wo < 1:  # (the standard error for the last)
             return super().forward(x)
         cols = F.unfold(x, (kh, kw), padding=(ph, pw), stride=(sh, sw))  # n, c*kh*kw, ho*wo
         cols = cols.transpose(0, 1).reshape(cols.shape[1], -1)  # one GEMM over the whole batch
@@ -178,6 +184,8 @@ class CpuConvTranspose2d(nn.ConvTranspose2d):
             return super().forward(x, output_size)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding  # type: ignore[misc]
         ho, wo = (h - 1) * sh - 2 * ph + kh, (w - 1) * sw - 2 * pw + kw
+        if ho < 1 or wo < 1:  # the standard layer's error
+            return super().forward(x, output_size)
         weight = self.weight.reshape(self.in_channels, -1)  # in, out*kh*kw
         if n * h * w < SKINNY_COLUMNS:
             # A handful of positions: MKL is several times faster with the skinny operand on the left.
@@ -194,6 +202,14 @@ class CpuConvTranspose2d(nn.ConvTranspose2d):
 #: torch class -> (CPU class, which of its layers the CPU class computes)
 _SWAPS = {nn.Conv2d: (CpuConv2d, _plain_conv), nn.ConvTranspose2d: (CpuConvTranspose2d, _plain_conv_transpose)}
 _PLAIN = {cpu: torch_cls for torch_cls, (cpu, _) in _SWAPS.items()}
+
+
+def may_use_winograd(module: nn.Module) -> bool:
+    """Whether any CPU layer of ``module`` is of a shape the Winograd path takes on this CPU (its map
+    size is only known per call)."""
+    return WINOGRAD and any(
+        type(m) is CpuConv2d and m.kernel_size in ((3, 3), (4, 4)) and m.stride == (1, 1)
+        and min(m.in_channels, m.out_channels) >= WINOGRAD_MIN_CHANNELS for m in module.modules())
 
 
 def accelerate(module: nn.Module) -> int:

@@ -1,6 +1,7 @@
 """The Winograd transforms in C (``winograd_kernels.c``): compiled once per machine, loaded with ctypes.
 
-The library is built on first use with the system C compiler (``$CC``, else ``cc``; ``-O3
+The library is built on first use with the system C compiler (``$CC``, a command such as ``ccache
+gcc``, else ``cc``; ``-O3
 -march=native -fopenmp``) into i2i's cache (``i2i cache``: kind ``kernels``), named by a hash of the
 source, the flags, the compiler's version and the CPU, so an edit or another machine builds afresh.
 There are no Python or torch headers to compile against (a build takes ~1 s), and the library uses
@@ -19,6 +20,7 @@ import hashlib
 import importlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -30,15 +32,16 @@ SOURCE = Path(__file__).with_name("winograd_kernels.c")
 SOURCES = (SOURCE, SOURCE.with_name("winograd_kernels_tile.h"))
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c99")
 
-_ints = [ctypes.c_int] * 9
-#: each function's argument types, as winograd_kernels.c declares them (each ends with m, the tile size)
+_ints = [ctypes.c_int] * 10
+#: each function's argument types, as winograd_kernels.c declares them (each ends with m, the tile
+#: size, and the number of threads)
 SIGNATURES = {
     "winograd_input": [ctypes.c_void_p, ctypes.c_void_p, *_ints],
-    "winograd_output": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, *_ints[:7]],
-    "winograd_grad_output": [ctypes.c_void_p, ctypes.c_void_p, *_ints[:7]],
+    "winograd_output": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, *_ints[:8]],
+    "winograd_grad_output": [ctypes.c_void_p, ctypes.c_void_p, *_ints[:8]],
     "winograd_grad_input": [ctypes.c_void_p, ctypes.c_void_p, *_ints],
-    "winograd_weight": [ctypes.c_void_p, ctypes.c_void_p, *_ints[:4]],
-    "winograd_grad_weight": [ctypes.c_void_p, ctypes.c_void_p, *_ints[:3]],
+    "winograd_weight": [ctypes.c_void_p, ctypes.c_void_p, *_ints[:5]],
+    "winograd_grad_weight": [ctypes.c_void_p, ctypes.c_void_p, *_ints[:4]],
 }
 
 
@@ -72,11 +75,13 @@ def build(compiler: str | None = None) -> Path:
     Raises FileNotFoundError (no compiler), OSError (no cache folder to write), I2IError (no home
     directory for the cache) or subprocess.CalledProcessError (it did not compile)."""
     compiler = compiler or os.environ.get("CC") or "cc"
-    exe = shutil.which(compiler)
+    command = shlex.split(compiler)  # CC="ccache gcc" is a command, as make takes it
+    exe = shutil.which(command[0]) if command else None
     if exe is None:
         raise FileNotFoundError(f"no C compiler {compiler!r} on PATH")
-    version = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
-    path = _library_path(exe, version)
+    command[0] = exe
+    version = subprocess.run([*command, "--version"], capture_output=True, text=True, check=True).stdout
+    path = _library_path(" ".join(command), version)
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +89,10 @@ def build(compiler: str | None = None) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
     os.close(fd)
     try:
-        subprocess.run([exe, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, check=True)
+        subprocess.run([*command, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, check=True)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o755 & ~umask)  # mkstemp made it 0600: others sharing the cache could not load it
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -119,8 +127,7 @@ def kernels() -> ctypes.CDLL | None:
             path.unlink(missing_ok=True)
             return load(build())
     except subprocess.CalledProcessError as e:
-        reason = (e.stderr or "").strip().splitlines()[-1:] or [f"exit status {e.returncode}"]
-        warnings.warn(f"i2i_cpu: the C Winograd transforms did not compile ({reason[0]}); using torch "
+        warnings.warn(f"i2i_cpu: the C Winograd transforms did not compile ({_reason(e)}); using torch "
                       "operations (slower)", NativeBuildWarning, stacklevel=2)
     except FileNotFoundError as e:
         warnings.warn(f"i2i_cpu: the C Winograd transforms are not available ({e}); using torch operations "
@@ -132,6 +139,15 @@ def kernels() -> ctypes.CDLL | None:
         warnings.warn(f"i2i_cpu: the C Winograd transforms are not built: {e}; using torch operations (slower)",
                       NativeBuildWarning, stacklevel=2)
     return None
+
+
+def _reason(e: subprocess.CalledProcessError) -> str:
+    """The compiler's first error line (the linker's summary line comes last and says less), else its
+    last line, else the exit status; and which command it was when it was not the build."""
+    lines = [line.strip() for line in (e.stderr or "").splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    reason = (errors or lines[-1:] or [f"exit status {e.returncode}"])[0]
+    return f"`{' '.join(map(str, e.cmd))}`: {reason}" if "--version" in e.cmd else reason
 
 
 def pointers(tensors: list) -> ctypes.Array:

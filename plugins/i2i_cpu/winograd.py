@@ -76,7 +76,7 @@ def _transform_weight(weight: torch.Tensor, t: _Transforms, lib: Any = None, *, 
     if lib is not None:
         g = weight.detach().contiguous()
         u = weight.new_empty(36, c, k) if transposed else weight.new_empty(36, k, c)
-        lib.winograd_weight(g.data_ptr(), u.data_ptr(), k, c, int(transposed), t.m)
+        lib.winograd_weight(g.data_ptr(), u.data_ptr(), k, c, int(transposed), t.m, torch.get_num_threads())
         return u
     if transposed:
         weight, k, c = weight.transpose(0, 1).contiguous(), c, k  # contiguous for the GEMMs
@@ -160,17 +160,17 @@ class _Winograd(torch.autograd.Function):
         m, (ph, pw) = t.m, padding
         h, w = h0 + 2 * ph - r + 1, w0 + 2 * pw - r + 1
         th, tw = -(-h // m), -(-w // m)
-        lib = _native(x)
+        lib, threads = _native(x), torch.get_num_threads()  # torch's count for this thread, for the C loops
         u = _transform_weight(weight, t, lib)
         if lib is not None:
             x = x.contiguous()
             v = x.new_empty(36, c, n * th * tw)
-            lib.winograd_input(x.data_ptr(), v.data_ptr(), n, c, h0, w0, ph, pw, th, tw, m)
+            lib.winograd_input(x.data_ptr(), v.data_ptr(), n, c, h0, w0, ph, pw, th, tw, m, threads)
             prods = _product_list(u, v)  # 36 x (k, n*tiles)
             y = x.new_empty(n, k, h, w)
             b = None if bias is None else bias.contiguous()
             lib.winograd_output(native.pointers(prods), None if b is None else b.data_ptr(), y.data_ptr(),
-                                n, k, h, w, th, tw, m)
+                                n, k, h, w, th, tw, m, threads)
         else:
             # ceil(h/m) tiles of m outputs read m*th + 6 - m input rows: zero-pad the bottom/right to that.
             x = _pad(x, (pw, m * tw + 6 - m - w0 - pw, ph, m * th + 6 - m - h0 - ph))
@@ -199,11 +199,11 @@ class _Winograd(torch.autograd.Function):
         t = _transforms(r, grad.dtype, grad.device)
         m = t.m
         grad_b = grad.sum((0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        lib = _native(grad)
+        lib, threads = _native(grad), torch.get_num_threads()
         if lib is not None:
             grad = grad.contiguous()
             grad_m = grad.new_empty(36, k, n * th * tw)
-            lib.winograd_grad_output(grad.data_ptr(), grad_m.data_ptr(), n, k, h, w, th, tw, m)
+            lib.winograd_grad_output(grad.data_ptr(), grad_m.data_ptr(), n, k, h, w, th, tw, m, threads)
         else:
             grad = _pad(grad, (0, m * tw - w, 0, m * th - h))
             tiles = grad.reshape(n, k, th, m, tw, m).permute(3, 5, 1, 0, 2, 4)
@@ -214,7 +214,8 @@ class _Winograd(torch.autograd.Function):
             if lib is not None:
                 grad_v = _product_list(u_t, grad_m)  # 36 x (c, n*tiles)
                 grad_x = grad.new_empty(n, c, h0, w0)
-                lib.winograd_grad_input(native.pointers(grad_v), grad_x.data_ptr(), n, c, h0, w0, ph, pw, th, tw, m)
+                lib.winograd_grad_input(native.pointers(grad_v), grad_x.data_ptr(), n, c, h0, w0, ph, pw, th, tw, m,
+                                        threads)
             else:
                 grad_v = _products(u_t, grad_m)  # (36, c, n*tiles)
                 pixels = _sandwich(t.b, grad_v.view(6, 6, c, n, th * tw))  # B dV B^T per tile
@@ -225,7 +226,7 @@ class _Winograd(torch.autograd.Function):
             if lib is not None:
                 grad_u = _product_list(grad_m, v, b_transposed=True)  # dU = dM V^T: 36 x (k, c), kept alive
                 grad_w = weight.new_empty(k, c, r, r)  # dg = G^T dU G
-                lib.winograd_grad_weight(native.pointers(grad_u), grad_w.data_ptr(), k, c, m)
+                lib.winograd_grad_weight(native.pointers(grad_u), grad_w.data_ptr(), k, c, m, threads)
             else:
                 grad_u = _products(grad_m, v, b_transposed=True)  # dU = dM V^T: (36, k, c)
                 grad_w = (t.weight.t() @ grad_u.view(36, k * c)).t().reshape(k, c, r, r)
@@ -238,11 +239,18 @@ def winograd_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     dilation, zero padding, computed as Winograd F(4x4, 3x3) or F(3x3, 4x4) with a Winograd-domain
     backward.
 
-    ``x``: (n, c, h, w) float32 or float64; ``weight``: (k, c, r, r). Raises ValueError for another
-    kernel size or dtype (the transforms' constants lose ~1-10% in float16/bfloat16)."""
+    ``x``: (n, c, h, w) float32 or float64; ``weight``: (k, c, r, r) and ``bias`` (k,) of the same dtype.
+    Raises ValueError for another kernel size or dtype (the transforms' constants lose ~1-10% in
+    float16/bfloat16), mixed dtypes, or a map smaller than the kernel."""
     if tuple(weight.shape[2:]) not in ((3, 3), (4, 4)):
         raise ValueError(f"winograd_conv needs a 3x3 or 4x4 kernel, got {tuple(weight.shape[2:])}")
     if x.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"winograd_conv computes in float32 or float64, got {x.dtype}")
+    if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
+        raise ValueError(f"winograd_conv needs the input, weight and bias in one dtype, got {x.dtype}, {weight.dtype}"
+                         f"{'' if bias is None else ', ' + str(bias.dtype)}")
     pads = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    if min(x.shape[2] + 2 * pads[0], x.shape[3] + 2 * pads[1]) < weight.shape[2]:
+        raise ValueError(f"winograd_conv: the padded input {tuple(x.shape[2:])} + 2 x {pads} is smaller than the "
+                         f"{weight.shape[2]}x{weight.shape[3]} kernel")
     return _Winograd.apply(x, weight, bias, pads)

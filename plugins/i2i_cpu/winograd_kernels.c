@@ -8,8 +8,10 @@
  *
  * Built by i2i_cpu/native.py with the system C compiler on first use (cached), loaded with ctypes;
  * without a compiler the torch operations are used. No Python or torch headers: plain C99, float32,
- * contiguous arrays, OpenMP over channels (the process's one OpenMP runtime: torch's libgomp.so.1).
- * Each exported function takes m (4 or 3) and calls that size's version of its body
+ * contiguous arrays, OpenMP over channels (the process's one OpenMP runtime: torch's libgomp.so.1) on
+ * `threads` threads, torch's count for the calling thread (OpenMP's own setting is per thread, and a
+ * thread torch did not start would use every core).
+ * Each exported function takes m (4 or 3) and the thread count, and calls that size's version of its body
  * (winograd_kernels_tile.h, compiled once per size with the size and matrices as constants).
  *
  * Layouts (n images, c input and k output channels, th x tw tiles a image, T = th * tw, r = 7 - m):
@@ -75,36 +77,37 @@ static const float G4[6][4] = {{1.0f / 4, 0, 0, 0},
 #undef G
 #undef NAME
 
-/* The exported functions: m, the output tile size, is 4 (3x3 kernels) or 3 (4x4 kernels). */
+/* The exported functions: m, the output tile size, is 4 (3x3 kernels) or 3 (4x4 kernels); threads > 0. */
 
 /* V = B^T d B for every tile: x (n, c, h0, w0) -> V (36, c, n*T). */
-void winograd_input(const float *x, float *v, int n, int c, int h0, int w0, int ph, int pw, int th, int tw, int m) {
-    (m == 4 ? input_f43 : input_f34)(x, v, n, c, h0, w0, ph, pw, th, tw);
+void winograd_input(const float *x, float *v, int n, int c, int h0, int w0, int ph, int pw, int th, int tw, int m,
+                    int threads) {
+    (m == 4 ? input_f43 : input_f34)(x, v, n, c, h0, w0, ph, pw, th, tw, threads);
 }
 
 /* Y = A^T M A (+ bias) for every tile: M 36 x (k, n*T) -> y (n, k, h, w). bias may be NULL. */
 void winograd_output(const float *const *mm, const float *bias, float *y, int n, int k, int h, int w, int th, int tw,
-                     int m) {
-    (m == 4 ? output_f43 : output_f34)(mm, bias, y, n, k, h, w, th, tw);
+                     int m, int threads) {
+    (m == 4 ? output_f43 : output_f34)(mm, bias, y, n, k, h, w, th, tw, threads);
 }
 
 /* dM = A dY A^T for every tile: dy (n, k, h, w) -> dm (36, k, n*T); outputs beyond the map read zero. */
-void winograd_grad_output(const float *dy, float *dm, int n, int k, int h, int w, int th, int tw, int m) {
-    (m == 4 ? grad_output_f43 : grad_output_f34)(dy, dm, n, k, h, w, th, tw);
+void winograd_grad_output(const float *dy, float *dm, int n, int k, int h, int w, int th, int tw, int m, int threads) {
+    (m == 4 ? grad_output_f43 : grad_output_f34)(dy, dm, n, k, h, w, th, tw, threads);
 }
 
 /* dx = B dV B^T for every tile, overlapping tiles summed and the padding cut off: dV 36 x (c, n*T) -> dx. */
 void winograd_grad_input(const float *const *dv, float *dx, int n, int c, int h0, int w0, int ph, int pw, int th,
-                         int tw, int m) {
-    (m == 4 ? grad_input_f43 : grad_input_f34)(dv, dx, n, c, h0, w0, ph, pw, th, tw);
+                         int tw, int m, int threads) {
+    (m == 4 ? grad_input_f43 : grad_input_f34)(dv, dx, n, c, h0, w0, ph, pw, th, tw, threads);
 }
 
 /* U = G g G^T for every channel pair: g (k, c, r, r) -> u (36, k, c), or (36, c, k) if transposed. */
-void winograd_weight(const float *g, float *u, int k, int c, int transposed, int m) {
-    (m == 4 ? weight_f43 : weight_f34)(g, u, k, c, transposed);
+void winograd_weight(const float *g, float *u, int k, int c, int transposed, int m, int threads) {
+    (m == 4 ? weight_f43 : weight_f34)(g, u, k, c, transposed, threads);
 }
 
 /* dg = G^T dU G for every channel pair: dU 36 x (k, c) -> dg (k, c, r, r). */
-void winograd_grad_weight(const float *const *du, float *dg, int k, int c, int m) {
-    (m == 4 ? grad_weight_f43 : grad_weight_f34)(du, dg, k, c);
+void winograd_grad_weight(const float *const *du, float *dg, int k, int c, int m, int threads) {
+    (m == 4 ? grad_weight_f43 : grad_weight_f34)(du, dg, k, c, threads);
 }

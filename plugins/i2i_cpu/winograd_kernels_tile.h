@@ -8,9 +8,9 @@
  * Layouts and formulas: winograd_kernels.c.
  */
 /* V = B^T d B for every tile: x (n, c, h0, w0) -> V (36, c, n*T). */
-static void NAME(input)(const float *x, float *v, int n, int c, int h0, int w0, int ph, int pw, int th, int tw) {
+static void NAME(input)(const float *x, float *v, int n, int c, int h0, int w0, int ph, int pw, int th, int tw, int threads) {
     const long T = (long)th * tw, cols = (long)n * T, wp = (long)M * tw + 6 - M;
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
     {
         float *rows = malloc(sizeof(float) * (12 * wp + 6 * tw)); /* 6 padded input rows, 6 combined, taps */
         float *r = rows, *t = rows + 6 * wp, *taps = rows + 12 * wp;
@@ -57,9 +57,9 @@ static void NAME(input)(const float *x, float *v, int n, int c, int h0, int w0, 
 
 
 /* Y = A^T M A (+ bias) for every tile: M 36 x (k, n*T) -> y (n, k, h, w). bias may be NULL. */
-static void NAME(output)(const float *const *mm, const float *bias, float *y, int n, int k, int h, int w, int th, int tw) {
+static void NAME(output)(const float *const *mm, const float *bias, float *y, int n, int k, int h, int w, int th, int tw, int threads) {
     const long T = (long)th * tw, cols = (long)n * T;
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
     {
         float *s = malloc(sizeof(float) * 32 * tw); /* s[a][q][tx], z[q][tx], one output row */
         float *z = s + 24 * tw, *row = s + 28 * tw;
@@ -100,9 +100,9 @@ static void NAME(output)(const float *const *mm, const float *bias, float *y, in
 
 
 /* dM = A dY A^T for every tile: dy (n, k, h, w) -> dm (36, k, n*T); outputs beyond the map read zero. */
-static void NAME(grad_output)(const float *dy, float *dm, int n, int k, int h, int w, int th, int tw) {
+static void NAME(grad_output)(const float *dy, float *dm, int n, int k, int h, int w, int th, int tw, int threads) {
     const long T = (long)th * tw, cols = (long)n * T, wt = (long)M * tw;
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
     {
         float *buf = malloc(sizeof(float) * 10 * wt); /* M padded rows of dY, then 6 combined rows */
         float *r = buf, *u = buf + 4 * wt;
@@ -145,9 +145,9 @@ static void NAME(grad_output)(const float *dy, float *dm, int n, int k, int h, i
 
 /* dx = B dV B^T for every tile, the 6x6 tiles (overlapping by 6 - M) summed and the padding cut off:
  * dV 36 x (c, n*T) -> dx (n, c, h0, w0). */
-static void NAME(grad_input)(const float *const *dv, float *dx, int n, int c, int h0, int w0, int ph, int pw, int th, int tw) {
+static void NAME(grad_input)(const float *const *dv, float *dx, int n, int c, int h0, int w0, int ph, int pw, int th, int tw, int threads) {
     const long T = (long)th * tw, cols = (long)n * T, hp = (long)M * th + 6 - M, wp = (long)M * tw + 6 - M;
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
     {
         float *q = malloc(sizeof(float) * (42 * tw + hp * wp)); /* q[a][j][tx], z[j][tx], the padded plane */
         float *z = q + 36 * tw, *acc = q + 42 * tw;
@@ -220,14 +220,14 @@ static void NAME(weight_rows)(const float *g, long stride, long count, float *u,
     }
 }
 
-static void NAME(weight)(const float *g, float *u, int k, int c, int transposed) {
+static void NAME(weight)(const float *g, float *u, int k, int c, int transposed, int threads) {
     const long kc = (long)k * c;
     if (transposed) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads)
         for (long ci = 0; ci < c; ci++) NAME(weight_rows)(g + ci * R * R, (long)c * R * R, k, u + ci * k, kc);
     } else {
-        const long chunk = (kc / LANES + 63) / 64 * LANES; /* whole blocks of pairs a job */
-#pragma omp parallel for schedule(static)
+        const long chunk = (kc / LANES + 63) / 64 * LANES + LANES; /* whole blocks of pairs a job, >= 1 */
+#pragma omp parallel for schedule(static) num_threads(threads)
         for (long r0 = 0; r0 < kc; r0 += chunk)
             NAME(weight_rows)(g + r0 * R * R, R * R, kc - r0 < chunk ? kc - r0 : chunk, u + r0, kc);
     }
@@ -235,9 +235,9 @@ static void NAME(weight)(const float *g, float *u, int k, int c, int transposed)
 
 
 /* dg = G^T dU G for every channel pair: dU 36 x (k, c) -> dg (k, c, r, r). */
-static void NAME(grad_weight)(const float *const *du, float *dg, int k, int c) {
+static void NAME(grad_weight)(const float *const *du, float *dg, int k, int c, int threads) {
     const long kc = (long)k * c;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads)
     for (long r0 = 0; r0 < kc; r0 += LANES) {
         const int lanes = kc - r0 < LANES ? (int)(kc - r0) : LANES;
         float d[36][LANES] = {{0}}, t[4][6][LANES], out[LANES][16];
