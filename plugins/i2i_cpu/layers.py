@@ -119,12 +119,16 @@ def winograd_pays(capability: str | None = None, setting: str | None = None) -> 
 WINOGRAD = winograd_pays()
 
 
+def _winograd_shape(conv: nn.Conv2d) -> bool:
+    """A 3x3 or 4x4 stride-1 layer wide enough for the Winograd path on this CPU (map size aside)."""
+    return (WINOGRAD and conv.kernel_size in ((3, 3), (4, 4)) and conv.stride == (1, 1)
+            and min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS)
+
+
 def _use_winograd(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     (ph, pw) = conv.padding  # type: ignore[misc]
     return (
-        WINOGRAD and conv.kernel_size in ((3, 3), (4, 4)) and conv.stride == (1, 1)
-        and min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
-        and _cpu_fp32_eager(x) and x.shape[-2] * x.shape[-1] >= WINOGRAD_MIN_PIXELS
+        _winograd_shape(conv) and _cpu_fp32_eager(x) and x.shape[-2] * x.shape[-1] >= WINOGRAD_MIN_PIXELS
         # the standard layer's own errors for a map smaller than the kernel or mixed dtypes
         and min(x.shape[-2] + 2 * ph, x.shape[-1] + 2 * pw) >= conv.kernel_size[0]
         and conv.weight.dtype == x.dtype and (conv.bias is None or conv.bias.dtype == x.dtype)
@@ -149,9 +153,9 @@ def _plain_conv_transpose(m: nn.ConvTranspose2d) -> bool:
 
 
 class CpuConv2d(nn.Conv2d):
-    """``nn.Conv2d`` that runs wide 3x3 convolutions as Winograd F(4x4, 3x3), narrow large-kernel ones
-    on 2x2 pixel blocks and small maps as one GEMM on the CPU (same parameters, same maths). Made by
-    :func:`accelerate`, not built directly."""
+    """``nn.Conv2d`` that runs wide 3x3 and 4x4 convolutions as Winograd F(4x4, 3x3) and F(3x3, 4x4),
+    narrow large-kernel ones on 2x2 pixel blocks and small maps as one GEMM on the CPU (same
+    parameters, same maths). Made by :func:`accelerate`, not built directly."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
@@ -165,7 +169,7 @@ class CpuConv2d(nn.Conv2d):
         ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
         # 2-7 columns: MKL's skinny GEMMs in the backward pass make this 2x slower than oneDNN
         # (bench/conv_kernels.py: 512->512 on a 4x4 map, 27 vs 14 ms forward + backward).
-        if not _use_gemm(x, n * ho * wo, skinny=False) or ho < 1 or wo < 1:  # (the standard error for the last)
+        if not _use_gemm(x, n * ho * wo, skinny=False) or ho < 1 or wo < 1:  # an empty map: the standard error
             return super().forward(x)
         cols = F.unfold(x, (kh, kw), padding=(ph, pw), stride=(sh, sw))  # n, c*kh*kw, ho*wo
         cols = cols.transpose(0, 1).reshape(cols.shape[1], -1)  # one GEMM over the whole batch
@@ -207,9 +211,7 @@ _PLAIN = {cpu: torch_cls for torch_cls, (cpu, _) in _SWAPS.items()}
 def may_use_winograd(module: nn.Module) -> bool:
     """Whether any CPU layer of ``module`` is of a shape the Winograd path takes on this CPU (its map
     size is only known per call)."""
-    return WINOGRAD and any(
-        type(m) is CpuConv2d and m.kernel_size in ((3, 3), (4, 4)) and m.stride == (1, 1)
-        and min(m.in_channels, m.out_channels) >= WINOGRAD_MIN_CHANNELS for m in module.modules())
+    return any(type(m) is CpuConv2d and _winograd_shape(m) for m in module.modules())
 
 
 def accelerate(module: nn.Module) -> int:
