@@ -122,7 +122,8 @@ def _product_list(a: torch.Tensor, b: torch.Tensor, *, b_transposed: bool = Fals
     row-strided operand (V's view for n == 1) takes its reference path, 355 ms against 0.13 ms."""
     if GEMM is None or a.dtype != torch.float32:
         return list(torch.bmm(a, b.transpose(1, 2) if b_transposed else b).unbind())
-    return [GEMM(a[i], b[i] if b_transposed else b[i].t()) for i in range(36)]
+    # unbind makes the 36 views in one call (indexing in the loop cost ~2 us each, 108 a layer)
+    return [GEMM(x, w) for x, w in zip(a.unbind(), (b if b_transposed else b.transpose(1, 2)).unbind())]
 
 
 def _products(a: torch.Tensor, b: torch.Tensor, *, b_transposed: bool = False) -> torch.Tensor:
