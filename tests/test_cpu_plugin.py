@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -334,7 +335,7 @@ def test_mixed_dtypes_and_maps_smaller_than_the_kernel_get_the_standard_errors()
 
 
 @pytest.fixture
-def fresh_build(monkeypatch: pytest.MonkeyPatch) -> None:
+def fresh_build() -> Iterator[None]:
     """native.kernels() builds again in this test (its per-process memo cleared before and after)."""
     native.kernels.cache_clear()
     yield
