@@ -328,10 +328,23 @@ def test_mixed_dtypes_and_maps_smaller_than_the_kernel_get_the_standard_errors()
         nn.Conv2d.forward(half, torch.randn(1, 128, 32, 32))
     with pytest.raises(RuntimeError, match=re.escape(str(plain_error.value))):
         half(torch.randn(1, 128, 32, 32))
-    for conv in (_cpu(nn.Conv2d(128, 128, 3)), _cpu(nn.Conv2d(8, 3, 7))):
+    for conv in (_cpu(nn.Conv2d(128, 128, 3)), _cpu(nn.Conv2d(8, 3, 7)), _cpu(nn.Conv2d(8, 8, 4, 2))):
         small = torch.randn(1, conv.in_channels, 2, 64)
         with pytest.raises(RuntimeError, match="Kernel size can't be greater than actual input size"):
             conv(small)
+    convt = _cpu(nn.ConvTranspose2d(8, 8, 3, padding=3))  # an output of -1 x -1 pixels
+    with pytest.raises(RuntimeError) as plain_error:
+        nn.ConvTranspose2d.forward(convt, torch.randn(1, 8, 1, 1))
+    with pytest.raises(RuntimeError, match=re.escape(str(plain_error.value))):
+        convt(torch.randn(1, 8, 1, 1))
+    small_maps = (_cpu(nn.Conv2d(256, 256, 3, padding=1)), _cpu(nn.ConvTranspose2d(256, 256, 4, 2, 1)))
+    for layer in small_maps:  # the one-GEMM paths: a float64 bias must not turn the output float64
+        layer.bias.data = layer.bias.data.double()
+        plain = type(layer).__mro__[1]
+        with pytest.raises(RuntimeError) as plain_error:
+            plain.forward(layer, torch.randn(1, 256, 1, 1))
+        with pytest.raises(RuntimeError, match=re.escape(str(plain_error.value))):
+            layer(torch.randn(1, 256, 1, 1))
 
 
 @pytest.fixture
@@ -396,19 +409,25 @@ def test_without_a_compiler_the_torch_transforms_are_used_with_one_warning(monke
         assert _relative_error(conv(x), nn.Conv2d.forward(conv, x)) < 1e-4
 
 
-@pytest.mark.usefixtures("fresh_build")
-def test_a_damaged_library_in_the_cache_is_built_again(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("damage", ["garbage", "cut short"])
+def test_a_damaged_library_in_the_cache_is_built_again(damage: str) -> None:
+    """A library cut short (a disk that filled up) would crash dlopen with SIGBUS, so it is checked
+    first; run in a fresh process, which such a crash would kill."""
     import shutil as _shutil
 
     if _shutil.which(os.environ.get("CC") or "cc") is None:
         pytest.skip("no C compiler here")
     path = native.build()
-    path.write_bytes(b"\x7fELF cut short")
-    calls = _compiler_calls(monkeypatch)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert native.kernels() is not None
-    assert len(calls) == 1 and native.load(path)
+    if damage == "garbage":
+        path.write_bytes(b"\x7fELF cut short")
+    else:
+        with open(path, "r+b") as f:
+            f.truncate(path.stat().st_size // 2)
+    code = ("import sys, warnings; warnings.simplefilter('error'); sys.path.insert(0, %r); "
+            "from i2i_cpu import native; print(native.kernels() is not None)") % str(Path(native.__file__).parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "True", (out.returncode, out.stderr[-500:])
+    assert native.load(path)
 
 
 @pytest.mark.usefixtures("fresh_build")

@@ -129,10 +129,15 @@ def _use_winograd(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     (ph, pw) = conv.padding  # type: ignore[misc]
     return (
         _winograd_shape(conv) and _cpu_fp32_eager(x) and x.shape[-2] * x.shape[-1] >= WINOGRAD_MIN_PIXELS
-        # the standard layer's own errors for a map smaller than the kernel or mixed dtypes
-        and min(x.shape[-2] + 2 * ph, x.shape[-1] + 2 * pw) >= conv.kernel_size[0]
-        and conv.weight.dtype == x.dtype and (conv.bias is None or conv.bias.dtype == x.dtype)
+        # the standard layer's own error for a map smaller than the kernel
+        and min(x.shape[-2] + 2 * ph, x.shape[-1] + 2 * pw) >= conv.kernel_size[0] and _same_dtype(conv, x)
     )
+
+
+def _same_dtype(layer: nn.Module, x: torch.Tensor) -> bool:
+    """Weight and bias in ``x``'s dtype; else the standard layer runs and raises its own error (the
+    plugin's kernels would compute in another dtype, or read a half weight as float32)."""
+    return layer.weight.dtype == x.dtype and (layer.bias is None or layer.bias.dtype == x.dtype)
 
 
 def _use_space_to_depth(conv: nn.Conv2d, x: torch.Tensor) -> bool:
@@ -169,7 +174,7 @@ class CpuConv2d(nn.Conv2d):
         ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
         # 2-7 columns: MKL's skinny GEMMs in the backward pass make this 2x slower than oneDNN
         # (bench/conv_kernels.py: 512->512 on a 4x4 map, 27 vs 14 ms forward + backward).
-        if not _use_gemm(x, n * ho * wo, skinny=False) or ho < 1 or wo < 1:  # an empty map: the standard error
+        if not _use_gemm(x, n * ho * wo, skinny=False) or ho < 1 or wo < 1 or not _same_dtype(self, x):
             return super().forward(x)
         cols = F.unfold(x, (kh, kw), padding=(ph, pw), stride=(sh, sw))  # n, c*kh*kw, ho*wo
         cols = cols.transpose(0, 1).reshape(cols.shape[1], -1)  # one GEMM over the whole batch
@@ -188,7 +193,7 @@ class CpuConvTranspose2d(nn.ConvTranspose2d):
             return super().forward(x, output_size)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding  # type: ignore[misc]
         ho, wo = (h - 1) * sh - 2 * ph + kh, (w - 1) * sw - 2 * pw + kw
-        if ho < 1 or wo < 1:  # the standard layer's error
+        if ho < 1 or wo < 1 or not _same_dtype(self, x):  # the standard layer's errors
             return super().forward(x, output_size)
         weight = self.weight.reshape(self.in_channels, -1)  # in, out*kh*kw
         if n * h * w < SKINNY_COLUMNS:

@@ -22,6 +22,7 @@ import os
 import platform
 import shlex
 import shutil
+import struct
 import subprocess
 import tempfile
 import warnings
@@ -121,9 +122,12 @@ def kernels() -> ctypes.CDLL | None:
 
     try:
         path = build()
+        if not _whole_elf(path):  # cut short (a disk that filled up, say): dlopen would crash on it (SIGBUS)
+            path.unlink()
+            path = build()
         try:
             return load(path)
-        except OSError:  # a damaged library in the cache (a disk that filled up, say): built again, once
+        except OSError:  # otherwise damaged: built again, once
             path.unlink(missing_ok=True)
             return load(build())
     except subprocess.CalledProcessError as e:
@@ -139,6 +143,19 @@ def kernels() -> ctypes.CDLL | None:
         warnings.warn(f"i2i_cpu: the C Winograd transforms are not built: {e}; using torch operations (slower)",
                       NativeBuildWarning, stacklevel=2)
     return None
+
+
+def _whole_elf(path: Path) -> bool:
+    """Whether ``path`` holds as many bytes as its ELF header says (its section headers come last), or is
+    not a 64-bit little-endian ELF file at all (another platform's library: left to dlopen)."""
+    with open(path, "rb") as f:
+        header = f.read(64)
+    if header[:4] != b"\x7fELF":
+        return platform.system() != "Linux"  # on Linux the compiler writes ELF: anything else is damage
+    if len(header) < 64 or header[4] != 2 or header[5] != 1:  # ELFCLASS64, little-endian
+        return len(header) == 64
+    section_headers, entry_size, entries = struct.unpack_from("<Q", header, 0x28)[0], *struct.unpack_from("<HH", header, 0x3A)
+    return path.stat().st_size >= section_headers + entry_size * entries
 
 
 def _reason(e: subprocess.CalledProcessError) -> str:
