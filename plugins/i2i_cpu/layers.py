@@ -93,9 +93,9 @@ def _cpu_fp32_eager(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and not torch.is_autocast_enabled("cpu")
 
 
-def _use_gemm(x: torch.Tensor, columns: int, skinny: bool = True) -> bool:
+def _use_gemm(columns: int, skinny: bool = True) -> bool:
     """Whether to compute a layer as one GEMM of ``columns`` columns (``skinny``: also 2-7 of them)."""
-    return _cpu_fp32_eager(x) and columns <= SMALL_MAP_COLUMNS and (skinny or not 1 < columns < SKINNY_COLUMNS)
+    return columns <= SMALL_MAP_COLUMNS and (skinny or not 1 < columns < SKINNY_COLUMNS)
 
 
 def winograd_pays(capability: str | None = None, setting: str | None = None) -> bool:
@@ -126,12 +126,7 @@ def _winograd_shape(conv: nn.Conv2d) -> bool:
 
 
 def _use_winograd(conv: nn.Conv2d, x: torch.Tensor) -> bool:
-    (ph, pw) = conv.padding  # type: ignore[misc]
-    return (
-        _winograd_shape(conv) and _cpu_fp32_eager(x) and x.shape[-2] * x.shape[-1] >= WINOGRAD_MIN_PIXELS
-        # the standard layer's own error for a map smaller than the kernel
-        and min(x.shape[-2] + 2 * ph, x.shape[-1] + 2 * pw) >= conv.kernel_size[0] and _same_dtype(conv, x)
-    )
+    return _winograd_shape(conv) and x.shape[-2] * x.shape[-1] >= WINOGRAD_MIN_PIXELS
 
 
 def _same_dtype(layer: nn.Module, x: torch.Tensor) -> bool:
@@ -140,11 +135,8 @@ def _same_dtype(layer: nn.Module, x: torch.Tensor) -> bool:
     return layer.weight.dtype == x.dtype and (layer.bias is None or layer.bias.dtype == x.dtype)
 
 
-def _use_space_to_depth(conv: nn.Conv2d, x: torch.Tensor) -> bool:
-    (ph, pw), (kh, kw) = conv.padding, conv.kernel_size  # type: ignore[misc]
-    return (conv.stride == (1, 1) and conv.out_channels <= NARROW_MAX_OUT
-            and min(kh, kw) >= NARROW_MIN_KERNEL and _cpu_fp32_eager(x)
-            and x.shape[-2] + 2 * ph >= kh and x.shape[-1] + 2 * pw >= kw)  # else the standard layer's error
+def _use_space_to_depth(conv: nn.Conv2d) -> bool:
+    return conv.stride == (1, 1) and conv.out_channels <= NARROW_MAX_OUT and min(conv.kernel_size) >= NARROW_MIN_KERNEL
 
 
 def _plain_conv(m: nn.Conv2d) -> bool:
@@ -163,18 +155,20 @@ class CpuConv2d(nn.Conv2d):
     parameters, same maths). Made by :func:`accelerate`, not built directly."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
+        if not _cpu_fp32_eager(x):
             return super().forward(x)
-        if _use_winograd(self, x):
-            return winograd_conv(x, self.weight, self.bias, self.padding)  # type: ignore[arg-type]
-        if _use_space_to_depth(self, x):
-            return space_to_depth_conv(x, self.weight, self.bias, self.padding)  # type: ignore[arg-type]
         n, _, h, w = x.shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding  # type: ignore[misc]
         ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        if ho < 1 or wo < 1 or not _same_dtype(self, x):  # the standard layer, for its own error
+            return super().forward(x)
+        if _use_winograd(self, x):
+            return winograd_conv(x, self.weight, self.bias, self.padding)  # type: ignore[arg-type]
+        if _use_space_to_depth(self):
+            return space_to_depth_conv(x, self.weight, self.bias, self.padding)  # type: ignore[arg-type]
         # 2-7 columns: MKL's skinny GEMMs in the backward pass make this 2x slower than oneDNN
         # (bench/conv_kernels.py: 512->512 on a 4x4 map, 27 vs 14 ms forward + backward).
-        if not _use_gemm(x, n * ho * wo, skinny=False) or ho < 1 or wo < 1 or not _same_dtype(self, x):
+        if not _use_gemm(n * ho * wo, skinny=False):
             return super().forward(x)
         cols = F.unfold(x, (kh, kw), padding=(ph, pw), stride=(sh, sw))  # n, c*kh*kw, ho*wo
         cols = cols.transpose(0, 1).reshape(cols.shape[1], -1)  # one GEMM over the whole batch
@@ -188,12 +182,13 @@ class CpuConvTranspose2d(nn.ConvTranspose2d):
     """``nn.ConvTranspose2d`` that computes small input maps on the CPU as one GEMM and a fold."""
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        n, _, h, w = x.shape if x.dim() == 4 else (0, 0, 0, 0)
-        if output_size is not None or not _use_gemm(x, n * h * w):
+        if output_size is not None or not _cpu_fp32_eager(x):
             return super().forward(x, output_size)
+        n, _, h, w = x.shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding  # type: ignore[misc]
         ho, wo = (h - 1) * sh - 2 * ph + kh, (w - 1) * sw - 2 * pw + kw
-        if ho < 1 or wo < 1 or not _same_dtype(self, x):  # the standard layer's errors
+        # an empty output or mixed dtypes: the standard layer, for its own error
+        if ho < 1 or wo < 1 or not _same_dtype(self, x) or not _use_gemm(n * h * w):
             return super().forward(x, output_size)
         weight = self.weight.reshape(self.in_channels, -1)  # in, out*kh*kw
         if n * h * w < SKINNY_COLUMNS:
