@@ -16,6 +16,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from .winograd import _pad
+
 
 @functools.lru_cache(maxsize=16)
 def _taps(k: int) -> tuple[torch.Tensor, int]:
@@ -51,7 +53,6 @@ def space_to_depth_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     # blocks enough for ceil(ho / 2) outputs of each phase: the padding, plus zeros to an even size
     hp, wp = 2 * (-(-ho // 2) + kh // 2), 2 * (-(-wo // 2) + kw // 2)
     pads = (pw, wp - w - pw, ph, hp - h - ph)
-    x = F.pad(x, pads) if any(pads) else x  # F.pad copies even when there is nothing to add
-    y = F.conv2d(F.pixel_unshuffle(x, 2), blocked_weight(weight),
+    y = F.conv2d(F.pixel_unshuffle(_pad(x, pads), 2), blocked_weight(weight),
                  None if bias is None else bias.repeat_interleave(4))
     return F.pixel_shuffle(y, 2)[:, :, :ho, :wo]

@@ -29,6 +29,7 @@ activation is V (2.25x the input for F(4x4, 3x3)) instead of the input.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from typing import Any, Callable, NamedTuple
 
 import torch
@@ -122,8 +123,7 @@ def _product_list(a: torch.Tensor, b: torch.Tensor, *, b_transposed: bool = Fals
     row-strided operand (V's view for n == 1) takes its reference path, 355 ms against 0.13 ms."""
     if GEMM is None or a.dtype != torch.float32:
         return list(torch.bmm(a, b.transpose(1, 2) if b_transposed else b).unbind())
-    # unbind makes the 36 views in one call (indexing in the loop cost ~2 us each, 108 a layer)
-    return [GEMM(x, w) for x, w in zip(a.unbind(), (b if b_transposed else b.transpose(1, 2)).unbind())]
+    return list(_gemms(a, b, b_transposed))
 
 
 def _products(a: torch.Tensor, b: torch.Tensor, *, b_transposed: bool = False) -> torch.Tensor:
@@ -131,9 +131,15 @@ def _products(a: torch.Tensor, b: torch.Tensor, *, b_transposed: bool = False) -
     if GEMM is None or a.dtype != torch.float32:
         return torch.bmm(a, b.transpose(1, 2) if b_transposed else b)
     out = a.new_empty(36, a.shape[1], b.shape[1] if b_transposed else b.shape[2])
-    for i in range(36):  # each product is copied into place while it is still in cache
-        out[i].copy_(GEMM(a[i], b[i] if b_transposed else b[i].t()))
+    for dst, product in zip(out.unbind(), _gemms(a, b, b_transposed)):
+        dst.copy_(product)  # each product is copied into place while it is still in cache
     return out
+
+
+def _gemms(a: torch.Tensor, b: torch.Tensor, b_transposed: bool) -> Iterator[torch.Tensor]:
+    """oneDNN's 36 products, one at a time. ``GEMM(x, w)`` is ``x @ w.T``; unbind makes the 36 operand
+    views in one call each (indexing in a loop cost ~2 us a view, 108 a layer)."""
+    return (GEMM(x, w) for x, w in zip(a.unbind(), (b if b_transposed else b.transpose(1, 2)).unbind()))
 
 
 class _Geometry(NamedTuple):
