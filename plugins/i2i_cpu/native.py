@@ -1,8 +1,7 @@
 """The Winograd transforms in C (``winograd_kernels.c``): compiled once per machine, loaded with ctypes.
 
 The library is built on first use with the system C compiler (``$CC``, a command such as ``ccache
-gcc``, else ``cc``; ``-O3
--march=native -fopenmp``) into i2i's cache (``i2i cache``: kind ``kernels``), named by a hash of the
+gcc``, else ``cc``; ``-O3 -march=native -fopenmp``) into i2i's cache (``i2i cache``: kind ``kernels``), named by a hash of the
 source, the flags, the compiler's version and the CPU, so an edit or another machine builds afresh.
 There are no Python or torch headers to compile against (a build takes ~1 s), and the library uses
 the OpenMP runtime torch already loaded (``libgomp.so.1``), so its threads are torch's.
@@ -122,12 +121,11 @@ def kernels() -> ctypes.CDLL | None:
 
     try:
         path = build()
-        if not _whole_elf(path):  # cut short (a disk that filled up, say): dlopen would crash on it (SIGBUS)
-            path.unlink()
-            path = build()
         try:
+            if not _whole_elf(path):  # cut short (a disk that filled up, say): dlopen would crash (SIGBUS)
+                raise OSError(f"{path} is cut short")
             return load(path)
-        except OSError:  # otherwise damaged: built again, once
+        except OSError:  # a damaged library in the cache: built again, once
             path.unlink(missing_ok=True)
             return load(build())
     except subprocess.CalledProcessError as e:
