@@ -1,7 +1,8 @@
 """Opt-in accelerators: the host side of the ``accelerate`` hook (:mod:`i2i.hookspecs`).
 
 ``cpu_kernels(module, device, precision)`` is what ``--set cpu_kernels=true`` (the engine, on each
-generator, and on each discriminator unless a gradient penalty differentiates it twice) and ``i2i.load(..., cpu_kernels=True)`` (``i2i translate --cpu-kernels``) call. It asks
+generator, and on each discriminator unless a gradient penalty differentiates it twice) and
+``i2i.load(..., cpu_kernels=True)`` (``i2i translate --cpu-kernels``) call. It asks
 every plugin's ``accelerate`` hook, in registration order, and returns how many layers they
 changed. Nothing is asked off the CPU or outside fp32: the CPU kernels are for that case only, and
 the built-in networks run as the plain ``torch.nn`` modules they are everywhere else.

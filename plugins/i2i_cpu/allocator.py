@@ -15,10 +15,11 @@ steps, as a training process does anyway (Intel's PyTorch extension reaches the 
 preloading jemalloc). It can hold more where the sizes keep changing, since freed blocks wedged
 between live ones are not given back: translating one image at each of 9 sizes from 256 to 1024
 pixels with ``cpu_kernels`` left 1.7 GiB resident against 0.9 GiB with glibc's defaults (peak 2.8 GiB
-against 1.8). Translate a folder of mixed sizes without ``--cpu-kernels`` where memory is tight. Setting these yourself (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_MMAP_MAX_``,
-``MALLOC_TRIM_THRESHOLD_``, or the same ``glibc.malloc.*`` in ``GLIBC_TUNABLES``) leaves glibc as you
-set it; on other C libraries nothing is changed. Threads other than the main one allocate from their
-own arenas, which glibc keeps in mmap'd 64 MiB heaps whatever the settings.
+against 1.8). Translate a folder of mixed sizes without ``--cpu-kernels`` where memory is tight.
+Setting these yourself (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_MMAP_MAX_``, ``MALLOC_TRIM_THRESHOLD_``,
+or the same ``glibc.malloc.*`` in ``GLIBC_TUNABLES``) leaves glibc as you set it; on other C
+libraries nothing is changed. Threads other than the main one allocate from their own arenas, which
+glibc keeps in mmap'd 64 MiB heaps whatever the settings.
 """
 
 from __future__ import annotations
