@@ -8,6 +8,8 @@ import copy
 import os
 import platform
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import warnings
@@ -112,7 +114,7 @@ def winograd_calls(record_true) -> list[tuple]:
 
 @pytest.fixture
 def gemm_calls(record_true) -> list[tuple]:
-    """The (input, columns) of each layer that took the GEMM path."""
+    """The (columns, ...) of each layer that took the GEMM path."""
     return record_true(layers, "_use_gemm")
 
 
@@ -355,6 +357,13 @@ def fresh_build() -> Iterator[None]:
     native.kernels.cache_clear()
 
 
+def _need_compiler() -> None:
+    """Skip where there is no C compiler ($CC as native.build reads it) to build the C transforms."""
+    command = shlex.split(os.environ.get("CC") or "cc")
+    if not command or shutil.which(command[0]) is None:
+        pytest.skip("no C compiler here")
+
+
 def _compiler_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     calls: list[list[str]] = []
     run = subprocess.run
@@ -369,10 +378,7 @@ def _compiler_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
 
 def test_c_transforms_are_built_once_into_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    import shutil as _shutil
-
-    if _shutil.which(os.environ.get("CC") or "cc") is None:
-        pytest.skip("no C compiler here")
+    _need_compiler()
     calls = _compiler_calls(monkeypatch)
     path = native.build()
     assert path.is_file() and path.parent == Path(os.environ["I2I_CACHE_DIR"]) / "kernels" and len(calls) == 1
@@ -413,10 +419,7 @@ def test_without_a_compiler_the_torch_transforms_are_used_with_one_warning(monke
 def test_a_damaged_library_in_the_cache_is_built_again(damage: str) -> None:
     """A library cut short (a disk that filled up) would crash dlopen with SIGBUS, so it is checked
     first; run in a fresh process, which such a crash would kill."""
-    import shutil as _shutil
-
-    if _shutil.which(os.environ.get("CC") or "cc") is None:
-        pytest.skip("no C compiler here")
+    _need_compiler()
     path = native.build()
     if damage == "garbage":
         path.write_bytes(b"\x7fELF cut short")
