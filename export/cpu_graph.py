@@ -15,23 +15,34 @@
 
        input transform   V = B^T d B    a depthwise Conv: 36 fixed 6x6 kernels per channel, stride 4
        36 channel GEMMs  M = U . V      one batched MatMul with U = G g G^T precomputed from the weights
-       output transform  Y = A^T M A    one MatMul with the 16x36 transform, DepthToSpace(4) back to the image
+       output transform  Y = A^T M A    one MatMul with the 16x36 transform; Col2Im puts the 4x4 blocks in place
 
    A bias is added after the output transform, or left out where only InstanceNormalization reads the
-   convolution (its mean subtraction cancels a per-channel bias: a ResNet generator's blocks).
+   convolution (its mean subtraction cancels a per-channel bias: a ResNet generator's blocks). The
+   output transform leaves the blocks as (p, q, channel, tile); Col2Im reads that as one 4x4 block per
+   (channel, tile) of a "tall" image, every channel's tile rows stacked, which a Reshape makes the
+   channels again: onnxruntime's Col2Im is ~25% faster than its DepthToSpace here (0.62 against 0.72 ms).
 
    (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016). Maps of any size work:
    the input is padded by 3 on the bottom and right inside the depthwise Conv (so ceil(H/4) tiles
    cover H outputs) and the output is sliced back to the convolution's size. Rounding differs from
    the direct sum by ~1e-5 relative.
-3. **Large kernels with few outputs through space-to-depth** (``rewrite_narrow_conv``). A generator's
-   last layer (7x7, 64 -> 3 channels) runs badly in MLAS, which pads 3 output channels to 8 and gets
-   little reuse from 64 inputs. SpaceToDepth(2) turns it into a 4x4 convolution from 256 to 12
-   channels on a quarter of the pixels, and DepthToSpace(2) puts the 2x2 output blocks back: the
-   same sums, arranged for the GEMM.
+3. **Large kernels with few outputs on 2x2 output blocks** (``rewrite_narrow_conv``). A generator's
+   last layer (7x7, 64 -> 3 channels) runs badly in MLAS, which pads 3 output channels to 8 or 16 and
+   gets little reuse from 64 inputs. As an 8x8 convolution of stride 2 to 12 channels (each output
+   channel once per position in a 2x2 block, the kernel shifted by that position), it computes the
+   same sums on a quarter of the positions with 4x the outputs per read; DepthToSpace(2) puts the
+   blocks back (18.5 -> ~6 ms for resnet_9blocks' last layer).
+4. **Transposed convolutions by output phase** (``rewrite_conv_transpose``). onnxruntime computes
+   ConvTranspose as a GEMM into a column buffer and a col2im scatter (~37 MB of columns for
+   resnet_9blocks' last upsampler). With stride s, the outputs at each of the s x s phases are an
+   ordinary small convolution of the input (a 3x3 stride-2 kernel: 1x1, 1x2, 2x1 and 2x2 taps, the
+   same multiplications), which MLAS runs directly; Col2Im with s x s blocks interleaves the phases.
+   resnet_9blocks' two upsamplers: ~26 -> ~15 ms. (A DepthToSpace interleave, measured in an earlier
+   version, cost as much as it saved: onnxruntime's DepthToSpace moves ~3 GB/s.)
 
-Passes 2 and 3 are i2i's own: neither onnxscript's rules nor onnxslim's have them. The transposed
-convolutions are left as they are (a phase rewrite measured ~4%, inside the noise).
+Passes 2 to 4 are i2i's own: neither onnxscript's rules nor onnxslim's have them. Col2Im is an
+opset-18 operator, so the rewrites need files of opset 18 or later (i2i's default).
 
 The rewritten graph reads in any runtime, but pays off only on CPUs: GPU runtimes (cuDNN, TensorRT)
 choose their own algorithms and run the plain graph faster, which is why it is an export-time choice
@@ -71,18 +82,28 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
 MIN_CHANNELS = 128
 #: rewrite_narrow_conv: at most this many output channels, kernels of at least this size.
 NARROW_MAX_OUT, NARROW_MIN_KERNEL = 4, 5
+#: Col2Im, which the rewrites use, is an opset-18 operator.
+MIN_OPSET = 18
 
 
 def optimize_for_cpu(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS) -> tuple[onnx.ModelProto, int]:
-    """onnxscript's optimizer, then the Winograd and space-to-depth rewrites; returns the new model and
-    how many convolutions were rewritten. ``model`` itself is left as it was.
+    """onnxscript's optimizer, then the Winograd, narrow-convolution and transposed-convolution rewrites;
+    returns the new model and how many convolutions were rewritten. ``model`` itself is left as it was.
 
     ``min_channels`` is the Winograd rewrite's width threshold (tests pass 1 to rewrite every 3x3
-    convolution of a tiny network)."""
+    convolution of a tiny network).
+
+    Raises ``I2IError`` for a model of opset < 18 (the rewrites use Col2Im)."""
     import onnxscript.optimizer
 
+    from i2i.errors import I2IError
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < MIN_OPSET:
+        raise I2IError(f"--optimize cpu writes opset-{MIN_OPSET} operators (Col2Im) and this model is opset {opset}: "
+                       f"export with --opset {MIN_OPSET} or later, or without --optimize")
     optimized = onnxscript.optimizer.optimize(model)
-    count = rewrite_conv3x3(optimized, min_channels) + rewrite_narrow_conv(optimized)
+    count = rewrite_conv3x3(optimized, min_channels) + rewrite_narrow_conv(optimized) + rewrite_conv_transpose(optimized)
     return optimized, count
 
 
@@ -98,22 +119,48 @@ def rewrite_conv3x3(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS) ->
 
 def rewrite_narrow_conv(model: onnx.ModelProto, max_out: int = NARROW_MAX_OUT, min_kernel: int = NARROW_MIN_KERNEL) -> int:
     """Replace every float32 stride-1 ungrouped square Conv with at most ``max_out`` output channels and a
-    kernel of at least ``min_kernel`` by SpaceToDepth(2) -> Conv -> DepthToSpace(2), in place."""
+    kernel of at least ``min_kernel`` by a stride-2 Conv to 4x the channels -> DepthToSpace(2), in place;
+    returns how many were replaced."""
 
     def eligible(dims: list[int], attrs: dict) -> bool:
         return dims[0] <= max_out and dims[2] == dims[3] >= min_kernel and _plain_conv(attrs)
 
-    return _rewrite_convs(model, "narrow", eligible, _space_to_depth_nodes)
+    return _rewrite_convs(model, "narrow", eligible, _output_block_nodes)
+
+
+def rewrite_conv_transpose(model: onnx.ModelProto) -> int:
+    """Replace every float32 ungrouped, undilated ConvTranspose whose output is exactly stride x its input
+    (kernel - pads + output_padding == stride, each axis: 3x3 stride 2 pad 1 output_padding 1, 4x4 stride
+    2 pad 1) and whose every phase has taps, by one Conv per output phase -> Concat -> Col2Im, in place;
+    returns how many were replaced."""
+
+    def eligible(dims: list[int], attrs: dict) -> bool:
+        strides = list(attrs.get("strides", [1, 1]))
+        pads = list(attrs.get("pads", [0, 0, 0, 0]))
+        extra = list(attrs.get("output_padding", [0, 0]))
+        if (len(dims) != 4 or attrs.get("group", 1) != 1 or "output_shape" in attrs or max(strides) < 2
+                or list(attrs.get("dilations", [1, 1])) != [1, 1]
+                or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
+            return False
+        for axis in range(2):
+            k, s, begin = dims[2 + axis], strides[axis], pads[axis]
+            if k - begin - pads[2 + axis] + extra[axis] != s:
+                return False
+            if any(not 0 <= shift < taps for taps, shift in (_phase(k, s, begin, r)[1:] for r in range(s))):
+                return False
+        return True
+
+    return _rewrite_convs(model, "phase", eligible, _phase_nodes, op_type="ConvTranspose")
 
 
 @dataclass
 class _Conv:
-    """A Conv a rewrite replaces: input and output names, constant weights and bias, pads, and the
-    node's other attributes."""
+    """A Conv or ConvTranspose a rewrite replaces: input and output names, constant weights and bias,
+    pads, and the node's other attributes."""
 
     x: str
     y: str
-    weight: np.ndarray  # float32, as stored
+    weight: np.ndarray  # float32, as stored: Conv (out, in, kh, kw), ConvTranspose (in, out, kh, kw)
     bias: np.ndarray
     pads: tuple[int, int, int, int]  # top, left, bottom, right
     attrs: dict[str, Any]
@@ -124,10 +171,10 @@ Const = Callable[[str, np.ndarray], str]
 
 
 def _rewrite_convs(model: onnx.ModelProto, prefix: str, eligible: Callable[[list[int], dict], bool],
-                   emit: Callable[[_Conv, str, Const], list[Any]]) -> int:
-    """Replace each Conv node with constant float32 4-D weights and a constant bias, if any,
-    that is ``eligible(weight_dims, attributes)`` by the nodes ``emit(conv, name_prefix, const)``
-    returns; in place. Returns how many were replaced."""
+                   emit: Callable[[_Conv, str, Const], list[Any]], op_type: str = "Conv") -> int:
+    """Replace each ``op_type`` node (Conv or ConvTranspose) with constant float32 4-D weights and a
+    constant bias, if any, that is ``eligible(weight_dims, attributes)`` by the nodes
+    ``emit(conv, name_prefix, const)`` returns; in place. Returns how many were replaced."""
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
@@ -140,7 +187,7 @@ def _rewrite_convs(model: onnx.ModelProto, prefix: str, eligible: Callable[[list
     nodes: list[Any] = []
     count = 0
     for node in graph.node:
-        weight = constants.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        weight = constants.get(node.input[1]) if node.op_type == op_type and len(node.input) > 1 else None
         bias_name = node.input[2] if len(node.input) > 2 else ""
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if (weight is None or weight.data_type != TensorProto.FLOAT or len(weight.dims) != 4
@@ -149,7 +196,8 @@ def _rewrite_convs(model: onnx.ModelProto, prefix: str, eligible: Callable[[list
             nodes.append(node)
             continue
         w = numpy_helper.to_array(weight)
-        bias = numpy_helper.to_array(constants[bias_name]) if bias_name else np.zeros(w.shape[0])
+        out_ch = w.shape[1] if op_type == "ConvTranspose" else w.shape[0]  # ConvTranspose: (in, out, kh, kw)
+        bias = numpy_helper.to_array(constants[bias_name]) if bias_name else np.zeros(out_ch, np.float32)
         if node.output[0] not in outputs and readers.get(node.output[0], []) and all(
                 r == ("InstanceNormalization", 0) for r in readers[node.output[0]]):
             # InstanceNormalization subtracts each channel's mean: a per-channel bias before it cancels
@@ -159,8 +207,12 @@ def _rewrite_convs(model: onnx.ModelProto, prefix: str, eligible: Callable[[list
         p = f"{prefix}{count}_"
         count += 1
 
-        def const(name: str, array: np.ndarray, p: str = p) -> str:
-            _add_initializer(graph, p + name, array)
+        made: set[str] = set()
+
+        def const(name: str, array: np.ndarray, p: str = p, made: set[str] = made) -> str:
+            if p + name not in made:  # emitters may ask for one constant twice: store it once
+                made.add(p + name)
+                _add_initializer(graph, p + name, array)
             return p + name
 
         nodes += emit(_Conv(node.input[0], node.output[0], w, bias, (pt, pl, pb, pr), attrs), p, const)
@@ -189,51 +241,79 @@ def _winograd_nodes(conv: _Conv, p: str, const: Const) -> list[Any]:
         helper.make_node("Transpose", [p + "v2"], [p + "v3"], perm=[0, 2, 1, 3]),       # N 36 C T
         helper.make_node("MatMul", [const("u", np.ascontiguousarray(u, np.float32)), p + "v3"], [p + "m"]),  # N 36 O T
         helper.make_node("Reshape", [p + "m", const("flat", np.array([0, 36, -1], np.int64))], [p + "m2"]),  # N 36 O*T
-        # One GEMM for the output transform, leaving (p, q) outermost: DepthToSpace's DCR order
         helper.make_node("MatMul", [const("a", ka.astype(np.float32)), p + "m2"], [p + "y16"]),  # N 16 O*T
+        # Col2Im reads (p, q) x (O, th, tw) as the 4x4 blocks of a tall O*4th x 4tw image, in place
         helper.make_node("Shape", [p + "v"], [p + "vshape"]),
         helper.make_node("Slice", [p + "vshape", const("i0", np.array([0], np.int64)),
                                    const("i1", np.array([1], np.int64))], [p + "n"]),
         helper.make_node("Slice", [p + "vshape", p + "i2", p + "i4"], [p + "tiles"]),
-        helper.make_node("Concat", [p + "n", const("o16", np.array([out_ch * 16], np.int64)), p + "tiles"],
-                         [p + "tshape"], axis=0),
-        helper.make_node("Reshape", [p + "y16", p + "tshape"], [p + "y16img"]),         # N 16*O th tw
-        helper.make_node("DepthToSpace", [p + "y16img"], [p + "ynob"], blocksize=4, mode="DCR"),
+        helper.make_node("Mul", [p + "tiles", const("four", np.array([4, 4], np.int64))], [p + "hw4"]),
+        helper.make_node("Mul", [p + "hw4", const("tall", np.array([out_ch, 1], np.int64))], [p + "tallhw"]),
+        helper.make_node("Col2Im", [p + "y16", p + "tallhw", p + "four"], [p + "tallimg"], strides=[4, 4]),
+        helper.make_node("Concat", [p + "n", const("o", np.array([out_ch], np.int64)), p + "hw4"], [p + "yshape"], axis=0),
+        helper.make_node("Reshape", [p + "tallimg", p + "yshape"], [p + "ynob"]),                 # N O 4th 4tw
         *([helper.make_node("Add", [p + "ynob", const("b", conv.bias.reshape(out_ch, 1, 1).astype(np.float32))],
                             [p + "yfull"])] if conv.bias.any() else []),
         *_crop_to_conv_size(conv, p, const, p + "yfull" if conv.bias.any() else p + "ynob"),
     ]
 
 
-def _space_to_depth_nodes(conv: _Conv, p: str, const: Const) -> list[Any]:
+def _output_block_nodes(conv: _Conv, p: str, const: Const) -> list[Any]:
     from onnx import helper
 
     w = conv.weight
     out_ch, in_ch, k = w.shape[0], w.shape[1], w.shape[2]
-    k2 = k // 2 + 1
-    # Output pixel (2i+dy, 2j+dx) reads input (2(i+a)+sy, 2(j+b)+sx) with kernel tap
-    # (2a+sy-dy, 2b+sx-dx): SpaceToDepth puts (sy, sx) in the channels, DepthToSpace takes (dy, dx) out.
-    w2 = np.zeros((out_ch * 4, 4 * in_ch, k2, k2), np.float32)
-    for dy, dx, sy, sx, a, b in np.ndindex(2, 2, 2, 2, k2, k2):
-        ky, kx = 2 * a + sy - dy, 2 * b + sx - dx
-        if 0 <= ky < k and 0 <= kx < k:
-            block = (sy * 2 + sx) * in_ch
-            w2[dy * 2 + dx::4, block:block + in_ch, a, b] = w[:, :, ky, kx]
+    # Output (2i+dy, 2j+dx) reads input (2i+dy+ky, 2j+dx+kx): block (i, j) of a stride-2 (k+1)x(k+1)
+    # kernel, channel (o, dy, dx) holding the kernel shifted by (dy, dx) (DepthToSpace's CRD order).
+    w2 = np.zeros((out_ch, 2, 2, in_ch, k + 1, k + 1), np.float32)
+    for dy, dx in np.ndindex(2, 2):
+        w2[:, dy, dx, :, dy:dy + k, dx:dx + k] = w
     pt, pl, pb, pr = conv.pads
     return [
-        # the conv's own padding, plus a row/column where the padded size is odd (SpaceToDepth needs even)
         *_spatial_size(conv.x, p, const),
-        helper.make_node("Add", [p + "xhw", const("pads_hw", np.array([pt + pb, pl + pr], np.int64))], [p + "phw"]),
-        helper.make_node("Mod", [p + "phw", const("two", np.array([2, 2], np.int64))], [p + "odd"]),
-        helper.make_node("Add", [const("tail0", np.array([pb, pr], np.int64)), p + "odd"], [p + "tail"]),
-        helper.make_node("Concat", [const("head", np.array([0, 0, pt, pl, 0, 0], np.int64)), p + "tail"],
-                         [p + "pads"], axis=0),
-        helper.make_node("Pad", [conv.x, p + "pads"], [p + "xp"]),
-        helper.make_node("SpaceToDepth", [p + "xp"], [p + "xs"], blocksize=2),
-        helper.make_node("Conv", [p + "xs", const("w", w2), const("b", np.repeat(conv.bias, 4).astype(np.float32))],
-                         [p + "ys"], kernel_shape=[k2, k2]),
-        helper.make_node("DepthToSpace", [p + "ys"], [p + "yfull"], blocksize=2, mode="CRD"),
+        # one more row/column of zeros: ceil(out / 2) blocks cover an odd output too
+        helper.make_node("Conv", [conv.x, const("w", w2.reshape(out_ch * 4, in_ch, k + 1, k + 1)),
+                                  const("b", np.repeat(conv.bias, 4).astype(np.float32))], [p + "blocks"],
+                         kernel_shape=[k + 1, k + 1], strides=[2, 2], pads=[pt, pl, pb + 1, pr + 1]),
+        helper.make_node("DepthToSpace", [p + "blocks"], [p + "yfull"], blocksize=2, mode="CRD"),
         *_crop_to_conv_size(conv, p, const, p + "yfull"),
+    ]
+
+
+def _phase(k: int, s: int, pad: int, r: int) -> tuple[int, int, int]:
+    """One axis of ConvTranspose (kernel ``k``, stride ``s``, leading pad ``pad``) at output phase ``r``:
+    outputs y[s*m + r] = sum_j x[m + shift - j] * w[first + s*j] for j < taps. Returns
+    (first, taps, shift): the phase is a correlation of x with the ``taps`` reversed, padded
+    ``taps - 1 - shift`` before and ``shift`` after (when the output is s x the input)."""
+    first = (r + pad) % s
+    return first, max(0, -(-(k - first) // s)), (r + pad) // s
+
+
+def _phase_nodes(conv: _Conv, p: str, const: Const) -> list[Any]:
+    from onnx import helper
+
+    w = conv.weight  # in, out, kh, kw
+    out_ch = w.shape[1]
+    sy, sx = conv.attrs["strides"]
+    pt, pl = conv.pads[:2]
+    nodes, phases = [*_spatial_size(conv.x, p, const)], []
+    for ry, rx in np.ndindex(sy, sx):
+        (fy, ty, shy), (fx, tx, shx) = _phase(w.shape[2], sy, pt, ry), _phase(w.shape[3], sx, pl, rx)
+        taps = w[:, :, fy::sy][:, :, :ty][:, :, ::-1][:, :, :, fx::sx][:, :, :, :tx][:, :, :, ::-1]
+        name = f"{p}y{ry}_{rx}"
+        nodes += [
+            helper.make_node("Conv", [conv.x, const(f"w{ry}_{rx}", np.ascontiguousarray(taps.transpose(1, 0, 2, 3))),
+                                      const("b", conv.bias.astype(np.float32))], [name],
+                             kernel_shape=[ty, tx], pads=[ty - 1 - shy, tx - 1 - shx, shy, shx]),
+            helper.make_node("Reshape", [name, const("column", np.array([0, out_ch, 1, -1], np.int64))], [name + "c"]),
+        ]
+        phases.append(name + "c")
+    # (N, O, phase, H*W) is Col2Im's (channel, block row, block column) x position order
+    return nodes + [
+        helper.make_node("Concat", phases, [p + "cat"], axis=2),
+        helper.make_node("Reshape", [p + "cat", const("colshape", np.array([0, out_ch * sy * sx, -1], np.int64))], [p + "cols"]),
+        helper.make_node("Mul", [p + "xhw", const("s", np.array([sy, sx], np.int64))], [p + "yhw"]),
+        helper.make_node("Col2Im", [p + "cols", p + "yhw", p + "s"], [conv.y], strides=[sy, sx]),
     ]
 
 

@@ -1,6 +1,6 @@
 """``i2i export --optimize cpu``: onnxscript's optimizer and the CPU rewrites of the graph (Winograd,
-space-to-depth) compute what the plain graph computes, at any size; the file says it was optimised,
-and the runtime runs it as it is."""
+narrow convolutions on 2x2 output blocks, transposed convolutions by phase) compute what the plain
+graph computes, at any size; the file says it was optimised, and the runtime runs it as it is."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from i2i.artifact import GeneratorMeta
-from i2i_export.cpu_graph import optimize_for_cpu, rewrite_conv3x3, rewrite_narrow_conv
+from i2i_export.cpu_graph import optimize_for_cpu, rewrite_conv3x3, rewrite_conv_transpose, rewrite_narrow_conv
 from i2i_export.exporter import export_onnx
 from i2i_export.runtime import OnnxGenerator, read_meta
 
@@ -70,7 +70,7 @@ def resnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_resnet_generator_rewritten_agrees_with_the_plain_graph(resnet: Path, shape: tuple[int, ...]) -> None:
     # 20x28 and 36x44 give 5x7 and 9x11 maps: tiles that overhang the map and are sliced off.
     optimized, count = optimize_for_cpu(onnx.load(str(resnet)))
-    assert count == 13  # 12 residual convolutions + the last 7x7 32 -> 3 layer
+    assert count == 15  # 12 residual convolutions, the last 7x7 32 -> 3 layer and the 2 upsamplers
     onnx.checker.check_model(optimized, full_check=True)
     model = optimized.SerializeToString()
     x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
@@ -133,15 +133,17 @@ def test_narrow_strided_and_grouped_convolutions_are_left_alone(tmp_path: Path) 
 
 @pytest.mark.parametrize("kernel,padding,bias,hw", [(7, 0, True, (20, 26)), (7, 3, True, (21, 17)), (5, 2, False, (9, 12)),
                                                    (6, 1, True, (15, 15))])
-def test_narrow_large_kernel_convolution_through_space_to_depth(tmp_path: Path, kernel: int, padding: int,
-                                                                 bias: bool, hw: tuple[int, int]) -> None:
-    # Odd padded sizes (21 + 6, 17 + 6, 15 + 2) take the extra row/column; 6x6 is an even kernel.
+def test_narrow_large_kernel_convolution_on_2x2_output_blocks(tmp_path: Path, kernel: int, padding: int,
+                                                               bias: bool, hw: tuple[int, int]) -> None:
+    # Odd output sizes (21 + 6 - 6, 17, 15 + 2 - 5) leave half a block to crop; 6x6 is an even kernel.
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(16, 3, kernel, padding=padding, bias=bias)).eval()
     path = _export(net, torch.randn(1, 16, 24, 24), tmp_path / "narrow.onnx")
     count, model = _rewritten(path, rewrite_narrow_conv)
     assert count == 1
-    assert {n.op_type for n in onnx.load_from_string(model).graph.node} >= {"SpaceToDepth", "DepthToSpace"}
+    convs = [n for n in onnx.load_from_string(model).graph.node if n.op_type == "Conv"]
+    assert [list(next(a.ints for a in c.attribute if a.name == "strides")) for c in convs] == [[2, 2]]
+    assert "DepthToSpace" in {n.op_type for n in onnx.load_from_string(model).graph.node}
     x = np.random.default_rng(3).standard_normal((2, 16) + hw).astype(np.float32)
     _assert_agrees(net, model, x, 1e-5)
 
@@ -151,6 +153,37 @@ def test_wide_or_small_kernel_convolutions_keep_their_form(tmp_path: Path) -> No
     path = _export(net, torch.randn(1, 16, 40, 40), tmp_path / "other2.onnx")
     model = onnx.load(str(path))
     assert rewrite_narrow_conv(model) == 0
+
+
+@pytest.mark.parametrize("kernel,stride,padding,extra,bias,hw", [
+    (3, 2, 1, 1, True, (7, 10)),        # the ResNet generator's upsamplers
+    (4, 2, 1, 0, False, (5, 8)),        # the U-Net's
+    (5, 3, 1, 0, True, (4, 6)),         # stride 3: 9 phases, 2 or 1 taps each
+    (2, 2, 0, 0, True, (3, 5)),         # one tap per phase
+    ((3, 3), (2, 1), (1, 1), (1, 0), True, (6, 7)),  # strided along one axis only
+])
+def test_transposed_convolutions_by_output_phase(tmp_path: Path, kernel, stride, padding, extra, bias: bool,
+                                                 hw: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.ConvTranspose2d(12, 5, kernel, stride, padding, output_padding=extra, bias=bias)).eval()
+    path = _export(net, torch.randn(1, 12, 6, 6), tmp_path / "up.onnx")
+    count, model = _rewritten(path, rewrite_conv_transpose)
+    assert count == 1
+    ops = [n.op_type for n in onnx.load_from_string(model).graph.node]
+    assert "ConvTranspose" not in ops and "Col2Im" in ops
+    x = np.random.default_rng(4).standard_normal((2, 12) + hw).astype(np.float32)
+    _assert_agrees(net, model, x, 1e-5)
+
+
+def test_transposed_convolutions_it_cannot_split_keep_their_form(tmp_path: Path) -> None:
+    # grouped; dilated; 3x3 stride 2 without output_padding (2H - 1 outputs: phases of unequal size);
+    # 1x1 stride 2 (phases without taps)
+    net = nn.Sequential(nn.ConvTranspose2d(8, 8, 3, 2, 1, 1, groups=2), nn.ConvTranspose2d(8, 8, 3, 2, 2, 1, dilation=2),
+                        nn.ConvTranspose2d(8, 8, 3, 2, 1), nn.ConvTranspose2d(8, 8, 1, 2, 0, 1)).eval()
+    path = _export(net, torch.randn(1, 8, 5, 5), tmp_path / "other_up.onnx")
+    model = onnx.load(str(path))
+    assert rewrite_conv_transpose(model) == 0
+    assert [n.op_type for n in model.graph.node] == ["ConvTranspose"] * 4
 
 
 # --------------------------------------------------------------------------- export_onnx(optimize="cpu") and the CLI
@@ -165,9 +198,9 @@ def test_export_optimize_cpu_writes_a_rewritten_file_the_runtime_runs_as_it_is(t
     plain = export_onnx(net, meta, tmp_path / "plain.onnx")
     fast = export_onnx(net, meta, tmp_path / "fast.onnx", optimize="cpu")
     assert read_meta(plain).info["onnx"]["optimize"] is None
-    assert read_meta(fast).info["onnx"]["optimize"] == {"target": "cpu", "convs_rewritten": 13}
+    assert read_meta(fast).info["onnx"]["optimize"] == {"target": "cpu", "convs_rewritten": 15}
     ops = {n.op_type for n in onnx.load(str(fast)).graph.node}
-    assert {"MatMul", "DepthToSpace", "SpaceToDepth"} <= ops
+    assert {"MatMul", "Col2Im", "DepthToSpace"} <= ops and "ConvTranspose" not in ops
     assert "MatMul" not in {n.op_type for n in onnx.load(str(plain)).graph.node}
     x = np.random.default_rng(8).uniform(-1, 1, (2, 3, 36, 44)).astype(np.float32)
     with torch.no_grad():
@@ -190,6 +223,14 @@ def test_onnxscripts_optimizer_folds_the_unets_batchnorms(tmp_path: Path) -> Non
     assert np.abs(OnnxGenerator(path, device="cpu").run(x) - want).max() < 1e-4
 
 
+def test_optimize_cpu_below_opset_18_is_a_one_line_error(tmp_path: Path) -> None:
+    from i2i.errors import I2IError
+
+    with pytest.raises(I2IError, match="opset 17: export with --opset 18 or later, or without --optimize"):
+        export_onnx(nn.Conv2d(3, 3, 1), GeneratorMeta(name="x"), tmp_path / "x.onnx", optimize="cpu", opset=17)
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_unknown_optimize_target_is_a_one_line_error(tmp_path: Path) -> None:
     from i2i.errors import I2IError
 
@@ -207,6 +248,6 @@ def test_export_command_optimize_cpu(tmp_path: Path) -> None:
     out = tmp_path / "resnet.onnx"
     result = CliRunner().invoke(cli, ["export", str(tmp_path / "resnet.pth"), "-o", str(out), "--optimize", "cpu"])
     assert result.exit_code == 0, result.output
-    assert "optimized for onnxruntime's CPU: 13 convolution(s) rewritten" in result.output
+    assert "optimized for onnxruntime's CPU: 15 convolution(s) rewritten" in result.output
     assert "onnxruntime vs PyTorch" in result.output
     assert read_meta(out).info["onnx"]["optimize"]["target"] == "cpu"
