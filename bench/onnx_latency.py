@@ -6,7 +6,8 @@
 Each generator is built at its paper size (unet_256: ngf 64, batch norm; resnet_9blocks: ngf 64,
 instance norm), exported twice with ``i2i_export.exporter.export_onnx`` (the code behind ``i2i export``):
 plain, and with ``optimize="cpu"`` (``i2i export --optimize cpu``: onnxscript's optimizer, then the
-Winograd and space-to-depth rewrites of ``i2i_export.cpu_graph``), and run at batch 1, SIZE x SIZE, float32:
+Winograd, narrow-convolution and transposed-convolution rewrites of ``i2i_export.cpu_graph``), and run
+at batch 1, SIZE x SIZE, float32:
 
 - PyTorch eager in eval mode under ``torch.inference_mode()``, ``torch.set_num_threads(N)``, on the
   plain built-in networks (the ratio's base), and with the opt-in CPU kernels (the i2i_cpu plugin,

@@ -96,15 +96,19 @@ def optimize_for_cpu(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS) -
     Raises ``I2IError`` for a model of opset < 18 (the rewrites use Col2Im)."""
     import onnxscript.optimizer
 
-    from i2i.errors import I2IError
-
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < MIN_OPSET:
-        raise I2IError(f"--optimize cpu writes opset-{MIN_OPSET} operators (Col2Im) and this model is opset {opset}: "
-                       f"export with --opset {MIN_OPSET} or later, or without --optimize")
+    require_opset(next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0))
     optimized = onnxscript.optimizer.optimize(model)
     count = rewrite_conv3x3(optimized, min_channels) + rewrite_narrow_conv(optimized) + rewrite_conv_transpose(optimized)
     return optimized, count
+
+
+def require_opset(opset: int) -> None:
+    """Raises ``I2IError`` (one line, what to do) if a model of this opset cannot take the rewrites."""
+    from i2i.errors import I2IError
+
+    if opset < MIN_OPSET:
+        raise I2IError(f"--optimize cpu writes opset-{MIN_OPSET} operators (Col2Im) and this model is opset {opset}: "
+                       f"export with --opset {MIN_OPSET} or later, or without --optimize")
 
 
 def rewrite_conv3x3(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS) -> int:

@@ -156,6 +156,10 @@ def export_onnx(
         raise I2IError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
     if optimize is not None and optimize not in OPTIMIZE_TARGETS:
         raise I2IError(f"unknown optimize target {optimize!r}; choose one of {', '.join(OPTIMIZE_TARGETS)}")
+    if optimize == "cpu":  # before minutes of exporting
+        from .cpu_graph import require_opset
+
+        require_opset(opset)
     path = Path(path)
     if path.suffix != ".onnx":
         raise I2IError(f"export path {path} should end in .onnx")

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from i2i.artifact import GeneratorMeta
+from i2i.testing import generator_names
 from i2i_export.cpu_graph import optimize_for_cpu, rewrite_conv3x3, rewrite_conv_transpose, rewrite_narrow_conv
 from i2i_export.exporter import export_onnx
 from i2i_export.runtime import OnnxGenerator, read_meta
@@ -251,3 +252,31 @@ def test_export_command_optimize_cpu(tmp_path: Path) -> None:
     assert "optimized for onnxruntime's CPU: 15 convolution(s) rewritten" in result.output
     assert "onnxruntime vs PyTorch" in result.output
     assert read_meta(out).info["onnx"]["optimize"]["target"] == "cpu"
+
+
+def test_export_command_optimize_cpu_below_opset_18(tmp_path: Path) -> None:
+    from i2i.cli import cli
+    from i2i.registry import create_generator
+
+    torch.save(create_generator("resnet_6blocks", ngf=8).state_dict(), tmp_path / "resnet.pth")
+    out = tmp_path / "resnet.onnx"
+    result = CliRunner().invoke(cli, ["export", str(tmp_path / "resnet.pth"), "-o", str(out), "--optimize", "cpu",
+                                      "--opset", "17"])
+    assert result.exit_code != 0
+    assert "this model is opset 17: export with --opset 18 or later, or without --optimize" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+@pytest.mark.parametrize("name", generator_names())
+def test_every_generator_optimized_for_cpu_matches_pytorch(name: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The conformance suite's ONNX check (two batch sizes, sizes that are not the exported one) on the
+    ``--optimize cpu`` file of every registered generator, with the Winograd rewrite on every 3x3
+    convolution (the tiny instances are narrower than its 128-channel threshold)."""
+    from functools import partial
+
+    from i2i.testing import check_generator_onnx
+    from i2i_export import cpu_graph
+
+    monkeypatch.setattr(cpu_graph, "optimize_for_cpu", partial(cpu_graph.optimize_for_cpu, min_channels=1))
+    check_generator_onnx(name, tmp_path, exporter=lambda model, meta, path: export_onnx(model, meta, path, optimize="cpu"))
