@@ -142,7 +142,7 @@ def rewrite_conv_transpose(model: onnx.ModelProto) -> int:
         strides = list(attrs.get("strides", [1, 1]))
         pads = list(attrs.get("pads", [0, 0, 0, 0]))
         extra = list(attrs.get("output_padding", [0, 0]))
-        if (len(dims) != 4 or attrs.get("group", 1) != 1 or "output_shape" in attrs or max(strides) < 2
+        if (attrs.get("group", 1) != 1 or "output_shape" in attrs or max(strides) < 2
                 or list(attrs.get("dilations", [1, 1])) != [1, 1]
                 or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
             return False
