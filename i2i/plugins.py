@@ -1,6 +1,7 @@
 """The plugin manager: built-ins and ``i2i`` entry points, through the very same hooks.
 
-- ``I2I_BLOCK_PLUGINS=a,b`` blocks plugins by name (built-ins too).
+- ``I2I_BLOCK_PLUGINS=a,b`` blocks plugins by name (built-ins too, with or without their ``i2i_``
+  prefix: ``cpu`` blocks ``i2i_cpu``); a name no installed plugin has is a warning.
 - ``I2I_PLUGINS=a,b`` loads only these third-party plugins (``I2I_PLUGINS=`` loads none).
 - A plugin that fails to import, or whose hook raises, is reported in one warning naming it and the
   error; everything else still loads. A misspelt hook implementation is an error naming the plugin.
@@ -25,6 +26,9 @@ from .errors import I2IError, close_matches
 from .registry import KINDS, Registry
 
 ENTRY_POINT_GROUP = "i2i"
+
+#: Built-in plugins' names start with this; I2I_BLOCK_PLUGINS may leave it out.
+BUILTIN_PREFIX = "i2i_"
 
 #: Built-in plugins (name -> module): ordinary plugin modules, loaded exactly like third-party ones.
 BUILTIN_PLUGINS: dict[str, str] = {
@@ -105,8 +109,17 @@ class PluginHost:
         #: name -> the one-line reason (``i2i plugins`` shows them)
         self.skipped: dict[str, str] = {}
         self._registries: dict[str, Registry[Any]] = {}
-        blocked = _env_list("I2I_BLOCK_PLUGINS") or set()
+        requested = _env_list("I2I_BLOCK_PLUGINS") or set()
+        short = {name.removeprefix(BUILTIN_PREFIX): name for name in builtins}  # "cpu" -> "i2i_cpu"
+        blocked = requested | {short[name] for name in requested if name in short}
         allowed = _env_list("I2I_PLUGINS")
+        eps = list(md.entry_points(group=ENTRY_POINT_GROUP)) if entry_points else []
+        if entry_points:  # (without them, an unknown name may be an entry point's: no way to tell)
+            known = {*builtins, *short, *(ep.name for ep in eps)}
+            for name in sorted(requested - known):
+                best = close_matches(name, sorted(known), n=1)
+                _warn(f"I2I_BLOCK_PLUGINS names {name!r}, which no installed plugin is called"
+                      + (f" (did you mean: {best[0]}?)" if best else f" (plugins: {', '.join(sorted(known))})"))
         for name in blocked:
             self.pm.set_blocked(name)
         for name, module_name in builtins.items():
@@ -114,7 +127,7 @@ class PluginHost:
                 continue
             self._load(name, lambda m=module_name: importlib.import_module(m), __version__, True)
         if entry_points:
-            for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+            for ep in eps:
                 if ep.name in blocked or (allowed is not None and ep.name not in allowed):
                     continue
                 version = ep.dist.version if ep.dist is not None else "?"

@@ -215,6 +215,20 @@ def test_block_list_blocks_builtins(monkeypatch: pytest.MonkeyPatch) -> None:
     assert h.pm.is_blocked("i2i_pix2pix")
 
 
+def test_a_builtin_may_be_blocked_without_its_prefix_and_an_unknown_name_is_a_warning(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("I2I_BLOCK_PLUGINS", "cpu,srgan")  # the names issue 15 and users write
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)
+        h = PluginHost()
+    assert "i2i_cpu" not in h.info and "i2i_srgan" not in h.info and "i2i_pix2pix" in h.info
+    monkeypatch.setenv("I2I_BLOCK_PLUGINS", "i2i_cpux")
+    with pytest.warns(PluginWarning, match="I2I_BLOCK_PLUGINS names 'i2i_cpux', which no installed plugin is "
+                                           r"called \(did you mean: i2i_cpu\?\)"):
+        h = PluginHost()
+    assert "i2i_cpu" in h.info
+
+
 def test_entry_point_plugins_are_found_with_their_version(installed: None) -> None:
     with pytest.warns(PluginWarning) as record:
         h = PluginHost()
