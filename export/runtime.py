@@ -13,6 +13,7 @@ accelerator was asked for and is not in use we warn once, clearly, and run on CP
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -132,13 +133,18 @@ def create_session(
 
 
 def _session(ort_module: Any, path: str | Path, opts: Any, providers: list[Any]) -> Any:
-    """A session on the file at ``path``; an unreadable file is a one-line I2IError."""
+    """A session on the file at ``path``. A file onnxruntime cannot read (damaged, empty, an operator it
+    lacks) is a one-line I2IError; with GPU providers in the list, an error that may be theirs is
+    raised as it is, for the caller to fall back to the CPU."""
     try:
         return ort_module.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as exc:  # noqa: BLE001
-        msg = str(exc)
-        if "INVALID_PROTOBUF" in msg or "NO_SUCHFILE" in msg or "INVALID_GRAPH" in msg:
-            raise I2IError(f"{path} is not a readable ONNX model ({msg.splitlines()[0][:200]})") from None
+        msg = " ".join(str(exc).split())
+        file_error = any(code in msg for code in ("INVALID_PROTOBUF", "NO_SUCHFILE", "INVALID_GRAPH", "INVALID_ARGUMENT"))
+        if file_error or providers == [CPU]:
+            reason = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", msg)[:200]
+            raise I2IError(f"{path} is not an ONNX model this onnxruntime can run ({reason}); "
+                           f"export it again with `i2i export`") from None
         raise
 
 
@@ -147,7 +153,7 @@ def meta_from_session(sess: Any, path: str | Path = "") -> GeneratorMeta:
     raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
     if raw is None:
         raise I2IError(f"{path or 'this ONNX file'} has no i2i metadata; export it with `i2i export`")
-    return GeneratorMeta.from_json(raw)
+    return GeneratorMeta.from_json(raw, str(path))
 
 
 def read_meta(path: str | Path) -> GeneratorMeta:
@@ -160,7 +166,7 @@ def read_meta(path: str | Path) -> GeneratorMeta:
     except ImportError:  # a serving install: onnxruntime only
         import onnxruntime as ort
 
-        return meta_from_session(ort.InferenceSession(str(path), providers=[CPU]), path)
+        return meta_from_session(_session(ort, path, ort.SessionOptions(), [CPU]), path)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001
@@ -168,7 +174,7 @@ def read_meta(path: str | Path) -> GeneratorMeta:
     props = {p.key: p.value for p in model.metadata_props}
     if META_KEY not in props:
         raise I2IError(f"{path} has no i2i metadata; export it with `i2i export`")
-    return GeneratorMeta.from_json(props[META_KEY])
+    return GeneratorMeta.from_json(props[META_KEY], str(path))
 
 
 class OnnxGenerator:

@@ -50,9 +50,18 @@ class GeneratorMeta:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "GeneratorMeta":
-        data = json.loads(text)
-        known = set(cls.__dataclass_fields__)
-        meta = cls(**{k: v for k, v in data.items() if k in known})
-        meta.value_range = tuple(meta.value_range)  # type: ignore[assignment]
+    def from_json(cls, text: str, source: str = "") -> "GeneratorMeta":
+        """The metadata in ``text``; damaged JSON or fields (a name missing, a value range that is no
+        pair) are a one-line ``I2IError`` naming ``source`` (the file it came from)."""
+        try:
+            data = json.loads(text)
+            known = set(cls.__dataclass_fields__)
+            meta = cls(**{k: v for k, v in data.items() if k in known})
+            low, high = meta.value_range
+            meta.value_range = (float(low), float(high))
+        except (ValueError, TypeError, AttributeError) as exc:
+            from .errors import I2IError
+
+            raise I2IError(f"{source or 'this model'}: its i2i metadata is damaged ({type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:120]}); export or save the model again") from None
         return meta

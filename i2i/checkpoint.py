@@ -116,7 +116,14 @@ def read_meta(weights_file: str | Path) -> dict[str, Any]:
         raise I2IError(f"{weights_file} is not a readable safetensors file ({exc}); is it an i2i checkpoint?") from None
     if raw is None:
         raise I2IError(f"{weights_file} has no i2i metadata; for third-party weights use `--weights` with `--model`")
-    return json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except ValueError as exc:
+        meta = exc
+    if not isinstance(meta, dict):
+        raise I2IError(f"{weights_file}: its i2i metadata is damaged ({' '.join(str(meta).split())[:120]}); "
+                       "use another checkpoint of the run")
+    return meta
 
 
 def write_checkpoint(
@@ -231,7 +238,7 @@ def open_checkpoint(path: str | Path, net: str | None = None, ema: bool = True) 
     net = net or meta.get("main", "G")
     if net not in gens:
         raise I2IError(f"checkpoint has no generator {net!r}; it has: {', '.join(gens) or 'none'}")
-    gmeta = GeneratorMeta.from_json(json.dumps(gens[net]))
+    gmeta = GeneratorMeta.from_json(json.dumps(gens[net]), str(weights_file))
     try:
         tensors = load_file(str(weights_file))
     except (SafetensorError, OSError) as exc:

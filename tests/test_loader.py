@@ -301,6 +301,35 @@ def test_a_wrong_shaped_checkpoint_is_one_line(tmp_path: Path, resnet_run: Path)
     one_line_error(code, out, "missing keys", "unexpected keys: renamed", *todo)
 
 
+def test_damaged_checkpoint_metadata_is_one_line(tmp_path: Path, resnet_run: Path) -> None:
+    """The i2i JSON in a checkpoint's header cut short, or a generator entry with a field of the wrong
+    kind: i2i.load, translate and export each say so in one line."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from i2i.artifact import META_KEY
+
+    with safe_open(str(resnet_run), framework="pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(str(resnet_run))
+    meta = json.loads(metadata[META_KEY])
+    meta["generators"][meta.get("main", "G")]["value_range"] = "minus one to one"
+    Image.fromarray(rgb(16, 16)).save(tmp_path / "a.png")
+    for damage, says in ((metadata[META_KEY][:50], "its i2i metadata is damaged (Unterminated string"),
+                         (json.dumps(meta), "its i2i metadata is damaged (ValueError: too many values to unpack")):
+        bad = tmp_path / "weights.safetensors"
+        save_file(tensors, str(bad), metadata={**metadata, META_KEY: damage})
+        with pytest.raises(I2IError, match=re.escape(says)):
+            i2i.load(bad)
+        for args in (("translate", str(tmp_path / "a.png"), "--checkpoint", str(bad), "--out", str(tmp_path / "o")),
+                     ("export", str(bad), "-o", str(tmp_path / "x.onnx"))):
+            code, out = invoke(*args)
+            one_line_error(code, out, says)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "x.onnx").exists()
+
+
 # -- eval: one model per --model, as in translate --------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from i2i.errors import I2IError
 from i2i.registry import generators
@@ -247,7 +249,7 @@ def test_bad_files_are_one_line_errors(tmp_path: Path, models: dict[str, Path]) 
         OnnxGenerator(tmp_path / "missing.onnx")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a protobuf at all" * 10)
-    with pytest.raises(I2IError, match="not a readable ONNX"):
+    with pytest.raises(I2IError, match="not an ONNX model this onnxruntime can run"):
         OnnxGenerator(junk)
     import onnx
 
@@ -258,6 +260,45 @@ def test_bad_files_are_one_line_errors(tmp_path: Path, models: dict[str, Path]) 
         OnnxGenerator(tmp_path / "bare.onnx")
     with pytest.raises(I2IError, match="no i2i metadata"):
         read_meta(tmp_path / "bare.onnx")
+
+
+def _damaged(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
+    """Files a user may hold: cut short to nothing or to a few bytes, i2i metadata cut short, a node
+    whose operator no onnxruntime has; each with what its error says."""
+    import onnx
+
+    cases = {"empty": b"", "seven bytes": good.read_bytes()[:7]}
+    files = {}
+    for name, data in cases.items():
+        (path := tmp_path / f"{name.replace(' ', '_')}.onnx").write_bytes(data)
+        files[name] = (path, "not an ONNX model this onnxruntime can run (Load model from")
+    model = onnx.load(str(good))
+    next(p for p in model.metadata_props if p.key == "i2i").value = model.metadata_props[0].value[:40]
+    onnx.save(model, str(path := tmp_path / "meta.onnx"))
+    files["metadata"] = (path, "its i2i metadata is damaged (JSONDecodeError")
+    model = onnx.load(str(good))
+    model.graph.node[0].domain, model.graph.node[0].op_type = "x.y", "FooBar"
+    model.opset_import.add(domain="x.y", version=1)
+    onnx.save(model, str(path := tmp_path / "op.onnx"))
+    files["unknown operator"] = (path, "x.y:FooBar(-1) is not a registered function/op); export it again")
+    return files
+
+
+def test_damaged_files_are_one_line_errors_in_the_api_and_the_cli(tmp_path: Path, models: dict[str, Path]) -> None:
+    import i2i
+    from i2i.cli import cli
+
+    image = tmp_path / "in.png"
+    Image.new("RGB", (40, 30)).save(image)
+    for what, (path, says) in _damaged(tmp_path, models["unet_128"]).items():
+        with pytest.raises(I2IError, match=re.escape(says)):
+            i2i.load(path)
+        for command in (["translate", str(image), "--model", str(path), "--out", str(tmp_path / "out")],
+                        ["serve", str(path), "--port", "1"]):
+            res = CliRunner().invoke(cli, command)
+            assert res.exit_code == 1 and says in res.output, (what, res.output)
+            assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1, (what, res.output)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 @pytest.mark.skipif(not FACADES.is_dir(), reason="../shared/datasets/facades not present")

@@ -232,7 +232,7 @@ def test_serve_command(models: dict[str, Path]) -> None:
 @pytest.mark.parametrize("args, says", [
     (["{tmp}/missing.onnx"], "does not exist"),
     (["{tmp}/weights.safetensors"], "does not exist"),
-    (["{tmp}/corrupt.onnx"], "not a readable ONNX model"),
+    (["{tmp}/corrupt.onnx"], "not an ONNX model this onnxruntime can run"),
     ([], "name the generator to serve"),
     (["{tmp}/corrupt.onnx", "--model", "cyclegan_h2z"], "not both"),
     (["{tmp}/corrupt.onnx", "--device", "gpu"], "unknown device 'gpu'"),
