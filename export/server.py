@@ -24,7 +24,7 @@ Errors are JSON ``{"error": ..., "status": ...}``: 413 (body or pixels past the 
 image content type), 422 (empty, unreadable or corrupt image, wrong mask, a bad query, an image the
 generator cannot take). Every client mistake is a 4xx and the keep-alive connection stays open; a
 500 means a bug of ours (answered as JSON inside the route, so the connection survives that too,
-and logged with its traceback).
+and logged with its traceback) or a served model that gives NaN (damaged weights: the message says).
 """
 
 # no `from __future__ import annotations`: FastAPI resolves the endpoints' annotations (Request,
@@ -43,7 +43,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from i2i.errors import I2IError
+from i2i.errors import I2IError, ModelOutputError
 from i2i.imageio import BadImageError, ImageTooLargeError, decode_image, encode_image
 from i2i.loader import DEFAULT_MAX_PIXELS, Generator, load
 
@@ -205,6 +205,8 @@ class Translator:
     def _infer(self, image: np.ndarray, hole: np.ndarray | None, whole: bool = False) -> np.ndarray:
         try:
             return self.generator.translate(image, hole, tile=self.tile, whole=whole)
+        except ModelOutputError as exc:  # NaN out of the model: the server's model is at fault, not the client
+            raise ServeError(500, _one_line(exc)) from None
         except I2IError as exc:  # an image this generator cannot take: the client's, with the reason
             raise ServeError(422, _one_line(exc)) from None
 

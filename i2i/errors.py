@@ -10,6 +10,11 @@ class I2IError(Exception):
     """An error caused by the user's input or environment, with a message that says what to do."""
 
 
+class ModelOutputError(I2IError):
+    """A model gave values no image can show (NaN, infinity): the model's fault (damaged weights, a
+    float16 overflow), not the input's."""
+
+
 class UnknownNameError(I2IError, KeyError):
     """A name that no registry, config or catalogue knows."""
 

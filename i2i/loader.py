@@ -36,7 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .artifact import GeneratorMeta
-from .errors import I2IError
+from .errors import I2IError, ModelOutputError
 from .imageproc import pad_to, translate_array
 
 __all__ = ["load", "Generator", "build_meta", "parse_device", "DEFAULT_MAX_PIXELS", "plan_tile"]
@@ -164,16 +164,23 @@ class Generator:
         N x 1 x H x W mask, 1 = hole) -> float32 N x out_channels x H*scale x W*scale.
 
         H and W must suit the network (multiples of ``meta.size_multiple``); ``__call__`` pads.
-        Raises I2IError when the network cannot take the input.
+        Raises I2IError when the network cannot take the input, or gives NaN or infinite values (damaged
+        weights, a float16 overflow), which no image can show.
         """
         try:
-            return self._run(batch, *extras)
+            out = self._run(batch, *extras)
         except I2IError:
             raise
         except (RuntimeError, ValueError) as exc:  # a shape the network cannot take
             first = (str(exc).strip().splitlines() or [""])[0][:160]
             raise I2IError(f"{self.meta.name} cannot take a {batch.shape[-1]}x{batch.shape[-2]} input "
                            f"({type(exc).__name__}: {first})") from None
+        if not np.isfinite(out).all():
+            bad = out.size - int(np.isfinite(out).sum())
+            raise ModelOutputError(f"{self.source or self.meta.name} gave {bad} NaN or infinite value(s) of {out.size}: its "
+                           "weights may be damaged (export or download it again), or float16 overflowed (use a "
+                           "float32 model)")
+        return out
 
     def __call__(self, image: Any, mask: Any = None, tile: int = 0, overlap: int = 32, whole: bool = False) -> Any:
         """Translate one image: uint8 HxW or HxWxC (C in 1, 2, 3, 4) numpy array, or a PIL image.

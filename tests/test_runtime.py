@@ -315,3 +315,34 @@ def test_translate_command_runs_onnx_models(tmp_path: Path, models: dict[str, Pa
     assert len(written) == 2
     src = read_image(inputs[0])
     assert read_image(written[0]).shape == src.shape
+
+
+def test_a_model_that_gives_nan_is_an_error_not_a_black_image(tmp_path: Path, models: dict[str, Path]) -> None:
+    """Damaged weights (here: NaN in one tensor, as flipped bytes give) must not write a black image
+    with exit 0: i2i.load's generator, translate and serve say what is wrong; serve answers 500 (the
+    served model's fault, not the client's)."""
+    import httpx
+    import onnx
+    from onnx import numpy_helper
+
+    import i2i
+    from i2i.cli import cli
+    from i2i.errors import ModelOutputError
+    from i2i_export.server import Limits, create_app, serve_in_thread
+
+    model = onnx.load(str(models["unet_128"]))
+    tensor = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+    tensor.CopyFrom(numpy_helper.from_array(np.full(numpy_helper.to_array(tensor).shape, np.nan, np.float32), tensor.name))
+    onnx.save(model, str(bad := tmp_path / "nan.onnx"))
+    image = tmp_path / "in.png"
+    Image.new("RGB", (40, 30), "white").save(image)
+    says = "NaN or infinite value(s) of"
+    with pytest.raises(ModelOutputError, match=re.escape(says)):
+        i2i.load(bad)(np.zeros((30, 40, 3), np.uint8))
+    res = CliRunner().invoke(cli, ["translate", str(image), "--model", str(bad), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 1 and says in res.output and "weights may be damaged" in res.output, res.output
+    assert not list((tmp_path / "out").glob("*.png"))
+    app = create_app(bad, device="cpu", limits=Limits(max_body_bytes=1 << 20, max_pixels=1 << 20, timeout_s=60))
+    with serve_in_thread(app, port=0) as url, httpx.Client(base_url=url, timeout=60) as client:
+        r = client.post("/v1/translate", content=image.read_bytes(), headers={"content-type": "image/png"})
+    assert r.status_code == 500 and says in r.json()["error"], r.text
