@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import shutil
 import tempfile
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -94,6 +95,15 @@ def _param_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
 
 
+def _tensor_bytes(model: Any) -> int:
+    """Bytes of an in-memory ONNX model's initializers (what decides the 2 GB protobuf limit)."""
+    from onnx import helper
+
+    return sum(len(t.raw_data) if t.HasField("raw_data")
+               else int(np.prod(t.dims, dtype=np.int64)) * np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+               for t in model.graph.initializer)
+
+
 def _device_of(module: nn.Module) -> torch.device:
     for t in list(module.parameters()) + list(module.buffers()):
         return t.device
@@ -160,6 +170,9 @@ def export_onnx(
         from .cpu_graph import require_opset
 
         require_opset(opset)
+        if fp16:
+            raise I2IError("--optimize cpu rewrites float32 graphs for CPUs and --fp16 makes a float16 one for GPUs: "
+                           "choose one")
     path = Path(path)
     if path.suffix != ".onnx":
         raise I2IError(f"export path {path} should end in .onnx")
@@ -183,8 +196,12 @@ def export_onnx(
         if static_hw is None:
             dyn_axes.update({2: "height", 3: "width"})
     wrapper = _ExportWrapper(net, fp16).eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".i2i-export-", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".i2i-export-", dir=path.parent))
+    except OSError as exc:
+        raise I2IError(f"cannot write {path} ({exc.strerror or type(exc).__name__}: {exc.filename or path.parent}); "
+                       "choose another output path (-o)") from None
     used = exporter
     try:
         raw = tmp / "model.onnx"
@@ -223,15 +240,18 @@ def export_onnx(
         model.producer_name = "i2i"
         model.producer_version = full.i2i_version
         model.doc_string = f"i2i generator {meta.name} ({meta.method or 'imported'}); metadata_props['{META_KEY}'] describes it"
+        # Written beside the target, then moved into place: a failed export leaves an earlier file as it
+        # was. The size is taken again here: --optimize cpu stores ~4x the weights of 3x3 convolutions.
         data_name = path.name + ".data"
-        if path.exists():
-            path.unlink()
-        if (path.parent / data_name).exists():
-            (path.parent / data_name).unlink()
+        large = large or _tensor_bytes(model) > EXTERNAL_DATA_BYTES
         if large:
-            onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data_name)
+            onnx.save_model(model, str(tmp / path.name), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data_name)
+            os.replace(tmp / data_name, path.parent / data_name)
         else:
-            onnx.save_model(model, str(path))
+            onnx.save_model(model, str(tmp / path.name))
+            (path.parent / data_name).unlink(missing_ok=True)  # an earlier large export's weights
+        os.replace(tmp / path.name, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         module.train(was_training)

@@ -63,8 +63,8 @@ def _label(meta) -> str:  # noqa: ANN001 - GeneratorMeta, imported lazily
 @click.option("--exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default="auto", show_default=True,
               help="torch.onnx exporter; auto = TorchScript (fast here), dynamo if it fails.")
 @click.option("--optimize", type=click.Choice(["cpu"]), default=None,
-              help="Rewrite the graph for onnxruntime's CPU provider (Winograd 3x3 convolutions, transposed "
-                   "convolutions by phase; opset >= 18): "
+              help="Rewrite the graph for onnxruntime's CPU provider (Winograd 3x3 convolutions, the narrow "
+                   "last layer on 2x2 output blocks, transposed convolutions by phase; float32, opset >= 18): "
                    "for serving on CPUs; GPUs should get the plain file.")
 def export_cmd(
     checkpoint: Path | None, model_name: str | None, weights: Path | None, output: Path | None, opset: int,

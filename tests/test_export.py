@@ -12,6 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from i2i.artifact import GeneratorMeta
 from i2i.checkpoint import save_generator
 from i2i.loader import load
 from i2i.cli import cli
@@ -170,6 +171,49 @@ def test_export_rejects_bad_static_size_and_suffix(run: Path, tmp_path: Path) ->
     assert code != 0 and "--static takes HxW" in output
     code, output = invoke("export", str(run), "-o", str(tmp_path / "a.pt"))
     assert code != 0 and "should end in .onnx" in output
+
+
+def test_the_rewritten_graphs_size_decides_external_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--optimize cpu stores ~4x the weights of each rewritten 3x3 convolution: a network under the
+    protobuf limit can pass it once rewritten (a resnet_9blocks at ngf 232 did: EncodeError)."""
+    import i2i_export.exporter as exporter
+    from i2i.registry import create_generator
+
+    module = create_generator("resnet_6blocks", ngf=32).eval()  # 128-channel blocks: rewritten
+    meta = GeneratorMeta(name="resnet_6blocks", kwargs={"ngf": 32}, size_multiple=4)
+    monkeypatch.setattr(exporter, "EXTERNAL_DATA_BYTES", 2 * exporter._param_bytes(module))
+    plain = exporter.export_onnx(module, meta, tmp_path / "plain" / "g.onnx")
+    assert [p.name for p in plain.parent.iterdir()] == ["g.onnx"]
+    fast = exporter.export_onnx(module, meta, tmp_path / "fast" / "g.onnx", optimize="cpu")
+    assert sorted(p.name for p in fast.parent.iterdir()) == ["g.onnx", "g.onnx.data"]
+    x = np.random.default_rng(0).integers(0, 255, (20, 28, 3), np.uint8)
+    assert np.abs(load(fast, device="cpu").translate(x).astype(int) - load(plain, device="cpu").translate(x)).max() <= 1
+
+
+def test_an_export_that_fails_or_cannot_write_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import i2i_export.exporter as exporter
+
+    spec = generators().get("srvgg_compact")
+    module, meta = build(spec).eval(), generator_meta(spec)
+    path = exporter.export_onnx(module, meta, tmp_path / "g.onnx")
+    before = path.read_bytes()
+
+    def broken_save(*args, **kwargs):
+        raise ValueError("Failed to serialize proto")
+
+    monkeypatch.setattr(onnx, "save_model", broken_save)
+    with pytest.raises(ValueError):
+        exporter.export_onnx(module, meta, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["g.onnx"]
+    from i2i.registry import create_generator
+
+    torch.save(create_generator("resnet_6blocks", ngf=8).state_dict(), weights := tmp_path / "w.pth")
+    (tmp_path / "file").write_text("a file, not a folder")
+    for target in (tmp_path / "file" / "x.onnx", Path("/proc/x.onnx")):
+        code, output = invoke("export", str(weights), "-o", str(target))
+        assert code != 0 and "cannot write" in output and "choose another output path (-o)" in output, output
+        assert "Traceback" not in output and len(output.strip().splitlines()) == 1, output
 
 
 def test_large_models_get_one_external_data_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

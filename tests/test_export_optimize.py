@@ -229,6 +229,8 @@ def test_optimize_cpu_below_opset_18_is_a_one_line_error(tmp_path: Path) -> None
 
     with pytest.raises(I2IError, match="opset 17: export with --opset 18 or later, or without --optimize"):
         export_onnx(nn.Conv2d(3, 3, 1), GeneratorMeta(name="x"), tmp_path / "x.onnx", optimize="cpu", opset=17)
+    with pytest.raises(I2IError, match="--fp16 makes a float16 one for GPUs: choose one"):  # it would rewrite nothing
+        export_onnx(nn.Conv2d(3, 3, 1), GeneratorMeta(name="x"), tmp_path / "x.onnx", optimize="cpu", fp16=True)
     assert not (tmp_path / "x.onnx").exists()
 
 
