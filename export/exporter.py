@@ -176,6 +176,8 @@ def export_onnx(
     path = Path(path)
     if path.suffix != ".onnx":
         raise I2IError(f"export path {path} should end in .onnx")
+    if path.is_dir():
+        raise I2IError(f"export path {path} is a folder; name a file in it (-o {path / 'model.onnx'})")
     if static_hw is not None:
         h, w = int(static_hw[0]), int(static_hw[1])
         m = max(int(meta.size_multiple), 1)
