@@ -297,3 +297,21 @@ def test_plugin_paths_reads_a_package_list_as_well_as_find(tmp_path: Path) -> No
     site, root = plugin_paths(project, tmp_path / "site")
     assert root == project.resolve()
     assert "listed = listed_plugin" in (site / "listed_plugin-0.1.dist-info" / "entry_points.txt").read_text()
+
+
+def test_a_path_the_system_refuses_is_one_line_in_every_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file where a folder goes (the cache, a run's --out-dir), a name past the system's limit: what
+    the system said and where, in one line, never a traceback."""
+    (blocker := tmp_path / "a_file").write_text("not a folder")
+    image = tmp_path / "in.png"
+    image.write_bytes(bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415408d763f8"
+                                    "cfc0f00000030101009c4a7a0e0000000049454e44ae426082"))
+    monkeypatch.setenv("I2I_CACHE_DIR", str(blocker))
+    cases = [(["translate", str(image), "--model", "cyclegan_h2z", "--out", str(tmp_path / "o")], "Not a directory"),
+             (["train", "pix2pix", "--data", str(tmp_path), "--out-dir", str(blocker), "--max-steps", "1"], "Not a directory"),
+             (["export", str(tmp_path / ("x" * 300 + ".pth"))], "File name too long")]
+    for args, says in cases:
+        result = invoke(*args)
+        assert result.exit_code == 1 and says in result.output, (args[0], result.output)
+        errors = [line for line in result.output.splitlines() if not line.startswith("i2i: recipe")]  # train's note
+        assert "Traceback" not in result.output and len(errors) == 1 and errors[0].startswith("Error: "), result.output
