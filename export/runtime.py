@@ -150,7 +150,11 @@ def _session(ort_module: Any, path: str | Path, opts: Any, providers: list[Any])
 
 def meta_from_session(sess: Any, path: str | Path = "") -> GeneratorMeta:
     """The GeneratorMeta an i2i export carries in its metadata."""
-    raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
+    try:
+        raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
+    except UnicodeDecodeError as exc:  # a flipped byte in the metadata text
+        raise I2IError(f"{path or 'this ONNX file'}: its i2i metadata is damaged (not UTF-8 text: {exc.reason} at "
+                       f"byte {exc.start}); export it again with `i2i export`") from None
     if raw is None:
         raise I2IError(f"{path or 'this ONNX file'} has no i2i metadata; export it with `i2i export`")
     return GeneratorMeta.from_json(raw, str(path))

@@ -51,17 +51,49 @@ class GeneratorMeta:
 
     @classmethod
     def from_json(cls, text: str, source: str = "") -> "GeneratorMeta":
-        """The metadata in ``text``; damaged JSON or fields (a name missing, a value range that is no
-        pair) are a one-line ``I2IError`` naming ``source`` (the file it came from)."""
+        """The metadata in ``text``. Damaged JSON, or a field of the wrong kind or out of its range (a
+        name missing, a scale of 0, a value range that is no increasing pair, an info entry the
+        runtime reads that is no mapping) is a one-line ``I2IError`` naming ``source`` (its file)."""
         try:
             data = json.loads(text)
             known = set(cls.__dataclass_fields__)
             meta = cls(**{k: v for k, v in data.items() if k in known})
-            low, high = meta.value_range
-            meta.value_range = (float(low), float(high))
+            meta._check()
         except (ValueError, TypeError, AttributeError) as exc:
             from .errors import I2IError
 
             raise I2IError(f"{source or 'this model'}: its i2i metadata is damaged ({type(exc).__name__}: "
                            f"{' '.join(str(exc).split())[:120]}); export or save the model again") from None
         return meta
+
+    def _check(self) -> None:
+        """Raises ValueError/TypeError for a field no generator can have; makes value_range a float pair."""
+        def whole(field_: str, low: int, high: int) -> None:
+            value = getattr(self, field_)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{field_} {value!r} is not a whole number in [{low}, {high}]")
+
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name {self.name!r} is no generator name")
+        for name in ("method", "net", "tiling", "tiling_reason", "i2i_version"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} {getattr(self, name)!r} is not text")
+        for name in ("kwargs", "info"):
+            if not isinstance(getattr(self, name), dict):
+                raise TypeError(f"{name} {getattr(self, name)!r} is not a mapping")
+        whole("in_channels", 1, 1 << 16), whole("out_channels", 1, 1 << 16), whole("scale", 1, 64)
+        whole("size_multiple", 1, 1 << 16), whole("min_size", 1, 1 << 16)
+        low, high = (float(v) for v in self.value_range)
+        if not -1e6 < low < high < 1e6:
+            raise ValueError(f"value_range {list(self.value_range)} is no increasing pair")
+        self.value_range = (low, high)
+        if not isinstance(self.extra_inputs, list) or not all(
+                isinstance(e, dict) and isinstance(e.get("name"), str) for e in self.extra_inputs):
+            raise TypeError(f"extra_inputs {self.extra_inputs!r} is no list of named inputs")
+        for key in ("onnx", "ab_pairs"):  # the info entries the runtime reads
+            if self.info.get(key) is not None and not isinstance(self.info[key], dict):
+                raise TypeError(f"info[{key!r}] {self.info[key]!r} is not a mapping")
+        static = (self.info.get("onnx") or {}).get("static_hw")
+        if static is not None and not (isinstance(static, list) and len(static) == 2
+                                       and all(isinstance(v, int) and v > 0 for v in static)):
+            raise ValueError(f"info['onnx']['static_hw'] {static!r} is no pair of sizes")

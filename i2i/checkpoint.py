@@ -236,6 +236,9 @@ def open_checkpoint(path: str | Path, net: str | None = None, ema: bool = True) 
     meta = read_meta(weights_file)
     gens = meta.get("generators", {})
     net = net or meta.get("main", "G")
+    if not isinstance(gens, dict) or not all(isinstance(g, dict) for g in gens.values()):
+        raise I2IError(f"{weights_file}: its i2i metadata is damaged (generators {str(gens)[:60]!r} is no mapping "
+                       "of generator records); use another checkpoint of the run")
     if net not in gens:
         raise I2IError(f"checkpoint has no generator {net!r}; it has: {', '.join(gens) or 'none'}")
     gmeta = GeneratorMeta.from_json(json.dumps(gens[net]), str(weights_file))

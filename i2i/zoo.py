@@ -191,10 +191,16 @@ NOT_THIS_ARCHITECTURE = ("the file is not from this architecture/settings: use w
 
 def build_strict(generator: str, kwargs: dict[str, Any], state: dict[str, Any], source: str = "",
                  todo: str | None = None) -> Any:
-    """Build ``generator(**kwargs)`` and load ``state`` strictly; a mismatch is one clear line."""
+    """Build ``generator(**kwargs)`` and load ``state`` strictly; a mismatch, or recorded settings the
+    generator does not take (``ngf: "wide"``), is one clear line."""
     from .registry import create_generator
 
-    module = create_generator(generator, **kwargs)
+    try:
+        module = create_generator(generator, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise I2IError(f"{source or 'the weights'}: the recorded settings {kwargs} do not build {generator} "
+                       f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]}); "
+                       f"{todo or 'use another checkpoint of the run'}") from None
     load_strict(module, state, f"weights {source}", f"{generator}({kwargs})", todo=todo)
     return module.eval()
 

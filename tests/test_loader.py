@@ -314,11 +314,23 @@ def test_damaged_checkpoint_metadata_is_one_line(tmp_path: Path, resnet_run: Pat
     with safe_open(str(resnet_run), framework="pt") as f:
         metadata = f.metadata()
     tensors = load_file(str(resnet_run))
-    meta = json.loads(metadata[META_KEY])
-    meta["generators"][meta.get("main", "G")]["value_range"] = "minus one to one"
+    def damaged(**fields: object) -> str:
+        meta = json.loads(metadata[META_KEY])
+        if "generators" in fields:
+            meta["generators"] = fields.pop("generators")
+        else:
+            meta["generators"][meta.get("main", "G")].update(fields)
+        return json.dumps(meta)
+
     Image.fromarray(rgb(16, 16)).save(tmp_path / "a.png")
     for damage, says in ((metadata[META_KEY][:50], "its i2i metadata is damaged (Unterminated string"),
-                         (json.dumps(meta), "its i2i metadata is damaged (ValueError: too many values to unpack")):
+                         (damaged(value_range="minus one to one"), "its i2i metadata is damaged (ValueError"),
+                         (damaged(value_range=[0, 0]), "value_range [0, 0] is no increasing pair"),
+                         (damaged(scale=0), "scale 0 is not a whole number in [1, 64]"),
+                         (damaged(kwargs="x"), "kwargs 'x' is not a mapping"),
+                         (damaged(info={"ab_pairs": "yes"}), "info['ab_pairs'] 'yes' is not a mapping"),
+                         (damaged(generators="G"), "generators 'G' is no mapping of generator records"),
+                         (damaged(kwargs={"ngf": "wide"}), "the recorded settings {'ngf': 'wide'} do not build")):
         bad = tmp_path / "weights.safetensors"
         save_file(tensors, str(bad), metadata={**metadata, META_KEY: damage})
         with pytest.raises(I2IError, match=re.escape(says)):

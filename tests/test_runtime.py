@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -276,6 +277,15 @@ def _damaged(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
     next(p for p in model.metadata_props if p.key == "i2i").value = model.metadata_props[0].value[:40]
     onnx.save(model, str(path := tmp_path / "meta.onnx"))
     files["metadata"] = (path, "its i2i metadata is damaged (JSONDecodeError")
+    data = good.read_bytes()
+    at = data.index(b'"name": ') + 9  # a flipped byte inside the metadata's text: no longer UTF-8
+    (path := tmp_path / "meta_bytes.onnx").write_bytes(data[:at] + b"\xff" + data[at + 1:])
+    files["metadata bytes"] = (path, "its i2i metadata is damaged (not UTF-8 text")
+    model = onnx.load(str(good))
+    meta = json.loads(next(p for p in model.metadata_props if p.key == "i2i").value)
+    next(p for p in model.metadata_props if p.key == "i2i").value = json.dumps({**meta, "scale": 0})
+    onnx.save(model, str(path := tmp_path / "meta_scale.onnx"))
+    files["metadata scale"] = (path, "its i2i metadata is damaged (ValueError: scale 0 is not a whole number")
     model = onnx.load(str(good))
     model.graph.node[0].domain, model.graph.node[0].op_type = "x.y", "FooBar"
     model.opset_import.add(domain="x.y", version=1)
