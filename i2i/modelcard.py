@@ -196,10 +196,12 @@ def card_path(checkpoint: str | Path) -> Path | None:
 
 
 def read_card(checkpoint: str | Path) -> str | None:
-    """The card's text, or None when the checkpoint has none (older runs, published weights)."""
+    """The card's text, or None when the checkpoint has none (older runs, published weights). A card
+    damaged into bytes that are not UTF-8 reads with U+FFFD in their place: it is documentation, and
+    the model it describes still runs."""
     path = card_path(checkpoint)
     try:
-        return path.read_text(encoding="utf-8") if path else None
+        return path.read_text(encoding="utf-8", errors="replace") if path else None
     except OSError:
         return None
 

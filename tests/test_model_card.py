@@ -83,6 +83,15 @@ def test_no_card_is_none(tmp_path: Path) -> None:
     assert card_summary("# title\n\nno quote") == ""
 
 
+def test_a_card_damaged_into_bytes_that_are_not_text_still_reads(tmp_path: Path) -> None:
+    """translate --card, serve's /v1/model and an .onnx exported from the checkpoint all read the card:
+    damaged bytes must not stop the model it describes from running."""
+    from i2i.modelcard import CARD
+
+    (tmp_path / CARD).write_bytes(b"# pix2pix \xff\xfe facades\n")
+    assert read_card(tmp_path) == "# pix2pix \ufffd\ufffd facades\n"
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (DATASETS / "facades").is_dir(), reason="../shared/datasets/facades not present")
 def test_train_facades_with_validation_writes_rows_best_and_cards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
