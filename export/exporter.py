@@ -95,6 +95,22 @@ def _param_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
 
 
+def publish(staged: Path, path: Path) -> None:
+    """Move an exported file (and its ``.data`` weights, if any) from ``staged`` to ``path``, which is
+    replaced only now; an earlier large export's ``.data`` goes with it. Both get the mode a new file
+    of this process would (onnx writes the weights 0600: unreadable to a service's other user)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    data = staged.parent / (path.name + ".data")
+    if data.exists():
+        os.chmod(data, 0o666 & ~umask)
+        os.replace(data, path.parent / data.name)
+    else:
+        (path.parent / data.name).unlink(missing_ok=True)
+    os.chmod(staged, 0o666 & ~umask)
+    os.replace(staged, path)
+
+
 def _tensor_bytes(model: Any) -> int:
     """Bytes of an in-memory ONNX model's initializers (what decides the 2 GB protobuf limit)."""
     from onnx import helper
@@ -249,11 +265,9 @@ def export_onnx(
         if large:
             onnx.save_model(model, str(tmp / path.name), save_as_external_data=True, all_tensors_to_one_file=True,
                             location=data_name)
-            os.replace(tmp / data_name, path.parent / data_name)
         else:
             onnx.save_model(model, str(tmp / path.name))
-            (path.parent / data_name).unlink(missing_ok=True)  # an earlier large export's weights
-        os.replace(tmp / path.name, path)
+        publish(tmp / path.name, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         module.train(was_training)

@@ -80,7 +80,7 @@ def export_cmd(
     from i2i.checkpoint import WEIGHTS, read_meta, resolve
     from i2i.loader import load, weights_alone
 
-    from .exporter import check_shape, default_tolerance, export_onnx, verify_onnx
+    from .exporter import check_shape, default_tolerance, export_onnx, publish, verify_onnx
 
     if model_name is None:  # a weights file alone is the model, as in `i2i translate --weights FILE`
         alone, weights = weights_alone(checkpoint, weights)
@@ -107,33 +107,47 @@ def export_cmd(
     generator = load(source, weights=weights, device="cpu", net=net, ema=not no_ema)
     module, meta = generator.module, generator.meta
     module = module.cpu().float().eval()
-    out = output or _default_output(source, fp16)
-    path = export_onnx(module, meta, out, opset=opset, static_hw=static_hw, fp16=fp16, exporter=exporter,
-                       optimize=optimize)
+    final = Path(output or _default_output(source, fp16))
+    # An earlier file at the target stays until the new one has passed the check against PyTorch: the
+    # new one is written under a hidden folder beside it (same name, so its .data reference holds).
+    earlier = final.exists() or final.with_name(final.name + ".data").exists()
+    out = final.parent / f".{final.name}.new" / final.name if earlier else final
+    try:
+        path = export_onnx(module, meta, out, opset=opset, static_hw=static_hw, fp16=fp16, exporter=exporter,
+                           optimize=optimize)
+    finally:
+        if out != final and out.parent.is_dir() and not any(out.parent.iterdir()):
+            out.parent.rmdir()  # the export failed before writing: nothing to inspect
     size = path.stat().st_size + sum(f.stat().st_size for f in path.parent.glob(path.name + ".data"))
     from .runtime import read_meta as read_onnx_meta
 
     info = read_onnx_meta(path).info["onnx"]
     axes = "batch" + ("" if static_hw else ", height, width")
     click.echo(
-        f"exported {_label(meta)} ({meta.method or 'imported'} {meta.net}{', EMA weights' if used_ema else ''}) -> {path} "
+        f"exported {_label(meta)} ({meta.method or 'imported'} {meta.net}{', EMA weights' if used_ema else ''}) -> {final} "
         f"({size / 1e6:.1f} MB, opset {opset}, {'float16' if fp16 else 'float32'}, dynamic {axes}"
         f"{f', {static_hw[0]}x{static_hw[1]}' if static_hw else ''}, {info['exporter']} exporter)"
     )
     if info.get("optimize"):
         click.echo(f"optimized for onnxruntime's CPU: {info['optimize']['convs_rewritten']} convolution(s) rewritten")
     click.echo("onnx.checker: ok")
-    if no_verify:
-        return
-    tol = tolerance if tolerance is not None else default_tolerance(meta, fp16)
-    diff = verify_onnx(path, module, meta)
-    batch, (h, w) = check_shape(read_onnx_meta(path))
-    click.echo(f"onnxruntime vs PyTorch (batch {batch}, {h}x{w}): max |diff| = {diff:.3g} (tolerance {tol:.3g})")
-    if diff > tol:
-        raise I2IError(
-            f"onnxruntime differs from PyTorch by {diff:.3g}, past the tolerance {tol:.3g}; {path} is left for "
-            f"inspection - raise --tolerance if this is expected (e.g. with --fp16)"
-        )
+    if not no_verify:
+        tol = tolerance if tolerance is not None else default_tolerance(meta, fp16)
+        kept = f" (the earlier {final} is as it was)" if path != final else ""
+        try:
+            diff = verify_onnx(path, module, meta)
+        except I2IError as exc:
+            raise type(exc)(f"{exc}; {path} is left for inspection{kept}") from None
+        batch, (h, w) = check_shape(read_onnx_meta(path))
+        click.echo(f"onnxruntime vs PyTorch (batch {batch}, {h}x{w}): max |diff| = {diff:.3g} (tolerance {tol:.3g})")
+        if diff > tol:
+            raise I2IError(
+                f"onnxruntime differs from PyTorch by {diff:.3g}, past the tolerance {tol:.3g}; {path} is left for "
+                f"inspection{kept} - raise --tolerance if this is expected (e.g. with --fp16)"
+            )
+    if path != final:
+        publish(path, final)
+        path.parent.rmdir()
 
 
 @click.command("serve")

@@ -220,6 +220,29 @@ def test_an_export_that_fails_or_cannot_write_loses_nothing(tmp_path: Path, monk
         assert "Traceback" not in output and len(output.strip().splitlines()) == 1, output
 
 
+def test_a_failed_check_keeps_the_earlier_file(tmp_path: Path) -> None:
+    """The new file replaces an earlier one only once it has passed the check against PyTorch; a
+    rejected one waits beside it, in a hidden folder the message names."""
+    from i2i.registry import create_generator
+
+    torch.manual_seed(0)
+    torch.save(create_generator("resnet_6blocks", ngf=8).state_dict(), weights := tmp_path / "w.pth")
+    target = tmp_path / "out" / "g.onnx"
+    code, output = invoke("export", str(weights), "-o", str(target))
+    assert code == 0, output
+    before = target.read_bytes()
+    torch.manual_seed(1)
+    torch.save(create_generator("resnet_6blocks", ngf=8).state_dict(), weights)  # other weights: other bytes
+    code, output = invoke("export", str(weights), "-o", str(target), "--tolerance", "0")
+    staged = target.parent / ".g.onnx.new" / "g.onnx"
+    assert code == 1 and f"{staged} is left for inspection (the earlier {target} is as it was)" in output, output
+    assert target.read_bytes() == before and staged.is_file() and staged.read_bytes() != before
+    code, output = invoke("export", str(weights), "-o", str(target))
+    assert code == 0, output
+    assert sorted(p.name for p in target.parent.iterdir()) == ["g.onnx"]  # the staging folder is gone
+    assert target.read_bytes() != before
+
+
 def test_large_models_get_one_external_data_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # past the protobuf limit (~2 GB) the weights go to <name>.onnx.data; lower the threshold to see it
     import i2i_export.exporter as exporter
@@ -229,6 +252,7 @@ def test_large_models_get_one_external_data_file(tmp_path: Path, monkeypatch: py
     module, meta = build(spec).eval(), generator_meta(spec)
     path = exporter.export_onnx(module, meta, tmp_path / "big.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data"]
+    assert (tmp_path / "big.onnx.data").stat().st_mode == path.stat().st_mode  # onnx writes it 0600
     assert path.stat().st_size < (tmp_path / "big.onnx.data").stat().st_size
     assert exporter.verify_onnx(path, module) < 1e-4
     assert load(path, device="cpu").translate(np.zeros((8, 8, 3), np.uint8)).shape == (32, 32, 3)
