@@ -94,7 +94,8 @@ def create_session(
         raise I2IError(f"--device {device}: this onnxruntime has no {', '.join(missing)} (pip install 'i2i[gpu]', or "
                        f"'i2i[serve-gpu]' for a serving install); use --device cpu, or auto")
     opts = ort_module.SessionOptions()
-    opts.log_severity_level = 3  # errors only: onnxruntime's C++ warnings are not for users (ours are above)
+    # fatal only: onnxruntime's C++ warnings are not for users, and its errors reach them as our one line
+    opts.log_severity_level = 4
     opts.graph_optimization_level = ort_module.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Idle intra-op threads sleep instead of spinning: as fast or faster here (bench/onnx_latency.py)
     # and they leave the cores to image decoding/encoding and the other requests of a server.
@@ -142,10 +143,19 @@ def _session(ort_module: Any, path: str | Path, opts: Any, providers: list[Any])
         msg = " ".join(str(exc).split())
         file_error = any(code in msg for code in ("INVALID_PROTOBUF", "NO_SUCHFILE", "INVALID_GRAPH", "INVALID_ARGUMENT"))
         if file_error or providers == [CPU]:
-            reason = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", msg)[:200]
+            reason = _ort_reason(msg)
             raise I2IError(f"{path} is not an ONNX model this onnxruntime can run ({reason}); "
-                           f"export it again with `i2i export`") from None
+                           f"export it again with `i2i export`, or update onnxruntime") from None
         raise
+
+
+def _ort_reason(message: str) -> str:
+    """onnxruntime's error message without its status prefixes, C++ source locations and signatures
+    (which fill the first 200 characters and hide the reason: "Unsupported model IR version: 99")."""
+    message = re.sub(r"\[ONNXRuntimeError\] : \d+ : \w+ : ", "", message)
+    message = re.sub(r"(?:/onnxruntime_src/)?[\w/.-]+\.(?:cc|h|cpp):\d+ ", "", message)
+    message = re.sub(r"(?:\w+ )?onnxruntime::[\w:~]+\([^)]*\)(?: const)? ?", "", message)
+    return " ".join(message.split())[:200]
 
 
 def meta_from_session(sess: Any, path: str | Path = "") -> GeneratorMeta:

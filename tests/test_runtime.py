@@ -291,6 +291,15 @@ def _damaged(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
     model.opset_import.add(domain="x.y", version=1)
     onnx.save(model, str(path := tmp_path / "op.onnx"))
     files["unknown operator"] = (path, "x.y:FooBar(-1) is not a registered function/op); export it again")
+    model = onnx.load(str(good))
+    model.ir_version = 99  # from a newer exporter: onnxruntime's reason, not its C++ source locations
+    onnx.save(model, str(path := tmp_path / "ir.onnx"))
+    files["newer IR"] = (path, "(Load model from " + str(path) + " failed:Unsupported model IR version: 99, max supported")
+    onnx.save_model(onnx.load(str(good)), str(path := tmp_path / "ext.onnx"), save_as_external_data=True,
+                    location="ext.onnx.data", size_threshold=0)
+    data = tmp_path / "ext.onnx.data"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # its weights cut short
+    files["cut weights"] = (path, "External initializer: net.")
     return files
 
 
