@@ -2,7 +2,8 @@
 
 - ``I2I_BLOCK_PLUGINS=a,b`` blocks plugins by name (built-ins too, with or without their ``i2i_``
   prefix: ``cpu`` blocks ``i2i_cpu``); a name no installed plugin has is a warning.
-- ``I2I_PLUGINS=a,b`` loads only these third-party plugins (``I2I_PLUGINS=`` loads none).
+- ``I2I_PLUGINS=a,b`` loads only these third-party plugins (``I2I_PLUGINS=`` loads none); a name no
+  installed plugin has is a warning.
 - A plugin that fails to import, or whose hook raises, is reported in one warning naming it and the
   error; everything else still loads. A misspelt hook implementation is an error naming the plugin.
 - A built-in that fails to import (or to add its commands) only because a dependency of an extra
@@ -120,6 +121,13 @@ class PluginHost:
                 best = close_matches(name, sorted(known), n=1)
                 _warn(f"I2I_BLOCK_PLUGINS names {name!r}, which no installed plugin is called"
                       + (f" (did you mean: {best[0]}?)" if best else f" (plugins: {', '.join(sorted(known))})"))
+            installed = sorted(ep.name for ep in eps)
+            for name in sorted((allowed or set()) - set(installed)):
+                best = close_matches(name, installed, n=1)
+                _warn(f"I2I_PLUGINS names {name!r}, which no installed plugin is called"
+                      + (" (built-ins always load: it selects installed plugins)" if name in known
+                         else f" (did you mean: {best[0]}?)" if best
+                         else f" (installed: {', '.join(installed) or 'none'})"))
         for name in blocked:
             self.pm.set_blocked(name)
         for name, module_name in builtins.items():

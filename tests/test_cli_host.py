@@ -180,6 +180,7 @@ def test_installed_plugin_is_listed_usable_and_adds_its_command(installed: None)
     assert [(d["name"], d["plugin"]) for d in json.loads(result.output)] == [("example_resnet", "example")]
 
 
+@pytest.mark.filterwarnings("ignore:I2I_PLUGINS names 'other', which no installed plugin is called")
 @pytest.mark.parametrize("env", [{"I2I_BLOCK_PLUGINS": "example"}, {"I2I_PLUGINS": ""}, {"I2I_PLUGINS": "other"}])
 def test_blocked_plugin_is_not_listed_and_its_command_is_gone(
     installed: None, monkeypatch: pytest.MonkeyPatch, env: dict[str, str],

@@ -262,6 +262,14 @@ def test_allow_list_and_block_list_for_entry_points(installed: None, monkeypatch
     h = PluginHost()
     assert not [p for p in h.info.values() if not p.builtin]
 
+    monkeypatch.setenv("I2I_PLUGINS", "exampel,pix2pix")
+    with pytest.warns(PluginWarning) as record:
+        PluginHost()
+    said = sorted(str(r.message) for r in record if issubclass(r.category, PluginWarning))
+    assert said == ["I2I_PLUGINS names 'exampel', which no installed plugin is called (did you mean: example?)",
+                    "I2I_PLUGINS names 'pix2pix', which no installed plugin is called (built-ins always load: "
+                    "it selects installed plugins)"]
+
     monkeypatch.delenv("I2I_PLUGINS")
     monkeypatch.setenv("I2I_BLOCK_PLUGINS", "example,broken_import,broken_hook")
     with warnings.catch_warnings():
