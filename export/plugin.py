@@ -82,6 +82,8 @@ def export_cmd(
 
     from .exporter import check_shape, default_tolerance, export_onnx, publish, verify_onnx
 
+    _exit_on_sigterm()  # the exporter's temporary folders are removed on `kill` as on Ctrl-C
+
     if model_name is None:  # a weights file alone is the model, as in `i2i translate --weights FILE`
         alone, weights = weights_alone(checkpoint, weights)
         checkpoint = None if alone is None else Path(alone)
@@ -148,6 +150,18 @@ def export_cmd(
     if path != final:
         publish(path, final)
         path.parent.rmdir()
+
+
+def _exit_on_sigterm() -> None:
+    """SIGTERM raises SystemExit (status 143, as the signal would give), so ``finally`` blocks run."""
+    import signal
+    import threading
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, terminate)
 
 
 @click.command("serve")

@@ -256,3 +256,26 @@ def test_large_models_get_one_external_data_file(tmp_path: Path, monkeypatch: py
     assert path.stat().st_size < (tmp_path / "big.onnx.data").stat().st_size
     assert exporter.verify_onnx(path, module) < 1e-4
     assert load(path, device="cpu").translate(np.zeros((8, 8, 3), np.uint8)).shape == (32, 32, 3)
+
+
+def test_export_turns_sigterm_into_an_exit_that_cleans_up() -> None:
+    """`kill` during `i2i export` runs the exporter's finally blocks (its temporary folder beside the
+    target is removed), as Ctrl-C does."""
+    import os
+    import signal
+    import time
+
+    from i2i_export.plugin import _exit_on_sigterm
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        _exit_on_sigterm()
+        with pytest.raises(SystemExit) as stop:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the handler's SystemExit interrupts it
+            finally:
+                cleaned = True
+        assert stop.value.code == 143 and cleaned
+    finally:
+        signal.signal(signal.SIGTERM, before)
