@@ -155,7 +155,8 @@ def _ort_reason(message: str) -> str:
     message = re.sub(r"\[ONNXRuntimeError\] : \d+ : \w+ : ", "", message)
     message = re.sub(r"(?:/onnxruntime_src/)?[\w/.-]+\.(?:cc|h|cpp):\d+ ", "", message)
     message = re.sub(r"(?:\w+ )?onnxruntime::[\w:~]+\([^)]*\)(?: const)? ?", "", message)
-    return " ".join(message.split())[:200]
+    message = " ".join(message.split())
+    return message if len(message) <= 300 else message[:150] + " ... " + message[-145:]  # the end says why
 
 
 def meta_from_session(sess: Any, path: str | Path = "") -> GeneratorMeta:

@@ -83,6 +83,9 @@ class GeneratorMeta:
                 raise TypeError(f"{name} {getattr(self, name)!r} is not a mapping")
         whole("in_channels", 1, 1 << 16), whole("out_channels", 1, 1 << 16), whole("scale", 1, 64)
         whole("size_multiple", 1, 1 << 16), whole("min_size", 1, 1 << 16)
+        if not isinstance(self.value_range, (list, tuple)) or len(self.value_range) != 2 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.value_range):
+            raise TypeError(f"value_range {self.value_range!r} is no pair of numbers")  # "01" unpacks as (0, 1)
         low, high = (float(v) for v in self.value_range)
         if not -1e6 < low < high < 1e6:
             raise ValueError(f"value_range {list(self.value_range)} is no increasing pair")
@@ -93,6 +96,10 @@ class GeneratorMeta:
         for key in ("onnx", "ab_pairs"):  # the info entries the runtime reads
             if self.info.get(key) is not None and not isinstance(self.info[key], dict):
                 raise TypeError(f"info[{key!r}] {self.info[key]!r} is not a mapping")
+        pairs = self.info.get("ab_pairs") or {}
+        aspect, side = pairs.get("aspect", 2.0), pairs.get("input", "left")
+        if isinstance(aspect, bool) or not isinstance(aspect, (int, float)) or not 0 < aspect < 100 or side not in ("left", "right"):
+            raise ValueError(f"info['ab_pairs'] {pairs!r} is no pair layout (aspect > 0, input left or right)")
         static = (self.info.get("onnx") or {}).get("static_hw")
         if static is not None and not (isinstance(static, list) and len(static) == 2
                                        and all(isinstance(v, int) and v > 0 for v in static)):

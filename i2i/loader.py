@@ -307,7 +307,10 @@ class Generator:
         "" for sources without one: .onnx files, published weights, older checkpoints)."""
         from .modelcard import card_summary, read_card
 
-        card = read_card(self.meta.info["checkpoint"]) if self.meta.info.get("checkpoint") else None
+        # an .onnx file's metadata keeps the path of the checkpoint it came from, relative to where it was
+        # exported: from anywhere else it may name another run's card, so files have none (module None)
+        checkpoint = self.meta.info.get("checkpoint") if self.module is not None else None
+        card = read_card(checkpoint) if isinstance(checkpoint, str) and checkpoint else None
         return {"meta": asdict(self.meta), "device": self.device, "providers": self.providers,
                 "static_hw": self.static_hw, "source": Path(self.source).name if self.source else "",
                 "model_card": card, "summary": card_summary(card) if card else ""}

@@ -127,7 +127,8 @@ class PluginHost:
                 _warn(f"I2I_PLUGINS names {name!r}, which no installed plugin is called"
                       + (" (built-ins always load: it selects installed plugins)" if name in known
                          else f" (did you mean: {best[0]}?)" if best
-                         else f" (installed: {', '.join(installed) or 'none'})"))
+                         else f" (installed: {', '.join(installed)})" if installed
+                         else " (no third-party plugin is installed; built-ins always load)"))
         for name in blocked:
             self.pm.set_blocked(name)
         for name, module_name in builtins.items():

@@ -197,7 +197,7 @@ def build_strict(generator: str, kwargs: dict[str, Any], state: dict[str, Any], 
 
     try:
         module = create_generator(generator, **kwargs)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RuntimeError) as exc:  # ngf "wide", ngf -4 (a negative tensor size)
         raise I2IError(f"{source or 'the weights'}: the recorded settings {kwargs} do not build {generator} "
                        f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]}); "
                        f"{todo or 'use another checkpoint of the run'}") from None

@@ -324,13 +324,15 @@ def test_damaged_checkpoint_metadata_is_one_line(tmp_path: Path, resnet_run: Pat
 
     Image.fromarray(rgb(16, 16)).save(tmp_path / "a.png")
     for damage, says in ((metadata[META_KEY][:50], "its i2i metadata is damaged (Unterminated string"),
-                         (damaged(value_range="minus one to one"), "its i2i metadata is damaged (ValueError"),
+                         (damaged(value_range="minus one to one"), "its i2i metadata is damaged (TypeError"),
                          (damaged(value_range=[0, 0]), "value_range [0, 0] is no increasing pair"),
                          (damaged(scale=0), "scale 0 is not a whole number in [1, 64]"),
                          (damaged(kwargs="x"), "kwargs 'x' is not a mapping"),
                          (damaged(info={"ab_pairs": "yes"}), "info['ab_pairs'] 'yes' is not a mapping"),
                          (damaged(generators="G"), "generators 'G' is no mapping of generator records"),
-                         (damaged(kwargs={"ngf": "wide"}), "the recorded settings {'ngf': 'wide'} do not build")):
+                         (damaged(kwargs={"ngf": "wide"}), "the recorded settings {'ngf': 'wide'} do not build"),
+                         (damaged(kwargs={"ngf": -4}), "the recorded settings {'ngf': -4} do not build"),
+                         (damaged(value_range="01"), "value_range '01' is no pair of numbers")):
         bad = tmp_path / "weights.safetensors"
         save_file(tensors, str(bad), metadata={**metadata, META_KEY: damage})
         with pytest.raises(I2IError, match=re.escape(says)):

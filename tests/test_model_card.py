@@ -263,3 +263,20 @@ def test_a_checkpoint_without_a_card_says_which_ones_carry_one(tmp_path: Path) -
                                    "--out", str(tmp_path / "o")])
     line = next(line for line in res.output.splitlines() if "has no model card" in line)
     assert "issue" not in line and "i2i writes one into each checkpoint folder of a training run" in line, res.output
+
+
+def test_an_onnx_file_has_no_card_even_where_its_checkpoint_path_names_one(tmp_path: Path) -> None:
+    """An .onnx file's metadata keeps the (possibly relative) path of the checkpoint it was exported
+    from; read from another folder it may name another run's card: files show none, checkpoints theirs."""
+    from torch import nn
+
+    from i2i.artifact import GeneratorMeta
+    from i2i.loader import Generator
+    from i2i.modelcard import CARD
+
+    (tmp_path / CARD).write_text("# cyclegan resnet_9blocks\n\n> trained 200 epochs on horse2zebra\n")
+    meta = GeneratorMeta(name="unet_128", info={"checkpoint": str(tmp_path / "weights.safetensors")})
+    onnx_file = Generator(lambda x: x, meta, "cpu", source="m.onnx", module=None)
+    assert onnx_file.describe()["model_card"] is None and onnx_file.describe()["summary"] == ""
+    checkpoint = Generator(lambda x: x, meta, "cpu", source=str(tmp_path), module=nn.Identity())
+    assert checkpoint.describe()["model_card"].startswith("# cyclegan")

@@ -286,6 +286,12 @@ def _damaged(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
     next(p for p in model.metadata_props if p.key == "i2i").value = json.dumps({**meta, "scale": 0})
     onnx.save(model, str(path := tmp_path / "meta_scale.onnx"))
     files["metadata scale"] = (path, "its i2i metadata is damaged (ValueError: scale 0 is not a whole number")
+    for name, field, says in (("range", {"value_range": "01"}, "value_range '01' is no pair of numbers"),
+                              ("pairs", {"info": {"ab_pairs": {"aspect": "x"}}}, "is no pair layout")):
+        model = onnx.load(str(good))
+        next(p for p in model.metadata_props if p.key == "i2i").value = json.dumps({**meta, **field})
+        onnx.save(model, str(path := tmp_path / f"meta_{name}.onnx"))
+        files[f"metadata {name}"] = (path, says)
     model = onnx.load(str(good))
     model.graph.node[0].domain, model.graph.node[0].op_type = "x.y", "FooBar"
     model.opset_import.add(domain="x.y", version=1)
@@ -299,7 +305,7 @@ def _damaged(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
                     location="ext.onnx.data", size_threshold=0)
     data = tmp_path / "ext.onnx.data"
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # its weights cut short
-    files["cut weights"] = (path, "External initializer: net.")
+    files["cut weights"] = (path, "can not be read in full")  # onnxruntime's reason, at the end of its message
     return files
 
 
