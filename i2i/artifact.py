@@ -81,8 +81,9 @@ class GeneratorMeta:
         for name in ("kwargs", "info"):
             if not isinstance(getattr(self, name), dict):
                 raise TypeError(f"{name} {getattr(self, name)!r} is not a mapping")
-        whole("in_channels", 1, 1 << 16), whole("out_channels", 1, 1 << 16), whole("scale", 1, 64)
-        whole("size_multiple", 1, 1 << 16), whole("min_size", 1, 1 << 16)
+        for name, high in (("in_channels", 1 << 16), ("out_channels", 1 << 16), ("scale", 64),
+                           ("size_multiple", 1 << 16), ("min_size", 1 << 16)):
+            whole(name, 1, high)
         if not isinstance(self.value_range, (list, tuple)) or len(self.value_range) != 2 or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.value_range):
             raise TypeError(f"value_range {self.value_range!r} is no pair of numbers")  # "01" unpacks as (0, 1)
