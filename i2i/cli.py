@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 import click
 
 from . import __version__
-from .errors import I2IError, close_matches, did_you_mean
+from .errors import I2IError, close_matches, did_you_mean, os_error_line
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations phones home on import otherwise
 
@@ -75,14 +75,6 @@ class I2IGroup(click.Group):
             raise click.ClickException(str(exc)) from None
         except OSError as exc:  # a path the system refuses (a file where a folder goes, too long, no space)
             raise click.ClickException(os_error_line(exc)) from None
-
-
-def os_error_line(exc: OSError) -> str:
-    """One line for an OSError a command met: what the system said, about which path, and what to do."""
-    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
-    where = " -> ".join(n if len(n) <= 120 else n[:57] + "..." + n[-60:] for n in names)
-    what = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
-    return f"{what}{f' ({where})' if where else ''}: check the path, its folders and the free space"
 
 
 @click.group(cls=I2IGroup, context_settings={"help_option_names": ["-h", "--help"]})

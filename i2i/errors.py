@@ -35,3 +35,11 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """' (did you mean: a, b?)' or '' when nothing is close."""
     matches = close_matches(name, candidates)
     return f" (did you mean: {', '.join(matches)}?)" if matches else ""
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError a command met: what the system said, about which path, and what to do."""
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    where = " -> ".join(n if len(n) <= 120 else n[:57] + "..." + n[-60:] for n in names)
+    what = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    return f"{what}{f' ({where})' if where else ''}: check the path, its folders and the free space"

@@ -48,7 +48,7 @@ from typing import BinaryIO, Callable, Iterable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import I2IError
+from .errors import I2IError, os_error_line
 
 
 class ImageFramesWarning(UserWarning):
@@ -530,7 +530,7 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray | Image.Image, q
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomically(path, lambda f: _encode(image, pil_format, quality, "write_image", f))
     except OSError as exc:
-        raise I2IError(f"cannot write image {path}: {exc}") from None
+        raise I2IError(f"cannot write image {path}: {os_error_line(exc)}") from None
     return path
 
 

@@ -615,8 +615,8 @@ def test_write_image_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_write_image_folder_errors(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
-    with pytest.raises(I2IError, match="cannot write image"):
-        write_image(tmp_path / "file" / "x.png", np.zeros((2, 2), np.uint8))  # parent is a file
+    with pytest.raises(I2IError, match=r"cannot write image .*x.png: File exists \(.*file\): check the path"):
+        write_image(tmp_path / "file" / "x.png", np.zeros((2, 2), np.uint8))  # parent is a file: said in words
     (tmp_path / "dir.png").mkdir()
     with pytest.raises(I2IError, match="cannot write image"):
         write_image(tmp_path / "dir.png", np.zeros((2, 2), np.uint8))
