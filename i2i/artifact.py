@@ -50,10 +50,11 @@ class GeneratorMeta:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, source: str = "") -> "GeneratorMeta":
+    def from_json(cls, text: str, source: str = "", todo: str = "export or save the model again") -> "GeneratorMeta":
         """The metadata in ``text``. Damaged JSON, or a field of the wrong kind or out of its range (a
         name missing, a scale of 0, a value range that is no increasing pair, an info entry the
-        runtime reads that is no mapping) is a one-line ``I2IError`` naming ``source`` (its file)."""
+        runtime reads that is no mapping) is a one-line ``I2IError`` naming ``source`` (its file) and
+        ``todo`` (what to do)."""
         try:
             data = json.loads(text)
             known = set(cls.__dataclass_fields__)
@@ -63,7 +64,7 @@ class GeneratorMeta:
             from .errors import I2IError
 
             raise I2IError(f"{source or 'this model'}: its i2i metadata is damaged ({type(exc).__name__}: "
-                           f"{' '.join(str(exc).split())[:120]}); export or save the model again") from None
+                           f"{' '.join(str(exc).split())[:120]}); {todo}") from None
         return meta
 
     def _check(self) -> None:

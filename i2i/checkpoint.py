@@ -241,7 +241,7 @@ def open_checkpoint(path: str | Path, net: str | None = None, ema: bool = True) 
                        "of generator records); use another checkpoint of the run")
     if net not in gens:
         raise I2IError(f"checkpoint has no generator {net!r}; it has: {', '.join(gens) or 'none'}")
-    gmeta = GeneratorMeta.from_json(json.dumps(gens[net]), str(weights_file))
+    gmeta = GeneratorMeta.from_json(json.dumps(gens[net]), str(weights_file), "use another checkpoint of the run")
     try:
         tensors = load_file(str(weights_file))
     except (SafetensorError, OSError) as exc:

@@ -327,7 +327,7 @@ def test_damaged_checkpoint_metadata_is_one_line(tmp_path: Path, resnet_run: Pat
                          (damaged(value_range="minus one to one"), "its i2i metadata is damaged (TypeError"),
                          (damaged(value_range=[0, 0]), "value_range [0, 0] is no increasing pair"),
                          (damaged(scale=0), "scale 0 is not a whole number in [1, 64]"),
-                         (damaged(kwargs="x"), "kwargs 'x' is not a mapping"),
+                         (damaged(kwargs="x"), "kwargs 'x' is not a mapping); use another checkpoint of the run"),
                          (damaged(info={"ab_pairs": "yes"}), "info['ab_pairs'] 'yes' is not a mapping"),
                          (damaged(generators="G"), "generators 'G' is no mapping of generator records"),
                          (damaged(kwargs={"ngf": "wide"}), "the recorded settings {'ngf': 'wide'} do not build"),
