@@ -129,6 +129,7 @@ def export_cmd(
         f"exported {_label(meta)} ({meta.method or 'imported'} {meta.net}{', EMA weights' if used_ema else ''}) -> {final} "
         f"({size / 1e6:.1f} MB, opset {opset}, {'float16' if fp16 else 'float32'}, dynamic {axes}"
         f"{f', {static_hw[0]}x{static_hw[1]}' if static_hw else ''}, {info['exporter']} exporter)"
+        + ("; the earlier file stays until the check below passes" if path != final and not no_verify else "")
     )
     if info.get("optimize"):
         click.echo(f"optimized for onnxruntime's CPU: {info['optimize']['convs_rewritten']} convolution(s) rewritten")

@@ -235,6 +235,7 @@ def test_a_failed_check_keeps_the_earlier_file(tmp_path: Path) -> None:
     torch.save(create_generator("resnet_6blocks", ngf=8).state_dict(), weights)  # other weights: other bytes
     code, output = invoke("export", str(weights), "-o", str(target), "--tolerance", "0")
     staged = target.parent / ".g.onnx.new" / "g.onnx"
+    assert "the earlier file stays until the check below passes" in output.splitlines()[0], output
     assert code == 1 and f"{staged} is left for inspection (the earlier {target} is as it was)" in output, output
     assert target.read_bytes() == before and staged.is_file() and staged.read_bytes() != before
     code, output = invoke("export", str(weights), "-o", str(target))
