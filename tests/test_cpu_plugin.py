@@ -245,7 +245,8 @@ def test_winograd_conv_rejects_other_kernels_and_half_precision_and_takes_int_pa
 
 @pytest.mark.usefixtures("any_map_size", "gemm", "transforms")
 def test_winograd_takes_channels_last_input(winograd_calls: list[tuple]) -> None:
-    """The engine's channels_last switch hands the layer NHWC-strided tensors; same results."""
+    """The engine's channels_last switch hands the layer NHWC-strided tensors; same results, and the
+    same memory format out as the plain layer gives (the next layers keep running channels_last)."""
     torch.manual_seed(0)
     conv = _cpu(nn.Conv2d(128, 128, 3, padding=1))
     x = torch.randn(2, 128, 10, 10)
@@ -253,6 +254,8 @@ def test_winograd_takes_channels_last_input(winograd_calls: list[tuple]) -> None
     y = conv(xi)
     assert winograd_calls
     assert _relative_error(y, nn.Conv2d.forward(conv, x)) < 1e-4
+    assert y.is_contiguous(memory_format=torch.channels_last) == nn.Conv2d.forward(conv, xi).is_contiguous(
+        memory_format=torch.channels_last) == True  # noqa: E712
     g = torch.randn_like(y).contiguous(memory_format=torch.channels_last)
     (grad_x,) = torch.autograd.grad(y, xi, g)
     xr = x.clone().requires_grad_()

@@ -247,6 +247,7 @@ def winograd_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     backward.
 
     ``x``: (n, c, h, w) float32 or float64; ``weight``: (k, c, r, r) and ``bias`` (k,) of the same dtype.
+    The output has the input's memory format, as ``F.conv2d``'s does (channels_last stays channels_last).
     Raises ValueError for another kernel size or dtype (the transforms' constants lose ~1-10% in
     float16/bfloat16), mixed dtypes, or a map smaller than the kernel."""
     if tuple(weight.shape[2:]) not in ((3, 3), (4, 4)):
@@ -260,4 +261,7 @@ def winograd_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     if min(x.shape[2] + 2 * pads[0], x.shape[3] + 2 * pads[1]) < weight.shape[2]:
         raise ValueError(f"winograd_conv: the padded input {tuple(x.shape[2:])} + 2 x {pads} is smaller than the "
                          f"{weight.shape[2]}x{weight.shape[3]} kernel")
-    return _Winograd.apply(x, weight, bias, pads)
+    y = _Winograd.apply(x, weight, bias, pads)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        y = y.contiguous(memory_format=torch.channels_last)  # the transforms write NCHW
+    return y
