@@ -136,7 +136,7 @@ def test_narrow_strided_and_grouped_convolutions_are_left_alone(tmp_path: Path) 
                                                    (6, 1, True, (15, 15))])
 def test_narrow_large_kernel_convolution_on_2x2_output_blocks(tmp_path: Path, kernel: int, padding: int,
                                                                bias: bool, hw: tuple[int, int]) -> None:
-    # Odd output sizes (21 + 6 - 6, 17, 15 + 2 - 5) leave half a block to crop; 6x6 is an even kernel.
+    # Odd output sizes (21x17, 9x12) leave half a 2x2 block to crop; 6x6 is an even kernel.
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(16, 3, kernel, padding=padding, bias=bias)).eval()
     path = _export(net, torch.randn(1, 16, 24, 24), tmp_path / "narrow.onnx")
