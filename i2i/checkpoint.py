@@ -118,11 +118,11 @@ def read_meta(weights_file: str | Path) -> dict[str, Any]:
         raise I2IError(f"{weights_file} has no i2i metadata; for third-party weights use `--weights` with `--model`")
     try:
         meta = json.loads(raw)
+        if not isinstance(meta, dict):
+            raise ValueError(f"{str(meta)[:60]} is no mapping")
     except ValueError as exc:
-        meta = exc
-    if not isinstance(meta, dict):
-        raise I2IError(f"{weights_file}: its i2i metadata is damaged ({' '.join(str(meta).split())[:120]}); "
-                       "use another checkpoint of the run")
+        raise I2IError(f"{weights_file}: its i2i metadata is damaged ({' '.join(str(exc).split())[:120]}); "
+                       "use another checkpoint of the run") from None
     return meta
 
 
