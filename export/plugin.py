@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
@@ -48,6 +49,30 @@ def _label(meta) -> str:  # noqa: ANN001 - GeneratorMeta, imported lazily
     return f"{zoo} [{meta.name}]" if zoo else meta.name
 
 
+def _exit_on_sigterm(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with SIGTERM raising SystemExit (status 143, as the signal would give), so its
+    ``finally`` blocks run: a killed export removes its temporary folders, as on Ctrl-C. The handler
+    before it is put back afterwards (a process running commands in turn, such as a test, keeps its own)."""
+    import functools
+    import signal
+    import threading
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
+            return command(*args, **kwargs)
+        before = signal.signal(signal.SIGTERM, terminate)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGTERM, before)
+
+    return run
+
+
 @click.command("export")
 @click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
 @click.option("--model", "model_name", metavar="NAME", help="A pretrained model from the zoo (`i2i list models`) instead of a checkpoint.")
@@ -66,6 +91,7 @@ def _label(meta) -> str:  # noqa: ANN001 - GeneratorMeta, imported lazily
               help="Rewrite the graph for onnxruntime's CPU provider (Winograd 3x3 convolutions, the narrow "
                    "last layer on 2x2 output blocks, transposed convolutions by phase; float32, opset >= 18): "
                    "for serving on CPUs; GPUs should get the plain file.")
+@_exit_on_sigterm
 def export_cmd(
     checkpoint: Path | None, model_name: str | None, weights: Path | None, output: Path | None, opset: int,
     fp16: bool, static: str | None, net: str | None, no_ema: bool, tolerance: float | None, no_verify: bool, exporter: str,
@@ -81,8 +107,6 @@ def export_cmd(
     from i2i.loader import load, weights_alone
 
     from .exporter import check_shape, default_tolerance, export_onnx, publish, verify_onnx
-
-    _exit_on_sigterm()  # the exporter's temporary folders are removed on `kill` as on Ctrl-C
 
     if model_name is None:  # a weights file alone is the model, as in `i2i translate --weights FILE`
         alone, weights = weights_alone(checkpoint, weights)
@@ -151,18 +175,6 @@ def export_cmd(
     if path != final:
         publish(path, final)
         path.parent.rmdir()
-
-
-def _exit_on_sigterm() -> None:
-    """SIGTERM raises SystemExit (status 143, as the signal would give), so ``finally`` blocks run."""
-    import signal
-    import threading
-
-    def terminate(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, terminate)
 
 
 @click.command("serve")

@@ -261,22 +261,25 @@ def test_large_models_get_one_external_data_file(tmp_path: Path, monkeypatch: py
 
 def test_export_turns_sigterm_into_an_exit_that_cleans_up() -> None:
     """`kill` during `i2i export` runs the exporter's finally blocks (its temporary folder beside the
-    target is removed), as Ctrl-C does."""
+    target is removed), as Ctrl-C does; the process's own handler is back afterwards."""
     import os
     import signal
     import time
 
     from i2i_export.plugin import _exit_on_sigterm
 
+    cleaned = []
+
+    @_exit_on_sigterm
+    def command() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler's SystemExit interrupts it
+        finally:
+            cleaned.append(True)
+
     before = signal.getsignal(signal.SIGTERM)
-    try:
-        _exit_on_sigterm()
-        with pytest.raises(SystemExit) as stop:
-            try:
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(5)  # the handler's SystemExit interrupts it
-            finally:
-                cleaned = True
-        assert stop.value.code == 143 and cleaned
-    finally:
-        signal.signal(signal.SIGTERM, before)
+    with pytest.raises(SystemExit) as stop:
+        command()
+    assert stop.value.code == 143 and cleaned == [True]
+    assert signal.getsignal(signal.SIGTERM) is before
